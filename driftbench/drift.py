@@ -1,0 +1,270 @@
+"""From a clip's face track to identity-over-time: references, per-frame similarities, curves and
+per-clip drift metrics. Pure functions of tables (no video, no models).
+
+Metric cards (units: cosine similarity of identity embeddings unless stated; higher = more alike):
+
+- ``sim_raw``: cosine between the frame's face and the reference embedding.
+- ``sim_dec``: ``sim_raw`` decoupled from the expression / head-pose (/ age) difference to the
+  reference (:mod:`driftbench.decouple`); what drift and identity loss are judged on.
+- ``sim_open``: cosine to the clip's own opening (mean embedding of its first ``opening_s``).
+- ``opening_{raw,dec}``: median similarity over the opening window [0, opening_s). Level, not drift.
+- ``sim_{raw,dec}_at_{T}s``: median similarity over [T - window_s, T); empty when the clip is shorter
+  than T. Higher is better.
+- ``drift_{raw,dec}_at_{T}s``: opening minus sim@T (positive = the face moved away from where it
+  started). Lower is better.
+- ``slope_{raw,dec}_per_min``: Theil-Sen slope of the per-bin medians, per minute (negative = drift).
+- ``auc_{raw,dec}``: time-normalised area under the binned curve (mean similarity over the clip).
+- ``time_to_loss_s``: onset of identity loss: the first sample of the first run of at least
+  ``min_loss_s`` in which the smoothed decoupled similarity stays below the backend's calibrated
+  threshold; empty (right-censored at ``duration_s``) when identity is never lost. ``lost`` is 0/1.
+- ``face_rate``: share of samples where the character's face was found; stands beside every
+  identity figure (a method that loses the face is flagged, never rewarded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from driftbench.faces.base import l2_normalize
+
+
+@dataclass
+class Reference:
+    """The character's reference: identity embedding plus its expression, pose and age."""
+
+    embedding: np.ndarray  # (D,) L2-normalised
+    blendshapes: np.ndarray | None  # (52,)
+    yaw: float
+    pitch: float
+    roll: float
+    age: float
+    mode: str  # "images" | "first_frame"
+    n_faces: int  # how many faces (images or opening frames) were averaged
+    thumb: bytes | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "n_faces": self.n_faces, "yaw": self.yaw, "pitch": self.pitch,
+                "roll": self.roll, "age": self.age,
+                "blendshapes": None if self.blendshapes is None else [float(v) for v in self.blendshapes]}
+
+
+def _mean_or_nan(values: pd.Series) -> float:
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    return float(v.mean()) if len(v) else float("nan")
+
+
+def _stack(series: pd.Series) -> np.ndarray | None:
+    arrs = [np.asarray(v, dtype=np.float32) for v in series if v is not None]
+    arrs = [a for a in arrs if a.size and np.isfinite(a).all()]
+    return np.stack(arrs) if arrs else None
+
+
+def reference_from_faces(rows: pd.DataFrame, mode: str) -> Reference:
+    """Average the given face rows (reference images' faces or the opening frames' faces)."""
+    rows = rows[rows["emb"].notna()]
+    if rows.empty:
+        raise ValueError("no face to build the reference from")
+    emb = l2_normalize(_stack(rows["emb"]).mean(axis=0))  # type: ignore[union-attr]
+    bs = _stack(rows["blendshapes"]) if "blendshapes" in rows else None
+    thumb = next((t for t in rows.get("thumb", pd.Series(dtype=object)) if t), None)
+    return Reference(
+        embedding=emb,
+        blendshapes=None if bs is None else bs.mean(axis=0),
+        yaw=_mean_or_nan(rows["yaw"]), pitch=_mean_or_nan(rows["pitch"]), roll=_mean_or_nan(rows["roll"]),
+        age=float(pd.to_numeric(rows["age"], errors="coerce").median()) if rows["age"].notna().any() else np.nan,
+        mode=mode, n_faces=len(rows), thumb=thumb,
+    )
+
+
+def frame_table(track: pd.DataFrame, ref: Reference, *, opening_s: float = 2.0) -> pd.DataFrame:
+    """Per-sample similarities and differences to the reference (decoupling is applied later)."""
+    out = pd.DataFrame({
+        "sample_index": track["sample_index"].astype("int32"),
+        "t": track["t"].astype("float64"),
+        "face_found": track["face_found"].astype(bool),
+        "n_faces": track["n_faces"].astype("int16"),
+        "det_score": track["det_score"].astype("float32"),
+        "face_size": track["face_size"].astype("float32"),
+        "blur": track["blur"].astype("float32"),
+        "yaw": track["yaw"].astype("float32"),
+        "pitch": track["pitch"].astype("float32"),
+        "roll": track["roll"].astype("float32"),
+        "age": track["age"].astype("float32"),
+    })
+    found = out["face_found"].to_numpy()
+    sim = np.full(len(out), np.nan, dtype=np.float64)
+    sim_open = np.full(len(out), np.nan, dtype=np.float64)
+    if found.any():
+        embs = np.stack([np.asarray(e, dtype=np.float32) for e in track.loc[found, "emb"]])
+        sim[found] = embs @ ref.embedding
+        opening = found & (out["t"].to_numpy() < opening_s)
+        if opening.any():
+            open_emb = l2_normalize(np.stack([np.asarray(e, np.float32) for e in track.loc[opening, "emb"]])
+                                    .mean(axis=0))
+            sim_open[found] = embs @ open_emb
+    out["sim_raw"] = sim
+    out["sim_open"] = sim_open
+    # differences to the reference that decoupling accounts for
+    out["d_yaw"] = (out["yaw"] - ref.yaw).abs().astype("float32")
+    out["d_pitch"] = (out["pitch"] - ref.pitch).abs().astype("float32")
+    out["d_roll"] = (out["roll"] - ref.roll).abs().astype("float32")
+    expr = np.full(len(out), np.nan, dtype=np.float32)
+    if ref.blendshapes is not None and "blendshapes" in track:
+        for i, bs in enumerate(track["blendshapes"]):
+            if bs is not None:
+                a = np.asarray(bs, dtype=np.float32)
+                if a.shape == ref.blendshapes.shape and np.isfinite(a).all():
+                    expr[i] = float(np.linalg.norm(a - ref.blendshapes))
+    out["d_expr"] = expr
+    out["d_age"] = (out["age"] - ref.age).astype("float32")
+    out["lm_motion"], out["lm_motion_local"] = landmark_motion(track)
+    return out
+
+
+def landmark_motion(track: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample: mean displacement of the 478 landmarks since the previous sample, divided by face
+    size. ``lm_motion`` includes head motion; ``lm_motion_local`` removes the best similarity
+    transform first (expression and articulation only). NaN where either sample lacks landmarks."""
+    from driftbench.faces.base import similarity_matrix
+
+    n = len(track)
+    total = np.full(n, np.nan, dtype=np.float32)
+    local = np.full(n, np.nan, dtype=np.float32)
+    if "lm478" not in track:
+        return total, local
+    prev: np.ndarray | None = None
+    for i, (lm, size) in enumerate(zip(track["lm478"], track["face_size"], strict=True)):
+        cur = None
+        if lm is not None:
+            a = np.asarray(lm, dtype=np.float64).reshape(-1, 2)
+            cur = a if np.isfinite(a).all() else None
+        if cur is not None and prev is not None and np.isfinite(size) and size > 0:
+            total[i] = float(np.linalg.norm(cur - prev, axis=1).mean() / size)
+            try:
+                m = similarity_matrix(prev, cur)
+                moved = prev @ m[:, :2].T + m[:, 2]
+                local[i] = float(np.linalg.norm(cur - moved, axis=1).mean() / size)
+            except ValueError:
+                pass
+        prev = cur
+    return total, local
+
+
+def smooth(t: np.ndarray, values: np.ndarray, window_s: float) -> np.ndarray:
+    """Centred rolling median over a time window (NaN samples are ignored, stay NaN)."""
+    out = np.full(len(values), np.nan)
+    ok = np.isfinite(values)
+    if not ok.any():
+        return out
+    s = pd.Series(values[ok], index=pd.to_timedelta(t[ok], unit="s"))
+    if window_s <= 0:
+        out[ok] = values[ok]
+        return out
+    rolled = s.rolling(pd.Timedelta(seconds=window_s), center=True, min_periods=1).median()
+    out[ok] = rolled.to_numpy()
+    return out
+
+
+def time_to_loss(t: np.ndarray, smoothed: np.ndarray, threshold: float, min_loss_s: float,
+                 period: float) -> float | None:
+    """Onset of the first run of at least ``min_loss_s`` below ``threshold``; None if none.
+
+    Samples without a face (NaN) neither start nor break a run. A run's length counts one sample
+    period for its last sample (a run of n samples at 2 frames/s lasts n * 0.5 s).
+    """
+    start: float | None = None
+    last: float | None = None
+    for ti, v in zip(t, smoothed, strict=True):
+        if not np.isfinite(v):
+            continue
+        if v < threshold:
+            if start is None:
+                start = float(ti)
+            last = float(ti)
+            if last - start + period >= min_loss_s - 1e-9:
+                return start
+        else:
+            start = last = None
+    return None
+
+
+def curve(frames: pd.DataFrame, bin_s: float = 1.0) -> pd.DataFrame:
+    """Similarity over time at a fixed resolution: per-bin medians, counts and face rate."""
+    b = np.floor(frames["t"].to_numpy() / bin_s + 1e-9).astype(int)
+    df = frames.assign(bin=b)
+    g = df.groupby("bin", sort=True)
+    out = pd.DataFrame({
+        "t_start": g["t"].min().index.to_numpy() * bin_s,
+        "n_samples": g.size().to_numpy(),
+        "n_faces": g["face_found"].sum().to_numpy(),
+        "sim_raw": g["sim_raw"].median().to_numpy(),
+        "sim_dec": g["sim_dec"].median().to_numpy(),
+        "sim_open": g["sim_open"].median().to_numpy(),
+        "sim_raw_min": g["sim_raw"].min().to_numpy(),
+    })
+    out["t_mid"] = out["t_start"] + bin_s / 2.0
+    out["face_rate"] = out["n_faces"] / out["n_samples"]
+    return out
+
+
+def _window_median(frames: pd.DataFrame, col: str, lo: float, hi: float) -> float:
+    m = (frames["t"] >= lo - 1e-9) & (frames["t"] < hi - 1e-9)
+    v = frames.loc[m, col].dropna()
+    return float(v.median()) if len(v) else float("nan")
+
+
+def _theil_sen_per_min(x: np.ndarray, y: np.ndarray) -> float:
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3:
+        return float("nan")
+    from scipy.stats import theilslopes
+
+    return float(theilslopes(y[ok], x[ok]).slope * 60.0)
+
+
+def _auc(x: np.ndarray, y: np.ndarray) -> float:
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 2:
+        return float(y[ok][0]) if ok.sum() == 1 else float("nan")
+    span = x[ok][-1] - x[ok][0]
+    return float(np.trapezoid(y[ok], x[ok]) / span) if span > 0 else float(y[ok].mean())
+
+
+def horizon_label(h: float) -> str:
+    return f"{h:g}s"
+
+
+def clip_summary(frames: pd.DataFrame, curv: pd.DataFrame, *, duration_s: float, threshold: float,
+                 metrics: Any, fps: float) -> dict[str, Any]:
+    """Per-clip drift metrics (see the module docstring for each metric's card)."""
+    out: dict[str, Any] = {"duration_s": duration_s, "n_samples": len(frames),
+                           "face_rate": float(frames["face_found"].mean()) if len(frames) else 0.0}
+    for kind, col in (("raw", "sim_raw"), ("dec", "sim_dec")):
+        opening = _window_median(frames, col, 0.0, float(metrics.opening_s))
+        out[f"opening_{kind}"] = opening
+        out[f"mean_{kind}"] = float(frames[col].mean()) if frames[col].notna().any() else np.nan
+        for h in metrics.horizons:
+            lab = horizon_label(float(h))
+            # available when the clip reaches T (within one sampling period)
+            if duration_s + 1.0 / fps >= float(h) - 1e-9:
+                v = _window_median(frames, col, float(h) - float(metrics.window_s), float(h))
+            else:
+                v = np.nan
+            out[f"sim_{kind}_at_{lab}"] = v
+            out[f"drift_{kind}_at_{lab}"] = opening - v if np.isfinite(v) and np.isfinite(opening) else np.nan
+        out[f"slope_{kind}_per_min"] = _theil_sen_per_min(curv["t_mid"].to_numpy(), curv[col].to_numpy())
+        out[f"auc_{kind}"] = _auc(curv["t_mid"].to_numpy(), curv[col].to_numpy())
+    out["min_bin_raw"] = float(curv["sim_raw"].min()) if curv["sim_raw"].notna().any() else np.nan
+    out["min_bin_dec"] = float(curv["sim_dec"].min()) if curv["sim_dec"].notna().any() else np.nan
+    score_col = "sim_dec_smooth" if metrics.loss_score == "decoupled" else "sim_raw_smooth"
+    ttl = time_to_loss(frames["t"].to_numpy(), frames[score_col].to_numpy(), threshold,
+                       float(metrics.min_loss_s), 1.0 / fps)
+    out["threshold"] = threshold
+    out["time_to_loss_s"] = ttl if ttl is not None else np.nan
+    out["lost"] = int(ttl is not None)
+    out["survival_time_s"] = ttl if ttl is not None else duration_s
+    return out

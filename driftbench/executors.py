@@ -1,0 +1,89 @@
+"""Map :func:`driftbench.measure.measure_clip` over clips: in-process, in a local process pool, or on
+Ray. Clips are independent work items; results come back as they finish (``on_result`` persists
+each at once, so an interrupted run loses at most the clips in flight).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+
+from driftbench.measure import ClipResult, MeasureSettings, close_analyzer, measure_clip
+from driftbench.sources.base import Clip
+
+
+def auto_workers(n_clips: int) -> int:
+    """Processes for a local pool: each process already keeps ~2 cores busy (decode + models), so one
+    process per 2 cores, at most one per clip."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(n_clips, cores // 2))
+
+
+def _init_worker(threads: int) -> None:
+    os.environ["DRIFTBENCH_THREADS"] = str(threads)
+    try:
+        import cv2
+
+        cv2.setNumThreads(threads)
+    except Exception:
+        pass
+
+
+def run_local(clips: list[Clip], settings: MeasureSettings, workers: int,
+              on_result: Callable[[ClipResult], None]) -> None:
+    if workers <= 1 or len(clips) <= 1:
+        try:
+            for clip in clips:
+                on_result(measure_clip(clip, settings))
+        finally:
+            close_analyzer()
+        return
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, cores // workers)
+    ctx = mp.get_context("spawn")  # fork after threads/ONNX sessions is unsafe
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                initargs=(threads,)) as pool:
+        futs = {pool.submit(measure_clip, c, settings): c for c in clips}
+        for fut in cf.as_completed(futs):
+            on_result(fut.result())
+
+
+def run_ray(clips: list[Clip], settings: MeasureSettings, address: str | None,
+            on_result: Callable[[ClipResult], None]) -> None:
+    try:
+        import ray
+    except ImportError:
+        from driftbench.errors import UsageError
+
+        raise UsageError("executor=ray needs Ray -- fix: pip install 'driftbench[ray]'") from None
+    started = False
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        started = True
+    try:
+        remote = ray.remote(measure_clip)
+        pending = {remote.remote(c, settings): c for c in clips}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                pending.pop(ref)
+                on_result(ray.get(ref))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def execute(name: str, clips: Iterable[Clip], settings: MeasureSettings, *, workers: int = 0,
+            address: str | None = None, on_result: Callable[[ClipResult], None]) -> None:
+    clips = list(clips)
+    if name == "local":
+        run_local(clips, settings, workers or auto_workers(len(clips)), on_result)
+    elif name == "ray":
+        run_ray(clips, settings, address, on_result)
+    else:
+        from driftbench.errors import UsageError
+
+        raise UsageError(f"unknown executor {name!r} -- fix: executor=local or executor=ray")

@@ -1,0 +1,1 @@
+"""Face backends: detect, align, embed; expression, pose and age signals."""

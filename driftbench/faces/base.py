@@ -1,0 +1,133 @@
+"""Face backend interface: detect -> align -> embed, plus the registry of backends by name.
+
+A backend knows nothing of Hydra or the CLI: plain arrays in, plain arrays out.
+Landmark order everywhere is YuNet's / InsightFace's five points:
+right eye, left eye, nose tip, right mouth corner, left mouth corner (as seen in the image: the
+subject's right eye is on the image's left).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+#: InsightFace ``norm_crop`` template for a 112x112 ArcFace-style chip (also what SFace expects)
+ARCFACE_TEMPLATE_112 = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float64,
+)
+
+
+@dataclass
+class Face:
+    """One detected face in full-frame pixel coordinates."""
+
+    box: np.ndarray  # (4,) x, y, w, h
+    landmarks: np.ndarray  # (5, 2)
+    score: float
+
+    @property
+    def area(self) -> float:
+        return float(self.box[2] * self.box[3])
+
+    @property
+    def size(self) -> float:
+        """Face size in pixels: the geometric mean of box width and height."""
+        return float(np.sqrt(max(self.box[2], 0.0) * max(self.box[3], 0.0)))
+
+
+def similarity_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """2x3 least-squares similarity transform mapping ``src`` points onto ``dst`` (Umeyama)."""
+    from skimage.transform import SimilarityTransform
+
+    tform = SimilarityTransform.from_estimate(src.astype(np.float64), dst.astype(np.float64))
+    if not tform:  # degenerate points (all equal): fall back to identity scale
+        raise ValueError("degenerate landmarks: cannot estimate an alignment")
+    return np.asarray(tform.params[:2, :], dtype=np.float64)
+
+
+def align_chip(image: np.ndarray, landmarks: np.ndarray, size: int = 112,
+               template: np.ndarray = ARCFACE_TEMPLATE_112) -> np.ndarray:
+    """Warp the face to a ``size`` x ``size`` chip whose 5 points sit on ``template`` (scaled)."""
+    import cv2
+
+    dst = template * (size / 112.0)
+    m = similarity_matrix(landmarks, dst)
+    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=(0, 0, 0))
+
+
+def blur_score(chip_bgr: np.ndarray) -> float:
+    """Sharpness of an aligned chip: variance of its Laplacian (higher is sharper)."""
+    import cv2
+
+    gray = cv2.cvtColor(chip_bgr, cv2.COLOR_BGR2GRAY)
+    return float(cv2.Laplacian(gray, cv2.CV_64F).var())
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What run.json and cache keys record about a backend."""
+
+    name: str
+    engine: str
+    weights: dict[str, str] = field(default_factory=dict)  # file -> sha256
+    versions: dict[str, str] = field(default_factory=dict)
+    embedding_dim: int = 0
+    threshold_key: str = ""
+
+    def cache_token(self) -> str:
+        parts = [self.name, str(self.embedding_dim)] + [f"{k}={v}" for k, v in sorted(self.weights.items())]
+        return "|".join(parts)
+
+
+class FaceBackend(Protocol):
+    """Detector + aligner + identity embedder."""
+
+    info: BackendInfo
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """All faces in an upright BGR image, best first."""
+        ...
+
+    def align(self, image: np.ndarray, face: Face) -> np.ndarray:
+        """The backend's aligned chip for one face (BGR uint8)."""
+        ...
+
+    def embed(self, chips: list[np.ndarray]) -> np.ndarray:
+        """L2-normalised identity embeddings, one row per chip (float32)."""
+        ...
+
+
+BACKENDS: dict[str, Callable[..., FaceBackend]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., FaceBackend]], Callable[..., FaceBackend]]:
+    def deco(factory: Callable[..., FaceBackend]) -> Callable[..., FaceBackend]:
+        BACKENDS[name] = factory
+        return factory
+
+    return deco
+
+
+def create_backend(name: str, **options: Any) -> FaceBackend:
+    """Instantiate a registered backend (importing its module lazily)."""
+    import importlib
+
+    if name not in BACKENDS:
+        try:
+            importlib.import_module(f"driftbench.faces.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"driftbench.faces.{name}":
+                raise KeyError(f"unknown face backend {name!r}; known: sface, dlib, insightface, deepface") from None
+            raise
+    return BACKENDS[name](**options)
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(n, 1e-12)

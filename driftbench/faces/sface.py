@@ -1,0 +1,150 @@
+"""Default face backend: YuNet detection + 5-point alignment + SFace 128-D identity embedding.
+
+Both weights are Apache-2.0/MIT files from the OpenCV Zoo, resolved by the model store. YuNet runs in
+OpenCV's FaceDetectorYN on a copy capped near 640 px (at native size it misses or mangles faces in
+multi-megapixel photos), and its landmarks are mapped back to full resolution before alignment.
+SFace's int8 file is repaired and folded to fp32 in memory (:mod:`driftbench.faces.onnx_fix`) and runs
+in OpenCV DNN (about 2x onnxruntime on CPU) or onnxruntime (CUDA provider on a GPU); both engines
+give the same embeddings (tests/test_faces.py checks parity).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from driftbench import engines
+from driftbench.faces.base import BackendInfo, Face, align_chip, l2_normalize, register
+from driftbench.models import store
+
+#: longest side of the copy YuNet sees
+DETECT_MAX_SIDE = 640
+
+
+class YuNetDetector:
+    """OpenCV FaceDetectorYN with input-size caching and full-resolution landmark mapping."""
+
+    def __init__(self, model_path: str | Path, score_threshold: float = 0.6, nms_threshold: float = 0.3,
+                 top_k: int = 50, max_side: int = DETECT_MAX_SIDE, device: str = "cpu") -> None:
+        import cv2
+
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        backend, target = cv2.dnn.DNN_BACKEND_DEFAULT, cv2.dnn.DNN_TARGET_CPU
+        if device == "cuda" and engines.opencv_cuda_available():
+            backend, target = cv2.dnn.DNN_BACKEND_CUDA, cv2.dnn.DNN_TARGET_CUDA
+        self._det = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), score_threshold,
+                                              nms_threshold, top_k, backend, target)
+        self._size: tuple[int, int] | None = None
+        self.max_side = max_side
+        self._lock = threading.Lock()
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        import cv2
+
+        h, w = image.shape[:2]
+        scale = min(1.0, self.max_side / float(max(h, w)))
+        small = image if scale == 1.0 else cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                                                      interpolation=cv2.INTER_AREA)
+        size = (small.shape[1], small.shape[0])
+        with self._lock:
+            if size != self._size:
+                self._det.setInputSize(size)
+                self._size = size
+            _, raw = self._det.detect(small)
+        if raw is None:
+            return []
+        faces = []
+        inv = 1.0 / scale
+        for row in raw:
+            box = row[0:4].astype(np.float64) * inv
+            lms = row[4:14].reshape(5, 2).astype(np.float64) * inv
+            faces.append(Face(box=box, landmarks=lms, score=float(row[14])))
+        faces.sort(key=lambda f: -f.area)
+        return faces
+
+
+class SFaceEmbedder:
+    """SFace 128-D embedder on a repaired, fp32-folded graph; batched."""
+
+    def __init__(self, model_path: str | Path, engine: str = "auto", device: str = "cpu",
+                 batch_size: int = 16) -> None:
+        from driftbench.faces.onnx_fix import load_fixed
+
+        self.batch_size = batch_size
+        model_bytes = load_fixed(model_path, fold=True)
+        if engine == "auto":
+            engine = "onnxruntime" if device == "cuda" and not engines.opencv_cuda_available() else "opencv"
+        self.engine = engine
+        self._net: Any = None
+        self._sess: Any = None
+        if engine == "opencv":
+            import cv2
+
+            self._net = cv2.dnn.readNetFromONNX(np.frombuffer(model_bytes, dtype=np.uint8))
+            if device == "cuda" and engines.opencv_cuda_available():
+                self._net.setPreferableBackend(cv2.dnn.DNN_BACKEND_CUDA)
+                self._net.setPreferableTarget(cv2.dnn.DNN_TARGET_CUDA)
+        elif engine == "onnxruntime":
+            self._sess = engines.ort_session(model_bytes, device=device)
+            self._input = self._sess.get_inputs()[0].name
+        else:
+            raise ValueError(f"unknown SFace engine {engine!r} (opencv, onnxruntime, auto)")
+        self._lock = threading.Lock()
+
+    def embed(self, chips: list[np.ndarray]) -> np.ndarray:
+        import cv2
+
+        if not chips:
+            return np.zeros((0, 128), dtype=np.float32)
+        out = []
+        for i in range(0, len(chips), self.batch_size):
+            batch = chips[i : i + self.batch_size]
+            # RGB, raw 0-255: the graph normalises internally (as OpenCV's FaceRecognizerSF feeds it)
+            blob = cv2.dnn.blobFromImages(batch, 1.0, (112, 112), (0, 0, 0), swapRB=True, crop=False)
+            with self._lock:
+                if self._net is not None:
+                    self._net.setInput(blob)
+                    feats = self._net.forward()
+                else:
+                    assert self._sess is not None
+                    feats = self._sess.run(None, {self._input: blob})[0]
+            out.append(np.asarray(feats, dtype=np.float32).reshape(len(batch), -1))
+        return l2_normalize(np.concatenate(out, axis=0))
+
+
+@register("sface")
+class SFaceBackend:
+    """YuNet + SFace: the default, offline, Apache-2.0 backend."""
+
+    def __init__(self, engine: str = "auto", device: str = "auto", score_threshold: float = 0.6,
+                 batch_size: int = 16, detect_max_side: int = DETECT_MAX_SIDE, download: bool = False) -> None:
+        import cv2
+
+        dev = engines.resolve_device(device)
+        det = store.resolve("yunet", download=download)
+        rec = store.resolve("sface", download=download)
+        self.detector = YuNetDetector(det.path, score_threshold=score_threshold, max_side=detect_max_side,
+                                      device=dev)
+        self.embedder = SFaceEmbedder(rec.path, engine=engine, device=dev, batch_size=batch_size)
+        import onnxruntime
+
+        self.info = BackendInfo(
+            name="sface",
+            engine=f"yunet:opencv-{cv2.__version__};sface:{self.embedder.engine};device:{dev}",
+            weights={det.path.name: det.sha256, rec.path.name: rec.sha256},
+            versions={"opencv": cv2.__version__, "onnxruntime": onnxruntime.__version__},
+            embedding_dim=128,
+            threshold_key="sface",
+        )
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        return self.detector.detect(image)
+
+    def align(self, image: np.ndarray, face: Face) -> np.ndarray:
+        return align_chip(image, face.landmarks, 112)
+
+    def embed(self, chips: list[np.ndarray]) -> np.ndarray:
+        return self.embedder.embed(chips)

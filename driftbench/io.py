@@ -1,0 +1,99 @@
+"""Atomic, reproducible writes: temp file + rename, rounded floats, sorted rows, no timestamps in tables."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: decimals kept for floats in CSV/JSON tables (DESIGN: stated precision, byte-identical reruns)
+FLOAT_DECIMALS = 6
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def _clean(obj: Any, decimals: int) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _clean(v, decimals) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v, decimals) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [_clean(v, decimals) for v in obj.tolist()]
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        f = float(obj)
+        if math.isnan(f) or math.isinf(f):
+            return None
+        return round(f, decimals)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def dumps_json(obj: Any, *, decimals: int = FLOAT_DECIMALS) -> str:
+    """JSON with rounded floats, NaN -> null and sorted keys: same numbers, same bytes."""
+    return json.dumps(_clean(obj, decimals), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_json(path: str | os.PathLike[str], obj: Any, *, decimals: int = FLOAT_DECIMALS) -> None:
+    write_text(path, dumps_json(obj, decimals=decimals))
+
+
+def write_csv(path: str | os.PathLike[str], df: Any, *, sort_by: list[str] | None = None,
+              decimals: int = FLOAT_DECIMALS) -> None:
+    """Write a DataFrame as CSV with rounded floats and a stable row order."""
+    import pandas as pd
+
+    out = df.copy()
+    if sort_by:
+        out = out.sort_values(sort_by, kind="mergesort").reset_index(drop=True)
+    for col in out.columns:
+        if pd.api.types.is_float_dtype(out[col]):
+            out[col] = out[col].round(decimals)
+    with atomic_path(path) as tmp:
+        out.to_csv(tmp, index=False, lineterminator="\n")
+
+
+def write_parquet(path: str | os.PathLike[str], df: Any) -> None:
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False, engine="pyarrow")

@@ -1,0 +1,276 @@
+"""Measure one clip: signals (cached) -> the character's track -> per-frame similarities -> curve ->
+per-clip metrics. The same function runs in-process, in a local process pool, or on Ray.
+
+Everything a worker needs travels in :class:`MeasureSettings` (plain, picklable values); the face
+models are loaded once per process (:func:`get_analyzer`).
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from driftbench import drift
+from driftbench.cache import SignalCache, content_hash, signal_key
+from driftbench.errors import ClipError, DriftbenchError
+from driftbench.signals import FaceAnalyzer, Sampling
+from driftbench.sources.base import Clip
+
+log = logging.getLogger("driftbench")
+
+
+@dataclass(frozen=True)
+class MetricSettings:
+    bin_s: float = 1.0
+    reference_s: float = 1.0
+    opening_s: float = 2.0
+    window_s: float = 2.0
+    horizons: tuple[float, ...] = (5.0, 30.0, 60.0, 120.0)
+    smooth_s: float = 1.0
+    min_loss_s: float = 2.0
+    far: float = 0.001
+    loss_score: str = "decoupled"
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    backend: str = "sface"
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    expression: bool = True
+    age: bool = True
+    max_faces: int = 3
+    device: str = "auto"
+    download: bool = False
+    sampling: Sampling = field(default_factory=Sampling)
+    metrics: MetricSettings = field(default_factory=MetricSettings)
+    reference: str = "auto"  # auto | images | first_frame
+    cache_dir: str | None = None
+    cache_enabled: bool = True
+    decoupler: str = "default"
+    threshold: float = 0.4
+    progress: bool = False
+
+    def analyzer_key(self) -> tuple[Any, ...]:
+        return (self.backend, tuple(sorted(self.backend_options.items())), self.expression, self.age,
+                self.max_faces, self.device, self.download)
+
+
+@dataclass
+class ClipResult:
+    clip: Clip
+    status: str  # "ok" | "skipped" | "failed"
+    summary: dict[str, Any] = field(default_factory=dict)
+    frames: pd.DataFrame | None = None
+    curve: pd.DataFrame | None = None
+    thumbs: pd.DataFrame | None = None
+    reference: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+    message: str = ""
+    warnings: list[str] = field(default_factory=list)
+    signals_key: str = ""
+    cache_hit: bool = False
+    seconds: float = 0.0
+    #: backend, engine and weights of the worker that measured the clip (for run.json)
+    env: dict[str, Any] = field(default_factory=dict)
+
+
+_ANALYZER: tuple[tuple[Any, ...], FaceAnalyzer] | None = None
+
+
+def get_analyzer(settings: MeasureSettings) -> FaceAnalyzer:
+    """The process's analyzer for these settings (models load once per process)."""
+    global _ANALYZER
+    key = settings.analyzer_key()
+    if _ANALYZER is None or _ANALYZER[0] != key:
+        if _ANALYZER is not None:
+            _ANALYZER[1].close()
+        analyzer = FaceAnalyzer.create(settings.backend, expression=settings.expression, age=settings.age,
+                                       max_faces=settings.max_faces, device=settings.device,
+                                       download=settings.download, backend_options=settings.backend_options)
+        _ANALYZER = (key, analyzer)
+    return _ANALYZER[1]
+
+
+def close_analyzer() -> None:
+    global _ANALYZER
+    if _ANALYZER is not None:
+        _ANALYZER[1].close()
+        _ANALYZER = None
+
+
+def video_faces(path: str | Path, analyzer: FaceAnalyzer, sampling: Sampling, cache: SignalCache,
+                warnings: list[str] | None = None, progress: bool = False) -> tuple[pd.DataFrame, str, bool]:
+    """Face-level table of a clip, from the cache when possible. Returns (table, key, cache_hit)."""
+    key = signal_key(content_hash(path), sampling.token(), analyzer.signature())
+    hit = cache.get(key)
+    if hit is not None:
+        return hit, key, True
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(desc=Path(path).name[:40], unit="frame", leave=False)
+    try:
+        faces = analyzer.analyze_video(path, sampling, warnings=warnings,
+                                       progress=(lambda n: bar.update(1)) if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    # a truncated video is measured but not cached as complete
+    if not (warnings and any("truncated" in w for w in warnings)):
+        cache.put(key, faces)
+    return faces, key, False
+
+
+def image_faces(path: str | Path, analyzer: FaceAnalyzer, cache: SignalCache) -> pd.DataFrame:
+    from driftbench.video import read_image
+
+    key = signal_key(content_hash(path), "image", analyzer.signature())
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    faces = analyzer.analyze_image(read_image(path))
+    cache.put(key, faces)
+    return faces
+
+
+def reference_from_images(paths: tuple[str, ...], analyzer: FaceAnalyzer, cache: SignalCache) -> drift.Reference:
+    """The character's reference from its images: exactly one clear face per image."""
+    rows = []
+    for p in paths:
+        faces = image_faces(p, analyzer, cache)
+        faces = faces[(faces["face_index"] >= 0) & faces["emb"].notna()]
+        if faces.empty:
+            raise ClipError(p, "reference image has no detectable face",
+                            "use a photo where the character's face is visible and at least ~40 px wide, or "
+                            "reference=first_frame", reason="reference_no_face")
+        big = faces["face_size"].max()
+        clear = faces[faces["face_size"] >= 0.5 * big]
+        if len(clear) > 1:
+            raise ClipError(p, f"reference image has {len(clear)} faces of similar size",
+                            "crop the reference to the character's face (one face per reference image)",
+                            reason="reference_several_faces")
+        rows.append(faces.loc[faces["face_size"].idxmax()])
+    return drift.reference_from_faces(pd.DataFrame(rows), "images")
+
+
+def _settings_reference_mode(clip: Clip, settings: MeasureSettings) -> str:
+    if settings.reference == "first_frame":
+        return "first_frame"
+    if settings.reference == "images":
+        if not clip.references:
+            raise ClipError(clip.path, "reference=images but the clip has no reference image",
+                            "add a reference column to the manifest, or use reference=auto / first_frame",
+                            reason="no_reference")
+        return "images"
+    return "images" if clip.references else "first_frame"
+
+
+def measure_clip(clip: Clip, settings: MeasureSettings) -> ClipResult:
+    """Measure one clip; never raises for bad input (the result says skipped/failed and why)."""
+    import time
+
+    t0 = time.perf_counter()
+    warnings: list[str] = []
+    try:
+        result = _measure(clip, settings, warnings)
+    except ClipError as exc:
+        result = ClipResult(clip, "skipped", reason=exc.reason, message=str(exc))
+    except DriftbenchError as exc:
+        result = ClipResult(clip, "failed", reason="error", message=f"{clip.path}: {exc}")
+    except Exception as exc:  # one broken clip must never cost the others
+        log.debug("clip %s failed:\n%s", clip.clip_id, traceback.format_exc())
+        result = ClipResult(clip, "failed", reason="error",
+                            message=f"{clip.path}: unexpected {type(exc).__name__}: {exc} -- fix: report this "
+                                    "with the clip attached; the other clips were measured")
+    result.warnings = warnings
+    result.seconds = time.perf_counter() - t0
+    if _ANALYZER is not None:
+        a = _ANALYZER[1]
+        result.env = {"backend": {"name": a.info.name, "engine": a.info.engine, "weights": a.info.weights,
+                                  "versions": a.info.versions},
+                      "signal_weights": a.extra_weights, "signals_unavailable": a.unavailable}
+    return result
+
+
+def _measure(clip: Clip, s: MeasureSettings, warnings: list[str]) -> ClipResult:
+    from driftbench import video
+    from driftbench.decouple import load_decoupler
+    from driftbench.track import choose_faces
+
+    analyzer = get_analyzer(s)
+    cache = SignalCache(Path(s.cache_dir) if s.cache_dir else None, enabled=s.cache_enabled)
+    mode = _settings_reference_mode(clip, s)
+    ref = reference_from_images(clip.references, analyzer, cache) if mode == "images" else None
+    info = video.probe(clip.path)
+    faces, key, hit = video_faces(clip.path, analyzer, s.sampling, cache, warnings, progress=s.progress)
+    if faces.empty:
+        raise ClipError(clip.path, "no frame could be sampled", "check the clip's length and sampling.start/end",
+                        reason="empty")
+    track = choose_faces(faces, ref.embedding if ref is not None else None)
+    if not track["face_found"].any():
+        raise ClipError(clip.path, "the character's face was not found in any sampled frame",
+                        "check that the clip shows a face (>= ~40 px); the reference cannot be matched",
+                        reason="no_face")
+    if ref is None:
+        opening = track[track["face_found"] & (track["t"] < s.metrics.reference_s)]
+        if opening.empty:  # the face appears later: the first second in which it is seen
+            first_t = float(track.loc[track["face_found"], "t"].min())
+            opening = track[track["face_found"] & (track["t"] < first_t + s.metrics.reference_s)]
+            warnings.append(f"{clip.path}: no face in the first {s.metrics.reference_s:g} s; first_frame "
+                            f"reference taken from {first_t:.1f} s")
+        ref = drift.reference_from_faces(opening, "first_frame")
+    frames = drift.frame_table(track, ref, opening_s=s.metrics.opening_s)
+    decoupler = load_decoupler(s.backend, s.decoupler)
+    frames["sim_dec"] = decoupler.apply(frames)
+    t = frames["t"].to_numpy()
+    frames["sim_raw_smooth"] = drift.smooth(t, frames["sim_raw"].to_numpy(), s.metrics.smooth_s)
+    frames["sim_dec_smooth"] = drift.smooth(t, frames["sim_dec"].to_numpy(), s.metrics.smooth_s)
+    frames["blendshapes"] = track["blendshapes"].to_numpy()
+    curv = drift.curve(frames, s.metrics.bin_s)
+    duration = info.duration_s if info.duration_s > 0 else float(frames["t"].max() + 1.0 / max(info.fps, 1e-6))
+    summary = drift.clip_summary(frames, curv, duration_s=duration, threshold=s.threshold, metrics=s.metrics,
+                                 fps=s.sampling.fps)
+    summary.update({"video_fps": info.fps, "width": info.width, "height": info.height, "codec": info.codec,
+                    "reference_mode": ref.mode, "n_reference_faces": ref.n_faces,
+                    "max_faces_seen": int(faces["n_faces"].max())})
+    thumbs = pd.DataFrame({"sample_index": track["sample_index"].astype("int32"), "t": track["t"],
+                           "thumb": track["thumb"]})
+    ref_json = ref.to_json()
+    ref_json["thumb"] = ref.thumb
+    return ClipResult(clip, "ok", summary=summary, frames=frames, curve=curv, thumbs=thumbs, reference=ref_json,
+                      signals_key=key, cache_hit=hit)
+
+
+def settings_from_config(cfg: Any, threshold: float, *, progress: bool = False) -> MeasureSettings:
+    """Plain settings for workers from the composed run config (the one place configs become objects)."""
+    m = cfg.metrics
+    return MeasureSettings(
+        backend=str(cfg.face.backend),
+        backend_options={"engine": str(cfg.face.engine), "score_threshold": float(cfg.face.score_threshold),
+                         "batch_size": int(cfg.face.batch_size), **dict(cfg.face.options)}
+        if cfg.face.backend == "sface" else dict(cfg.face.options),
+        expression=bool(cfg.signals.expression), age=bool(cfg.signals.age), max_faces=int(cfg.signals.max_faces),
+        device=str(cfg.device), download=bool(cfg.fetch),
+        sampling=Sampling(float(cfg.sampling.fps), float(cfg.sampling.start),
+                          None if cfg.sampling.end is None else float(cfg.sampling.end)),
+        metrics=MetricSettings(bin_s=float(m.bin_s), reference_s=float(m.reference_s), opening_s=float(m.opening_s),
+                               window_s=float(m.window_s), horizons=tuple(float(h) for h in m.horizons),
+                               smooth_s=float(m.smooth_s), min_loss_s=float(m.min_loss_s), far=float(m.far),
+                               loss_score=str(m.loss_score)),
+        reference=str(cfg.reference),
+        cache_dir=None if cfg.cache.dir is None else str(cfg.cache.dir),
+        cache_enabled=bool(cfg.cache.enabled),
+        threshold=threshold,
+        progress=progress,
+    )
+
+
+def finite_or_none(x: Any) -> Any:
+    return None if isinstance(x, float) and not np.isfinite(x) else x

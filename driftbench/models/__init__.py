@@ -1,0 +1,1 @@
+"""Model store: weights resolved offline first."""

@@ -1,0 +1,336 @@
+"""One run: clips from a source -> (mitigation) -> measured in parallel -> tables -> report.
+
+A run directory holds (tables are the source of truth; reports and gates read only these):
+  frames.parquet   per-sample table of every clip (similarities, signals, smoothed scores)
+  thumbs.parquet   the character's aligned face per sample (JPEG bytes) for filmstrips
+  curves.csv       identity over time, 1 s bins
+  clips.csv        per-clip metrics (one row per measured clip)
+  skipped.csv      what was not measured, why, and the fix
+  run.json         config, versions, weights hashes, engine, threshold provenance, git commit, timings
+  report.html      self-contained report
+  parts/           per-clip results, written as each clip finishes (resume after an interruption)
+
+Each clip's part is written atomically, JSON last, so a killed run resumes where it stopped and a
+partial file is never read as complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from driftbench import __version__
+from driftbench.errors import UsageError
+from driftbench.io import dumps_json, write_csv, write_json, write_parquet
+from driftbench.measure import ClipResult, settings_from_config
+from driftbench.sources.base import Clip, Skipped, SourceContext
+
+log = logging.getLogger("driftbench")
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+CLIP_KEYS = ("clip_id", "model", "mitigation", "character", "prompt_id", "seed", "path", "reference_mode")
+
+
+def config_hash(cfg_container: dict[Any, Any]) -> str:
+    """Hash of the measurement-relevant config (output/progress/executor settings excluded)."""
+    relevant = {k: v for k, v in cfg_container.items() if k not in {"output", "progress", "executor", "report", "gate"}}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def default_run_name(cfg_container: dict[Any, Any]) -> str:
+    from driftbench.sources.base import safe_key
+
+    model = str(cfg_container.get("model", {}).get("name", "model"))
+    mit = str(cfg_container.get("mitigation", {}).get("name", "none"))
+    return f"{safe_key(model, 20).rsplit('-', 1)[0]}-{safe_key(mit, 20).rsplit('-', 1)[0]}-{config_hash(cfg_container)}"
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("driftbench", "numpy", "pandas", "pyarrow", "opencv-contrib-python", "onnxruntime", "onnx",
+                "mediapipe", "av", "torch", "scipy", "scikit-learn", "lifelines", "hydra-core", "matplotlib"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            continue
+    return out
+
+
+def git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        r = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
+                           timeout=5, check=False)
+        if r.returncode == 0:
+            dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                                   capture_output=True, text=True, timeout=5, check=False).stdout.strip()
+            return r.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return None
+
+
+def _check_writable(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"{run_dir}: output directory is not writable ({exc.strerror}) -- fix: choose another with "
+                         "output.dir=PATH or output.root=PATH") from None
+
+
+class PartStore:
+    """Per-clip results in ``run_dir/parts``: written as each clip finishes, read back to resume."""
+
+    def __init__(self, run_dir: Path, cfg_hash: str) -> None:
+        self.dir = run_dir / "parts"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.cfg_hash = cfg_hash
+
+    def _base(self, clip: Clip) -> Path:
+        return self.dir / clip.file_key()
+
+    def done(self, clip: Clip) -> bool:
+        meta = self._base(clip).with_suffix(".json")
+        if not meta.is_file():
+            return False
+        try:
+            data = json.loads(meta.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return False
+        if data.get("config_hash") != self.cfg_hash or data.get("clip_id") != clip.clip_id:
+            return False
+        if data.get("status") != "ok":
+            return False  # skipped/failed clips are retried on the next run (the input may be fixed)
+        return all((self._base(clip).with_suffix(s)).is_file() for s in (".frames.parquet", ".curve.parquet",
+                                                                           ".thumbs.parquet"))
+
+    def save(self, res: ClipResult) -> None:
+        base = self._base(res.clip)
+        if res.status == "ok":
+            assert res.frames is not None and res.curve is not None and res.thumbs is not None
+            write_parquet(base.with_suffix(".frames.parquet"), res.frames)
+            write_parquet(base.with_suffix(".curve.parquet"), res.curve)
+            write_parquet(base.with_suffix(".thumbs.parquet"), res.thumbs)
+        ref = {k: v for k, v in res.reference.items() if k != "thumb"}
+        if res.reference.get("thumb"):
+            from driftbench.io import write_bytes
+
+            write_bytes(base.with_suffix(".ref.jpg"), res.reference["thumb"])
+        meta = {"config_hash": self.cfg_hash, "clip_id": res.clip.clip_id, "status": res.status,
+                "reason": res.reason, "message": res.message, "warnings": res.warnings,
+                "summary": res.summary, "reference": ref, "signals_key": res.signals_key,
+                "cache_hit": res.cache_hit, "seconds": res.seconds, "clip": clip_record(res.clip)}
+        write_json(base.with_suffix(".json"), meta)
+
+    def load(self, clip: Clip) -> dict[str, Any]:
+        base = self._base(clip)
+        meta = json.loads(base.with_suffix(".json").read_text(encoding="utf-8"))
+        if meta["status"] == "ok":
+            meta["frames"] = pd.read_parquet(base.with_suffix(".frames.parquet"))
+            meta["curve"] = pd.read_parquet(base.with_suffix(".curve.parquet"))
+            meta["thumbs"] = pd.read_parquet(base.with_suffix(".thumbs.parquet"))
+        ref_jpg = base.with_suffix(".ref.jpg")
+        meta["reference_thumb"] = ref_jpg.read_bytes() if ref_jpg.is_file() else None
+        return meta
+
+
+def clip_record(clip: Clip) -> dict[str, Any]:
+    return {"clip_id": clip.clip_id, "path": clip.path, "character": clip.character,
+            "references": list(clip.references), "prompt_id": clip.prompt_id, "seed": clip.seed,
+            "model": clip.model, "mitigation": clip.mitigation, "meta": dict(clip.meta)}
+
+
+def assemble(run_dir: Path, clips: list[Clip], parts: PartStore, skipped: list[Skipped]) -> dict[str, Any]:
+    """Write the run's tables from the parts of ``clips``; returns counts."""
+    rows, frames, curves, thumbs, skip_rows = [], [], [], [], []
+    for s in skipped:
+        skip_rows.append({"clip_id": "", "item": s.item, "stage": s.stage, "reason": s.reason, "message": s.message})
+    for clip in sorted(clips, key=lambda c: c.clip_id):
+        if not parts._base(clip).with_suffix(".json").is_file():
+            skip_rows.append({"clip_id": clip.clip_id, "item": clip.path, "stage": "measure", "reason": "not_run",
+                              "message": f"{clip.path}: not measured (run interrupted) -- fix: rerun the same "
+                                         "command to resume"})
+            continue
+        part = parts.load(clip)
+        if part["status"] != "ok":
+            skip_rows.append({"clip_id": clip.clip_id, "item": clip.path, "stage": "measure",
+                              "reason": part["reason"], "message": part["message"]})
+            continue
+        rec = clip_record(clip)
+        row = {k: rec[k] for k in CLIP_KEYS if k in rec}
+        row["reference_mode"] = part["summary"].get("reference_mode")
+        row["n_references"] = len(clip.references)
+        row.update({k: v for k, v in part["summary"].items() if k not in row})
+        row["signals_key"] = part["signals_key"]
+        row["warnings"] = " | ".join(part.get("warnings") or [])
+        row["meta"] = json.dumps(dict(clip.meta), sort_keys=True, ensure_ascii=False, default=str)
+        rows.append(row)
+        frames.append(part["frames"].assign(clip_id=clip.clip_id))
+        curves.append(part["curve"].assign(clip_id=clip.clip_id))
+        thumbs.append(part["thumbs"].assign(clip_id=clip.clip_id))
+        if part.get("reference_thumb"):
+            thumbs.append(pd.DataFrame({"sample_index": [-1], "t": [np.nan], "thumb": [part["reference_thumb"]],
+                                        "clip_id": [clip.clip_id]}))
+    clips_df = pd.DataFrame(rows)
+    if not clips_df.empty:
+        lead = [c for c in CLIP_KEYS if c in clips_df]
+        clips_df = clips_df[lead + [c for c in clips_df.columns if c not in lead]]
+    write_csv(run_dir / "clips.csv", clips_df, sort_by=["clip_id"] if not clips_df.empty else None)
+    skip_df = pd.DataFrame(skip_rows, columns=["clip_id", "item", "stage", "reason", "message"])
+    write_csv(run_dir / "skipped.csv", skip_df, sort_by=["stage", "clip_id", "item"])
+    if frames:
+        fr = pd.concat(frames, ignore_index=True)
+        fr = fr[["clip_id"] + [c for c in fr.columns if c != "clip_id"]]
+        write_parquet(run_dir / "frames.parquet", fr.sort_values(["clip_id", "sample_index"], kind="mergesort"))
+        cv = pd.concat(curves, ignore_index=True)
+        cv = cv[["clip_id"] + [c for c in cv.columns if c != "clip_id"]]
+        write_csv(run_dir / "curves.csv", cv, sort_by=["clip_id", "t_start"])
+        th = pd.concat(thumbs, ignore_index=True)
+        write_parquet(run_dir / "thumbs.parquet", th[["clip_id", "sample_index", "t", "thumb"]]
+                      .sort_values(["clip_id", "sample_index"], kind="mergesort"))
+    else:
+        for name in ("frames.parquet", "thumbs.parquet"):
+            (run_dir / name).unlink(missing_ok=True)
+        write_csv(run_dir / "curves.csv", pd.DataFrame(columns=["clip_id", "t_start"]))
+    return {"clips": len(clips), "ok": len(rows), "not_measured": sum(1 for r in skip_rows if r["stage"] != "source"),
+            "source_skipped": len(skipped)}
+
+
+def execute_run(cfg: Any, run_dir: Path) -> int:
+    """Run the whole pipeline for one composed config; returns the exit code (0 / 1)."""
+    from omegaconf import OmegaConf
+
+    from driftbench import calibration
+    from driftbench.cache import default_cache_dir
+    from driftbench.executors import execute
+    from driftbench.sources.base import create_source
+
+    t_start = time.perf_counter()
+    container = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(container, dict)
+    cfg_hash = config_hash(container)
+    _check_writable(run_dir)
+    score = "dec" if cfg.metrics.loss_score == "decoupled" else "raw"
+    threshold, prov = calibration.threshold_for(str(cfg.face.backend), far=float(cfg.metrics.far), score=score)
+    progress = bool(cfg.progress) and sys.stderr.isatty()
+    settings = settings_from_config(cfg, threshold, progress=progress)
+    cache_root = Path(cfg.cache.dir).expanduser() if cfg.cache.dir else default_cache_dir()
+    ctx = SourceContext(work_dir=run_dir / "work", cache_dir=cache_root.parent / "clips",
+                        mitigation=cfg.mitigation, seed=int(cfg.seed), progress=progress)
+    t0 = time.perf_counter()
+    source = create_source(cfg.model, ctx)
+    clips = source.clips()
+    skipped = list(source.skipped)
+    if str(cfg.mitigation.stage) == "post" and str(cfg.mitigation.name) != "none":
+        from driftbench.mitigations import apply_post
+
+        clips, mit_skipped = apply_post(clips, cfg.mitigation, settings, cache_root.parent / "mitigated")
+        skipped.extend(mit_skipped)
+    t_source = time.perf_counter() - t0
+    for s in skipped:
+        log.warning("skipped %s", s.message)
+    parts = PartStore(run_dir, cfg_hash)
+    todo = [c for c in clips if not parts.done(c)]
+    resumed = len(clips) - len(todo)
+    if resumed:
+        log.info("resuming: %d of %d clips already measured in %s", resumed, len(clips), run_dir)
+    env: dict[str, Any] = {}
+    bar = None
+    if progress and todo:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), desc="clips", unit="clip")
+
+    def on_result(res: ClipResult) -> None:
+        parts.save(res)
+        if res.env and not env:
+            env.update(res.env)
+        if res.status != "ok":
+            log.warning("%s %s", res.status, res.message)
+        for w in res.warnings:
+            log.warning("%s", w)
+        if bar is not None:
+            bar.update(1)
+
+    t0 = time.perf_counter()
+    try:
+        execute(str(cfg.executor.name), todo, settings, workers=int(cfg.executor.workers),
+                address=cfg.executor.address, on_result=on_result)
+    finally:
+        if bar is not None:
+            bar.close()
+    t_measure = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    counts = assemble(run_dir, clips, parts, skipped)
+    run_meta = {
+        "driftbench": __version__,
+        "command": "run",
+        "argv": sys.argv[1:],
+        "config": container,
+        "config_hash": cfg_hash,
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "threshold": {"value": threshold, **prov},
+        "counts": counts,
+        "resumed_clips": resumed,
+        **_backend_env(settings, env),
+    }
+    t_tables = time.perf_counter() - t0
+    if cfg.report.html:
+        t0 = time.perf_counter()
+        from driftbench.report import render_run
+
+        write_json(run_dir / "run.json", run_meta)
+        render_run(run_dir, title=str(cfg.report.title), filmstrip_frames=int(cfg.report.filmstrip_frames),
+                   worst_frames=int(cfg.report.worst_frames))
+        run_meta["timing_report_s"] = time.perf_counter() - t0
+    run_meta["timing_s"] = {"source": t_source, "measure": t_measure, "tables": t_tables,
+                            "total": time.perf_counter() - t_start}
+    run_meta["cache_hits"] = sum(1 for c in clips if _part_cache_hit(parts, c))
+    write_json(run_dir / "run.json", run_meta)
+    (run_dir / "status.json").write_text(dumps_json({"exit_code": _exit_code(counts)}))
+    return _exit_code(counts)
+
+
+def _part_cache_hit(parts: PartStore, clip: Clip) -> bool:
+    p = parts._base(clip).with_suffix(".json")
+    try:
+        return bool(json.loads(p.read_text(encoding="utf-8")).get("cache_hit"))
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def _exit_code(counts: dict[str, Any]) -> int:
+    return EXIT_OK if counts["not_measured"] == 0 and counts["source_skipped"] == 0 else EXIT_SOME_FAILED
+
+
+def _backend_env(settings: Any, worker_env: dict[str, Any]) -> dict[str, Any]:
+    """Backend, engine and weights as recorded in run.json: as reported by a worker that measured a
+    clip, else (everything resumed or skipped) where the model store finds the weights."""
+    from driftbench.decouple import load_decoupler
+
+    out: dict[str, Any] = {"decoupler": load_decoupler(settings.backend, settings.decoupler).describe(),
+                           "device": settings.device}
+    if worker_env:
+        out.update(worker_env)
+    else:
+        from driftbench.models import store
+
+        out["backend"] = {"name": settings.backend}
+        out["model_store"] = store.describe()
+    return out

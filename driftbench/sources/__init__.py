@@ -1,0 +1,1 @@
+"""Clip sources (``conf/model/*``): where a run's clips come from."""

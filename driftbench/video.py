@@ -1,0 +1,228 @@
+"""Video probing and sampling with PyAV.
+
+Frames are decoded sequentially (never one seek per sample: seeking is ~7x slower on clips with few
+keyframes) in a background thread, and only the frames nearest each sampling instant are converted to
+arrays. Timestamps come from each frame's presentation time, so variable-frame-rate clips are sampled
+at true times; the display-matrix rotation is applied so faces are upright.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from driftbench.errors import ClipError
+
+#: a frame counts for a sampling instant when it starts no earlier than this before it (float slack)
+_TIME_EPS = 1e-6
+
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: str
+    duration_s: float
+    fps: float
+    width: int
+    height: int
+    rotation: int
+    codec: str
+    n_frames: int
+
+
+@dataclass
+class SampledFrame:
+    sample_index: int
+    t: float  # seconds since the first frame of the stream
+    frame_index: int  # index of the decoded frame in the stream
+    image: np.ndarray  # H x W x 3 uint8, BGR (OpenCV order), upright
+
+
+def _open(path: str | Path):  # -> av.container.InputContainer
+    import av
+
+    p = Path(path)
+    if not p.exists():
+        raise ClipError(p, "file not found", "check the path in the manifest or model.path", reason="missing")
+    if p.is_dir():
+        raise ClipError(p, "is a directory, not a video file", "point to a video file", reason="bad_input")
+    if p.stat().st_size == 0:
+        raise ClipError(p, "zero-byte file", "re-download or regenerate the clip", reason="empty")
+    if p.suffix.lower() in _IMAGE_SUFFIXES:
+        raise ClipError(p, "is an image, not a video", "give a video clip (.mp4, .mov, .webm, ...)",
+                        reason="not_video")
+    try:
+        container = av.open(str(p))
+    except (av.error.FFmpegError, UnicodeDecodeError, OSError) as exc:
+        raise ClipError(p, f"not a readable video ({type(exc).__name__}: {exc})",
+                        "check that the file is a complete video; re-export it as H.264 MP4",
+                        reason="unreadable") from None
+    if not container.streams.video:
+        container.close()
+        kind = "audio-only file" if container.streams.audio else "no video stream"
+        raise ClipError(p, kind, "give a file that contains a video track", reason="no_video_stream")
+    return container
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Read a clip's header: duration, frame rate, size, rotation. Raises ClipError on bad input."""
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+        duration = 0.0
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / 1_000_000
+        codec = stream.codec_context.name if stream.codec_context else "unknown"
+        w, h = stream.width, stream.height
+        rotation = 0
+        try:  # the display matrix travels with frames: read it off the first one
+            first = next(container.decode(stream), None)
+            rotation = int(getattr(first, "rotation", 0) or 0) if first is not None else 0
+        except Exception:
+            rotation = 0
+        if rotation % 180:
+            w, h = h, w
+        return VideoInfo(str(path), duration, fps, int(w or 0), int(h or 0), rotation, codec,
+                         int(stream.frames or round(duration * fps)))
+    finally:
+        container.close()
+
+
+def _upright(img: np.ndarray, rotation: int) -> np.ndarray:
+    k = round(rotation / 90.0) % 4
+    return np.ascontiguousarray(np.rot90(img, k)) if k else img
+
+
+def _decode_samples(path: str | Path, fps: float, start: float, end: float | None,
+                    out: queue.Queue, stop: threading.Event) -> None:
+    """Producer: decode sequentially and put SampledFrame / exception / None (end) on ``out``."""
+    import av
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    try:
+        container = _open(path)
+    except ClipError as exc:
+        put(exc)
+        return
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        t0: float | None = None
+        t = 0.0
+        k = 0  # samples emitted
+        target = 0  # index of the next sampling instant start + target / fps
+        frame_index = -1
+        period = 1.0 / fps
+        try:
+            for frame in container.decode(stream):
+                if stop.is_set():
+                    return
+                frame_index += 1
+                if frame.time is None:
+                    continue
+                if t0 is None:
+                    t0 = float(frame.time)
+                t = float(frame.time) - t0
+                if end is not None and t > end + _TIME_EPS:
+                    break
+                if t + _TIME_EPS < start + target * period:
+                    continue
+                img = frame.to_ndarray(format="bgr24")
+                img = _upright(img, int(getattr(frame, "rotation", 0) or 0))
+                if not put(SampledFrame(k, t, frame_index, img)):
+                    return
+                k += 1
+                # the next instant strictly after this frame: a low-fps clip yields each frame once
+                target = int(np.floor((t - start) / period + _TIME_EPS)) + 1
+        except (av.error.FFmpegError, ValueError) as exc:
+            if k == 0:
+                put(ClipError(path, f"decode failed before any frame ({type(exc).__name__}: {exc})",
+                              "re-export the clip (e.g. ffmpeg -i in.mp4 -c:v libx264 out.mp4)",
+                              reason="corrupt"))
+                return
+            # a truncated tail: keep what decoded, record it
+            put(TruncatedVideo(t_last=t, message=str(exc)))
+        if k == 0:
+            put(ClipError(path, "no decodable video frame (zero-length clip?)",
+                          "check that the clip has at least one frame", reason="empty"))
+            return
+        put(None)
+    except Exception as exc:  # surface anything unexpected in the consumer thread
+        put(exc)
+    finally:
+        container.close()
+
+
+@dataclass(frozen=True)
+class TruncatedVideo:
+    """Marker: decoding stopped early on a damaged tail; earlier samples are valid."""
+
+    t_last: float
+    message: str
+
+
+def sample(path: str | Path, fps: float = 2.0, *, start: float = 0.0, end: float | None = None,
+           buffer: int = 8, warnings: list[str] | None = None) -> Iterator[SampledFrame]:
+    """Yield upright BGR frames nearest each instant ``start + k / fps`` (at or just after it).
+
+    Decoding runs in a thread, ``buffer`` frames ahead, so memory stays flat on any length of
+    clip. A damaged tail ends the stream early and adds a line to ``warnings``.
+    """
+    if fps <= 0:
+        raise ValueError(f"sampling fps must be > 0, got {fps}")
+    q: queue.Queue = queue.Queue(maxsize=max(1, buffer))
+    stop = threading.Event()
+    th = threading.Thread(target=_decode_samples, args=(path, fps, start, end, q, stop),
+                          name="driftbench-decode", daemon=True)
+    th.start()
+    try:
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            if isinstance(item, TruncatedVideo):
+                if warnings is not None:
+                    warnings.append(f"{path}: video truncated after {item.t_last:.2f} s ({item.message}); "
+                                    "measured the frames before it")
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        th.join(timeout=5)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read a still image as upright BGR (EXIF orientation applied). Raises ClipError on bad input."""
+    import cv2
+
+    p = Path(path)
+    if not p.exists():
+        raise ClipError(p, "reference image not found", "check the reference path", reason="missing")
+    if p.suffix.lower() not in _IMAGE_SUFFIXES:
+        raise ClipError(p, "reference is not an image file",
+                        "give a photo (.jpg/.png), or use reference=first_frame for a reference clip",
+                        reason="bad_reference")
+    data = np.fromfile(str(p), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise ClipError(p, "unreadable image", "re-save the reference as PNG or JPEG", reason="bad_reference")
+    return img

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from driftbench.faces.base import create_backend
+from driftbench.video import read_image
+from tests.conftest import FACES, needs_shared
+
+pytestmark = needs_shared
+
+
+@pytest.fixture(scope="module")
+def sface():
+    return create_backend("sface", device="cpu", engine="opencv")
+
+
+def test_detects_one_face_and_embeds_unit_vector(sface):
+    img = read_image(FACES / "photos/alex_1.jpg")
+    faces = sface.detect(img)
+    assert len(faces) == 1
+    f = faces[0]
+    assert f.landmarks.shape == (5, 2)
+    # landmarks are mapped back to full resolution: inside the box on the full-size photo
+    x, _y, w, _h = f.box
+    assert (f.landmarks[:, 0] > x).all() and (f.landmarks[:, 0] < x + w).all()
+    e = sface.embed([sface.align(img, f)])
+    assert e.shape == (1, 128) and np.isclose(np.linalg.norm(e), 1.0, atol=1e-5)
+
+
+def test_same_person_scores_above_different_person(sface):
+    def emb(name):
+        img = read_image(FACES / "photos" / name)
+        return sface.embed([sface.align(img, sface.detect(img)[0])])[0]
+
+    a1, a2, b1 = emb("alex_1.jpg"), emb("alex_2.jpg"), emb("biden_1.jpg")
+    assert a1 @ a2 > 0.5 > 0.3 > a1 @ b1
+
+
+def test_opencv_and_onnxruntime_engines_agree(sface):
+    ort_backend = create_backend("sface", device="cpu", engine="onnxruntime")
+    img = read_image(FACES / "deepface/img1.jpg")
+    chip = sface.align(img, sface.detect(img)[0])
+    a = sface.embed([chip, chip[:, ::-1].copy()])
+    b = ort_backend.embed([chip, chip[:, ::-1].copy()])
+    assert np.abs(a - b).max() < 1e-4
+
+
+def test_repaired_sface_matches_original_int8_graph():
+    """Folding the block-quantized weights to fp32 changes no output (vs the int8 graph with only the
+    dangling inputs removed, run by onnxruntime)."""
+    import onnx
+    import onnxruntime as ort
+
+    from driftbench.faces.onnx_fix import drop_dangling_inputs, load_fixed
+    from driftbench.models import store
+
+    path = store.resolve("sface").path
+    original = drop_dangling_inputs(onnx.load(str(path)))
+    s0 = ort.InferenceSession(original.SerializeToString(), providers=["CPUExecutionProvider"])
+    s1 = ort.InferenceSession(load_fixed(path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).uniform(0, 255, (1, 3, 112, 112)).astype(np.float32)
+    y0 = s0.run(None, {s0.get_inputs()[0].name: x})[0]
+    y1 = s1.run(None, {s1.get_inputs()[0].name: x})[0]
+    assert np.abs(y0 - y1).max() < 1e-4
+
+
+def test_multimegapixel_photo_detected_via_capped_copy(sface):
+    import cv2
+
+    img = read_image(FACES / "photos/alex_1.jpg")
+    big = cv2.resize(img, None, fx=3.0, fy=3.0)  # ~2600 x 3600 px
+    faces = sface.detect(big)
+    assert len(faces) == 1 and faces[0].box[2] > 300
