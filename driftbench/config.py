@@ -94,7 +94,8 @@ class MitigationConfig:
     """A method that should reduce drift; ``none`` is the baseline every row is paired against."""
 
     name: str = "none"
-    #: none | post (applied to clips before measurement) | generation (handed to the model)
+    #: none | post (applied to clips before measurement) | generation (handed to the model) |
+    #: auto (generation where the model supports it, post otherwise)
     stage: str = "none"
     params: dict[str, Any] = field(default_factory=dict)
 

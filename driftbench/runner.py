@@ -236,7 +236,7 @@ def execute_run(cfg: Any, run_dir: Path) -> int:
     source = create_source(cfg.model, ctx)
     clips = source.clips()
     skipped = list(source.skipped)
-    if str(cfg.mitigation.stage) == "post" and str(cfg.mitigation.name) != "none":
+    if mitigation_stage(cfg.mitigation, source) == "post":
         from driftbench.mitigations import apply_post
 
         clips, mit_skipped = apply_post(clips, cfg.mitigation, settings, cache_root.parent / "mitigated")
@@ -305,6 +305,22 @@ def execute_run(cfg: Any, run_dir: Path) -> int:
     write_json(run_dir / "run.json", run_meta)
     (run_dir / "status.json").write_text(dumps_json({"exit_code": _exit_code(counts)}))
     return _exit_code(counts)
+
+
+def mitigation_stage(mitigation: Any, source: Any) -> str:
+    """Which stage runs a mitigation: ``generation`` when the clip source applies it while generating
+    (it lists the name in ``generation_mitigations``), else ``post`` (applied to the clips before
+    measurement); ``none`` for the baseline. ``stage: auto`` picks generation where supported."""
+    name, stage = str(mitigation.name), str(mitigation.stage)
+    if name == "none" or stage == "none":
+        return "none"
+    supported = set(getattr(source, "generation_mitigations", ()) or ())
+    if stage == "auto":
+        return "generation" if name in supported else "post"
+    if stage == "generation" and name not in supported:
+        raise UsageError(f"mitigation {name!r} has no generation-time form for model {getattr(source, 'name', '?')!r} "
+                         f"-- fix: use mitigation.stage=post (or auto)")
+    return stage
 
 
 def _part_cache_hit(parts: PartStore, clip: Clip) -> bool:
