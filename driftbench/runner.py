@@ -236,7 +236,8 @@ def execute_run(cfg: Any, run_dir: Path) -> int:
     source = create_source(cfg.model, ctx)
     clips = source.clips()
     skipped = list(source.skipped)
-    if mitigation_stage(cfg.mitigation, source) == "post":
+    stage = mitigation_stage(cfg.mitigation, source)
+    if stage == "post":
         from driftbench.mitigations import apply_post
 
         clips, mit_skipped = apply_post(clips, cfg.mitigation, settings, cache_root.parent / "mitigated")
@@ -288,6 +289,7 @@ def execute_run(cfg: Any, run_dir: Path) -> int:
         "threshold": {"value": threshold, **prov},
         "counts": counts,
         "resumed_clips": resumed,
+        "mitigation": {"name": str(cfg.mitigation.name), "stage": stage},
         **_backend_env(settings, env),
     }
     t_tables = time.perf_counter() - t0
