@@ -125,6 +125,9 @@ def validate_overrides(overrides: list[str], multirun: bool) -> list:
             if "MissingMandatoryValue" in type(exc).__name__ or "Missing mandatory value" in str(exc):
                 hint = "set the missing value, e.g. model.path=DIR for model=folder"
             raise UsageError(f"bad configuration {' '.join(combo)!r}: {_config_error(exc)} -- fix: {hint}") from None
+        from driftbench.sources.base import preflight
+
+        preflight(cfg.model)
         cfgs.append(cfg)
     return cfgs
 
@@ -133,7 +136,6 @@ _RUN_EXIT: list[int] = []
 
 
 def _task(cfg) -> None:  # the Hydra task function
-    import logging
     from pathlib import Path
 
     from hydra.core.hydra_config import HydraConfig
@@ -143,18 +145,17 @@ def _task(cfg) -> None:  # the Hydra task function
     from driftbench.runner import execute_run
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    log = logging.getLogger("driftbench")
     try:
         code = execute_run(cfg, run_dir)
     except UsageError as exc:
-        log.error("%s", exc)
+        print(f"driftbench run: {exc}", file=sys.stderr)
         code = EXIT_USAGE
     except DriftbenchError as exc:
-        log.error("%s", exc)
+        print(f"driftbench run: {exc}", file=sys.stderr)
         code = EXIT_FAIL
     except KeyboardInterrupt:
-        log.error("interrupted: the clips measured so far are kept in %s; rerun the same command to resume",
-                  run_dir)
+        print(f"driftbench run: interrupted; the clips measured so far are kept in {run_dir}; rerun the same "
+              "command to resume", file=sys.stderr)
         code = EXIT_INTERRUPTED
     try:
         (run_dir / "status.json").write_text(dumps_json({"exit_code": code}))
@@ -200,7 +201,7 @@ def cmd_run(argv: Sequence[str]) -> int:
     first = OmegaConf.to_container(cfgs[0], resolve=True)
     assert isinstance(first, dict)
     root = Path(str(first["output"]["root"]))
-    hydra_args = ["hydra.job.chdir=False", "hydra/hydra_logging=disabled"]
+    hydra_args = ["hydra.job.chdir=False", "hydra/hydra_logging=disabled", "hydra/job_logging=none"]
     if multirun:
         import hashlib
 

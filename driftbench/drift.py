@@ -164,7 +164,8 @@ def smooth(t: np.ndarray, values: np.ndarray, window_s: float) -> np.ndarray:
     if window_s <= 0:
         out[ok] = values[ok]
         return out
-    rolled = s.rolling(pd.Timedelta(seconds=window_s), center=True, min_periods=1).median()
+    # closed on both ends: at 2 frames/s a 1 s window holds the sample and both neighbours
+    rolled = s.rolling(pd.Timedelta(seconds=window_s + 1e-6), center=True, min_periods=1, closed="both").median()
     out[ok] = rolled.to_numpy()
     return out
 

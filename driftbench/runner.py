@@ -215,16 +215,27 @@ def execute_run(cfg: Any, run_dir: Path) -> int:
     """Run the whole pipeline for one composed config; returns the exit code (0 / 1)."""
     from omegaconf import OmegaConf
 
-    from driftbench import calibration
-    from driftbench.cache import default_cache_dir
-    from driftbench.executors import execute
-    from driftbench.sources.base import create_source
-
     t_start = time.perf_counter()
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
     cfg_hash = config_hash(container)
     _check_writable(run_dir)
+    handler = logging.FileHandler(run_dir / "driftbench.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    try:
+        return _execute(cfg, run_dir, container, cfg_hash, t_start)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _execute(cfg: Any, run_dir: Path, container: dict[Any, Any], cfg_hash: str, t_start: float) -> int:
+    from driftbench import calibration
+    from driftbench.cache import default_cache_dir
+    from driftbench.executors import execute
+    from driftbench.sources.base import create_source
+
     score = "dec" if cfg.metrics.loss_score == "decoupled" else "raw"
     threshold, prov = calibration.threshold_for(str(cfg.face.backend), far=float(cfg.metrics.far), score=score)
     progress = bool(cfg.progress) and sys.stderr.isatty()

@@ -85,6 +85,7 @@ class FaceAnalyzer:
         self.extra_weights = dict(weights or {})
         self.unavailable = dict(unavailable or {})
         self._pool: cf.ThreadPoolExecutor | None = None
+        self._loaded: cf.Future | None = None
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -131,7 +132,9 @@ class FaceAnalyzer:
             "thumb": THUMB_SIZE,
         }
 
-    def _ensure_signal_models(self) -> None:
+    def _load_signal_models(self) -> None:
+        """Runs in the worker thread: importing mediapipe and building its graph (~1 s) overlaps with
+        the first frames' decoding and detection in the calling thread."""
         if self._landmarker is None and self._landmarker_path is not None:
             from driftbench.faces.landmarker import Landmarker
 
@@ -140,13 +143,21 @@ class FaceAnalyzer:
             from driftbench.faces.age import AgeEstimator
 
             self._age = AgeEstimator(self._age_path)
+
+    def _ensure_signal_models(self) -> None:
         if self._pool is None:
             self._pool = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftbench-landmarks")
+            self._loaded = self._pool.submit(self._load_signal_models)
+
+    @property
+    def _has_landmarks(self) -> bool:
+        return self._landmarker_path is not None
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+            self._loaded = None
         if self._landmarker is not None:
             self._landmarker.close()
             self._landmarker = None
@@ -207,7 +218,7 @@ class FaceAnalyzer:
                     row["thumb"] = _encode_thumb(chip)
                     chips.append(chip)
                     chip_rows.append(len(rows))
-                if self._landmarker is not None:
+                if self._has_landmarks:
                     x0, y0, side = crop_box(face.box, fr.image.shape)
                     crop = square_crop(fr.image, x0, y0, side, CROP_SIZE)
                     assert self._pool is not None
@@ -218,6 +229,8 @@ class FaceAnalyzer:
             if progress is not None:
                 progress(n + 1)
         flush_embeddings()
+        if self._loaded is not None:
+            self._loaded.result()  # surfaces a model-loading error here, once
         age_chips: list[np.ndarray] = []
         age_rows: list[int] = []
         for r, fut in futures:

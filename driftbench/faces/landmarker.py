@@ -73,6 +73,11 @@ class Landmarker:
     """One MediaPipe FaceLandmarker graph (IMAGE mode), reused for every face of a process."""
 
     def __init__(self, model_path: str | Path) -> None:
+        import os
+
+        # MediaPipe logs through glog/absl to stderr; keep warnings about its own defaults out of runs
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import mediapipe as mp
         from mediapipe.tasks.python import vision
         from mediapipe.tasks.python.core.base_options import BaseOptions

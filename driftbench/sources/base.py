@@ -101,10 +101,13 @@ def register(name: str) -> Callable[[Callable[[Any, SourceContext], ClipSource]]
 _MODULES = {"folder": "folder", "synthetic": "synthetic"}
 
 
-def create_source(cfg: Any, ctx: SourceContext) -> ClipSource:
+#: optional cheap checks run before any work (bad path, unreadable manifest -> UsageError, exit 2)
+PREFLIGHTS: dict[str, Callable[[Any], None]] = {}
+
+
+def _load(name: str) -> None:
     import importlib
 
-    name = cfg.name
     module = _MODULES.get(name)
     if name not in SOURCES:
         for mod in filter(None, [module, name, "generators"]):
@@ -115,6 +118,18 @@ def create_source(cfg: Any, ctx: SourceContext) -> ClipSource:
                     raise
             if name in SOURCES:
                 break
-    if name not in SOURCES:
-        raise KeyError(f"unknown model (clip source) {name!r}")
-    return SOURCES[name](cfg, ctx)
+
+
+def preflight(cfg: Any) -> None:
+    """Cheap validation of a model config before any work (raises UsageError)."""
+    _load(cfg.name)
+    check = PREFLIGHTS.get(cfg.name)
+    if check is not None:
+        check(cfg)
+
+
+def create_source(cfg: Any, ctx: SourceContext) -> ClipSource:
+    _load(cfg.name)
+    if cfg.name not in SOURCES:
+        raise KeyError(f"unknown model (clip source) {cfg.name!r}")
+    return SOURCES[cfg.name](cfg, ctx)

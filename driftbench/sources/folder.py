@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from driftbench.errors import UsageError
-from driftbench.sources.base import FIRST_FRAME, Clip, ClipSource, Skipped, SourceContext, register
+from driftbench.sources.base import (
+    FIRST_FRAME,
+    PREFLIGHTS,
+    Clip,
+    ClipSource,
+    Skipped,
+    SourceContext,
+    register,
+)
 
 MANIFEST_SUFFIXES = {".csv", ".yaml", ".yml", ".json"}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -84,6 +92,24 @@ def _resolve(base: Path, value: str) -> Path:
     return p if p.is_absolute() else (base / p)
 
 
+def check_path(cfg: Any) -> Path:
+    root = Path(str(cfg.path)).expanduser()
+    if not root.exists():
+        raise UsageError(f"{root}: model.path does not exist -- fix: point model.path at a folder of clips "
+                         "or a manifest file")
+    return root
+
+
+def preflight(cfg: Any) -> None:
+    """Before any work: the path exists and a manifest is readable with a clip column."""
+    root = check_path(cfg)
+    if root.is_file() and root.suffix.lower() in MANIFEST_SUFFIXES:
+        read_manifest(root)
+
+
+PREFLIGHTS["folder"] = preflight
+
+
 class FolderSource:
     def __init__(self, cfg: Any, ctx: SourceContext) -> None:
         self.cfg = cfg
@@ -95,10 +121,7 @@ class FolderSource:
         return self._skipped
 
     def clips(self) -> list[Clip]:
-        root = Path(str(self.cfg.path)).expanduser()
-        if not root.exists():
-            raise UsageError(f"{root}: model.path does not exist -- fix: point model.path at a folder of clips "
-                             "or a manifest file")
+        root = check_path(self.cfg)
         if root.is_dir():
             clips = self._from_dir(root)
         elif root.suffix.lower() in MANIFEST_SUFFIXES:

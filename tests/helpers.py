@@ -1,0 +1,69 @@
+"""Helpers for tests: build real-footage clips (splices, copies) with PyAV, run the CLI in-process."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def splice(parts: list[tuple[Path, float, float]], out: Path, size: int = 360, fps: int = 25) -> Path:
+    """Concatenate [start, end) segments of real clips into one H.264 clip (frames resized to size^2)."""
+    import av
+    import cv2
+
+    with av.open(str(out), "w") as dst:
+        stream = dst.add_stream("libx264", rate=fps)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "18", "preset": "veryfast"}
+        n = 0
+        for path, start, end in parts:
+            with av.open(str(path)) as src:
+                vs = src.streams.video[0]
+                t0 = None
+                next_t = start
+                for frame in src.decode(vs):
+                    t = float(frame.time)
+                    t0 = t if t0 is None else t0
+                    rel = t - t0
+                    if rel < next_t - 1e-6:
+                        continue
+                    if rel >= end:
+                        break
+                    img = cv2.resize(frame.to_ndarray(format="rgb24"), (size, size), interpolation=cv2.INTER_AREA)
+                    vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+                    vf.pts = n
+                    n += 1
+                    for pkt in stream.encode(vf):
+                        dst.mux(pkt)
+                    next_t += 1.0 / fps
+        for pkt in stream.encode():
+            dst.mux(pkt)
+    return out
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+            subprocess_: bool = False) -> tuple[int, str, str]:
+    """Run `driftbench ARGS`; returns (exit code, stdout, stderr)."""
+    if subprocess_:
+        import os
+
+        p = subprocess.run([sys.executable, "-m", "driftbench", *args], cwd=cwd, capture_output=True, text=True,
+                           env={**os.environ, **(env or {})}, timeout=900, check=False)
+        return p.returncode, p.stdout, p.stderr
+    from driftbench.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return code, out.getvalue(), err.getvalue()
+
+
+def last_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else ""

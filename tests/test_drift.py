@@ -1,0 +1,68 @@
+"""Metric definitions on small, hand-checkable series (the real-media checks live elsewhere)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from driftbench import drift
+from driftbench.measure import MetricSettings
+
+
+def test_time_to_loss_needs_a_run_of_min_duration():
+    t = np.arange(0, 10, 0.5)
+    v = np.full_like(t, 0.8)
+    v[6:9] = 0.1  # 1.5 s below: not a loss at min 2 s
+    assert drift.time_to_loss(t, v, 0.4, 2.0, 0.5) is None
+    v[12:16] = 0.1  # 6.0 .. 7.5 s: 4 samples = 2 s
+    assert drift.time_to_loss(t, v, 0.4, 2.0, 0.5) == 6.0
+
+
+def test_time_to_loss_ignores_missing_faces_inside_a_run():
+    t = np.arange(0, 6, 0.5)
+    v = np.array([0.8, 0.8, 0.1, np.nan, 0.1, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8])
+    assert drift.time_to_loss(t, v, 0.4, 2.0, 0.5) is None  # below from 1.0 to 2.0 s: 1.5 s
+    v[5] = 0.1  # now below from 1.0 through 2.5 s (2 s), the hidden face at 1.5 s does not break it
+    assert drift.time_to_loss(t, v, 0.4, 2.0, 0.5) == 1.0
+
+
+def test_centred_smoothing_keeps_a_step_at_its_place():
+    t = np.arange(0, 20, 0.5)
+    v = np.where(t < 15, 0.8, 0.1)
+    s = drift.smooth(t, v, 1.0)
+    assert s[t == 14.5][0] == 0.8 and s[t == 15.0][0] == 0.1
+    # an isolated bad frame is removed by the median
+    v2 = np.full_like(t, 0.8)
+    v2[10] = -0.2
+    assert np.all(drift.smooth(t, v2, 1.0) == 0.8)
+
+
+def _frames(t, sim):
+    return pd.DataFrame({"t": t, "face_found": np.isfinite(sim), "sim_raw": sim, "sim_dec": sim, "sim_open": sim,
+                         "sim_raw_smooth": drift.smooth(t, sim, 1.0), "sim_dec_smooth": drift.smooth(t, sim, 1.0)})
+
+
+def test_clip_summary_drift_slope_and_horizons():
+    t = np.arange(0, 40, 0.5)
+    sim = 0.9 - 0.3 * t / 40  # linear decline: -0.45 per minute
+    fr = _frames(t, sim)
+    cv = drift.curve(fr, 1.0)
+    s = drift.clip_summary(fr, cv, duration_s=40.0, threshold=0.4, metrics=MetricSettings(), fps=2.0)
+    assert s["opening_dec"] == pytest.approx(np.median(sim[t < 2]))
+    assert s["sim_dec_at_30s"] == pytest.approx(np.median(sim[(t >= 28) & (t < 30)]))
+    assert s["drift_dec_at_30s"] == pytest.approx(s["opening_dec"] - s["sim_dec_at_30s"])
+    assert s["slope_dec_per_min"] == pytest.approx(-0.45, abs=0.01)
+    assert np.isnan(s["sim_dec_at_60s"])  # the clip is shorter than 60 s
+    assert s["lost"] == 0 and np.isnan(s["time_to_loss_s"]) and s["survival_time_s"] == 40.0
+    assert s["auc_dec"] == pytest.approx(sim.mean(), abs=0.01)
+
+
+def test_curve_bins_have_median_and_count():
+    t = np.arange(0, 3, 0.5)
+    sim = np.array([0.9, 0.7, 0.5, np.nan, 0.4, 0.2])
+    cv = drift.curve(_frames(t, sim), 1.0)
+    assert list(cv["t_start"]) == [0.0, 1.0, 2.0]
+    assert list(cv["n_samples"]) == [2, 2, 2]
+    assert list(cv["n_faces"]) == [2, 1, 2]
+    assert cv["sim_raw"].tolist() == pytest.approx([0.8, 0.5, 0.3])
