@@ -14,6 +14,9 @@ right), ``pitch`` about x (positive: chin up), ``roll`` about z. Frontal is (0, 
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,15 +72,33 @@ def square_crop(image: np.ndarray, x0: float, y0: float, side: float, out: int) 
     return cv2.warpAffine(image, m, (out, out), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Silence native (C++/absl) log lines on fd 2 for a moment: MediaPipe prints several warnings
+    about its own defaults when a graph is built and first run. Python-level messages are unaffected
+    unless written in that window (runs also log to driftbench.log)."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class Landmarker:
     """One MediaPipe FaceLandmarker graph (IMAGE mode), reused for every face of a process."""
 
     def __init__(self, model_path: str | Path) -> None:
-        import os
+        with quiet_native_stderr():
+            self._create(model_path)
 
-        # MediaPipe logs through glog/absl to stderr; keep warnings about its own defaults out of runs
-        os.environ.setdefault("GLOG_minloglevel", "2")
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    def _create(self, model_path: str | Path) -> None:
         import mediapipe as mp
         from mediapipe.tasks.python import vision
         from mediapipe.tasks.python.core.base_options import BaseOptions
@@ -94,6 +115,9 @@ class Landmarker:
         )
         self._lm = vision.FaceLandmarker.create_from_options(opts)
         self.blendshape_names: list[str] = []
+        # the first inference prints its own warnings: run it now, silenced
+        self._lm.detect(mp.Image(image_format=mp.ImageFormat.SRGB,
+                                 data=np.zeros((CROP_SIZE, CROP_SIZE, 3), dtype=np.uint8)))
 
     def analyze(self, image_bgr: np.ndarray, box: np.ndarray) -> LandmarkResult:
         """Landmarks, expression and pose of the face in ``box`` (x, y, w, h) of a full frame."""

@@ -1,0 +1,53 @@
+"""Benchmarks (pytest-benchmark): run with
+
+    python -m pytest tests/benchmarks --benchmark-only [--benchmark-autosave | --benchmark-json=PATH]
+
+and compare commits with ``--benchmark-compare``. Speed is reported, never asserted. At the end the
+session prints the product/floor ratios measured in this same session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import VIDEO
+
+CLIP_60S = VIDEO / "real/edtalk_pose_source2.mp4"
+RESULTS: dict[str, float] = {}
+EXTRA: dict[str, str] = {}
+
+
+def record(benchmark, key: str) -> None:
+    """Remember a benchmark's median (seconds) for the end-of-session ratio table."""
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None and getattr(stats, "stats", None) is not None:
+        RESULTS[key] = float(stats.stats.median)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG001
+    if not RESULTS and not EXTRA:
+        return
+    tr = terminalreporter
+    tr.section("driftbench speed (medians, this session)")
+    for k, v in sorted(RESULTS.items()):
+        tr.write_line(f"{k:45s} {v * 1000:10.1f} ms")
+    pairs = [("command_60s_mediapipe", "floor_60s_mediapipe"), ("command_60s_identity_only", "floor_60s_identity_only"),
+             ("clip_60s_end_to_end", "floor_60s_mediapipe")]
+    for prod, floor in pairs:
+        if prod in RESULTS and floor in RESULTS:
+            tr.write_line(f"ratio {prod} / {floor}: {RESULTS[prod] / RESULTS[floor]:.2f}x (target <= 1.2x)")
+    if "command_60s_mediapipe" in RESULTS:
+        # ../shared/VALIDITY.md: insightface FaceAnalysis per frame takes 9.4-12 s for this clip here
+        tr.write_line(f"ratio insightface per-frame loop (9.4-12 s, VALIDITY.md) / product: "
+                      f"{9.4 / RESULTS['command_60s_mediapipe']:.1f}-{12 / RESULTS['command_60s_mediapipe']:.1f}x faster")
+    for k, v in sorted(EXTRA.items()):
+        tr.write_line(f"{k}: {v}")
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory) -> Path:
+    """A folder holding only the 60 s real clip (a folder run measures just that)."""
+    d = tmp_path_factory.mktemp("clip60")
+    (d / CLIP_60S.name).symlink_to(CLIP_60S)
+    return d

@@ -1,0 +1,156 @@
+"""Per-stage and end-to-end speed on the 60 s real clip (real/edtalk_pose_source2.mp4, 2 frames/s).
+
+Stages: sample/decode, detect, align+embed, expression/pose (MediaPipe), one clip end to end with
+models loaded, the whole `driftbench run` command (start-up, imports and model loading included),
+the same command with a warm signal cache, and the floor (tests/benchmarks/floor.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.benchmarks.conftest import CLIP_60S, record
+from tests.conftest import ROOT, SHARED_MODELS, needs_shared
+
+pytestmark = [pytest.mark.benchmark, needs_shared]
+
+
+def _env(cache: str | None = None) -> dict[str, str]:
+    env = {**os.environ, "DRIFTBENCH_MODELS": str(SHARED_MODELS)}
+    if cache:
+        env["DRIFTBENCH_CACHE"] = cache
+    return env
+
+
+@pytest.fixture(scope="module")
+def frames():
+    from driftbench import video
+
+    return list(video.sample(CLIP_60S, 2.0))
+
+
+@pytest.fixture(scope="module")
+def models():
+    from driftbench.faces.base import create_backend
+    from driftbench.faces.landmarker import Landmarker
+    from driftbench.models import store
+
+    backend = create_backend("sface", device="cpu")
+    lm = Landmarker(store.resolve("face_landmarker").path)
+    yield backend, lm
+    lm.close()
+
+
+def test_stage_sample_decode(benchmark):
+    from driftbench import video
+
+    n = benchmark.pedantic(lambda: sum(1 for _ in video.sample(CLIP_60S, 2.0)), rounds=5, iterations=1)
+    assert n == 120
+    record(benchmark, "stage_decode_120_samples")
+
+
+def test_stage_detect(benchmark, frames, models):
+    backend, _ = models
+    faces = benchmark.pedantic(lambda: [backend.detect(f.image) for f in frames], rounds=5, iterations=1)
+    assert all(len(f) == 1 for f in faces)
+    record(benchmark, "stage_detect_120")
+
+
+def test_stage_align_embed(benchmark, frames, models):
+    backend, _ = models
+    faces = [backend.detect(f.image)[0] for f in frames]
+
+    def run():
+        return backend.embed([backend.align(f.image, fc) for f, fc in zip(frames, faces, strict=True)])
+
+    emb = benchmark.pedantic(run, rounds=5, iterations=1)
+    assert emb.shape == (120, 128)
+    record(benchmark, "stage_align_embed_120")
+
+
+def test_stage_expression_pose(benchmark, frames, models):
+    backend, lm = models
+    boxes = [backend.detect(f.image)[0].box for f in frames]
+    res = benchmark.pedantic(lambda: [lm.analyze(f.image, b) for f, b in zip(frames, boxes, strict=True)],
+                             rounds=3, iterations=1)
+    assert sum(r.found for r in res) == 120
+    record(benchmark, "stage_mediapipe_120")
+
+
+def test_clip_end_to_end_models_loaded(benchmark):
+    from driftbench.signals import FaceAnalyzer, Sampling
+
+    with FaceAnalyzer.create("sface", device="cpu") as analyzer:
+        analyzer.analyze_video(CLIP_60S, Sampling(2.0, end=2.0))  # warm: models loaded before timing
+        df = benchmark.pedantic(lambda: analyzer.analyze_video(CLIP_60S, Sampling(2.0)), rounds=3, iterations=1)
+    assert len(df) == 120 and df["yaw"].notna().all()
+    record(benchmark, "clip_60s_end_to_end")
+
+
+def test_clip_30s_end_to_end(benchmark):
+    """Issue 2's benchmark: processing a 30 s clip at 2 frames/s on CPU (models loaded)."""
+    from driftbench.signals import FaceAnalyzer, Sampling
+
+    with FaceAnalyzer.create("sface", device="cpu") as analyzer:
+        analyzer.analyze_video(CLIP_60S, Sampling(2.0, end=2.0))
+        df = benchmark.pedantic(lambda: analyzer.analyze_video(CLIP_60S, Sampling(2.0, end=29.9)), rounds=3,
+                                iterations=1)
+    assert len(df) == 60
+    record(benchmark, "clip_30s_end_to_end")
+
+
+def _command(clip_dir, out, *extra, cache=None):
+    cmd = [sys.executable, "-m", "driftbench", "run", "model=folder", f"model.path={clip_dir}",
+           "reference=first_frame", f"output.dir={out}", *extra]
+    p = subprocess.run(cmd, cwd=ROOT, env=_env(cache), capture_output=True, text=True, check=False)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return p
+
+
+@pytest.mark.parametrize("variant", ["mediapipe", "identity_only"])
+def test_command_60s(benchmark, clip_dir, tmp_path, variant):
+    extra = ["cache.enabled=false"] + (["signals.expression=false", "signals.age=false"]
+                                        if variant == "identity_only" else [])
+    benchmark.pedantic(lambda: _command(clip_dir, tmp_path / "run", *extra), rounds=5, iterations=1)
+    record(benchmark, f"command_60s_{variant}")
+
+
+def test_command_60s_warm_cache_recomputes_no_face(benchmark, clip_dir, tmp_path):
+    cache = str(tmp_path / "cache")
+    _command(clip_dir, tmp_path / "first", cache=cache)
+    n = 0
+
+    def again():
+        nonlocal n
+        n += 1
+        return _command(clip_dir, tmp_path / f"again{n}", cache=cache)
+
+    benchmark.pedantic(again, rounds=3, iterations=1)
+    import json
+
+    run = json.loads((tmp_path / f"again{n}" / "run.json").read_text())
+    assert run["cache_hits"] == 1
+    record(benchmark, "command_60s_warm_cache")
+
+
+@pytest.mark.parametrize("variant", ["mediapipe", "identity_only"])
+def test_floor_60s(benchmark, variant):
+    cmd = [sys.executable, "-m", "tests.benchmarks.floor", str(CLIP_60S)]
+    if variant == "identity_only":
+        cmd.append("--no-mediapipe")
+    benchmark.pedantic(lambda: subprocess.run(cmd, cwd=ROOT, env=_env(), check=True, capture_output=True),
+                       rounds=5, iterations=1)
+    record(benchmark, f"floor_60s_{variant}")
+
+
+def test_startup_help_and_no_torch(benchmark):
+    """`driftbench --help` starts fast and imports neither torch nor any model runtime."""
+    code = ("import sys, driftbench.cli as c; c.main(['--help']); "
+            "bad = [m for m in ('torch', 'mediapipe', 'onnxruntime', 'cv2', 'matplotlib') if m in sys.modules]; "
+            "sys.exit(1 if bad else 0)")
+    benchmark.pedantic(lambda: subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True,
+                                              capture_output=True), rounds=5, iterations=1)
+    record(benchmark, "startup_help")
