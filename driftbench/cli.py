@@ -207,7 +207,7 @@ def cmd_run(argv: Sequence[str]) -> int:
 
         tag = hashlib.sha256("\0".join(sorted(args)).encode()).hexdigest()[:10]
         sweep_dir = root / f"sweep-{tag}"
-        hydra_args += [f"hydra.sweep.dir={sweep_dir}", "hydra.sweep.subdir=${hydra:job.override_dirname}"]
+        hydra_args += [f"hydra.sweep.dir={sweep_dir}", "hydra.sweep.subdir=${hydra.job.num}-${hydra.job.override_dirname}"]
         result_dir = sweep_dir
     else:
         out_dir = first["output"].get("dir")

@@ -51,3 +51,15 @@ def test_process_pool_gives_the_same_tables(clip_dir, reference_run, tmp_path):
 def test_ray_local_instance_gives_the_same_tables(clip_dir, reference_run, tmp_path):
     out = _run(clip_dir, tmp_path / "ray", "executor=ray", "cache.enabled=false")
     _same_tables(reference_run, out)
+
+
+def test_multirun_sweep_with_joblib_launcher(clip_dir, tmp_path, cache_dir):
+    """`-m` sweeps through Hydra's joblib launcher: one job folder per value, exit code = worst job."""
+    code, out, err = run_cli("run", "-m", "hydra/launcher=joblib", "model=folder", f"model.path={clip_dir}",
+                             "reference=first_frame", "sampling.fps=1,2", f"output.root={tmp_path}",
+                             "report.html=false")
+    assert code == 0, err
+    sweep = Path(out.strip().splitlines()[-1])
+    jobs = sorted(p for p in sweep.iterdir() if (p / "clips.csv").is_file())
+    assert [j.name.split("-", 1)[0] for j in jobs] == ["0", "1"]
+    assert all("sampling.fps=" in j.name and "model.path" not in j.name for j in jobs)

@@ -25,7 +25,7 @@ def record(benchmark, key: str) -> None:
         RESULTS[key] = float(stats.stats.median)
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG001
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if not RESULTS and not EXTRA:
         return
     tr = terminalreporter
