@@ -115,6 +115,10 @@ def create_source(cfg: Any, ctx: SourceContext) -> ClipSource:
                     raise
             if name in SOURCES:
                 break
+    # a config of a generic adapter (e.g. name: runway, provider: http) uses its provider's source
+    provider = cfg.get("provider") if hasattr(cfg, "get") else getattr(cfg, "provider", None)
+    if name not in SOURCES and provider in SOURCES:
+        name = provider
     if name not in SOURCES:
         raise KeyError(f"unknown model (clip source) {name!r}")
     return SOURCES[name](cfg, ctx)
