@@ -75,6 +75,9 @@ class ApiClient:
         self.policy = policy
         self.sleep = sleep
         self.classify = classify
+        # httpx logs every URL at INFO; result URLs are often signed (a token in the query string), so
+        # only our own messages, which drop the query, say what was fetched
+        logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
         self._http = httpx.Client(timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 15.0)),
                                   follow_redirects=True)
 

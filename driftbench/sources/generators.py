@@ -128,8 +128,7 @@ class GeneratorSource:
         clips: list[Clip] = []
         for job, outcome in zip(jobs, results, strict=True):
             if isinstance(outcome, Skipped):
-                self._skipped.extend(Skipped(self.item(job, t), outcome.reason, f"{self.item(job, t)}: {outcome.message}")
-                                     for t in job.targets)
+                self._skipped.extend(Skipped(self.item(job, t), outcome.reason, outcome.message) for t in job.targets)
                 continue
             clips.extend(self.clip(job, out, label, provider, dataset) for out in outcome)
         if meter.submitted:
@@ -217,22 +216,24 @@ class GeneratorSource:
         def one(job: Any) -> Any:
             if stop:
                 err = stop[0]
-                return Skipped(job.label, err.reason, f"not generated: {err}")
+                return Skipped(job.label, err.reason, f"{self.name} {job.label}: not generated: {err}")
             try:
                 return runner.run(job)
             except AuthFailed as exc:
                 stop.append(exc)
-                log.error("%s: %s; no further requests are sent", self.name, exc)
-                return Skipped(job.label, exc.reason, str(exc))
+                log.error("%s; no further requests are sent", exc)
+                return Skipped(job.label, exc.reason, f"{self.name} {job.label}: {exc}")
             except GenerationError as exc:
-                log.warning("%s %s: %s", self.name, job.label, exc)
-                return Skipped(job.label, exc.reason, str(exc))
+                prefix = f"{self.name} {job.label}"
+                msg = str(exc) if str(exc).startswith(prefix) else f"{prefix}: {exc}"
+                log.warning("%s", msg)
+                return Skipped(job.label, exc.reason, msg)
             except UsageError:
                 raise
             except Exception as exc:  # an unexpected error fails this chain, never the others
                 log.exception("%s %s: unexpected error", self.name, job.label)
-                return Skipped(job.label, "generation_error", f"{type(exc).__name__}: {exc} -- fix: rerun; report the "
-                               "error if it persists")
+                return Skipped(job.label, "generation_error", f"{self.name} {job.label}: {type(exc).__name__}: {exc} "
+                               "-- fix: rerun; report the error if it persists")
 
         workers = max(1, int(_get(self.cfg, "concurrency", 1)))
         if workers == 1:
