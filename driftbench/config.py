@@ -75,7 +75,9 @@ class GeneratorModelConfig(ModelConfig):
     yes: bool = False
     max_cost: float | None = None
     seeds: list[int] = field(default_factory=lambda: [0])
+    #: at most this many (character, prompt, seed) chains
     limit: int | None = None
+    #: extra template variables of the provider's requests (e.g. ratio, cfg_scale)
     options: dict[str, Any] = field(default_factory=dict)
     #: nominal seconds one continuation adds (cost estimate and step cap); None = segment_s
     extend_s: float | None = None

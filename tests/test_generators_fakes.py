@@ -278,9 +278,12 @@ class FakeKling(FakeGenerator):
     MODELS = frozenset({"kling-v1", "kling-v1-5", "kling-v1-6"})
 
     def __init__(self, footage: Footage, *, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY,
-                 **kw: Any) -> None:
+                 extend_full: bool = True, **kw: Any) -> None:
         super().__init__(footage, **kw)
         self.access_key, self.secret_key = access_key, secret_key
+        #: video-extend answers with the whole video so far (Kling), or, to test the other case, only
+        #: the new seconds
+        self.extend_full = extend_full
 
     def envelope(self, data: Any) -> dict[str, Any]:
         return {"code": 0, "message": "SUCCEED", "request_id": self.new_id("req-"), "data": data}
@@ -368,7 +371,8 @@ class FakeKling(FakeGenerator):
             if parent is None:
                 self.error(h, 400, 1201, "video_id is invalid", path)
                 return
-            task = self.make_task("video-extend", body, parent.start, parent.end + self.ext_s, prompt)
+            start = parent.start if self.extend_full else parent.end
+            task = self.make_task("video-extend", body, start, parent.end + self.ext_s, prompt)
         else:
             if body.get("model_name") not in self.MODELS or body.get("mode") not in ("std", "pro") or \
                     body.get("duration") not in ("5", "10"):

@@ -119,6 +119,17 @@ def test_extend_chain_yields_each_target_and_rerun_pays_nothing(footage: Footage
         assert check_video(longer[0].path).duration_s == pytest.approx(8.0, abs=0.1)
 
 
+def test_extensions_that_return_only_new_seconds_are_joined(footage: Footage, dataset_dir: Path, tmp_path: Path,
+                                                             keys: None) -> None:
+    with FakeKling(footage, extend_full=False) as fake:
+        clips = kling_source(fake.url, tmp_path, dataset_dir, "model.prompts=[talk]").clips()
+        six = next(c for c in clips if c.prompt_id == "talk@6s")
+        # result: auto sees 2 s answers after a 4 s video, so it joins the three 2 s pieces (no frame dropped:
+        # a native extension does not repeat the previous frame)
+        assert check_video(six.path).n_frames == 150
+        assert "/clips/" in six.path and len(fake.log.submits) == 3
+
+
 def test_reanchor_conditions_each_segment_on_last_frame_and_reference(footage: Footage, dataset_dir: Path,
                                                                       tmp_path: Path, keys: None) -> None:
     from driftbench.runner import mitigation_stage
