@@ -270,6 +270,8 @@ class HttpProvider:
     def _encode(self, path: Any) -> str:
         key = str(path)
         if key not in self._images:
+            if len(self._images) >= 16:  # reference images repeat; last frames do not: keep memory bounded
+                self._images.clear()
             data, mime = prepare_image(path, min_side=int(self.spec.get("image_min_side", 0) or 0),
                                        max_bytes=int(self.spec.get("image_max_bytes", 0) or 0))
             self._images[key] = to_data_uri(data, mime) if self.image_format == "data_uri" else to_base64(data)
