@@ -75,8 +75,25 @@ class GeneratorModelConfig(ModelConfig):
     yes: bool = False
     max_cost: float | None = None
     seeds: list[int] = field(default_factory=lambda: [0])
+    #: at most this many (character, prompt, seed) chains
     limit: int | None = None
+    #: extra template variables of the provider's requests (e.g. ratio, cfg_scale)
     options: dict[str, Any] = field(default_factory=dict)
+    #: nominal seconds one continuation adds (cost estimate and step cap); None = segment_s
+    extend_s: float | None = None
+    #: price of one request by step kind (first / extend / reanchor), in ``currency``; Kling has a built-in table
+    prices: dict[str, float] = field(default_factory=dict)
+    currency: str = "USD"
+    #: request templates of a generic HTTP provider (see driftbench/generators/http.py)
+    api: dict[str, Any] = field(default_factory=dict)
+    #: subsets of the dataset (empty = all)
+    characters: list[str] = field(default_factory=list)
+    prompts: list[str] = field(default_factory=list)
+    #: chains generated at once (the provider's concurrency limit applies)
+    concurrency: int = 1
+    #: polling interval grows x1.5 from poll_interval_s up to this; first retry delay (doubles per retry)
+    poll_max_interval_s: float = 30.0
+    backoff_s: float = 1.0
 
 
 @dataclass

@@ -120,16 +120,27 @@ def _load(name: str) -> None:
                 break
 
 
+def _source_name(cfg: Any) -> str:
+    """The registered source for a model config; a generic adapter's config (e.g. name: runway,
+    provider: http) uses its provider's source."""
+    name = str(cfg.name)
+    _load(name)
+    provider = cfg.get("provider") if hasattr(cfg, "get") else getattr(cfg, "provider", None)
+    if name not in SOURCES and provider is not None:
+        _load(str(provider))
+        if provider in SOURCES:
+            name = str(provider)
+    if name not in SOURCES:
+        raise KeyError(f"unknown model (clip source) {name!r}")
+    return name
+
+
 def preflight(cfg: Any) -> None:
     """Cheap validation of a model config before any work (raises UsageError)."""
-    _load(cfg.name)
-    check = PREFLIGHTS.get(cfg.name)
+    check = PREFLIGHTS.get(_source_name(cfg))
     if check is not None:
         check(cfg)
 
 
 def create_source(cfg: Any, ctx: SourceContext) -> ClipSource:
-    _load(cfg.name)
-    if cfg.name not in SOURCES:
-        raise KeyError(f"unknown model (clip source) {cfg.name!r}")
-    return SOURCES[cfg.name](cfg, ctx)
+    return SOURCES[_source_name(cfg)](cfg, ctx)
