@@ -131,7 +131,7 @@ class DeepFaceBackend:
 
     @staticmethod
     def preflight(download: bool = False, model_name: str = "Facenet512", engine: str = "onnx",
-                  **_: Any) -> str:
+                  **_options: Any) -> str:
         _import_deepface(str(engine))
         from deepface.modules import modeling
 
@@ -176,7 +176,7 @@ class DeepFaceBackend:
         # deepface's input_shape is (width, height) for its resize (DeepID's 47x55 shows it)
         self.target_size = (int(self.model.input_shape[1]), int(self.model.input_shape[0]))
         self._lock = threading.Lock()
-        providers = getattr(getattr(self.model, "model", None), "get_providers", lambda: [])()
+        providers: list[str] = getattr(getattr(self.model, "model", None), "get_providers", lambda: [])()
         on_gpu = any("CUDA" in p for p in providers)
         self.info = BackendInfo(
             name="deepface",

@@ -29,7 +29,14 @@ import numpy as np
 
 from driftbench import engines
 from driftbench.errors import ModelNotFoundError, UsageError
-from driftbench.faces.base import ARCFACE_TEMPLATE_112, BackendInfo, Face, l2_normalize, register, similarity_matrix
+from driftbench.faces.base import (
+    ARCFACE_TEMPLATE_112,
+    BackendInfo,
+    Face,
+    l2_normalize,
+    register,
+    similarity_matrix,
+)
 from driftbench.models import store
 
 INSTALL_FIX = "pip install 'driftbench[dlib]'"

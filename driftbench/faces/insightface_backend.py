@@ -114,7 +114,7 @@ class InsightFaceBackend:
 
     @staticmethod
     def preflight(download: bool = False, pack: str = "buffalo_l", root: str = DEFAULT_ROOT,
-                  **_: Any) -> str:
+                  **_options: Any) -> str:
         _import_insightface()
         _, name = resolve_pack(str(pack), str(root), download=download)
         return f"insightface:{name}"
