@@ -139,6 +139,12 @@ def time_one_face(benchmark: Any, backend: Any) -> None:
     assert out.shape[0] == 1
 
 
+@pytest.mark.benchmark
+def test_sface_ms_per_face_baseline(benchmark):
+    """The default backend timed the same way, so the optional backends' figures have a same-run baseline."""
+    time_one_face(benchmark, create_backend("sface", device="cpu"))
+
+
 # -- the registry ----------------------------------------------------------------------------------------
 def test_registry_knows_every_backend_and_rejects_unknown_names():
     assert KNOWN_BACKENDS == ("sface", "dlib", "insightface", "deepface")
@@ -286,6 +292,18 @@ def test_dlib_end_to_end_run_on_a_real_clip(dlib_backend, tmp_path):
     from driftbench.calibration import threshold_for
 
     assert row["threshold"] == pytest.approx(threshold_for("dlib")[0], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_dlib_cnn_detector_finds_the_same_face(dlib_backend):
+    """The MMOD CNN detector (seconds per frame on a CPU) gives a box whose chip embeds like HOG's."""
+    cnn = create_backend("dlib", device="cpu", detector="cnn")
+    assert "mmod_human_face_detector.dat" in cnn.info.weights
+    img = read_image(FACES / "photos" / "alex_1.jpg")
+    a, b = cnn.detect(img), dlib_backend.detect(img)
+    assert len(a) == 1 and len(b) == 1
+    ea, eb = cnn.embed([cnn.align(img, a[0])]), dlib_backend.embed([dlib_backend.align(img, b[0])])
+    assert float(ea[0] @ eb[0]) > 0.99
 
 
 @pytest.mark.benchmark
@@ -463,6 +481,9 @@ def test_deepface_weight_table_matches_deepface(monkeypatch, tmp_path):
 
     monkeypatch.setenv("DEEPFACE_HOME", str(tmp_path))
     _import_deepface("onnx")
+    from deepface.commons import backend_utils
+
+    assert backend_utils.get_backend_engine() == "onnx"  # not torch, although torch is installed
     asked: list[str] = []
 
     class Asked(Exception):

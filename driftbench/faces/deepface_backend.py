@@ -111,8 +111,12 @@ def _weights_guard(model_name: str, download: bool, seen: list[Path]) -> Iterato
             try:
                 path = original(file_name=file_name, source_url=source_url, compress_type=compress_type)
             except Exception as exc:
-                raise ModelNotFoundError(f"{missing_weights_message(model_name, file_name)}; the download "
-                                         f"failed: {str(exc).splitlines()[0]}") from None
+                cause = type(exc.__cause__ or exc).__name__
+                raise ModelNotFoundError(
+                    f"{target}: deepface model {model_name!r} needs its weight file {Path(file_name).name}; "
+                    f"deepface could not download it ({cause}) -- fix: copy the file to {target} "
+                    f"(DEEPFACE_HOME={os.environ.get('DEEPFACE_HOME') or '~'}), or rerun where deepface reaches "
+                    "its download hosts") from None
             target = Path(path)
         seen.append(target)
         return str(target)

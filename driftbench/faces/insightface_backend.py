@@ -138,10 +138,14 @@ class InsightFaceBackend:
                                allowed_modules=["detection", "recognition"], providers=providers)
         except (AssertionError, OSError, RuntimeError, ValueError) as exc:
             where = folder or Path(root).expanduser() / "models" / name
+            if folder is None and not any(where.glob("*.onnx")):
+                raise ModelNotFoundError(f"InsightFace could not download pack {name!r} into {where} "
+                                         f"({type(exc).__name__}) -- fix: put the pack's .onnx files there, or "
+                                         "face.options.pack=/abs/folder/of/onnx/files") from None
             raise ModelNotFoundError(f"InsightFace pack {name!r} ({where}) could not be loaded "
-                                     f"({type(exc).__name__}: {exc}) -- fix: a folder with an SCRFD-style detector "
-                                     "and an ArcFace-style recogniser (.onnx), or a pack InsightFace can download"
-                                     ) from None
+                                     f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}) "
+                                     "-- fix: a folder with an SCRFD-style detector and an ArcFace-style "
+                                     "recogniser (.onnx)") from None
         if "recognition" not in app.models:
             raise ModelNotFoundError(f"InsightFace pack {name!r} ({app.model_dir}) has no recognition model "
                                      "-- fix: add an ArcFace-style .onnx (see export_recognizer for SFace)")
