@@ -10,6 +10,7 @@ regenerates the file (see :func:`calibrate`).
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -26,8 +27,24 @@ def _load(path: str) -> dict[str, Any]:
     return json.loads(p.read_text(encoding="utf-8"))
 
 
+#: an extra thresholds file (e.g. a model pack the user calibrated); its entries override the packaged ones,
+#: and `driftbench calibrate` writes there when it is set
+THRESHOLDS_ENV = "DRIFTBENCH_THRESHOLDS"
+
+
+def user_thresholds_file() -> Path | None:
+    value = os.environ.get(THRESHOLDS_ENV)
+    return Path(value).expanduser() if value else None
+
+
 def thresholds(path: Path | None = None) -> dict[str, Any]:
-    return _load(str(path or THRESHOLDS_FILE))
+    if path is not None:
+        return _load(str(path))
+    data = _load(str(THRESHOLDS_FILE))
+    extra = user_thresholds_file()
+    if extra is None:
+        return data
+    return {**data, "backends": {**data.get("backends", {}), **_load(str(extra)).get("backends", {})}}
 
 
 def threshold_for(backend: str, *, far: float = 0.001, score: str = "dec", path: Path | None = None
@@ -39,7 +56,8 @@ def threshold_for(backend: str, *, far: float = 0.001, score: str = "dec", path:
     entry = data.get("backends", {}).get(backend)
     if entry is None:
         raise UsageError(f"{path or THRESHOLDS_FILE}: no calibrated threshold for face backend {backend!r} "
-                         f"-- fix: run `driftbench calibrate face={backend}`")
+                         f"-- fix: run `driftbench calibrate face={backend.split(':')[0]}` with the same "
+                         f"face.options ({THRESHOLDS_ENV}=FILE keeps it in a file of your own)")
     block = entry.get(score) or entry.get("raw")
     key = f"threshold_at_far_{far:g}"
     if key not in block:
@@ -78,7 +96,7 @@ def calibrate(analyzer: Any, deepface_dir: Path, decoupler: Any, *, fars: tuple[
 def write_thresholds(entries: dict[str, dict[str, Any]], path: Path | None = None) -> Path:
     from driftbench.io import write_json
 
-    path = path or THRESHOLDS_FILE
+    path = path or user_thresholds_file() or THRESHOLDS_FILE
     data = dict(thresholds(path)) if path.is_file() else {}
     backends = dict(data.get("backends", {}))
     backends.update(entries)

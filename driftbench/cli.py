@@ -283,7 +283,7 @@ def cmd_calibrate(argv: Sequence[str]) -> int:
                    help="deepface-style folder: photos + face-recognition-pivot.csv")
     p.add_argument("--out", type=Path, default=None, help="thresholds file (default: the packaged one)")
     a = p.parse_args(argv)
-    from driftbench.errors import UsageError
+    from driftbench.errors import DriftbenchError, UsageError
 
     if not (a.data / "face-recognition-pivot.csv").is_file():
         print(f"driftbench calibrate: {a.data}: no face-recognition-pivot.csv -- fix: --data DIR with labelled "
@@ -296,15 +296,24 @@ def cmd_calibrate(argv: Sequence[str]) -> int:
         return EXIT_USAGE
     from driftbench import calibration
     from driftbench.decouple import load_decoupler
+    from driftbench.faces.base import preflight
+    from driftbench.measure import settings_from_config
     from driftbench.signals import FaceAnalyzer
 
     backend = str(cfg.face.backend)
-    with FaceAnalyzer.create(backend, device=str(cfg.device), download=bool(cfg.fetch)) as analyzer:
+    options = settings_from_config(cfg, 0.0).backend_options
+    try:
+        key = preflight(backend, dict(cfg.face.options), download=bool(cfg.fetch))
+    except DriftbenchError as exc:
+        print(f"driftbench calibrate: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAIL
+    with FaceAnalyzer.create(backend, device=str(cfg.device), download=bool(cfg.fetch),
+                             backend_options=options) as analyzer:
         entry = calibration.calibrate(analyzer, a.data, load_decoupler(backend))
-    path = calibration.write_thresholds({backend: entry}, a.out)
+    path = calibration.write_thresholds({key: entry}, a.out)
     for score in ("raw", "dec"):
         m = entry[score]
-        print(f"{backend} {score}: AUC {m['auc']:.4f}  EER {m['eer']:.4f}  d' {m['d_prime']:.2f}  "
+        print(f"{key} {score}: AUC {m['auc']:.4f}  EER {m['eer']:.4f}  d' {m['d_prime']:.2f}  "
               f"margin {m['margin']:+.3f}  threshold@FAR0.1% {m['threshold_at_far_0.001']:.4f} "
               f"(TAR {m['tar_at_far_0.001']:.3f})")
     print(path)

@@ -31,6 +31,7 @@ import pandas as pd
 
 from driftbench import __version__
 from driftbench.errors import UsageError
+from driftbench.faces.base import preflight
 from driftbench.io import dumps_json, write_csv, write_json, write_parquet
 from driftbench.measure import ClipResult, settings_from_config
 from driftbench.sources.base import Clip, Skipped, SourceContext
@@ -237,7 +238,9 @@ def _execute(cfg: Any, run_dir: Path, container: dict[Any, Any], cfg_hash: str, 
     from driftbench.sources.base import create_source
 
     score = "dec" if cfg.metrics.loss_score == "decoupled" else "raw"
-    threshold, prov = calibration.threshold_for(str(cfg.face.backend), far=float(cfg.metrics.far), score=score)
+    # optional packages checked before any work (exit 2); the threshold is the backend model's own
+    key = preflight(str(cfg.face.backend), dict(cfg.face.options), download=bool(cfg.fetch))
+    threshold, prov = calibration.threshold_for(key, far=float(cfg.metrics.far), score=score)
     progress = bool(cfg.progress) and sys.stderr.isatty()
     settings = settings_from_config(cfg, threshold, progress=progress)
     cache_root = Path(cfg.cache.dir).expanduser() if cfg.cache.dir else default_cache_dir()

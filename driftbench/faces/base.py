@@ -113,18 +113,49 @@ def register(name: str) -> Callable[[Callable[..., FaceBackend]], Callable[..., 
     return deco
 
 
-def create_backend(name: str, **options: Any) -> FaceBackend:
-    """Instantiate a registered backend (importing its module lazily)."""
+#: every backend driftbench ships (``face=<name>``)
+KNOWN_BACKENDS = ("sface", "dlib", "insightface", "deepface")
+
+#: backends whose module is not named after them, so that it does not shadow the package it wraps
+_MODULES = {"insightface": "insightface_backend", "deepface": "deepface_backend"}
+
+
+def backend_factory(name: str) -> Callable[..., FaceBackend]:
+    """The registered factory of a backend, importing its module lazily."""
     import importlib
 
     if name not in BACKENDS:
+        module = f"driftbench.faces.{_MODULES.get(name, name)}"
         try:
-            importlib.import_module(f"driftbench.faces.{name}")
+            importlib.import_module(module)
         except ModuleNotFoundError as exc:
-            if exc.name == f"driftbench.faces.{name}":
-                raise KeyError(f"unknown face backend {name!r}; known: sface, dlib, insightface, deepface") from None
+            if exc.name == module:
+                raise KeyError(f"unknown face backend {name!r}; known: {', '.join(KNOWN_BACKENDS)}") from None
             raise
-    return BACKENDS[name](**options)
+    return BACKENDS[name]
+
+
+def create_backend(name: str, **options: Any) -> FaceBackend:
+    """Instantiate a registered backend (importing its module lazily)."""
+    return backend_factory(name)(**options)
+
+
+def preflight(name: str, options: dict[str, Any] | None = None, *, download: bool = False) -> str:
+    """Cheap checks before any work; returns the key of the backend's calibrated identity threshold.
+
+    A backend may define ``preflight(download=..., **options) -> str`` (a static or class method): it
+    raises :class:`~driftbench.errors.UsageError` when an optional package is missing (exit code 2) and
+    returns the threshold key, which differs per model for backends that load several models
+    (``deepface:Facenet512``, ``insightface:buffalo_l``). Backends without one use their name.
+    """
+    from driftbench.errors import UsageError
+
+    try:
+        factory = backend_factory(name)
+    except KeyError as exc:
+        raise UsageError(f"{exc.args[0]} -- fix: face=<one of {', '.join(KNOWN_BACKENDS)}>") from None
+    check = getattr(factory, "preflight", None)
+    return str(check(download=download, **(options or {}))) if check is not None else name
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
