@@ -320,7 +320,14 @@ def build_reference(run_dirs: Sequence[Path], *, command: str = "") -> dict[str,
 
 
 def _run_real(shared: Path, root: Path) -> list[Path]:
-    """Measure the real control footage with the real pipeline (``driftbench run``) into ``root``."""
+    """Measure the real control footage with the real pipeline (``driftbench run``) into ``root``, with
+    the weights in ``shared/models`` first (the ones the tests and CI measure with)."""
+    import os
+
+    env = dict(os.environ)
+    if (shared / "models").is_dir():
+        env["DRIFTBENCH_MODELS"] = os.pathsep.join(p for p in (str(shared / "models"), env.get("DRIFTBENCH_MODELS"))
+                                                   if p)
     jobs = [("real", [f"model.path={shared / 'data/video/real/manifest.csv'}"]),
             ("driving", [f"model.path={shared / 'data/video/liveportrait/driving'}", "reference=first_frame"])]
     out = []
@@ -329,7 +336,7 @@ def _run_real(shared: Path, root: Path) -> list[Path]:
         cmd = [sys.executable, "-m", "driftbench", "run", "model=folder", *extra, f"output.dir={run_dir}",
                "report.html=false", "progress=false"]
         print("+", " ".join(cmd), file=sys.stderr)
-        rc = subprocess.run(cmd, check=False).returncode
+        rc = subprocess.run(cmd, check=False, env=env).returncode
         if rc != 0:
             raise SystemExit(f"driftbench run failed (exit {rc}) on {name}; see the log above")
         out.append(run_dir)
