@@ -329,8 +329,10 @@ def render_run(run_dir: Path, *, title: str = "driftbench report", filmstrip_fra
 
 
 def sweep_run_dirs(sweep_dir: Path) -> list[Path]:
-    """Hydra multirun job directories: subdirectories of the sweep holding run.json and clips.csv."""
-    return sorted(p.parent for p in Path(sweep_dir).glob("*/run.json") if (p.parent / "clips.csv").is_file())
+    """Hydra multirun job directories: directories under the sweep holding run.json and clips.csv (at any
+    depth: an override value with a '/' such as model.path=a/b.csv nests the job directory)."""
+    return sorted(p.parent for p in Path(sweep_dir).rglob("run.json")
+                  if p.parent != Path(sweep_dir) and (p.parent / "clips.csv").is_file())
 
 
 def render_sweep(sweep_dir: Path, *, title: str = "driftbench sweep") -> Path:
