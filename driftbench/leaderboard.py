@@ -116,7 +116,7 @@ def load_runs(run_dirs: Sequence[Path | str], *, with_frames: bool = True) -> Ru
         mit_name = str((meta.get("mitigation") or {}).get("name", ""))
         if not c.empty:
             c["run"] = label
-            c["stage"] = [stage if str(m) == mit_name else ("none" if str(m) == stats.BASELINE else "label")
+            c["stage"] = [stage if str(m) == mit_name else ("none" if str(m) == stats.BASELINE else "manifest")
                           for m in c["mitigation"].astype(str)]
             clips.append(c)
         cv = _read_csv(d / "curves.csv")
@@ -154,7 +154,8 @@ def load_runs(run_dirs: Sequence[Path | str], *, with_frames: bool = True) -> Ru
 # -- the leaderboard ----------------------------------------------------------------------------------------
 @dataclass
 class LeaderboardSettings:
-    horizons: tuple[float, ...] = DEFAULT_HORIZONS
+    #: seconds for drift reduction and survival; None: :func:`infer_horizons` from the runs
+    horizons: tuple[float, ...] | None = None
     floor: float = expr.DEFAULT_FLOOR
     copy_limit: float | None = None  # None: from the real-footage reference artefact
     face_rate_tolerance: float = DEFAULT_FACE_RATE_TOLERANCE
@@ -178,7 +179,7 @@ class Leaderboard:
     def to_json(self) -> dict[str, Any]:
         return {
             "rows": [{k: stats.finite_or_none(v) for k, v in r.items()} for r in self.rows.to_dict(orient="records")],
-            "settings": {"horizons": list(self.settings.horizons), "floor": self.settings.floor,
+            "settings": {"horizons": list(self.horizons), "floor": self.settings.floor,
                          "copy_limit": self.copy_limit, "face_rate_tolerance": self.settings.face_rate_tolerance,
                          "include_flagged": self.settings.include_flagged, "rank_by": self.rank_by,
                          "seed": self.settings.seed, "confidence": stats.CONFIDENCE,
@@ -194,6 +195,10 @@ class Leaderboard:
         }
 
     @property
+    def horizons(self) -> tuple[float, ...]:
+        return self.settings.horizons or DEFAULT_HORIZONS
+
+    @property
     def copy_limit(self) -> float:
         if self.settings.copy_limit is not None:
             return float(self.settings.copy_limit)
@@ -201,7 +206,7 @@ class Leaderboard:
 
     @property
     def rank_by(self) -> str:
-        return self.settings.rank_by or _default_rank_by(self.rows, self.settings.horizons)
+        return self.settings.rank_by or _default_rank_by(self.rows, self.horizons)
 
 
 def _h(h: float) -> str:
@@ -240,9 +245,29 @@ def _col(df: pd.DataFrame, name: str) -> pd.Series:
     return pd.to_numeric(df[name], errors="coerce") if name in df else pd.Series(np.nan, index=df.index)
 
 
+def infer_horizons(runset: RunSet) -> tuple[float, ...]:
+    """30 s and 60 s where the clips reach them; else the two longest horizons the runs measured (e.g. a
+    run with ``metrics.horizons=[5,10,20]`` is compared at 10 s and 20 s)."""
+    def has(h: float) -> bool:
+        col = f"drift_dec_at_{_h(h)}"
+        return col in runset.clips and pd.to_numeric(runset.clips[col], errors="coerce").notna().any()
+
+    chosen = [h for h in DEFAULT_HORIZONS if has(h)]
+    if chosen:
+        return tuple(chosen)
+    measured = sorted({float(h) for r in runset.runs.values()
+                       for h in ((r.get("config") or {}).get("metrics") or {}).get("horizons", [])})
+    with_data = [h for h in measured if has(h)]
+    return tuple(with_data[-2:]) if with_data else DEFAULT_HORIZONS
+
+
 def build(runset: RunSet, settings: LeaderboardSettings | None = None) -> Leaderboard:
     """The leaderboard of a set of runs (see the module docstring for every figure)."""
+    from dataclasses import replace
+
     s = settings or LeaderboardSettings()
+    horizons = s.horizons or infer_horizons(runset)
+    s = replace(s, horizons=horizons)
     clips = runset.clips.copy()
     notes = list(runset.warnings)
     try:
@@ -280,7 +305,7 @@ def build(runset: RunSet, settings: LeaderboardSettings | None = None) -> Leader
         row: dict[str, Any] = {"model": model, "mitigation": mit, "stage": stage, "baseline": is_base,
                                "n_clips": len(g), "runs": ",".join(sorted(set(g["run"].astype(str))))}
         row.update(_est("face_rate", stats.bootstrap_mean(_col(g, "face_rate"), seed=s.seed)))
-        for h in s.horizons:
+        for h in horizons:
             row.update(_est(f"sim_dec_at_{_h(h)}", stats.bootstrap_mean(_col(g, f"sim_dec_at_{_h(h)}"), seed=s.seed)))
             row.update(_est(f"drift_dec_at_{_h(h)}",
                             stats.bootstrap_mean(_col(g, f"drift_dec_at_{_h(h)}"), seed=s.seed)))
@@ -305,7 +330,7 @@ def build(runset: RunSet, settings: LeaderboardSettings | None = None) -> Leader
             if pairing.unmatched:
                 notes.append(f"{name}: {len(pairing.unmatched)} clip(s) without a mitigation=none clip of the same "
                              "(character, prompt_id, seed)")
-            for h in s.horizons:
+            for h in horizons:
                 # drift reduction = baseline drift - mitigation drift
                 pc = stats.paired_compare(_col(p, f"drift_dec_at_{_h(h)}_b"), _col(p, f"drift_dec_at_{_h(h)}_t"),
                                           seed=s.seed)
@@ -315,7 +340,7 @@ def build(runset: RunSet, settings: LeaderboardSettings | None = None) -> Leader
             st_t, st_b = stats.restricted_survival_pairs(p) if n_pairs else (np.array([]), np.array([]))
             row.update(_paired("survival_gain_s", stats.paired_compare(st_t, st_b, seed=s.seed)))
             base_surv = stats.survival_from_clips(base)
-            for h in s.horizons:
+            for h in horizons:
                 row[f"survival_at_{_h(h)}_gain"] = row[f"survival_at_{_h(h)}"] - base_surv.at(h).value
             row["logrank_p"] = stats.logrank_p(
                 _col(g, "survival_time_s").to_numpy(), _col(g, "lost").fillna(0).to_numpy(),
@@ -349,10 +374,10 @@ def build(runset: RunSet, settings: LeaderboardSettings | None = None) -> Leader
         rows.append(row)
     table = pd.DataFrame(rows)
     if not table.empty:
-        for col in _paired_columns(s.horizons):
+        for col in _paired_columns(horizons):
             if col not in table:
                 table[col] = np.nan
-        rank_by = s.rank_by or _default_rank_by(table, s.horizons)
+        rank_by = s.rank_by or _default_rank_by(table, horizons)
         table["rank"] = pd.array([pd.NA] * len(table), dtype="Int64")
         if rank_by in table:
             cand = table[~table["baseline"] & ~table["excluded"] & (table["n_pairs"] > 0)
@@ -389,8 +414,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                             "mitigation=none on the same (character, prompt_id, seed).")
     p.add_argument("run_dirs", nargs="+", type=Path, help="run directories (from `driftbench run`)")
     p.add_argument("--out", type=Path, default=None, help="output directory (default reports/compare-<hash>)")
-    p.add_argument("--horizons", default=",".join(f"{h:g}" for h in DEFAULT_HORIZONS),
-                   help="seconds for drift reduction and survival, comma-separated (default 30,60)")
+    p.add_argument("--horizons", default=None,
+                   help="seconds for drift reduction and survival, comma-separated (default 30,60 where the clips "
+                        "reach them, else the two longest horizons measured)")
     p.add_argument("--floor", type=float, default=expr.DEFAULT_FLOOR,
                    help="expressivity floor: share of the paired baseline a row must keep (default 0.70)")
     p.add_argument("--copy-limit", type=float, default=None,
@@ -405,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         return EXIT_OK if exc.code == 0 else EXIT_USAGE
     try:
-        horizons = tuple(float(x) for x in str(a.horizons).split(",") if x.strip())
+        horizons = tuple(float(x) for x in str(a.horizons).split(",") if x.strip()) if a.horizons else None
     except ValueError:
         print(f"driftbench compare: --horizons {a.horizons!r} is not a list of numbers -- fix: e.g. --horizons 30,60",
               file=sys.stderr)
@@ -419,7 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"driftbench compare: {exc}", file=sys.stderr)
         return EXIT_USAGE
     out = a.out or default_out(a.run_dirs)
-    settings = LeaderboardSettings(horizons=horizons or DEFAULT_HORIZONS, floor=a.floor, copy_limit=a.copy_limit,
+    settings = LeaderboardSettings(horizons=horizons or None, floor=a.floor, copy_limit=a.copy_limit,
                                    include_flagged=a.include_flagged, rank_by=a.rank_by, seed=a.seed)
     lb = build(runset, settings)
     if a.rank_by and a.rank_by not in lb.rows:

@@ -187,7 +187,7 @@ def _run_info(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _leaderboard_view(lb: Leaderboard) -> list[dict[str, Any]]:
     view = []
-    hs = [f"{h:g}s" for h in lb.settings.horizons]
+    hs = [f"{h:g}s" for h in lb.horizons]
     for r in lb.rows.to_dict(orient="records"):
         rank = r.get("rank")
         view.append({
@@ -258,7 +258,7 @@ def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench rep
         km_frames[name] = km
         survival_json[name] = {"n": sv.n, "n_lost": sv.n_lost, "median_s": sv.median, "median_lo": sv.median_lo,
                                "median_hi": sv.median_hi,
-                               **{f"at_{h:g}s": sv.at(h).to_dict() for h in lb.settings.horizons},
+                               **{f"at_{h:g}s": sv.at(h).to_dict() for h in lb.horizons},
                                "curve": _json_records(km, ["t", "survival", "lo", "hi", "at_risk"])}
     survival_uri = survival_figure(km_frames, "Kaplan-Meier identity survival (95% band; | = censored)") \
         if km_frames else None
@@ -279,7 +279,7 @@ def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench rep
     html = _env().get_template("report.html.j2").render(
         title=title, csp_script=CSP_SCRIPT_HASH, sort_js=_markup(SORT_JS), runs=runs,
         n_clips=len(clips), n_skipped=len(skipped), threshold=threshold,
-        leaderboard=_leaderboard_view(lb), horizons=[f"{h:g}s" for h in lb.settings.horizons],
+        leaderboard=_leaderboard_view(lb), horizons=[f"{h:g}s" for h in lb.horizons],
         settings=lb.to_json()["settings"], notes=lb.notes, scatter=scatter_uri, figures=figures,
         survival_uri=survival_uri, survival=survival_json, table_cols=cols, rows=_clip_rows(clips, cols, {*TEXT_COLUMNS, "run"}),
         strips=strips, worst=worst, skipped=skipped, glossary=glossary,
