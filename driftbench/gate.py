@@ -196,8 +196,8 @@ def markdown(checks: list[Check], run_dir: Path, baseline_path: Path, new_groups
     lines = [f"## driftbench gate: {head}", "",
              f"run `{run_dir}` vs baseline `{baseline_path}`: {sum(c.status == 'pass' for c in checks)} passed, "
              f"{n_fail} failed, {sum(c.status == 'skip' for c in checks)} skipped", "",
-             "| group | metric | status | baseline | run | change (+ = better) | 95% CI | n | tolerance |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| group | metric | status | baseline | run | change (+ = better) | 95% CI | n | tolerance | note |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
 
     def f(x: float, sign: bool = False) -> str:
         return "–" if not np.isfinite(x) else (f"{x:+.4f}" if sign else f"{x:.4f}")
@@ -205,8 +205,9 @@ def markdown(checks: list[Check], run_dir: Path, baseline_path: Path, new_groups
     for c in checks:
         mark = {"fail": "**FAIL**", "pass": "pass", "skip": "skip"}[c.status]
         grp = c.group.replace("|", "\\|")
+        note = (c.message if c.status != "pass" else c.mode).replace("|", "\\|")
         lines.append(f"| {grp} | {c.metric} | {mark} | {f(c.base)} | {f(c.current)} | {f(c.change, True)} | "
-                     f"[{f(c.lo, True)}, {f(c.hi, True)}] | {c.n} | {c.tolerance:g} |")
+                     f"[{f(c.lo, True)}, {f(c.hi, True)}] | {c.n} | {c.tolerance:g} | {note} |")
     if new_groups:
         lines += ["", f"Groups in the run but not in the baseline (not gated): {', '.join(new_groups)}. "
                   "Run with --update to track them."]
