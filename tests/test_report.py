@@ -190,6 +190,7 @@ def test_merged_report_of_two_runs(anitalker: Path, adversarial: Path, tmp_path:
     html, _ = parse(html_path)
     report = json.loads((html_path.parent / "report.json").read_text(encoding="utf-8"))
     assert {r["label"] for r in report["runs"]} == {"anitalker", "adversarial"}
+    assert "dub9-freeze" in html and "monalisa-mfcc" in html
     assert len(report["clips"]) == 9 and {c["run"] for c in report["clips"]} == {"anitalker", "adversarial"}
     groups = {(r["model"], r["mitigation"]) for r in report["leaderboard"]["rows"]}
     assert ("anitalker", "mfcc") in groups and ("infinitetalk", "freeze") in groups
