@@ -214,6 +214,8 @@ def index_against(values: pd.DataFrame | pd.Series | dict[str, Any], reference: 
     """Expressivity index of each row of ``values`` relative to ``reference`` (a row-aligned table, or
     one value per component): mean over components of min(value / reference, RATIO_CAP)."""
     v = pd.DataFrame([values]) if isinstance(values, dict | pd.Series) else values.reset_index(drop=True)
+    if len(v) == 0:
+        return np.zeros(0, dtype=np.float64)
     if isinstance(reference, dict | pd.Series):
         r = pd.DataFrame([dict(reference)] * len(v))
     else:

@@ -278,7 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         clips = pd.read_csv(a.run_dir / "clips.csv")
-    except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
+    except pd.errors.EmptyDataError:
+        clips = pd.DataFrame()
+    except pd.errors.ParserError as exc:
         print(f"driftbench gate: {a.run_dir / 'clips.csv'}: unreadable ({exc}) -- fix: rerun `driftbench run`",
               file=err)
         return EXIT_USAGE
