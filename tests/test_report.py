@@ -248,7 +248,7 @@ def test_skipped_clips_are_shown_with_reason_and_fix(tmp_path: Path) -> None:
     res = run_pipeline(manifest, tmp_path / "run", "sampling.end=3")
     assert res.returncode == 1  # some clips failed, the rest written
     html_path = tmp_path / "run" / "report.html"  # rendered by `driftbench run` itself
-    html, page = parse(html_path)
+    html, _ = parse(html_path)
     assert "no_face" in html and "fix:" in html and "blank.mp4" in html
     report = json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))
     assert [s["reason"] for s in report["skipped"]] == ["no_face"]
