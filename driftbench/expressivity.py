@@ -248,6 +248,22 @@ def reference_medians(ref: dict[str, Any]) -> dict[str, float]:
     return {c: float(ref["components"][c]["median"]) for c in COMPONENTS if c in ref["components"]}
 
 
+def reference_bin_medians(ref: dict[str, Any]) -> dict[str, float]:
+    """Per-1-s-bin reference values (spread and range within a bin are smaller than over a clip)."""
+    comps = ref.get("bin_components") or {}
+    return {c: float(comps[c]["median"]) for c in COMPONENTS if c in comps}
+
+
+def retained_per_bin(treated_bins: pd.DataFrame, baseline_bins: pd.DataFrame) -> pd.DataFrame:
+    """Expressivity retained per 1 s bin: each bin of the treated clip against the baseline clip's bin
+    at the same time (bins only one side has are left out)."""
+    m = treated_bins.merge(baseline_bins, on="t_start", suffixes=("", "_b"))
+    out = m[["clip_id", "t_start"]].copy()
+    out["expressivity_retained"] = index_against(
+        m[list(INDEX_COMPONENTS)], m[[f"{c}_b" for c in INDEX_COMPONENTS]].set_axis(list(INDEX_COMPONENTS), axis=1))
+    return out
+
+
 def copy_limit(ref: dict[str, Any]) -> float:
     """Clip-level reference-copy score above which a clip is implausibly close to its reference."""
     return float(ref["ref_copy"]["limit"])
@@ -269,7 +285,7 @@ def build_reference(run_dirs: Sequence[Path], *, command: str = "") -> dict[str,
     """Reference figures from runs on real identity-constant footage: per component the median, p5 and
     p95 over clips, and the reference-copy limit (the highest clip median seen on real footage plus a
     margin of half its distance to 1)."""
-    per_clip = []
+    per_clip, per_bin = [], []
     sources, fps, backends = [], set(), set()
     run_records = []
     for d in run_dirs:
@@ -283,7 +299,8 @@ def build_reference(run_dirs: Sequence[Path], *, command: str = "") -> dict[str,
         run_records.append({"run": d.name, "config_hash": run.get("config_hash"), "git_commit": run.get("git_commit"),
                             "argv": run.get("argv"), "weights": (run.get("backend") or {}).get("weights"),
                             "signal_weights": run.get("signal_weights"), "n_clips": len(clips)})
-        ce, _ = clip_expressivity(frames, thumbs)
+        ce, be = clip_expressivity(frames, thumbs)
+        per_bin.append(be)
         ce = ce.merge(clips[["clip_id", "path", "duration_s", "reference_mode"]], on="clip_id")
         ce["run"] = d.name
         per_clip.append(ce)
@@ -295,6 +312,12 @@ def build_reference(run_dirs: Sequence[Path], *, command: str = "") -> dict[str,
         v = v[np.isfinite(v)]
         comps[c] = {"median": float(np.median(v)), "p5": float(np.percentile(v, 5)),
                     "p95": float(np.percentile(v, 95)), "n_clips": int(v.size), "units": UNITS[c]}
+    bins = pd.concat(per_bin, ignore_index=True)
+    bin_comps = {}
+    for c in COMPONENTS:
+        v = bins[c].to_numpy(dtype=np.float64)
+        v = v[np.isfinite(v)]
+        bin_comps[c] = {"median": float(np.median(v)), "n_bins": int(v.size), "units": UNITS[c]}
     rc = table["ref_copy"].to_numpy(dtype=np.float64)
     rc = rc[np.isfinite(rc)]
     rc_max = float(rc.max())
@@ -304,6 +327,7 @@ def build_reference(run_dirs: Sequence[Path], *, command: str = "") -> dict[str,
         "what": "expressivity of real identity-constant footage, measured with driftbench's own pipeline",
         "backend": sorted(backends), "sampling_fps": sorted(fps),
         "components": comps,
+        "bin_components": bin_comps,
         "ref_copy": {"median": float(np.median(rc)), "p95": float(np.percentile(rc, 95)), "max": rc_max,
                      "limit": rc_max + 0.5 * (1.0 - rc_max), "n_clips": int(rc.size),
                      "rule": "limit = max clip median on real footage + half its distance to 1"},

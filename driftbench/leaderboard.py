@@ -288,8 +288,11 @@ def build(runset: RunSet, settings: LeaderboardSettings | None = None) -> Leader
             notes.append(f"runs sampled at {sorted(fps)} frames/s but the expressivity reference at "
                          f"{sorted(ref_fps)}: vs-real figures compare different rates")
         ce["expressivity_vs_real"] = expr.index_against(ce, expr.reference_medians(reference))
+        if not be.empty:
+            be["expressivity_vs_real"] = expr.index_against(be, expr.reference_bin_medians(reference))
     else:
         ce["expressivity_vs_real"] = np.nan
+    bin_retained: list[pd.DataFrame] = []
     clips = clips.merge(ce, on="clip_id", how="left") if not clips.empty else clips
     copy_lim = s.copy_limit if s.copy_limit is not None else (expr.copy_limit(reference) if reference else np.nan)
     rows: list[dict[str, Any]] = []
@@ -352,6 +355,9 @@ def build(runset: RunSet, settings: LeaderboardSettings | None = None) -> Leader
                     p.rename(columns={f"{c}_t": c for c in expr.INDEX_COMPONENTS})[list(expr.INDEX_COMPONENTS)],
                     p.rename(columns={f"{c}_b": c for c in expr.INDEX_COMPONENTS})[list(expr.INDEX_COMPONENTS)])
                 p["expressivity_retained"] = retained
+                if not be.empty:
+                    for ct, cb in zip(p["clip_id_t"], p["clip_id_b"], strict=True):
+                        bin_retained.append(expr.retained_per_bin(be[be["clip_id"] == ct], be[be["clip_id"] == cb]))
             else:
                 retained = np.array([])
             row.update(_est("expressivity_retained", stats.bootstrap_mean(retained, seed=s.seed)))
@@ -372,6 +378,10 @@ def build(runset: RunSet, settings: LeaderboardSettings | None = None) -> Leader
         row["flags"] = "; ".join(flags)
         row["excluded"] = bool(flags) and not s.include_flagged and not is_base
         rows.append(row)
+    if not be.empty:
+        be = be.merge(pd.concat(bin_retained, ignore_index=True) if bin_retained else
+                      pd.DataFrame(columns=["clip_id", "t_start", "expressivity_retained"]),
+                      on=["clip_id", "t_start"], how="left")
     table = pd.DataFrame(rows)
     if not table.empty:
         for col in _paired_columns(horizons):
