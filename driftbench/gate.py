@@ -12,7 +12,9 @@ it fails when the mean change is worse than ``-tolerance`` and the bootstrap CI 
 entirely below zero (a regression that clip-to-clip noise cannot explain). Without common clips it
 compares group means: fail when the mean is worse by more than ``tolerance`` plus the half-widths of
 both CIs combined (sqrt of the sum of squares). A group in the baseline that is missing from the run
-fails (lost coverage); a metric the baseline could not measure (e.g. 60 s on short clips) is skipped.
+fails (lost coverage), and so does a metric that a clip of the baseline had and the same clip no longer
+has (e.g. it got shorter than 30 s); a metric the baseline could not measure (e.g. 60 s on short clips)
+is skipped.
 
 Tracked metrics (per model/mitigation; default tolerances, ``--tolerance NAME=VALUE`` overrides):
 - ``sim_dec_at_30s``, ``sim_dec_at_60s``: mean decoupled similarity at 30/60 s (higher better; 0.02).
@@ -161,8 +163,14 @@ def compare(baseline: dict[str, Any], clips: pd.DataFrame, *, tolerances: dict[s
                 continue
             base_clips = {str(k): _f(v.get(metric)) for k, v in (gb.get("clips") or {}).items()}
             cur_map = dict(zip(cur["clip_id"].astype(str), cur[metric].astype(float), strict=True))
-            common = sorted(k for k in base_clips if k in cur_map and np.isfinite(base_clips[k])
-                            and np.isfinite(cur_map[k]))
+            shared = [k for k in base_clips if k in cur_map and np.isfinite(base_clips[k])]
+            gone = sorted(k for k in shared if not np.isfinite(cur_map[k]))
+            if gone:
+                checks.append(Check(gname, metric, "fail", "paired", bmean, math.nan, math.nan, math.nan, math.nan,
+                                    len(gone), tl, f"no longer measurable for {len(gone)} clip(s): "
+                                                   f"{', '.join(gone[:3])}"))
+                continue
+            common = sorted(shared)
             cest = stats.bootstrap_mean(cur[metric], seed=seed)
             if common:
                 d = spec.direction * (np.array([cur_map[k] for k in common]) - np.array([base_clips[k] for k in common]))
@@ -176,8 +184,9 @@ def compare(baseline: dict[str, Any], clips: pd.DataFrame, *, tolerances: dict[s
                                     lo, hi, len(common), tl, msg))
             else:
                 if not np.isfinite(cest.value):
-                    checks.append(Check(gname, metric, "fail", "unpaired", bmean, math.nan, math.nan, math.nan,
-                                        math.nan, 0, tl, "the baseline measured it but the run cannot"))
+                    checks.append(Check(gname, metric, "skip", "-", bmean, math.nan, math.nan, math.nan, math.nan, 0,
+                                        tl, "none of the run's clips is measurable here and the baseline's clips "
+                                            "that were are not in the run"))
                     continue
                 change = spec.direction * (cest.value - bmean)
                 hw = math.sqrt(np.nan_to_num(cest.half_width) ** 2

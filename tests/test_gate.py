@@ -145,3 +145,12 @@ def test_example_workflow_runs_the_gate_on_a_committed_baseline() -> None:
     assert wf["env"]["BASELINE"].startswith("metrics/baselines/")
     # the gate's flags in the example exist
     assert gate.main(["--help"]) == 0
+
+
+def test_a_clip_that_can_no_longer_be_measured_fails(anitalker: Path, baseline: Path, tmp_path: Path) -> None:
+    run = copy_run(anitalker, tmp_path / "shorter")
+    clips = pd.read_csv(run / "clips.csv")
+    clips.loc[clips["clip_id"] == "monalisa", "sim_dec_at_30s"] = float("nan")  # e.g. the clip got shorter
+    clips.to_csv(run / "clips.csv", index=False)
+    res = run_gate(run, baseline)
+    assert res.returncode == 1 and "no longer measurable for 1 clip(s): monalisa" in res.stdout
