@@ -142,9 +142,11 @@ def sample_table(frames: pd.DataFrame, thumbs: pd.DataFrame | None) -> pd.DataFr
             if found[i] and si in crops:
                 pix[i] = max(_zncc(crops[si], ref_crop), 0.0)
     terms = np.vstack([np.exp(-d_pose / COPY_POSE_SCALE), np.exp(-d_expr / COPY_EXPR_SCALE), pix])
-    with np.errstate(invalid="ignore"):
-        copy = np.exp(np.nanmean(np.log(np.clip(terms, 1e-9, None)), axis=0))
-    copy[~found | ~np.isfinite(terms).any(axis=0)] = np.nan
+    logs = np.log(np.clip(terms, 1e-9, None))
+    n_terms = np.isfinite(logs).sum(axis=0)
+    copy = np.full(n, np.nan)
+    ok = found & (n_terms > 0)
+    copy[ok] = np.exp(np.nansum(logs[:, ok], axis=0) / n_terms[ok])
     return pd.DataFrame({"sample_index": fr["sample_index"].to_numpy(), "t": t, "face_found": found,
                          "expr_speed": expr_speed, "pose_speed": pose_speed, "lm_motion": lm,
                          "lm_motion_local": lml, "crop_change": crop_change, "ref_copy": copy,

@@ -246,19 +246,25 @@ def _col(df: pd.DataFrame, name: str) -> pd.Series:
 
 
 def infer_horizons(runset: RunSet) -> tuple[float, ...]:
-    """30 s and 60 s where the clips reach them; else the two longest horizons the runs measured (e.g. a
-    run with ``metrics.horizons=[5,10,20]`` is compared at 10 s and 20 s)."""
-    def has(h: float) -> bool:
-        col = f"drift_dec_at_{_h(h)}"
-        return col in runset.clips and pd.to_numeric(runset.clips[col], errors="coerce").notna().any()
+    """30 s and 60 s where the clips reach them; else the two measured horizons that the most (model,
+    mitigation) groups reach, the longer on a tie (e.g. a run with ``metrics.horizons=[5,10,20]`` is
+    compared at 10 s and 20 s)."""
+    clips = runset.clips
 
-    chosen = [h for h in DEFAULT_HORIZONS if has(h)]
+    def coverage(h: float) -> int:
+        col = f"drift_dec_at_{_h(h)}"
+        if col not in clips:
+            return 0
+        ok = pd.to_numeric(clips[col], errors="coerce").notna()
+        return int(clips.loc[ok, ["model", "mitigation"]].drop_duplicates().shape[0])
+
+    chosen = [h for h in DEFAULT_HORIZONS if coverage(h)]
     if chosen:
         return tuple(chosen)
-    measured = sorted({float(h) for r in runset.runs.values()
-                       for h in ((r.get("config") or {}).get("metrics") or {}).get("horizons", [])})
-    with_data = [h for h in measured if has(h)]
-    return tuple(with_data[-2:]) if with_data else DEFAULT_HORIZONS
+    measured = {float(h) for r in runset.runs.values()
+                for h in ((r.get("config") or {}).get("metrics") or {}).get("horizons", [])}
+    ranked = sorted((h for h in measured if coverage(h)), key=lambda h: (coverage(h), h), reverse=True)
+    return tuple(sorted(ranked[:2])) if ranked else DEFAULT_HORIZONS
 
 
 def build(runset: RunSet, settings: LeaderboardSettings | None = None) -> Leaderboard:

@@ -84,6 +84,11 @@ def jittered_still(frames: list[np.ndarray], seed: int = 0, max_shift: int = 12)
     return out
 
 
+def dropouts(frames: list[np.ndarray], fps: float, every_s: float = 2.0) -> list[np.ndarray]:
+    """The clip with the picture black in every other ``every_s`` window: the face is gone half the time."""
+    return [f if int(i / fps // every_s) % 2 == 0 else np.zeros_like(f) for i, f in enumerate(frames)]
+
+
 def blurred(frames: list[np.ndarray], sigma: float) -> list[np.ndarray]:
     """A degraded rendering of the same clip (a real regression a gate must catch)."""
     import cv2
@@ -182,6 +187,20 @@ def degraded_run(tmp_path_factory: pytest.TempPathFactory, sigma: float = 2.5) -
         write_clip(dst, blurred(frames, sigma), fps)
     row = {**anitalker_rows()[0], "clip": str(dst)}
     return _cached_run(base, "degraded", [row])
+
+
+def dropout_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 8 s of infinitetalk_dub_9 and the same clip with the face gone half the time."""
+    base = session_dir(tmp_path_factory)
+    dst = base / "dropout-clips" / "dropout.mp4"
+    if not dst.is_file():
+        frames, fps = read_frames(DRIFTING, 8.0)
+        write_clip(dst, dropouts(frames, fps), fps)
+    key = {"character": "infinitetalk_dub_9", "prompt_id": "dub_9", "seed": "0", "model": "infinitetalk",
+           "reference": "first_frame"}
+    rows = [{"clip": str(DRIFTING), "clip_id": "dub9-none", "mitigation": "none", **key},
+            {"clip": str(dst), "clip_id": "dub9-dropout", "mitigation": "dropout", **key}]
+    return _cached_run(base, "dropout", rows, "sampling.end=8", "metrics.horizons=[4,8]")
 
 
 def copy_run(src: Path, dst: Path) -> Path:

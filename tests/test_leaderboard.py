@@ -13,7 +13,7 @@ import pytest
 
 from driftbench import leaderboard as lbm
 from tests.conftest import DATA, ROOT, VIDEO
-from tests.realruns import adversarial_run, anitalker_run, copy_run, run_pipeline, write_manifest
+from tests.realruns import adversarial_run, anitalker_run, copy_run, dropout_run, run_pipeline, write_manifest
 
 H = (10.0, 20.0)  # the adversarial run is measured over 20 s
 
@@ -152,3 +152,12 @@ def test_sweep_fills_the_sweep_directory_leaderboard(tmp_path: Path) -> None:
     assert row["n_pairs"] == 1 and row["model"] == "talking-head"
     assert (sweep / "report.html").is_file()
     assert "joyhallo" in (sweep / "report.html").read_text(encoding="utf-8")
+
+
+def test_a_mitigation_that_loses_the_face_is_flagged(tmp_path_factory: pytest.TempPathFactory) -> None:
+    if not (DATA / "video").is_dir():
+        pytest.skip(f"../shared not found at {DATA}: real media and weights are needed")
+    board = lbm.build(lbm.load_runs([dropout_run(tmp_path_factory)]))
+    row = board.rows.set_index("mitigation").loc["dropout"]
+    assert row["face_rate_delta_mean"] < -0.3
+    assert "loses the face more often" in row["flags"] and row["excluded"] and pd.isna(row["rank"])
