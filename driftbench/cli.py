@@ -230,10 +230,25 @@ def cmd_run(argv: Sequence[str]) -> int:
         sys.argv = saved
     if multirun:
         codes = _sweep_codes(result_dir) or _RUN_EXIT
+        _render_sweep(result_dir)
     else:
         codes = _RUN_EXIT
     print(str(result_dir))
     return max(codes) if codes else EXIT_FAIL
+
+
+def _render_sweep(sweep_dir) -> None:
+    """The sweep's leaderboard and report (a report failure never changes the run's exit code)."""
+    import logging
+
+    from driftbench.report import render_sweep
+
+    try:
+        render_sweep(sweep_dir)
+    except Exception as exc:
+        logging.getLogger("driftbench").error("sweep report for %s failed: %s: %s -- fix: rerun "
+                                              "`driftbench compare %s/*/`", sweep_dir, type(exc).__name__, exc,
+                                              sweep_dir)
 
 
 def _sweep_codes(sweep_dir) -> list[int]:
@@ -255,18 +270,23 @@ def cmd_report(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog="driftbench report",
                                 description="Re-render report.html from stored run tables (no video, no models).")
     p.add_argument("run_dirs", nargs="+", type=Path, help="run directories (several are merged)")
-    p.add_argument("--out", type=Path, default=None, help="output directory (default: the run directory)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output directory (default: the run directory; several runs: reports/compare-<hash>)")
     p.add_argument("--title", default="driftbench report")
     a = p.parse_args(argv)
-    from driftbench.report import render_run
+    from driftbench.report import render_runs
 
     for d in a.run_dirs:
         if not (d / "clips.csv").is_file():
             print(f"driftbench report: {d}: not a run directory (no clips.csv) -- fix: pass the directory that "
                   "`driftbench run` printed", file=sys.stderr)
             return EXIT_USAGE
-    out = render_run(a.run_dirs[0], title=a.title,
-                     out=(a.out / "report.html") if a.out else None)
+    out_dir = a.out
+    if len(a.run_dirs) > 1 and out_dir is None:  # a merged report never overwrites one run's own report
+        from driftbench.leaderboard import default_out
+
+        out_dir = default_out(a.run_dirs)
+    out = render_runs(a.run_dirs, out_dir, title=a.title)
     print(out)
     return EXIT_OK
 

@@ -1,17 +1,31 @@
-"""Matplotlib figures as inline data URIs (Agg backend, no display, no network)."""
+"""Matplotlib figures as inline data URIs (Agg backend, no display, no network).
+
+Figures are drawn from the same tables (and the same statistics) as the report's numbers, so what a
+reader sees in a plot is what the CSV/JSON say.
+"""
 
 from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 
-def _fig_to_uri(fig) -> str:  # matplotlib.figure.Figure -> str
+def _plt():  # matplotlib.pyplot with the Agg backend, imported only when a figure is drawn
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _fig_to_uri(fig: Any) -> str:
+    plt = _plt()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
@@ -19,31 +33,96 @@ def _fig_to_uri(fig) -> str:  # matplotlib.figure.Figure -> str
 
 
 def bytes_to_uri(data: bytes, mime: str = "image/jpeg") -> str:
-    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
+    return f"data:{mime};base64," + base64.b64encode(bytes(data)).decode("ascii")
 
 
-def curves_figure(curves: pd.DataFrame, clips: pd.DataFrame, column: str, threshold: float | None,
-                  title: str) -> str:
-    """Similarity-over-time curves, one line per clip, coloured by model/mitigation group."""
-    import matplotlib
+def _short(text: str, n: int = 48) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8.5, 3.6))
-    groups = clips.groupby(["model", "mitigation"], sort=True) if not clips.empty else []
+def curves_figure(bands: Mapping[str, pd.DataFrame], curves: pd.DataFrame, members: Mapping[str, Sequence[str]],
+                  column: str, threshold: float | None, title: str) -> str:
+    """Identity over time per group: the mean over the group's clips per 1 s bin with its bootstrap
+    95% band (shaded), individual clips as thin lines."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8.8, 3.8))
     cmap = plt.get_cmap("tab10")
-    for gi, ((model, mit), grp) in enumerate(groups):
-        for j, cid in enumerate(grp["clip_id"]):
+    lo_y = 1.0
+    for gi, (name, band) in enumerate(sorted(bands.items())):
+        color = cmap(gi % 10)
+        for cid in members.get(name, []):
             c = curves[curves["clip_id"] == cid]
-            ax.plot(c["t_mid"], c[column], color=cmap(gi % 10), lw=1.2, alpha=0.8,
-                    label=f"{model} / {mit}" if j == 0 else None)
+            if len(c):
+                ax.plot(c["t_mid"], c[column], color=color, lw=0.6, alpha=0.35)
+                if c[column].notna().any():
+                    lo_y = min(lo_y, float(np.nanmin(c[column])))
+        if band.empty:
+            continue
+        ax.plot(band["t_mid"], band["mean"], color=color, lw=2.0,
+                label=f"{_short(name)} (n={int(band['n'].max())})")
+        ok = band["lo"].notna() & band["hi"].notna()
+        ax.fill_between(band["t_mid"][ok], band["lo"][ok], band["hi"][ok], color=color, alpha=0.18, lw=0)
     if threshold is not None and np.isfinite(threshold):
         ax.axhline(threshold, color="crimson", ls="--", lw=1, label=f"identity-loss threshold {threshold:.3f}")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("cosine similarity to reference")
     ax.set_title(title)
-    ax.set_ylim(min(-0.05, float(np.nanmin(curves[column])) - 0.05) if curves[column].notna().any() else -0.05, 1.02)
+    ax.set_ylim(min(-0.05, lo_y - 0.05), 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower left", ncol=2)
+    return _fig_to_uri(fig)
+
+
+def survival_figure(curves: Mapping[str, pd.DataFrame], title: str) -> str:
+    """Kaplan-Meier identity-survival curves (steps) with their 95% bands; censoring marks as ticks."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8.8, 3.4))
+    cmap = plt.get_cmap("tab10")
+    for gi, (name, km) in enumerate(sorted(curves.items())):
+        if km.empty:
+            continue
+        color = cmap(gi % 10)
+        ax.step(km["t"], km["survival"], where="post", color=color, lw=1.8, label=_short(name))
+        ax.fill_between(km["t"], km["lo"], km["hi"], step="post", color=color, alpha=0.15, lw=0)
+        if "censored_t" in km.attrs:
+            ct = np.asarray(km.attrs["censored_t"], dtype=float)
+            idx = np.searchsorted(km["t"].to_numpy(), ct, side="right") - 1
+            ax.plot(ct, km["survival"].to_numpy()[np.clip(idx, 0, len(km) - 1)], "|", color=color, ms=8)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("share still the same person")
+    ax.set_ylim(-0.02, 1.05)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left", ncol=2)
+    return _fig_to_uri(fig)
+
+
+def scatter_figure(rows: pd.DataFrame, gain_col: str, floor: float, title: str) -> str:
+    """Identity gain (x) vs expressivity retained (y) per mitigation row, with CI whiskers; the floor as a
+    dashed line and flagged rows drawn hollow."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.8, 4.2))
+    r = rows[~rows["baseline"]]
+    for _, row in r.iterrows():
+        x, y = row.get(f"{gain_col}_mean"), row.get("expressivity_retained_mean")
+        if not (np.isfinite(x) and np.isfinite(y)):
+            continue
+        flagged = bool(row.get("flags"))
+        xerr = [[x - row[f"{gain_col}_lo"]], [row[f"{gain_col}_hi"] - x]] if np.isfinite(row[f"{gain_col}_lo"]) else None
+        yerr = ([[y - row["expressivity_retained_lo"]], [row["expressivity_retained_hi"] - y]]
+                if np.isfinite(row["expressivity_retained_lo"]) else None)
+        color = "#b3261e" if flagged else "#2f6fdb"
+        ax.errorbar([x], [y], xerr=xerr, yerr=yerr, fmt="o", color=color, mfc="white" if flagged else color,
+                    ms=7, capsize=3, lw=1)
+        ax.annotate(_short(f"{row['model']}/{row['mitigation']}", 36), (x, y), textcoords="offset points",
+                    xytext=(6, 5), fontsize=7)
+    ax.axhline(floor, color="#b3261e", ls="--", lw=1, label=f"expressivity floor {floor:.0%}")
+    ax.axhline(1.0, color="#888", ls=":", lw=1)
+    ax.axvline(0.0, color="#888", ls=":", lw=1)
+    ax.set_xlabel(f"identity gain: {gain_col.replace('_', ' ')} (cosine)")
+    ax.set_ylabel("expressivity retained (x baseline)")
+    ax.set_ylim(-0.05, max(1.15, ax.get_ylim()[1]))
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right")
     return _fig_to_uri(fig)

@@ -1,68 +1,136 @@
-"""Render ``report.html`` from a run directory's tables (no video, no models)."""
+"""Render a self-contained report (HTML + the same numbers as CSV and JSON) from run tables.
+
+Never touches video or models: everything comes from clips.csv, curves.csv, frames.parquet,
+thumbs.parquet, skipped.csv and run.json, so ``driftbench report`` re-renders in seconds and can merge
+several runs. Every user string (clip ids, prompts, character names, manifest columns) is escaped by
+Jinja2's autoescape; the only script is a fixed, inline table sorter allowed by its sha256 in the
+Content-Security-Policy, and images are data: URIs, so the page makes no request at all.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from driftbench.report.figures import bytes_to_uri, curves_figure
+from driftbench import stats
+from driftbench.leaderboard import Leaderboard, LeaderboardSettings, RunSet, build, load_runs, write
+from driftbench.report.figures import bytes_to_uri, curves_figure, scatter_figure, survival_figure
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
-#: columns of clips.csv shown in the report's per-clip table, with their headings
+#: the 52 MediaPipe FaceLandmarker blendshape categories, in the order the signals table stores them
+BLENDSHAPE_NAMES = (
+    "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight", "cheekPuff",
+    "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight", "eyeLookDownLeft", "eyeLookDownRight",
+    "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft", "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight",
+    "eyeSquintLeft", "eyeSquintRight", "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen", "jawRight",
+    "mouthClose", "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft", "mouthFrownRight", "mouthFunnel",
+    "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthPressLeft", "mouthPressRight", "mouthPucker",
+    "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthSmileLeft",
+    "mouthSmileRight", "mouthStretchLeft", "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight",
+    "noseSneerLeft", "noseSneerRight",
+)
+
+#: columns of the per-clip table (clips.csv plus expressivity), with their headings
 TABLE_COLUMNS = [
     ("clip_id", "clip"), ("model", "model"), ("mitigation", "mitigation"), ("character", "character"),
-    ("duration_s", "duration s"), ("face_rate", "face rate"), ("opening_raw", "opening (raw)"),
-    ("sim_dec_at_5s", "sim@5s"), ("sim_dec_at_30s", "sim@30s"), ("sim_dec_at_60s", "sim@60s"),
-    ("drift_dec_at_30s", "drift@30s"), ("slope_dec_per_min", "slope /min"), ("min_bin_raw", "min bin (raw)"),
-    ("time_to_loss_s", "time to loss s"),
+    ("prompt_id", "prompt"), ("seed", "seed"),
+    ("duration_s", "duration s"), ("face_rate", "face rate"), ("opening_raw", "opening raw"),
+    ("opening_dec", "opening dec"), ("sim_dec_at_5s", "sim@5s"), ("sim_dec_at_30s", "sim@30s"),
+    ("sim_dec_at_60s", "sim@60s"), ("drift_dec_at_30s", "drift@30s"), ("drift_dec_at_60s", "drift@60s"),
+    ("slope_dec_per_min", "slope /min"), ("min_bin_dec", "min bin dec"), ("time_to_loss_s", "loss at s"),
+    ("expressivity_vs_real", "expressivity vs real"), ("ref_copy", "ref copy"),
 ]
+TEXT_COLUMNS = frozenset({"clip_id", "model", "mitigation", "character", "prompt_id"})
+SORT_JS = (TEMPLATES / "sort.js").read_text(encoding="utf-8")
+CSP_SCRIPT_HASH = "sha256-" + base64.b64encode(hashlib.sha256(SORT_JS.encode("utf-8")).digest()).decode("ascii")
 
 
-def _env():
+def _env() -> Any:
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]))
     env.filters["num"] = _num
+    env.filters["pct"] = _pct
     return env
 
 
+def _finite(v: Any) -> bool:
+    return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+
 def _num(v: Any, digits: int = 3) -> str:
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+    if v is None or v is pd.NA:
         return "–"
+    if isinstance(v, bool | np.bool_):
+        return "yes" if v else "no"
     if isinstance(v, float | np.floating):
+        if np.isnan(v):
+            return "–"
+        if np.isinf(v):
+            return "not reached" if v > 0 else "-inf"
         return f"{float(v):.{digits}f}"
     return str(v)
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    if not path.is_file() or path.stat().st_size == 0:
-        return pd.DataFrame()
-    try:
-        return pd.read_csv(path, keep_default_na=True)
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()
+def _pct(v: Any) -> str:
+    return f"{float(v):.0%}" if _finite(v) else "–"
+
+
+def _sortval(v: Any) -> str:
+    """Value for the table sorter (numbers as plain text, missing values sort last)."""
+    if _finite(v):
+        return repr(float(v))
+    if isinstance(v, float) and np.isinf(v):
+        return "1e308"
+    return "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+
+
+def _ci(row: dict[str, Any], prefix: str, digits: int = 3, pct: bool = False) -> dict[str, Any]:
+    """A figure with its CI, n and p for the template."""
+    m = row.get(f"{prefix}_mean", row.get(prefix))
+    fmt = _pct if pct else (lambda x: _num(x, digits))
+    lo, hi = row.get(f"{prefix}_lo"), row.get(f"{prefix}_hi")
+    return {"value": fmt(m), "raw": m, "ci": f"[{fmt(lo)}, {fmt(hi)}]" if _finite(lo) and _finite(hi) else "",
+            "n": int(row[f"{prefix}_n"]) if _finite(row.get(f"{prefix}_n")) else None,
+            "p": float(row[f"{prefix}_p"]) if _finite(row.get(f"{prefix}_p")) else None,
+            "sort": _sortval(m),
+            "positive": _finite(m) and _finite(lo) and float(m) > 0 and float(lo) > 0,  # type: ignore[arg-type]
+            "negative": _finite(m) and _finite(hi) and float(m) < 0 and float(hi) < 0}  # type: ignore[arg-type]
+
+
+def _load_table_frames(runset: RunSet) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return runset.frames, runset.thumbs
 
 
 def filmstrips(thumbs: pd.DataFrame, frames: pd.DataFrame, clips: pd.DataFrame, n: int) -> list[dict[str, Any]]:
-    """For each clip: the reference thumb and ``n`` evenly spaced face crops with their similarity."""
-    strips = []
+    """For each clip: the reference crop and ``n`` evenly spaced face crops with their decoupled similarity."""
+    strips: list[dict[str, Any]] = []
+    if thumbs.empty or clips.empty:
+        return strips
+    th_by = dict(tuple(thumbs.groupby("clip_id", sort=False)))
+    fr_by = dict(tuple(frames.groupby("clip_id", sort=False))) if not frames.empty else {}
     for cid in clips["clip_id"]:
-        th = thumbs[thumbs["clip_id"] == cid]
+        th = th_by.get(cid)
+        if th is None:
+            continue
         ref = th[th["sample_index"] == -1]
-        th = th[(th["sample_index"] >= 0) & th["thumb"].notna()]
-        fr = frames[frames["clip_id"] == cid].set_index("sample_index")
+        th = th[(th["sample_index"] >= 0) & th["thumb"].notna()].sort_values("sample_index")
         if th.empty:
             continue
+        fr = fr_by.get(cid, pd.DataFrame(columns=["sample_index", "sim_dec"])).set_index("sample_index")
         idx = np.unique(np.linspace(0, len(th) - 1, num=min(n, len(th))).round().astype(int))
         cells = []
         for _, row in th.iloc[idx].iterrows():
             si = int(row["sample_index"])
-            sim = fr["sim_raw"].get(si, np.nan) if si in fr.index else np.nan
+            sim = float(fr.at[si, "sim_dec"]) if si in fr.index and "sim_dec" in fr else float("nan")
             cells.append({"uri": bytes_to_uri(row["thumb"]), "t": float(row["t"]), "sim": sim})
         strips.append({"clip_id": cid,
                        "ref": bytes_to_uri(ref.iloc[0]["thumb"]) if len(ref) and ref.iloc[0]["thumb"] else None,
@@ -70,33 +138,207 @@ def filmstrips(thumbs: pd.DataFrame, frames: pd.DataFrame, clips: pd.DataFrame, 
     return strips
 
 
+def worst_frames(frames: pd.DataFrame, thumbs: pd.DataFrame, n: int, per_clip: int = 2) -> list[dict[str, Any]]:
+    """The ``n`` frames with the lowest decoupled similarity (at most ``per_clip`` per clip), each with
+    its reference, pose, expression distance and strongest blendshapes, so a reader can judge whether
+    the identity changed or the face only turned or grimaced."""
+    if frames.empty or n <= 0:
+        return []
+    f = frames[frames["face_found"].astype(bool) & frames["sim_dec"].notna()]
+    f = f.sort_values(["sim_dec", "clip_id", "sample_index"], kind="mergesort")
+    f = f.groupby("clip_id", sort=False).head(per_clip).head(n)
+    key = thumbs.set_index(["clip_id", "sample_index"])["thumb"] if not thumbs.empty else pd.Series(dtype=object)
+    out = []
+    for _, r in f.iterrows():
+        thumb = key.get((r["clip_id"], int(r["sample_index"])))
+        ref = key.get((r["clip_id"], -1))
+        top: list[str] = []
+        bs = r.get("blendshapes")
+        if bs is not None and not isinstance(bs, float):
+            a = np.asarray(bs, dtype=float)
+            if a.shape == (len(BLENDSHAPE_NAMES),):
+                order = np.argsort(-a)
+                top = [f"{BLENDSHAPE_NAMES[i]} {a[i]:.2f}" for i in order if BLENDSHAPE_NAMES[i] != "_neutral"][:3]
+        out.append({"clip_id": r["clip_id"], "t": float(r["t"]), "sample_index": int(r["sample_index"]),
+                    "sim_dec": float(r["sim_dec"]), "sim_raw": float(r["sim_raw"]),
+                    "yaw": float(r["yaw"]), "pitch": float(r["pitch"]), "roll": float(r["roll"]),
+                    "d_expr": float(r["d_expr"]), "age": float(r["age"]), "blendshapes": top,
+                    "uri": bytes_to_uri(thumb) if thumb is not None and not isinstance(thumb, float) else None,
+                    "ref": bytes_to_uri(ref) if ref is not None and not isinstance(ref, float) else None})
+    return out
+
+
+def _run_info(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for label, r in runs.items():
+        thr = r.get("threshold") or {}
+        out.append({"label": label, "driftbench": r.get("driftbench"), "git_commit": r.get("git_commit"),
+                    "config_hash": r.get("config_hash"), "backend": (r.get("backend") or {}).get("name"),
+                    "engine": (r.get("backend") or {}).get("engine"),
+                    "weights": (r.get("backend") or {}).get("weights"),
+                    "signal_weights": r.get("signal_weights"), "signals_unavailable": r.get("signals_unavailable"),
+                    "threshold": thr.get("value"), "threshold_score": thr.get("score"), "far": thr.get("far"),
+                    "threshold_data": (thr.get("data") or {}).get("source"),
+                    "decoupler": r.get("decoupler"), "mitigation": r.get("mitigation"), "counts": r.get("counts"),
+                    "versions": r.get("versions") or {},
+                    "config": json.dumps(r.get("config", {}), indent=2, sort_keys=True)})
+    return out
+
+
+def _leaderboard_view(lb: Leaderboard) -> list[dict[str, Any]]:
+    view = []
+    hs = [f"{h:g}s" for h in lb.horizons]
+    for r in lb.rows.to_dict(orient="records"):
+        rank = r.get("rank")
+        view.append({
+            "rank": "" if rank is None or rank is pd.NA or (isinstance(rank, float) and np.isnan(rank)) else int(rank),
+            "model": r["model"], "mitigation": r["mitigation"], "stage": r["stage"], "baseline": bool(r["baseline"]),
+            "n_clips": r["n_clips"], "n_pairs": r["n_pairs"], "flags": r["flags"], "excluded": bool(r["excluded"]),
+            "drift": [{"h": h, **_ci(r, f"drift_reduction_{h}")} for h in hs],
+            "sim": [{"h": h, **_ci(r, f"sim_dec_at_{h}")} for h in hs],
+            "survival": [{"h": h, **_ci({"x_mean": r.get(f"survival_at_{h}"), "x_lo": r.get(f"survival_at_{h}_lo"),
+                                         "x_hi": r.get(f"survival_at_{h}_hi"), "x_n": r.get(f"survival_at_{h}_n")},
+                                        "x", pct=True)} for h in hs],
+            "median_survival": _num(r.get("median_survival_s"), 1),
+            "survival_gain": _ci(r, "survival_gain_s", 2),
+            "face_rate": _ci(r, "face_rate", pct=True), "face_rate_delta": _ci(r, "face_rate_delta", 3),
+            "expr_retained": _ci(r, "expressivity_retained", pct=True),
+            "expr_real": _ci(r, "expressivity_vs_real", pct=True),
+            "ref_copy": _ci(r, "ref_copy", 2),
+        })
+    return view
+
+
+def _clip_rows(clips: pd.DataFrame, cols: list[tuple[str, str]], text_cols: set[str]) -> list[dict[str, Any]]:
+    rows = []
+    for r in clips.to_dict(orient="records"):
+        rows.append({"cells": [{"text": _num(r.get(c)), "sort": _sortval(r.get(c)), "col": c,
+                                "cls": ("text" if c in text_cols else "")
+                                + (" lost" if c == "time_to_loss_s" and _finite(r.get(c)) else "")}
+                               for c, _ in cols]})
+    return rows
+
+
+def _json_records(df: pd.DataFrame, cols: Sequence[str]) -> list[dict[str, Any]]:
+    present = [c for c in cols if c in df]
+    return [{k: stats.finite_or_none(v) for k, v in r.items()} for r in df[present].to_dict(orient="records")]
+
+
+def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench report",
+                  settings: LeaderboardSettings | None = None, leaderboard: Leaderboard | None = None,
+                  filmstrip_frames: int = 8, worst_n: int = 12, html_name: str = "report.html") -> Path:
+    """Write report.html, report.json, leaderboard.csv/json, report_clips.csv and expressivity tables."""
+    from driftbench.io import write_csv, write_json, write_text
+    from driftbench.report.glossary import cards
+
+    out_dir = Path(out_dir)
+    lb = leaderboard or build(runset, settings)
+    write(lb, out_dir)
+    clips = runset.clips.merge(lb.clip_expressivity, on="clip_id", how="left") if not runset.clips.empty \
+        else runset.clips
+    threshold = runset.threshold
+    groups = {f"{m}/{t}": g["clip_id"].tolist() for (m, t), g in clips.groupby(["model", "mitigation"], sort=True)} \
+        if not clips.empty else {}
+    figures = []
+    band_json: dict[str, Any] = {}
+    if groups and not runset.curves.empty:
+        for col, label in (("sim_dec", "decoupled"), ("sim_raw", "raw")):
+            bands = {name: stats.group_curve_band(runset.curves, ids, col, seed=lb.settings.seed)
+                     for name, ids in groups.items()}
+            figures.append((f"Identity over time ({label}): group mean per 1 s bin with bootstrap 95% band",
+                            curves_figure(bands, runset.curves, groups, col, threshold,
+                                          f"{label} similarity to the reference")))
+            band_json[col] = {k: _json_records(v, ["t_mid", "mean", "lo", "hi", "n"]) for k, v in bands.items()}
+    km_frames = {}
+    survival_json = {}
+    for name, sv in sorted(lb.survival.items()):
+        km = sv.to_frame()
+        g = clips[(clips["model"].astype(str) + "/" + clips["mitigation"].astype(str)) == name]
+        km.attrs["censored_t"] = pd.to_numeric(g.loc[g["lost"] == 0, "survival_time_s"], errors="coerce").tolist()
+        km_frames[name] = km
+        survival_json[name] = {"n": sv.n, "n_lost": sv.n_lost, "median_s": sv.median, "median_lo": sv.median_lo,
+                               "median_hi": sv.median_hi,
+                               **{f"at_{h:g}s": sv.at(h).to_dict() for h in lb.horizons},
+                               "curve": _json_records(km, ["t", "survival", "lo", "hi", "at_risk"])}
+    survival_uri = survival_figure(km_frames, "Kaplan-Meier identity survival (95% band; | = censored)") \
+        if km_frames else None
+    rank_col = lb.rank_by.removesuffix("_mean")
+    scatter_uri = None
+    if not lb.rows.empty and (~lb.rows["baseline"]).any() and f"{rank_col}_mean" in lb.rows:
+        scatter_uri = scatter_figure(lb.rows, rank_col, lb.settings.floor,
+                                     "Identity gain vs expressivity retained")
+    cols = [(c, h) for c, h in TABLE_COLUMNS if c in clips.columns]
+    if len(runset.run_dirs) > 1:
+        cols.insert(1, ("run", "run"))
+    frames, thumbs = _load_table_frames(runset)
+    worst = worst_frames(frames, thumbs, worst_n)
+    strips = filmstrips(thumbs, frames, clips, filmstrip_frames)
+    skipped = runset.skipped.to_dict(orient="records") if not runset.skipped.empty else []
+    glossary = cards()
+    runs = _run_info(runset.runs)
+    html = _env().get_template("report.html.j2").render(
+        title=title, csp_script=CSP_SCRIPT_HASH, sort_js=_markup(SORT_JS), runs=runs,
+        n_clips=len(clips), n_skipped=len(skipped), threshold=threshold,
+        leaderboard=_leaderboard_view(lb), horizons=[f"{h:g}s" for h in lb.horizons],
+        settings=lb.to_json()["settings"], notes=lb.notes, scatter=scatter_uri, figures=figures,
+        survival_uri=survival_uri, survival=survival_json, table_cols=cols, rows=_clip_rows(clips, cols, {*TEXT_COLUMNS, "run"}),
+        strips=strips, worst=worst, skipped=skipped, glossary=glossary,
+    )
+    html_path = out_dir / html_name
+    write_text(html_path, html)
+    table = clips[[c for c, _ in cols]] if not clips.empty else clips
+    write_csv(out_dir / "report_clips.csv", table, sort_by=["clip_id"] if not clips.empty else None)
+    if not lb.clip_expressivity.empty:
+        write_csv(out_dir / "expressivity.csv", lb.clip_expressivity, sort_by=["clip_id"])
+    if not lb.bin_expressivity.empty:
+        write_csv(out_dir / "expressivity_bins.csv", lb.bin_expressivity, sort_by=["clip_id", "t_start"])
+    report = {
+        "title": title, "runs": [{k: v for k, v in r.items() if k != "config"} for r in runs],
+        "leaderboard": lb.to_json(), "survival": survival_json, "curve_bands": band_json,
+        "clips": _json_records(table, [c for c, _ in cols]),
+        "worst_frames": [{k: v for k, v in w.items() if k not in ("uri", "ref")} for w in worst],
+        "skipped": [{k: stats.finite_or_none(v) for k, v in s.items()} for s in skipped],
+        "glossary": glossary,
+    }
+    write_json(out_dir / "report.json", report)
+    return html_path
+
+
+def _markup(text: str) -> Any:
+    from markupsafe import Markup
+
+    return Markup(text)
+
+
+def render_runs(run_dirs: Sequence[Path], out_dir: Path | None = None, *, title: str = "driftbench report",
+                filmstrip_frames: int = 8, worst_frames: int = 12,
+                settings: LeaderboardSettings | None = None) -> Path:
+    """Merge run directories and render their report (default: into the first run directory)."""
+    runset = load_runs(run_dirs)
+    return render_runset(runset, Path(out_dir) if out_dir else Path(run_dirs[0]), title=title, settings=settings,
+                         filmstrip_frames=filmstrip_frames, worst_n=worst_frames)
+
+
 def render_run(run_dir: Path, *, title: str = "driftbench report", filmstrip_frames: int = 8,
                worst_frames: int = 12, out: Path | None = None) -> Path:
-    run_dir = Path(run_dir)
-    clips = _read_csv(run_dir / "clips.csv")
-    curves = _read_csv(run_dir / "curves.csv")
-    skipped = _read_csv(run_dir / "skipped.csv")
-    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8")) if (run_dir / "run.json").is_file() else {}
-    frames = pd.read_parquet(run_dir / "frames.parquet") if (run_dir / "frames.parquet").is_file() else pd.DataFrame()
-    thumbs = pd.read_parquet(run_dir / "thumbs.parquet") if (run_dir / "thumbs.parquet").is_file() else pd.DataFrame()
-    threshold = (run.get("threshold") or {}).get("value")
-    figs = []
-    if not clips.empty and not curves.empty:
-        figs.append(("Identity similarity over time (decoupled)",
-                     curves_figure(curves, clips, "sim_dec", threshold, "decoupled similarity to the reference")))
-        figs.append(("Identity similarity over time (raw)",
-                     curves_figure(curves, clips, "sim_raw", threshold, "raw similarity to the reference")))
-    table_cols = [(c, h) for c, h in TABLE_COLUMNS if c in clips.columns]
-    rows = clips.to_dict(orient="records") if not clips.empty else []
-    strips = filmstrips(thumbs, frames, clips, filmstrip_frames) if not thumbs.empty and not clips.empty else []
-    html = _env().get_template("report.html.j2").render(
-        title=title, run=run, run_json=json.dumps(run.get("config", {}), indent=2, sort_keys=True),
-        versions=run.get("versions", {}), counts=run.get("counts", {}), threshold=run.get("threshold", {}),
-        figures=figs, table_cols=table_cols, rows=rows, strips=strips,
-        skipped=skipped.to_dict(orient="records") if not skipped.empty else [],
-    )
-    from driftbench.io import write_text
+    """One run's report; ``out`` is the HTML path (the CSV/JSON files go beside it)."""
+    out_dir = Path(out).parent if out else Path(run_dir)
+    runset = load_runs([run_dir])
+    return render_runset(runset, out_dir, title=title, filmstrip_frames=filmstrip_frames, worst_n=worst_frames,
+                         html_name=Path(out).name if out else "report.html")
 
-    path = out or (run_dir / "report.html")
-    write_text(path, html)
-    return path
+
+def sweep_run_dirs(sweep_dir: Path) -> list[Path]:
+    """Hydra multirun job directories: directories under the sweep holding run.json and clips.csv (at any
+    depth: an override value with a '/' such as model.path=a/b.csv nests the job directory)."""
+    return sorted(p.parent for p in Path(sweep_dir).rglob("run.json")
+                  if p.parent != Path(sweep_dir) and (p.parent / "clips.csv").is_file())
+
+
+def render_sweep(sweep_dir: Path, *, title: str = "driftbench sweep") -> Path:
+    """The leaderboard and report of a sweep (``driftbench run -m ...``), written into the sweep dir."""
+    dirs = sweep_run_dirs(Path(sweep_dir))
+    if not dirs:
+        raise FileNotFoundError(f"{sweep_dir}: no job directory with run.json and clips.csv -- fix: pass the sweep "
+                                "directory that `driftbench run -m` printed")
+    return render_runs(dirs, Path(sweep_dir), title=title)

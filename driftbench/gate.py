@@ -1,0 +1,345 @@
+"""Regression gate: ``driftbench gate RUN_DIR --baseline metrics/baselines/NAME.json``.
+
+Exit 1 when a tracked metric of some (model, mitigation) is worse than the committed baseline beyond
+its tolerance *and* beyond its confidence interval; 0 otherwise; 2 on bad usage. Prints a Markdown
+summary (for a CI job summary) and writes JUnit XML (one test case per group and metric).
+``--update`` rewrites the baseline from the run, deliberately (review the diff).
+
+Why this rule: a gate that fails on noise gets switched off, and one that ignores a real regression
+is worse than none. The baseline stores every clip's value, so when the run holds the same clips the
+gate compares them *paired* (per clip: run minus baseline, sign-adjusted so that positive is better):
+it fails when the mean change is worse than ``-tolerance`` and the bootstrap CI of the change lies
+entirely below zero (a regression that clip-to-clip noise cannot explain). Without common clips it
+compares group means: fail when the mean is worse by more than ``tolerance`` plus the half-widths of
+both CIs combined (sqrt of the sum of squares). A group in the baseline that is missing from the run
+fails (lost coverage), and so does a metric that a clip of the baseline had and the same clip no longer
+has (e.g. it got shorter than 30 s); a metric the baseline could not measure (e.g. 60 s on short clips)
+is skipped.
+
+Tracked metrics (per model/mitigation; default tolerances, ``--tolerance NAME=VALUE`` overrides):
+- ``sim_dec_at_30s``, ``sim_dec_at_60s``: mean decoupled similarity at 30/60 s (higher better; 0.02).
+- ``drift_dec_at_30s``: mean drift at 30 s (lower better; 0.02).
+- ``survival_at_30s``, ``survival_at_60s``: share of clips still the same person (per clip 1/0, clips
+  that end earlier without a loss are unknown and left out; higher better; 0.05).
+- ``face_rate``: share of samples with the character's face (higher better; 0.02).
+- ``opening_dec``: mean opening level (higher better; 0.02).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from driftbench import stats
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+BASELINE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Tracked:
+    direction: int  # +1: higher is better, -1: lower is better
+    tolerance: float
+    card: str  # the glossary card it belongs to
+    what: str
+
+
+TRACKED: dict[str, Tracked] = {
+    "sim_dec_at_30s": Tracked(+1, 0.02, "sim_dec_at_{T}s", "mean decoupled similarity at 30 s"),
+    "sim_dec_at_60s": Tracked(+1, 0.02, "sim_dec_at_{T}s", "mean decoupled similarity at 60 s"),
+    "drift_dec_at_30s": Tracked(-1, 0.02, "drift_dec_at_{T}s", "mean drift (opening - sim) at 30 s"),
+    "survival_at_30s": Tracked(+1, 0.05, "survival_at_{T}s", "share of clips still the same person at 30 s"),
+    "survival_at_60s": Tracked(+1, 0.05, "survival_at_{T}s", "share of clips still the same person at 60 s"),
+    "face_rate": Tracked(+1, 0.02, "face_rate", "share of samples with the character's face"),
+    "opening_dec": Tracked(+1, 0.02, "opening_{raw,dec}", "mean opening similarity (decoupled)"),
+}
+
+
+class GateUsageError(ValueError):
+    pass
+
+
+def clip_values(clips: pd.DataFrame) -> pd.DataFrame:
+    """Per clip, every tracked metric (survival as a 1/0/NaN indicator)."""
+    out = pd.DataFrame({"clip_id": clips["clip_id"].astype(str), "model": clips["model"].astype(str),
+                        "mitigation": clips["mitigation"].astype(str)})
+    for name in TRACKED:
+        if name.startswith("survival_at_"):
+            t = float(name.removeprefix("survival_at_").removesuffix("s"))
+            out[name] = stats.still_same_person(clips, t).to_numpy()
+        else:
+            out[name] = pd.to_numeric(clips[name], errors="coerce").to_numpy() if name in clips else np.nan
+    return out
+
+
+def _group_summary(vals: pd.DataFrame, seed: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in TRACKED:
+        e = stats.bootstrap_mean(vals[name], seed=seed)
+        out[name] = {"mean": e.value, "lo": e.lo, "hi": e.hi, "n": e.n}
+    return out
+
+
+def build_baseline(run_dir: Path, clips: pd.DataFrame, run: dict[str, Any], *, seed: int = stats.DEFAULT_SEED,
+                   tolerances: dict[str, float] | None = None, command: str = "") -> dict[str, Any]:
+    vals = clip_values(clips)
+    groups = {}
+    for (model, mit), g in vals.groupby(["model", "mitigation"], sort=True):
+        groups[f"{model}/{mit}"] = {
+            "model": model, "mitigation": mit, "n_clips": len(g), "summary": _group_summary(g, seed),
+            "clips": {str(r["clip_id"]): {k: r[k] for k in TRACKED} for r in g.to_dict(orient="records")},
+        }
+    tol = {k: (tolerances or {}).get(k, t.tolerance) for k, t in TRACKED.items()}
+    return {
+        "format": BASELINE_FORMAT,
+        "what": "driftbench regression-gate baseline: per (model, mitigation) group, every tracked metric per clip "
+                "and its mean with a bootstrap 95% CI",
+        "produced_by": {"command": command, "run_dir": run_dir.name, "config_hash": run.get("config_hash"),
+                        "git_commit": run.get("git_commit"), "driftbench": run.get("driftbench"),
+                        "backend": (run.get("backend") or {}).get("name"),
+                        "engine": (run.get("backend") or {}).get("engine"),
+                        "weights": (run.get("backend") or {}).get("weights"),
+                        "decoupler": run.get("decoupler"), "threshold": (run.get("threshold") or {}).get("value"),
+                        "sampling": (run.get("config") or {}).get("sampling"),
+                        "model_config": (run.get("config") or {}).get("model")},
+        "tolerances": tol, "seed": seed, "groups": groups,
+    }
+
+
+@dataclass
+class Check:
+    group: str
+    metric: str
+    status: str  # pass | fail | skip
+    mode: str  # paired | unpaired | missing | -
+    base: float
+    current: float
+    change: float  # sign-adjusted: positive = better
+    lo: float
+    hi: float
+    n: int
+    tolerance: float
+    message: str
+
+
+def _f(x: Any) -> float:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return float("nan")
+    return v
+
+
+def compare(baseline: dict[str, Any], clips: pd.DataFrame, *, tolerances: dict[str, float] | None = None,
+            seed: int = stats.DEFAULT_SEED) -> list[Check]:
+    """Check every tracked metric of every baseline group against the run's clips."""
+    tol = {**{k: t.tolerance for k, t in TRACKED.items()}, **(baseline.get("tolerances") or {}), **(tolerances or {})}
+    vals = clip_values(clips)
+    checks: list[Check] = []
+    for gname, gb in sorted((baseline.get("groups") or {}).items()):
+        cur = vals[(vals["model"] == str(gb["model"])) & (vals["mitigation"] == str(gb["mitigation"]))]
+        for metric, spec in TRACKED.items():
+            tl = float(tol.get(metric, spec.tolerance))
+            bsum = (gb.get("summary") or {}).get(metric) or {}
+            bmean = _f(bsum.get("mean"))
+            if cur.empty:
+                checks.append(Check(gname, metric, "fail", "missing", bmean, math.nan, math.nan, math.nan, math.nan, 0,
+                                    tl, "group missing from the run (lost coverage)"))
+                continue
+            if not np.isfinite(bmean):
+                checks.append(Check(gname, metric, "skip", "-", bmean, math.nan, math.nan, math.nan, math.nan, 0, tl,
+                                    "not measurable in the baseline"))
+                continue
+            base_clips = {str(k): _f(v.get(metric)) for k, v in (gb.get("clips") or {}).items()}
+            cur_map = dict(zip(cur["clip_id"].astype(str), cur[metric].astype(float), strict=True))
+            shared = [k for k in base_clips if k in cur_map and np.isfinite(base_clips[k])]
+            gone = sorted(k for k in shared if not np.isfinite(cur_map[k]))
+            if gone:
+                checks.append(Check(gname, metric, "fail", "paired", bmean, math.nan, math.nan, math.nan, math.nan,
+                                    len(gone), tl, f"no longer measurable for {len(gone)} clip(s): "
+                                                   f"{', '.join(gone[:3])}"))
+                continue
+            common = sorted(shared)
+            cest = stats.bootstrap_mean(cur[metric], seed=seed)
+            if common:
+                d = spec.direction * (np.array([cur_map[k] for k in common]) - np.array([base_clips[k] for k in common]))
+                e = stats.bootstrap_mean(d, seed=seed)
+                hi = e.hi if np.isfinite(e.hi) else e.value
+                lo = e.lo if np.isfinite(e.lo) else e.value
+                fail = e.value < -tl and hi < 0
+                msg = (f"paired over {len(common)} clip(s): change {e.value:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+                       + (f" is worse than -{tl:g} and its CI excludes 0" if fail else ""))
+                checks.append(Check(gname, metric, "fail" if fail else "pass", "paired", bmean, cest.value, e.value,
+                                    lo, hi, len(common), tl, msg))
+            else:
+                if not np.isfinite(cest.value):
+                    checks.append(Check(gname, metric, "skip", "-", bmean, math.nan, math.nan, math.nan, math.nan, 0,
+                                        tl, "none of the run's clips is measurable here and the baseline's clips "
+                                            "that were are not in the run"))
+                    continue
+                change = spec.direction * (cest.value - bmean)
+                hw = math.sqrt(np.nan_to_num(cest.half_width) ** 2
+                               + np.nan_to_num((_f(bsum.get("hi")) - _f(bsum.get("lo"))) / 2) ** 2)
+                fail = change < -(tl + hw)
+                checks.append(Check(gname, metric, "fail" if fail else "pass", "unpaired", bmean, cest.value, change,
+                                    change - hw, change + hw, cest.n, tl,
+                                    f"no common clips: change {change:+.4f}, allowed -{tl + hw:.4f} "
+                                    f"(tolerance {tl:g} + CI {hw:.4f})"))
+    return checks
+
+
+def markdown(checks: list[Check], run_dir: Path, baseline_path: Path, new_groups: list[str]) -> str:
+    n_fail = sum(c.status == "fail" for c in checks)
+    head = "FAILED" if n_fail else "passed"
+    lines = [f"## driftbench gate: {head}", "",
+             f"run `{run_dir}` vs baseline `{baseline_path}`: {sum(c.status == 'pass' for c in checks)} passed, "
+             f"{n_fail} failed, {sum(c.status == 'skip' for c in checks)} skipped", "",
+             "| group | metric | status | baseline | run | change (+ = better) | 95% CI | n | tolerance | note |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def f(x: float, sign: bool = False) -> str:
+        return "–" if not np.isfinite(x) else (f"{x:+.4f}" if sign else f"{x:.4f}")
+
+    for c in checks:
+        mark = {"fail": "**FAIL**", "pass": "pass", "skip": "skip"}[c.status]
+        grp = c.group.replace("|", "\\|")
+        note = (c.message if c.status != "pass" else c.mode).replace("|", "\\|")
+        lines.append(f"| {grp} | {c.metric} | {mark} | {f(c.base)} | {f(c.current)} | {f(c.change, True)} | "
+                     f"[{f(c.lo, True)}, {f(c.hi, True)}] | {c.n} | {c.tolerance:g} | {note} |")
+    if new_groups:
+        lines += ["", f"Groups in the run but not in the baseline (not gated): {', '.join(new_groups)}. "
+                  "Run with --update to track them."]
+    return "\n".join(lines) + "\n"
+
+
+def junit(checks: list[Check], path: Path) -> None:
+    suite = ET.Element("testsuite", name="driftbench.gate", tests=str(len(checks)),
+                       failures=str(sum(c.status == "fail" for c in checks)),
+                       skipped=str(sum(c.status == "skip" for c in checks)))
+    for c in checks:
+        tc = ET.SubElement(suite, "testcase", classname=f"driftbench.gate.{c.group}", name=c.metric)
+        if c.status == "fail":
+            ET.SubElement(tc, "failure", message=c.message).text = c.message
+        elif c.status == "skip":
+            ET.SubElement(tc, "skipped", message=c.message)
+        else:
+            ET.SubElement(tc, "system-out").text = c.message
+    root = ET.Element("testsuites")
+    root.append(suite)
+    tree = ET.ElementTree(root)
+    ET.indent(tree)
+    from driftbench.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        tree.write(tmp, encoding="utf-8", xml_declaration=True)
+
+
+def _parse_tolerances(items: Sequence[str]) -> dict[str, float]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in TRACKED:
+            raise GateUsageError(f"--tolerance {item!r}: expected NAME=VALUE with NAME one of {', '.join(TRACKED)}")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise GateUsageError(f"--tolerance {item!r}: {value!r} is not a number") from None
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="driftbench gate",
+                                description="Exit 1 when a tracked metric regresses beyond its tolerance and its "
+                                            "confidence interval vs a committed baseline.")
+    p.add_argument("run_dir", type=Path, help="run directory (from `driftbench run`)")
+    p.add_argument("--baseline", type=Path, required=True, help="baseline JSON, e.g. metrics/baselines/generated.json")
+    p.add_argument("--update", action="store_true", help="rewrite the baseline from this run (deliberately)")
+    p.add_argument("--junit", type=Path, default=None, help="JUnit XML path (default RUN_DIR/gate-junit.xml)")
+    p.add_argument("--summary", type=Path, default=None,
+                   help="also write the Markdown summary here (default: $GITHUB_STEP_SUMMARY when set)")
+    p.add_argument("--tolerance", action="append", default=[], metavar="NAME=VALUE",
+                   help=f"override a tolerance ({', '.join(TRACKED)})")
+    p.add_argument("--seed", type=int, default=stats.DEFAULT_SEED)
+    try:
+        a = p.parse_args(argv)
+    except SystemExit as exc:
+        return EXIT_OK if exc.code == 0 else EXIT_USAGE
+    err = sys.stderr
+    if not (a.run_dir / "clips.csv").is_file():
+        print(f"driftbench gate: {a.run_dir}: not a run directory (no clips.csv) -- fix: pass the directory that "
+              "`driftbench run` printed", file=err)
+        return EXIT_USAGE
+    try:
+        tols = _parse_tolerances(a.tolerance)
+    except GateUsageError as exc:
+        print(f"driftbench gate: {exc}", file=err)
+        return EXIT_USAGE
+    try:
+        clips = pd.read_csv(a.run_dir / "clips.csv")
+    except pd.errors.EmptyDataError:
+        clips = pd.DataFrame()
+    except pd.errors.ParserError as exc:
+        print(f"driftbench gate: {a.run_dir / 'clips.csv'}: unreadable ({exc}) -- fix: rerun `driftbench run`",
+              file=err)
+        return EXIT_USAGE
+    if clips.empty or "clip_id" not in clips:
+        print(f"driftbench gate: {a.run_dir / 'clips.csv'}: no measured clip -- fix: check skipped.csv of the run",
+              file=err)
+        return EXIT_FAIL
+    run = {}
+    if (a.run_dir / "run.json").is_file():
+        run = json.loads((a.run_dir / "run.json").read_text(encoding="utf-8"))
+    if a.update:
+        from driftbench.io import write_json
+
+        cmd = "driftbench gate " + " ".join(sys.argv[1:] if argv is None else list(argv))
+        write_json(a.baseline, build_baseline(a.run_dir, clips, run, seed=a.seed, tolerances=tols, command=cmd))
+        print(f"driftbench gate: baseline {a.baseline} rewritten from {a.run_dir} "
+              f"({_dt.date.today().isoformat()}); review and commit the diff")
+        return EXIT_OK
+    if not a.baseline.is_file():
+        print(f"driftbench gate: {a.baseline}: no such baseline -- fix: create it with `driftbench gate {a.run_dir} "
+              f"--baseline {a.baseline} --update` and commit it", file=err)
+        return EXIT_USAGE
+    try:
+        baseline = json.loads(a.baseline.read_text(encoding="utf-8"))
+        if int(baseline.get("format", 0)) != BASELINE_FORMAT or "groups" not in baseline:
+            raise ValueError(f"format {baseline.get('format')!r}, expected {BASELINE_FORMAT} with 'groups'")
+    except (json.JSONDecodeError, ValueError, AttributeError) as exc:
+        print(f"driftbench gate: {a.baseline}: not a driftbench baseline ({exc}) -- fix: regenerate it with --update",
+              file=err)
+        return EXIT_USAGE
+    prod = baseline.get("produced_by") or {}
+    for key, now in (("backend", (run.get("backend") or {}).get("name")), ("threshold", (run.get("threshold") or {})
+                                                                           .get("value"))):
+        if prod.get(key) is not None and now is not None and prod.get(key) != now:
+            print(f"driftbench gate: note: {key} differs from the baseline's ({prod.get(key)} -> {now})", file=err)
+    checks = compare(baseline, clips, tolerances=tols, seed=a.seed)
+    gb = baseline.get("groups") or {}
+    new_groups = sorted({f"{m}/{t}" for m, t in zip(clips["model"].astype(str), clips["mitigation"].astype(str),
+                                                     strict=True)} - set(gb))
+    md = markdown(checks, a.run_dir, a.baseline, new_groups)
+    print(md)
+    import os
+
+    summary = a.summary or (Path(os.environ["GITHUB_STEP_SUMMARY"]) if os.environ.get("GITHUB_STEP_SUMMARY") else None)
+    if summary is not None:
+        with open(summary, "a", encoding="utf-8") as fh:
+            fh.write(md)
+    junit(checks, a.junit or (a.run_dir / "gate-junit.xml"))
+    return EXIT_FAIL if any(c.status == "fail" for c in checks) else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

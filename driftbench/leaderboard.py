@@ -1,0 +1,481 @@
+"""Leaderboard: one row per (model, mitigation), each mitigation paired against ``mitigation=none`` of the
+same model on the same (character, prompt, seed). Reads run tables only (no video, no models).
+
+Why paired: clips differ far more from each other than a mitigation changes one clip, so a difference
+of group means would mostly measure which clips each group happened to hold. Pairing on the same
+inputs leaves the mitigation's own effect; every figure carries the number of pairs it rests on.
+
+Metric cards (per row; CI = seeded bootstrap over pairs or clips, 95%; p = Wilcoxon signed-rank):
+- ``drift_reduction_{T}s``: baseline drift minus mitigation drift at T s (decoupled similarity, opening
+  minus sim@T), mean over pairs. Positive = the mitigation drifts less. Units: cosine similarity.
+- ``survival_gain_s``: mean paired gain in identity-survival time (each pair restricted to its shorter
+  clip), seconds; positive = identity kept longer. ``survival_at_{T}s``: Kaplan-Meier S(T) of the row.
+- ``face_rate_delta``: change of the share of samples with the character's face (a method that loses
+  the face more often than its baseline is flagged, never rewarded).
+- ``expressivity_retained``: the mitigation's expressivity index relative to its paired baseline clip
+  (:mod:`driftbench.expressivity`; 1.0 = as lively as the baseline); ``expressivity_vs_real``: relative
+  to real identity-constant footage; ``ref_copy``: closeness to the reference (1 = a copy).
+- Flags (a flagged row is shown with its reason and left out of the ranking unless asked):
+  expressivity retained below the floor (default 0.70), reference-copy score above the limit set by
+  real footage, face rate lower than the baseline's by more than ``face_rate_tolerance``.
+- ``rank``: order of the unflagged, paired rows by ``rank_by`` (default drift reduction at 30 s, else
+  the longest horizon every row has), larger first.
+
+``driftbench compare RUN_DIR [RUN_DIR ...] [--out DIR]`` writes ``leaderboard.csv``, ``leaderboard.json``
+and ``report.html`` (with ``report.json``) into DIR and prints DIR last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from driftbench import expressivity as expr
+from driftbench import stats
+
+DEFAULT_HORIZONS = (30.0, 60.0)
+DEFAULT_FACE_RATE_TOLERANCE = 0.05
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class RunLoadError(ValueError):
+    """A directory that is not a readable run directory (one line: the path, the problem, the fix)."""
+
+
+@dataclass
+class RunSet:
+    """The tables of one or more run directories, merged. Clip ids are made unique across runs
+    (``<run>:<clip_id>``) only where two runs hold the same id; ``source_clip_id`` keeps the original."""
+
+    run_dirs: list[Path]
+    runs: dict[str, dict[str, Any]]
+    clips: pd.DataFrame
+    curves: pd.DataFrame
+    frames: pd.DataFrame
+    thumbs: pd.DataFrame
+    skipped: pd.DataFrame
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def threshold(self) -> float | None:
+        vals = {float(v) for r in self.runs.values()
+                if (v := (r.get("threshold") or {}).get("value")) is not None}
+        return vals.pop() if len(vals) == 1 else None
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    if not path.is_file() or path.stat().st_size == 0:
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(path, keep_default_na=True)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+
+
+def _run_label(d: Path, taken: set[str]) -> str:
+    label = d.name or str(d)
+    k = 2
+    base = label
+    while label in taken:
+        label, k = f"{base}~{k}", k + 1
+    taken.add(label)
+    return label
+
+
+def load_runs(run_dirs: Sequence[Path | str], *, with_frames: bool = True) -> RunSet:
+    """Read and merge run directories (clips.csv required; the other tables when present)."""
+    dirs = [Path(d) for d in run_dirs]
+    if not dirs:
+        raise RunLoadError("no run directory given -- fix: pass the directories that `driftbench run` printed")
+    clips, curves, frames, thumbs, skipped = [], [], [], [], []
+    runs: dict[str, dict[str, Any]] = {}
+    labels: set[str] = set()
+    warns: list[str] = []
+    for d in dirs:
+        if not (d / "clips.csv").is_file():
+            raise RunLoadError(f"{d}: not a run directory (no clips.csv) -- fix: pass the directory that "
+                               "`driftbench run` printed")
+        label = _run_label(d, labels)
+        try:
+            meta = json.loads((d / "run.json").read_text(encoding="utf-8")) if (d / "run.json").is_file() else {}
+        except json.JSONDecodeError as exc:
+            raise RunLoadError(f"{d / 'run.json'}: unreadable ({exc.msg}) -- fix: rerun the same `driftbench run` "
+                               "command to rewrite it") from None
+        runs[label] = meta
+        c = _read_csv(d / "clips.csv")
+        stage = str((meta.get("mitigation") or {}).get("stage", ""))
+        mit_name = str((meta.get("mitigation") or {}).get("name", ""))
+        if not c.empty:
+            c["run"] = label
+            c["stage"] = [stage if str(m) == mit_name else ("none" if str(m) == stats.BASELINE else "manifest")
+                          for m in c["mitigation"].astype(str)]
+            clips.append(c)
+        cv = _read_csv(d / "curves.csv")
+        if not cv.empty:
+            curves.append(cv.assign(run=label))
+        if with_frames and (d / "frames.parquet").is_file():
+            frames.append(pd.read_parquet(d / "frames.parquet").assign(run=label))
+        if with_frames and (d / "thumbs.parquet").is_file():
+            thumbs.append(pd.read_parquet(d / "thumbs.parquet").assign(run=label))
+        sk = _read_csv(d / "skipped.csv")
+        if not sk.empty:
+            skipped.append(sk.assign(run=label))
+    all_clips = pd.concat(clips, ignore_index=True) if clips else pd.DataFrame(
+        columns=["clip_id", "model", "mitigation", "character", "prompt_id", "seed", "run"])
+    dup = set(all_clips.loc[all_clips["clip_id"].duplicated(keep=False), "clip_id"]) if len(dirs) > 1 else set()
+    if dup:
+        warns.append(f"{len(dup)} clip id(s) appear in several runs; they are shown as <run>:<clip_id>")
+
+    def remap(df: pd.DataFrame) -> pd.DataFrame:
+        if df.empty or "clip_id" not in df:
+            return df
+        df = df.copy()
+        df["source_clip_id"] = df["clip_id"]
+        mask = df["clip_id"].isin(dup)
+        df.loc[mask, "clip_id"] = df.loc[mask, "run"].astype(str) + ":" + df.loc[mask, "clip_id"].astype(str)
+        return df
+
+    def cat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+        return remap(pd.concat(parts, ignore_index=True)) if parts else pd.DataFrame()
+
+    return RunSet(dirs, runs, remap(all_clips), cat(curves), cat(frames), cat(thumbs),
+                  pd.concat(skipped, ignore_index=True) if skipped else pd.DataFrame(), warns)
+
+
+# -- the leaderboard ----------------------------------------------------------------------------------------
+@dataclass
+class LeaderboardSettings:
+    #: seconds for drift reduction and survival; None: :func:`infer_horizons` from the runs
+    horizons: tuple[float, ...] | None = None
+    floor: float = expr.DEFAULT_FLOOR
+    copy_limit: float | None = None  # None: from the real-footage reference artefact
+    face_rate_tolerance: float = DEFAULT_FACE_RATE_TOLERANCE
+    include_flagged: bool = False
+    rank_by: str | None = None
+    seed: int = stats.DEFAULT_SEED
+    reference_path: Path | None = None
+
+
+@dataclass
+class Leaderboard:
+    rows: pd.DataFrame
+    pairs: dict[str, pd.DataFrame]  # "model/mitigation" -> per-pair table
+    clip_expressivity: pd.DataFrame
+    bin_expressivity: pd.DataFrame
+    survival: dict[str, stats.Survival]
+    settings: LeaderboardSettings
+    reference: dict[str, Any]
+    notes: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rows": [{k: stats.finite_or_none(v) for k, v in r.items()} for r in self.rows.to_dict(orient="records")],
+            "settings": {"horizons": list(self.horizons), "floor": self.settings.floor,
+                         "copy_limit": self.copy_limit, "face_rate_tolerance": self.settings.face_rate_tolerance,
+                         "include_flagged": self.settings.include_flagged, "rank_by": self.rank_by,
+                         "seed": self.settings.seed, "confidence": stats.CONFIDENCE,
+                         "bootstrap": f"BCa, {stats.DEFAULT_RESAMPLES} resamples, seeded",
+                         "paired_test": "Wilcoxon signed-rank (two-sided)",
+                         "pair_key": list(stats.PAIR_KEY)},
+            "expressivity_reference": {"version": self.reference.get("version"),
+                                       "medians": expr.reference_medians(self.reference) if self.reference else {},
+                                       "ref_copy_limit": self.copy_limit},
+            "pairs": {k: v[[c for c in ("character", "prompt_id", "seed", "clip_id_t", "clip_id_b")
+                            if c in v]].to_dict(orient="records") for k, v in sorted(self.pairs.items())},
+            "notes": self.notes,
+        }
+
+    @property
+    def horizons(self) -> tuple[float, ...]:
+        return self.settings.horizons or DEFAULT_HORIZONS
+
+    @property
+    def copy_limit(self) -> float:
+        if self.settings.copy_limit is not None:
+            return float(self.settings.copy_limit)
+        return expr.copy_limit(self.reference) if self.reference else float("nan")
+
+    @property
+    def rank_by(self) -> str:
+        return self.settings.rank_by or _default_rank_by(self.rows, self.horizons)
+
+
+def _h(h: float) -> str:
+    return f"{h:g}s"
+
+
+def _default_rank_by(rows: pd.DataFrame, horizons: Sequence[float]) -> str:
+    for h in horizons:
+        col = f"drift_reduction_{_h(h)}_mean"
+        if col in rows and rows.loc[~rows["baseline"], col].notna().any():
+            return col
+    return f"drift_reduction_{_h(horizons[0])}_mean"
+
+
+def _paired_columns(horizons: Sequence[float]) -> list[str]:
+    """Columns only mitigation rows fill (NaN on baseline rows, so every CSV has the same schema)."""
+    cols = []
+    prefixes = [f"drift_reduction_{_h(h)}" for h in horizons] + [f"sim_gain_{_h(h)}" for h in horizons] + [
+        "survival_gain_s", "face_rate_delta", "ref_copy_delta"]
+    for p in prefixes:
+        cols += [f"{p}_mean", f"{p}_lo", f"{p}_hi", f"{p}_n", f"{p}_p"]
+    cols += [f"survival_at_{_h(h)}_gain" for h in horizons] + ["logrank_p"]
+    cols += [f"expressivity_retained_{k}" for k in ("mean", "lo", "hi", "n")]
+    return cols
+
+
+def _est(prefix: str, e: stats.Estimate) -> dict[str, Any]:
+    return {f"{prefix}_mean": e.value, f"{prefix}_lo": e.lo, f"{prefix}_hi": e.hi, f"{prefix}_n": e.n}
+
+
+def _paired(prefix: str, pc: stats.PairedComparison) -> dict[str, Any]:
+    return {**_est(prefix, pc.delta), f"{prefix}_p": pc.p_value}
+
+
+def _col(df: pd.DataFrame, name: str) -> pd.Series:
+    return pd.to_numeric(df[name], errors="coerce") if name in df else pd.Series(np.nan, index=df.index)
+
+
+def infer_horizons(runset: RunSet) -> tuple[float, ...]:
+    """30 s and 60 s where the clips reach them; else the two measured horizons that the most (model,
+    mitigation) groups reach, the longer on a tie (e.g. a run with ``metrics.horizons=[5,10,20]`` is
+    compared at 10 s and 20 s)."""
+    clips = runset.clips
+
+    def coverage(h: float) -> int:
+        col = f"drift_dec_at_{_h(h)}"
+        if col not in clips:
+            return 0
+        ok = pd.to_numeric(clips[col], errors="coerce").notna()
+        return int(clips.loc[ok, ["model", "mitigation"]].drop_duplicates().shape[0])
+
+    chosen = [h for h in DEFAULT_HORIZONS if coverage(h)]
+    if chosen:
+        return tuple(chosen)
+    measured = {float(h) for r in runset.runs.values()
+                for h in ((r.get("config") or {}).get("metrics") or {}).get("horizons", [])}
+    ranked = sorted((h for h in measured if coverage(h)), key=lambda h: (coverage(h), h), reverse=True)
+    return tuple(sorted(ranked[:2])) if ranked else DEFAULT_HORIZONS
+
+
+def build(runset: RunSet, settings: LeaderboardSettings | None = None) -> Leaderboard:
+    """The leaderboard of a set of runs (see the module docstring for every figure)."""
+    from dataclasses import replace
+
+    s = settings or LeaderboardSettings()
+    horizons = s.horizons or infer_horizons(runset)
+    s = replace(s, horizons=horizons)
+    clips = runset.clips.copy()
+    notes = list(runset.warnings)
+    try:
+        reference = expr.load_reference(s.reference_path)
+    except (OSError, ValueError, KeyError) as exc:
+        reference = {}
+        notes.append(f"expressivity reference unavailable ({exc}); vs-real figures and the copy limit are empty")
+    if not runset.frames.empty:
+        ce, be = expr.clip_expressivity(runset.frames, runset.thumbs if not runset.thumbs.empty else None)
+    else:
+        ce = pd.DataFrame(columns=["clip_id", *expr.COMPONENTS, "ref_copy"])
+        be = pd.DataFrame()
+        notes.append("no frames.parquet: expressivity not computed")
+    if reference:
+        fps = {float((r.get("config") or {}).get("sampling", {}).get("fps", np.nan)) for r in runset.runs.values()}
+        ref_fps = set(map(float, reference.get("sampling_fps", [])))
+        if ref_fps and fps - ref_fps:
+            notes.append(f"runs sampled at {sorted(fps)} frames/s but the expressivity reference at "
+                         f"{sorted(ref_fps)}: vs-real figures compare different rates")
+        ce["expressivity_vs_real"] = expr.index_against(ce, expr.reference_medians(reference))
+        if not be.empty:
+            be["expressivity_vs_real"] = expr.index_against(be, expr.reference_bin_medians(reference))
+    else:
+        ce["expressivity_vs_real"] = np.nan
+    bin_retained: list[pd.DataFrame] = []
+    clips = clips.merge(ce, on="clip_id", how="left") if not clips.empty else clips
+    copy_lim = s.copy_limit if s.copy_limit is not None else (expr.copy_limit(reference) if reference else np.nan)
+    rows: list[dict[str, Any]] = []
+    pairs_out: dict[str, pd.DataFrame] = {}
+    survival: dict[str, stats.Survival] = {}
+    groups = clips.groupby(list(stats.GROUP_KEY), sort=True) if not clips.empty else []
+    for (model, mit), g in groups:
+        name = f"{model}/{mit}"
+        is_base = str(mit) == stats.BASELINE
+        surv = stats.survival_from_clips(g)
+        survival[name] = surv
+        stage = ",".join(sorted(set(g["stage"].astype(str)))) if "stage" in g else ""
+        row: dict[str, Any] = {"model": model, "mitigation": mit, "stage": stage, "baseline": is_base,
+                               "n_clips": len(g), "runs": ",".join(sorted(set(g["run"].astype(str))))}
+        row.update(_est("face_rate", stats.bootstrap_mean(_col(g, "face_rate"), seed=s.seed)))
+        for h in horizons:
+            row.update(_est(f"sim_dec_at_{_h(h)}", stats.bootstrap_mean(_col(g, f"sim_dec_at_{_h(h)}"), seed=s.seed)))
+            row.update(_est(f"drift_dec_at_{_h(h)}",
+                            stats.bootstrap_mean(_col(g, f"drift_dec_at_{_h(h)}"), seed=s.seed)))
+            sv = surv.at(h)
+            row.update({f"survival_at_{_h(h)}": sv.value, f"survival_at_{_h(h)}_lo": sv.lo,
+                        f"survival_at_{_h(h)}_hi": sv.hi, f"survival_at_{_h(h)}_n": sv.n})
+        row.update({"n_lost": surv.n_lost, "median_survival_s": surv.median, "median_survival_lo": surv.median_lo,
+                    "median_survival_hi": surv.median_hi})
+        row.update(_est("expressivity_vs_real", stats.bootstrap_mean(_col(g, "expressivity_vs_real"), seed=s.seed)))
+        row.update(_est("ref_copy", stats.bootstrap_mean(_col(g, "ref_copy"), seed=s.seed)))
+        flags: list[str] = []
+        n_pairs = 0
+        if not is_base:
+            base = clips[(clips["model"] == model) & (clips["mitigation"].astype(str) == stats.BASELINE)]
+            pairing = stats.pair_with_baseline(g, base)
+            p = pairing.pairs
+            n_pairs = len(p)
+            pairs_out[name] = p
+            if pairing.ambiguous:
+                notes.append(f"{name}: {len(pairing.ambiguous)} pair key(s) held by several clips were left out: "
+                             f"{', '.join(pairing.ambiguous[:3])}")
+            if pairing.unmatched:
+                notes.append(f"{name}: {len(pairing.unmatched)} clip(s) without a mitigation=none clip of the same "
+                             "(character, prompt_id, seed)")
+            for h in horizons:
+                # drift reduction = baseline drift - mitigation drift
+                pc = stats.paired_compare(_col(p, f"drift_dec_at_{_h(h)}_b"), _col(p, f"drift_dec_at_{_h(h)}_t"),
+                                          seed=s.seed)
+                row.update(_paired(f"drift_reduction_{_h(h)}", pc))
+                row.update(_paired(f"sim_gain_{_h(h)}", stats.paired_compare(
+                    _col(p, f"sim_dec_at_{_h(h)}_t"), _col(p, f"sim_dec_at_{_h(h)}_b"), seed=s.seed)))
+            st_t, st_b = stats.restricted_survival_pairs(p) if n_pairs else (np.array([]), np.array([]))
+            row.update(_paired("survival_gain_s", stats.paired_compare(st_t, st_b, seed=s.seed)))
+            base_surv = stats.survival_from_clips(base)
+            for h in horizons:
+                row[f"survival_at_{_h(h)}_gain"] = row[f"survival_at_{_h(h)}"] - base_surv.at(h).value
+            row["logrank_p"] = stats.logrank_p(
+                _col(g, "survival_time_s").to_numpy(), _col(g, "lost").fillna(0).to_numpy(),
+                _col(base, "survival_time_s").to_numpy(), _col(base, "lost").fillna(0).to_numpy())
+            fr = stats.paired_compare(_col(p, "face_rate_t"), _col(p, "face_rate_b"), seed=s.seed)
+            row.update(_paired("face_rate_delta", fr))
+            if n_pairs:
+                retained = expr.index_against(
+                    p.rename(columns={f"{c}_t": c for c in expr.INDEX_COMPONENTS})[list(expr.INDEX_COMPONENTS)],
+                    p.rename(columns={f"{c}_b": c for c in expr.INDEX_COMPONENTS})[list(expr.INDEX_COMPONENTS)])
+                p["expressivity_retained"] = retained
+                if not be.empty:
+                    for ct, cb in zip(p["clip_id_t"], p["clip_id_b"], strict=True):
+                        bin_retained.append(expr.retained_per_bin(be[be["clip_id"] == ct], be[be["clip_id"] == cb]))
+            else:
+                retained = np.array([])
+            row.update(_est("expressivity_retained", stats.bootstrap_mean(retained, seed=s.seed)))
+            row.update(_paired("ref_copy_delta", stats.paired_compare(_col(p, "ref_copy_t"), _col(p, "ref_copy_b"),
+                                                                      seed=s.seed)))
+            if n_pairs == 0:
+                flags.append("no paired mitigation=none clip (same character, prompt_id, seed)")
+            er = row["expressivity_retained_mean"]
+            if np.isfinite(er) and er < s.floor:
+                flags.append(f"expressivity retained {er:.0%} of the baseline < floor {s.floor:.0%}")
+            if np.isfinite(fr.delta.value) and fr.delta.value < -s.face_rate_tolerance:
+                flags.append(f"loses the face more often than its baseline (face rate {fr.delta.value:+.1%})")
+        rc = row["ref_copy_mean"]
+        if np.isfinite(rc) and np.isfinite(copy_lim) and rc > copy_lim:
+            flags.append(f"reference-copy score {rc:.2f} > {copy_lim:.2f} (the most real footage shows): "
+                         "the face copies the reference")
+        row["n_pairs"] = n_pairs
+        row["flags"] = "; ".join(flags)
+        row["excluded"] = bool(flags) and not s.include_flagged and not is_base
+        rows.append(row)
+    if not be.empty:
+        be = be.merge(pd.concat(bin_retained, ignore_index=True) if bin_retained else
+                      pd.DataFrame(columns=["clip_id", "t_start", "expressivity_retained"]),
+                      on=["clip_id", "t_start"], how="left")
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        for col in _paired_columns(horizons):
+            if col not in table:
+                table[col] = np.nan
+        rank_by = s.rank_by or _default_rank_by(table, horizons)
+        table["rank"] = pd.array([pd.NA] * len(table), dtype="Int64")
+        if rank_by in table:
+            cand = table[~table["baseline"] & ~table["excluded"] & (table["n_pairs"] > 0)
+                         & pd.to_numeric(table[rank_by], errors="coerce").notna()]
+            order = cand.sort_values([rank_by, "model", "mitigation"], ascending=[False, True, True], kind="mergesort")
+            for r, idx in enumerate(order.index, start=1):
+                table.loc[idx, "rank"] = r
+        lead = ["rank", "model", "mitigation", "stage", "baseline", "n_clips", "n_pairs", "flags", "excluded"]
+        table = table[lead + [c for c in table.columns if c not in lead]]
+        table = table.sort_values(["model", "baseline", "mitigation"], ascending=[True, False, True],
+                                  kind="mergesort").reset_index(drop=True)
+    return Leaderboard(table, pairs_out, ce, be, survival, s, reference, notes)
+
+
+def write(lb: Leaderboard, out_dir: Path) -> tuple[Path, Path]:
+    """``leaderboard.csv`` and ``leaderboard.json`` (same numbers, rounded to the stated precision)."""
+    from driftbench.io import write_csv, write_json
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, json_path = out_dir / "leaderboard.csv", out_dir / "leaderboard.json"
+    write_csv(csv_path, lb.rows)
+    write_json(json_path, lb.to_json())
+    return csv_path, json_path
+
+
+def default_out(run_dirs: Sequence[Path]) -> Path:
+    tag = hashlib.sha256("\0".join(sorted(str(Path(d).resolve()) for d in run_dirs)).encode()).hexdigest()[:10]
+    return Path("reports") / f"compare-{tag}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="driftbench compare",
+                                description="Leaderboard of runs: each (model, mitigation) paired against "
+                                            "mitigation=none on the same (character, prompt_id, seed).")
+    p.add_argument("run_dirs", nargs="+", type=Path, help="run directories (from `driftbench run`)")
+    p.add_argument("--out", type=Path, default=None, help="output directory (default reports/compare-<hash>)")
+    p.add_argument("--horizons", default=None,
+                   help="seconds for drift reduction and survival, comma-separated (default 30,60 where the clips "
+                        "reach them, else the two longest horizons measured)")
+    p.add_argument("--floor", type=float, default=expr.DEFAULT_FLOOR,
+                   help="expressivity floor: share of the paired baseline a row must keep (default 0.70)")
+    p.add_argument("--copy-limit", type=float, default=None,
+                   help="reference-copy score above which a row is flagged (default: from real footage)")
+    p.add_argument("--include-flagged", action="store_true", help="rank flagged rows too (still shown flagged)")
+    p.add_argument("--rank-by", default=None, help="leaderboard column to rank by (default drift reduction)")
+    p.add_argument("--seed", type=int, default=stats.DEFAULT_SEED, help="bootstrap seed")
+    p.add_argument("--title", default="driftbench leaderboard")
+    p.add_argument("--no-html", action="store_true", help="only leaderboard.csv/json")
+    try:
+        a = p.parse_args(argv)
+    except SystemExit as exc:
+        return EXIT_OK if exc.code == 0 else EXIT_USAGE
+    try:
+        horizons = tuple(float(x) for x in str(a.horizons).split(",") if x.strip()) if a.horizons else None
+    except ValueError:
+        print(f"driftbench compare: --horizons {a.horizons!r} is not a list of numbers -- fix: e.g. --horizons 30,60",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if not 0.0 <= a.floor <= 1.5:
+        print(f"driftbench compare: --floor {a.floor} is outside 0-1.5 -- fix: e.g. --floor 0.7", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        runset = load_runs(a.run_dirs)
+    except RunLoadError as exc:
+        print(f"driftbench compare: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    out = a.out or default_out(a.run_dirs)
+    settings = LeaderboardSettings(horizons=horizons or None, floor=a.floor, copy_limit=a.copy_limit,
+                                   include_flagged=a.include_flagged, rank_by=a.rank_by, seed=a.seed)
+    lb = build(runset, settings)
+    if a.rank_by and a.rank_by not in lb.rows:
+        print(f"driftbench compare: --rank-by {a.rank_by!r} is not a leaderboard column -- fix: one of "
+              f"{', '.join(c for c in lb.rows.columns if c.endswith('_mean'))}", file=sys.stderr)
+        return EXIT_USAGE
+    write(lb, out)
+    if not a.no_html:
+        from driftbench.report import render_runset
+
+        render_runset(runset, out, title=a.title, leaderboard=lb)
+    print(out)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""Leaderboard on real runs: pairing against mitigation=none, drift reduction with CIs, the expressivity
+gate that must flag freeze/paste and pass a faithful copy, ``driftbench compare`` and the sweep hook."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from driftbench import leaderboard as lbm
+from tests.conftest import DATA, ROOT, VIDEO
+from tests.realruns import adversarial_run, anitalker_run, copy_run, dropout_run, run_pipeline, write_manifest
+
+H = (10.0, 20.0)  # the adversarial run is measured over 20 s
+
+
+@pytest.fixture(scope="module")
+def adversarial(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not (DATA / "video").is_dir():
+        pytest.skip(f"../shared not found at {DATA}: real media and weights are needed")
+    return adversarial_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def anitalker(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not (DATA / "video").is_dir():
+        pytest.skip(f"../shared not found at {DATA}: real media and weights are needed")
+    return anitalker_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def adv_board(adversarial: Path) -> lbm.Leaderboard:
+    return lbm.build(lbm.load_runs([adversarial]), lbm.LeaderboardSettings(horizons=H))
+
+
+def _row(board: lbm.Leaderboard, mitigation: str) -> pd.Series:
+    return board.rows.set_index("mitigation").loc[mitigation]
+
+
+def test_freeze_and_paste_win_on_identity_but_are_flagged_and_not_ranked(adv_board: lbm.Leaderboard) -> None:
+    freeze, paste, copy = (_row(adv_board, m) for m in ("freeze", "paste", "reencode"))
+    # real generated drift (infinitetalk_dub_9 falls ~0.3 within 10 s): a frozen face "removes" all of it
+    assert freeze["drift_reduction_10s_mean"] > 0.2 and paste["drift_reduction_10s_mean"] > 0.2
+    for row in (freeze, paste):
+        assert row["excluded"] and pd.isna(row["rank"])
+        assert "expressivity retained" in row["flags"] and "reference-copy score" in row["flags"]
+        assert row["expressivity_retained_mean"] < 0.7
+    assert freeze["expressivity_retained_mean"] < 0.1
+    # a faithful copy of the baseline keeps its expressivity, does not change drift, and is ranked
+    assert not copy["flags"] and not copy["excluded"] and copy["rank"] == 1
+    assert copy["expressivity_retained_mean"] == pytest.approx(1.0, abs=0.1)
+    assert abs(copy["drift_reduction_10s_mean"]) < 0.03
+    assert copy["n_pairs"] == 1 and copy["drift_reduction_10s_n"] == 1
+    base = _row(adv_board, "none")
+    assert base["baseline"] and pd.isna(base["rank"]) and not base["flags"]
+
+
+def test_flagged_rows_can_be_ranked_on_request_and_the_floor_is_configurable(adversarial: Path) -> None:
+    runs = lbm.load_runs([adversarial])
+    board = lbm.build(runs, lbm.LeaderboardSettings(horizons=H, include_flagged=True))
+    ranks = board.rows.set_index("mitigation")["rank"]
+    assert ranks["freeze"] == 1 and ranks["reencode"] == 3  # a frozen face would top an unguarded board
+    assert board.rows.set_index("mitigation").loc["freeze", "flags"]  # still shown flagged
+    loose = lbm.build(runs, lbm.LeaderboardSettings(horizons=H, floor=0.0, copy_limit=1.0))
+    assert not loose.rows.set_index("mitigation").loc["freeze", "excluded"]
+
+
+def test_real_pairs_give_the_known_direction(anitalker: Path) -> None:
+    board = lbm.build(lbm.load_runs([anitalker]))
+    rows = board.rows.set_index("mitigation")
+    assert rows.loc["mfcc", "sim_gain_30s_mean"] > 0.02  # MFCC beats HuBERT on Mona Lisa
+    assert rows.loc["sr", "sim_gain_30s_mean"] < -0.02  # super-resolution costs similarity
+    assert rows.loc["mfcc", "n_pairs"] == 1 and rows.loc["sr", "n_pairs"] == 1
+    base = rows.loc["none"]
+    assert base["n_clips"] == 3 and base["n_lost"] == 1  # the negative (another person) is lost at once
+    assert base["survival_at_30s"] == pytest.approx(2 / 3)
+    assert board.horizons == (30.0,)  # 31-52 s clips: 60 s is never reached, so it is not a column
+    assert "drift_reduction_60s_mean" not in board.rows
+    # every retained figure rests on its pairs; both variants keep the baseline's liveliness roughly
+    for m in ("mfcc", "sr"):
+        assert 0.5 < rows.loc[m, "expressivity_retained_mean"] < 1.3
+
+
+def test_runs_with_the_same_clip_ids_are_paired_across_run_directories(anitalker: Path, tmp_path: Path) -> None:
+    other = copy_run(anitalker, tmp_path / "relabelled")
+    clips = pd.read_csv(other / "clips.csv")
+    clips["mitigation"] = clips["mitigation"].replace({"none": "reanchor-like"})
+    clips = clips[clips["mitigation"] == "reanchor-like"]
+    clips.to_csv(other / "clips.csv", index=False)
+    runs = lbm.load_runs([anitalker, other])
+    assert any("several runs" in w for w in runs.warnings)
+    assert {"relabelled:monalisa", "anitalker:monalisa", "monalisa-mfcc"} <= set(runs.clips["clip_id"])
+    board = lbm.build(runs)
+    row = board.rows.set_index("mitigation").loc["reanchor-like"]
+    assert row["n_pairs"] == 3
+    assert row["drift_reduction_30s_mean"] == pytest.approx(0.0, abs=1e-9)  # identical tables
+    assert row["expressivity_retained_mean"] == pytest.approx(1.0)
+
+
+def test_compare_cli_writes_csv_json_and_html(adversarial: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    res = subprocess.run([sys.executable, "-m", "driftbench", "compare", str(adversarial), "--out", str(out),
+                          "--horizons", "10,20"], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == str(out)
+    csv_rows = pd.read_csv(out / "leaderboard.csv")
+    js = json.loads((out / "leaderboard.json").read_text())
+    assert len(csv_rows) == len(js["rows"]) == 4
+    for r_csv, r_js in zip(csv_rows.to_dict(orient="records"), js["rows"], strict=True):
+        for k in ("drift_reduction_10s_mean", "expressivity_retained_mean", "ref_copy_mean"):
+            a, b = r_csv[k], r_js[k]
+            assert (pd.isna(a) and b is None) or a == pytest.approx(b)
+    assert js["settings"]["horizons"] == [10.0, 20.0] and js["settings"]["floor"] == 0.7
+    assert (out / "report.html").is_file() and (out / "report.json").is_file()
+
+
+@pytest.mark.parametrize("args", [["/nonexistent-run"], ["RUN", "--horizons", "x"], ["RUN", "--floor", "7"],
+                                  ["RUN", "--rank-by", "nope"], []])
+def test_compare_cli_bad_usage_exits_2(args: list[str], adversarial: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [str(adversarial) if a == "RUN" else a for a in args] + ["--out", str(tmp_path / "o"), "--no-html"]
+    if not args:
+        argv = []
+    assert lbm.main(argv) == 2
+    err = capsys.readouterr().err
+    assert args == [] or "fix:" in err
+
+
+def test_sweep_fills_the_sweep_directory_leaderboard(tmp_path: Path) -> None:
+    """`driftbench run -m` over two manifests: the sweep dir gets leaderboard.csv and report.html."""
+    if not (DATA / "video").is_dir():
+        pytest.skip(f"../shared not found at {DATA}: real media and weights are needed")
+    key = {"character": "hallo-7", "prompt_id": "audio-1", "seed": "0", "model": "talking-head"}
+    a = write_manifest(tmp_path / "a.csv", [{"clip": str(VIDEO / "generated" / "hallo_7_1.mp4"), "mitigation": "none",
+                                              "reference": str(VIDEO / "generated" / "hallo_7_1.jpg"), **key}])
+    b = write_manifest(tmp_path / "b.csv", [{"clip": str(VIDEO / "generated" / "joyhallo_7_1.mp4"),
+                                              "mitigation": "joyhallo",
+                                              "reference": str(VIDEO / "generated" / "joyhallo_7_1.jpg"), **key}])
+    res = run_pipeline(Path(f"{a},{b}"), tmp_path, f"output.root={tmp_path / 'runs'}", "sampling.end=6",
+                       "report.html=false", multirun=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    sweep = Path(res.stdout.strip().splitlines()[-1])
+    from driftbench.report import sweep_run_dirs
+
+    assert sweep.parent == tmp_path / "runs" and len(sweep_run_dirs(sweep)) == 2
+    board = pd.read_csv(sweep / "leaderboard.csv")
+    row = board.set_index("mitigation").loc["joyhallo"]
+    assert row["n_pairs"] == 1 and row["model"] == "talking-head"
+    assert (sweep / "report.html").is_file()
+    assert "joyhallo" in (sweep / "report.html").read_text(encoding="utf-8")
+
+
+def test_a_mitigation_that_loses_the_face_is_flagged(tmp_path_factory: pytest.TempPathFactory) -> None:
+    if not (DATA / "video").is_dir():
+        pytest.skip(f"../shared not found at {DATA}: real media and weights are needed")
+    board = lbm.build(lbm.load_runs([dropout_run(tmp_path_factory)]))
+    row = board.rows.set_index("mitigation").loc["dropout"]
+    assert row["face_rate_delta_mean"] < -0.3
+    assert "loses the face more often" in row["flags"] and row["excluded"] and pd.isna(row["rank"])

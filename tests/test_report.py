@@ -1,0 +1,263 @@
+"""Reports from real run tables: self-contained (no request can leave the page), every user string
+escaped, the same numbers in HTML, CSV and JSON, re-rendered and merged without touching video."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import DATA, ROOT
+from tests.realruns import adversarial_run, anitalker_run, copy_run
+
+HOSTILE = ['<script>alert(1)</script>', '"onerror=alert(2) x="', "<img src=x onerror=alert(3)>"]
+
+
+@pytest.fixture(scope="module")
+def anitalker(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not (DATA / "video").is_dir():
+        pytest.skip(f"../shared not found at {DATA}: real media and weights are needed")
+    return anitalker_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def adversarial(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not (DATA / "video").is_dir():
+        pytest.skip(f"../shared not found at {DATA}: real media and weights are needed")
+    return adversarial_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def adv_report(adversarial: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return render([adversarial], tmp_path_factory.mktemp("adv-report"))
+
+
+@pytest.fixture(scope="module")
+def ani_report(anitalker: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return render([anitalker], tmp_path_factory.mktemp("ani-report"))
+
+
+class Page(HTMLParser):
+    """Every tag with its attributes, and the text of script elements."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.scripts: list[str] = []
+        self._in_script = False
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        d = dict(attrs)
+        self.tags.append((tag, d))
+        if d.get("id"):
+            self.ids.add(str(d["id"]))
+        self._in_script = tag == "script"
+        if tag == "script":
+            self.scripts.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script:
+            self.scripts[-1] += data
+
+
+def parse(path: Path) -> tuple[str, Page]:
+    html = path.read_text(encoding="utf-8")
+    page = Page()
+    page.feed(html)
+    return html, page
+
+
+def render(run_dirs: list[Path], out: Path) -> Path:
+    res = subprocess.run([sys.executable, "-m", "driftbench", "report", *map(str, run_dirs), "--out", str(out)],
+                         cwd=ROOT, capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return Path(res.stdout.strip().splitlines()[-1])
+
+
+def test_report_is_self_contained_with_every_section(adv_report: Path) -> None:
+    html_path = adv_report
+    html, page = parse(html_path)
+    for section in ("leaderboard", "scatter", "curves", "survival", "clips", "filmstrips", "worst", "skipped",
+                    "glossary", "config"):
+        assert section in page.ids, section
+    # nothing can be fetched: every image is inline, no link/stylesheet/iframe/object, one inline script
+    imgs = [a for t, a in page.tags if t == "img"]
+    assert len(imgs) > 20 and all(str(a["src"]).startswith("data:image/") for a in imgs)
+    assert not [t for t, a in page.tags if t in ("link", "iframe", "object", "embed", "base", "form")]
+    assert not [a for t, a in page.tags if t == "script" and a.get("src")]
+    assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", html)
+    csp = next(a["content"] for t, a in page.tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy")
+    assert "default-src 'none'" in str(csp) and "img-src data:" in str(csp)
+    assert len(page.scripts) == 1
+    digest = base64.b64encode(hashlib.sha256(page.scripts[0].encode("utf-8")).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in str(csp)  # the CSP allows exactly this script
+    # the flagged rows are shown with their reasons
+    assert "expressivity retained" in html and "reference-copy score" in html
+
+
+def test_html_csv_and_json_hold_the_same_numbers(adv_report: Path) -> None:
+    html_path = adv_report
+    _, page = parse(html_path)
+    board = pd.read_csv(html_path.parent / "leaderboard.csv")
+    report = json.loads((html_path.parent / "report.json").read_text(encoding="utf-8"))
+    cells = [a for t, a in page.tags if t == "td" and a.get("data-col")]
+    rows = [a for t, a in page.tags if t == "tr" and a.get("data-mitigation") is not None]
+    assert len(rows) == len(board) == len(report["leaderboard"]["rows"])
+    n_cols = len(cells) // len(rows)
+    checked = 0
+    for i, row in enumerate(rows):
+        csv_row = board[board["mitigation"] == row["data-mitigation"]].iloc[0]
+        json_row = next(r for r in report["leaderboard"]["rows"] if r["mitigation"] == row["data-mitigation"])
+        for cell in cells[i * n_cols:(i + 1) * n_cols]:
+            col, v = str(cell["data-col"]), cell.get("data-v") or ""
+            if col not in board:
+                continue
+            if v == "":
+                assert pd.isna(csv_row[col]) and json_row[col] is None
+            else:
+                assert float(v) == pytest.approx(csv_row[col], abs=1e-6) == json_row[col]
+                checked += 1
+    assert checked >= 10
+    clips_csv = pd.read_csv(html_path.parent / "report_clips.csv")
+    assert len(clips_csv) == len(report["clips"]) == 4
+    surv = report["survival"]["infinitetalk/none"]
+    assert surv["n"] == 1 and surv["n_lost"] == 0 and surv["median_s"] is None  # not reached -> null in JSON
+
+
+def test_hostile_strings_are_escaped(anitalker: Path, tmp_path: Path) -> None:
+    run = copy_run(anitalker, tmp_path / "hostile")
+    evil_id = HOSTILE[0] + "clip"
+    clips = pd.read_csv(run / "clips.csv")
+    clips.loc[clips["clip_id"] == "monalisa", ["character", "prompt_id"]] = [HOSTILE[1], HOSTILE[2]]
+    clips.loc[clips["clip_id"] == "monalisa-mfcc", ["character", "prompt_id", "mitigation"]] = [HOSTILE[1],
+                                                                                               HOSTILE[2], HOSTILE[1]]
+    clips.loc[clips["clip_id"] == "aiface2", "model"] = HOSTILE[2]
+    for name in ("frames.parquet", "thumbs.parquet"):
+        t = pd.read_parquet(run / name)
+        t["clip_id"] = t["clip_id"].replace({"monalisa": evil_id})
+        t.to_parquet(run / name)
+    curves = pd.read_csv(run / "curves.csv")
+    curves["clip_id"] = curves["clip_id"].replace({"monalisa": evil_id})
+    curves.to_csv(run / "curves.csv", index=False)
+    clips["clip_id"] = clips["clip_id"].replace({"monalisa": evil_id})
+    clips.to_csv(run / "clips.csv", index=False)
+    pd.DataFrame([{"clip_id": evil_id, "item": HOSTILE[2], "stage": "measure", "reason": HOSTILE[1],
+                   "message": HOSTILE[0]}]).to_csv(run / "skipped.csv", index=False)
+    html_path = render([run], tmp_path / "out")
+    html, page = parse(html_path)
+    assert len(page.scripts) == 1 and "alert" not in page.scripts[0]
+    assert not any(k.startswith("on") for _, a in page.tags for k in a)
+    assert [t for t, _ in page.tags].count("script") == 1
+    assert "<script>alert(1)" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;clip" in html  # shown, escaped
+    assert "&#34;onerror=alert(2) x=&#34;" in html
+    img_alts = [a.get("alt") for t, a in page.tags if t == "img"]
+    assert any(str(alt).startswith("<script>alert(1)</script>clip") for alt in img_alts)  # intact as text
+
+
+def test_report_never_touches_video_or_models(anitalker: Path, tmp_path: Path) -> None:
+    """`driftbench report` with the video/face stack made unimportable still renders from the tables."""
+    blocker = (
+        "import sys, importlib.abc\n"
+        "class B(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('av', 'torch', 'mediapipe', 'onnxruntime', 'onnx') or name in "
+        "('driftbench.video', 'driftbench.signals', 'driftbench.measure') or name.startswith('driftbench.faces'):\n"
+        "            raise ImportError('blocked for the test: ' + name)\n"
+        "sys.meta_path.insert(0, B())\n"
+        "from driftbench.cli import main\n"
+        f"sys.exit(main(['report', {str(anitalker)!r}, '--out', {str(tmp_path / 'r')!r}]))\n")
+    res = subprocess.run([sys.executable, "-c", blocker], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (tmp_path / "r" / "report.html").is_file()
+
+
+def test_merged_report_of_two_runs(anitalker: Path, adversarial: Path, tmp_path: Path) -> None:
+    html_path = render([anitalker, adversarial], tmp_path / "merged")
+    html, _ = parse(html_path)
+    report = json.loads((html_path.parent / "report.json").read_text(encoding="utf-8"))
+    assert {r["label"] for r in report["runs"]} == {"anitalker", "adversarial"}
+    assert "dub9-freeze" in html and "monalisa-mfcc" in html
+    assert len(report["clips"]) == 9 and {c["run"] for c in report["clips"]} == {"anitalker", "adversarial"}
+    groups = {(r["model"], r["mitigation"]) for r in report["leaderboard"]["rows"]}
+    assert ("anitalker", "mfcc") in groups and ("infinitetalk", "freeze") in groups
+    # without --out a merged report goes to its own folder, never into one run's directory
+    res = subprocess.run([sys.executable, "-m", "driftbench", "report", str(anitalker), str(adversarial)], cwd=ROOT,
+                         capture_output=True, text=True, check=False)
+    out = Path(res.stdout.strip().splitlines()[-1])
+    assert res.returncode == 0 and out.parent.name.startswith("compare-")
+    import shutil
+
+    shutil.rmtree((ROOT / out).parent if not out.is_absolute() else out.parent)
+
+
+def test_worst_frames_are_the_lowest_with_pose_and_expression(anitalker: Path, ani_report: Path) -> None:
+    html_path = ani_report
+    report = json.loads((html_path.parent / "report.json").read_text(encoding="utf-8"))
+    worst = report["worst_frames"]
+    frames = pd.read_parquet(anitalker / "frames.parquet")
+    assert worst[0]["sim_dec"] == pytest.approx(frames["sim_dec"].min(), abs=1e-6)
+    assert worst[0]["clip_id"] == "negative"  # another person's face is the worst match
+    assert sum(w["clip_id"] == "negative" for w in worst) <= 2
+    assert all({"yaw", "pitch", "roll", "d_expr", "blendshapes"} <= set(w) for w in worst)
+    assert len(worst[0]["blendshapes"]) == 3
+    sims = [w["sim_dec"] for w in worst]
+    assert sims == sorted(sims)
+
+
+def test_glossary_has_metric_cards(ani_report: Path) -> None:
+    html_path = ani_report
+    report = json.loads((html_path.parent / "report.json").read_text(encoding="utf-8"))
+    cards = {c["metric"]: c for c in report["glossary"]}
+    for m in ("sim_dec_at_{T}s", "drift_reduction_{T}s", "survival_at_{T}s", "expressivity_retained", "ref_copy"):
+        assert {"what", "units", "direction", "ci", "gate"} <= set(cards[m])
+    assert "0.02" in cards["sim_dec_at_{T}s"]["gate"] and cards["drift_reduction_{T}s"]["gate"] == "not gated"
+
+
+def test_report_cli_bad_usage(tmp_path: Path) -> None:
+    res = subprocess.run([sys.executable, "-m", "driftbench", "report", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True, check=False)
+    assert res.returncode == 2 and "not a run directory" in res.stderr and "fix:" in res.stderr
+
+
+def test_skipped_clips_are_shown_with_reason_and_fix(tmp_path: Path) -> None:
+    """A real run where one clip shows no face: the report lists it with the reason and the fix."""
+    if not (DATA / "video").is_dir():
+        pytest.skip(f"../shared not found at {DATA}: real media and weights are needed")
+    import numpy as np
+
+    from tests.realruns import VIDEO, run_pipeline, write_clip, write_manifest
+
+    blank = write_clip(tmp_path / "blank.mp4", [np.full((128, 128, 3), 30, np.uint8)] * 50, 25.0)
+    manifest = write_manifest(tmp_path / "m.csv", [
+        {"clip": str(VIDEO / "generated" / "hallo_7_1.mp4"), "reference": "first_frame"},
+        {"clip": str(blank), "reference": "first_frame"}])
+    res = run_pipeline(manifest, tmp_path / "run", "sampling.end=3")
+    assert res.returncode == 1  # some clips failed, the rest written
+    html_path = tmp_path / "run" / "report.html"  # rendered by `driftbench run` itself
+    html, _ = parse(html_path)
+    assert "no_face" in html and "fix:" in html and "blank.mp4" in html
+    report = json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))
+    assert [s["reason"] for s in report["skipped"]] == ["no_face"]
+    assert len(report["clips"]) == 1
+    # a run where nothing could be measured still gets its report (and the gate says 1, not a crash)
+    empty = run_pipeline(blank, tmp_path / "empty")
+    assert empty.returncode == 1, empty.stderr[-2000:]
+    html, _ = parse(tmp_path / "empty" / "report.html")
+    assert "No clip was measured" in html and "no_face" in html
+    from driftbench import gate
+
+    assert gate.main([str(tmp_path / "empty"), "--baseline", str(ROOT / "metrics/baselines/generated.json")]) == 1
