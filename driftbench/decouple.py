@@ -239,8 +239,10 @@ def read_artefact(path: Path) -> GatedLiftDecoupler:
 
 
 def write_artefact(path: Path, params: GatedLiftParams, record: dict[str, Any]) -> GatedLiftDecoupler:
-    from driftbench.io import write_json
+    from driftbench.io import dumps_json, write_json
 
+    # the stored (rounded) parameters are the model: identify it by them
+    params = GatedLiftParams.from_json(json.loads(dumps_json(params.to_json())))
     dec = GatedLiftDecoupler(params, record, path)
     write_json(path, {**record, "form": FORM, "version": dec.version, "params": params.to_json(),
                       "fit_id": dec.fit_id()})

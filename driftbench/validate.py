@@ -308,7 +308,8 @@ def decoupling_rows(control: pd.DataFrame, pairs: pd.DataFrame, decoupler: Any, 
     if n_splits > 0:
         sp = heldout.get("random_splits") or D.heldout_splits(control, pairs, n_splits=n_splits, age_stable=age_stable)
         out["random_splits"] = sp
-        rows.append(Row(sec, "random splits meeting every target", None, sp["share_all_targets"], "info", "info",
+        rows.append(Row(sec, "random splits meeting every target", None, sp["share_all_targets"],
+                        "prototype: 64% of 252 splits", "info",
                         f"{n_splits} splits: half the people fit, the other half tested; 4 photo identities held "
                         f"out; ratio <= 0.5 in {sp['share_ratio_le_half']:.0%}, photo separation kept in "
                         f"{sp['share_photo_ok']:.0%} ({sp['share_photo_ok_tol']:.0%} and all targets in "
@@ -393,7 +394,8 @@ def generated_rows(gen: pd.DataFrame, thr_raw: float, thr_dec: float, metrics: A
     period = 1.0 / fps
     lost_raw = loss_onsets(gen, "sim_raw", thr_raw, metrics.min_loss_s, period)
     lost_dec = loss_onsets(gen, "sim_dec", thr_dec, metrics.min_loss_s, period)
-    drift = gen[gen["clip_id"] == DRIFT_CLIP]
+    names = gen["clip_id"].map(lambda c: Path(str(c)).name)
+    drift = gen[names == DRIFT_CLIP]
     if drift.empty:
         rows.append(Row(sec, f"{DRIFT_CLIP}: drift", None, None, "visible", "fail", "clip not measured"))
     else:
@@ -412,18 +414,19 @@ def generated_rows(gen: pd.DataFrame, thr_raw: float, thr_dec: float, metrics: A
                 f">= {MIN_DRIFT:g} and >= {MIN_DRIFT_SHARE:g} x raw", check(dd >= MIN_DRIFT and dd >= MIN_DRIFT_SHARE * dr)),
         ]
     for cid, g in gen.groupby("clip_id", sort=True):
+        name = Path(str(cid)).name
         case = str(g["case"].iloc[0])
         tags = set(case.split(";")) if case else set()
-        neg = any(t.startswith("negative") for t in tags) or cid.startswith("negative")
-        if cid == DRIFT_CLIP:
+        neg = any(t.startswith("negative") for t in tags) or name.startswith("negative")
+        if name == DRIFT_CLIP:
             continue
         b_raw, b_dec = bin_medians(g, "sim_raw"), bin_medians(g, "sim_dec")
         levels = f"bins {b_raw.min():.2f}-{b_raw.max():.2f} raw, {b_dec.min():.2f}-{b_dec.max():.2f} decoupled"
         tr, td = lost_raw.get(cid), lost_dec.get(cid)
         if neg:
-            rows.append(Row(sec, f"negative {cid}", _lost(tr), _lost(td), "lost", check(td is not None), levels))
+            rows.append(Row(sec, f"negative {name}", _lost(tr), _lost(td), "lost", check(td is not None), levels))
         else:
-            rows.append(Row(sec, f"stable {cid}", _lost(tr), _lost(td), "not lost", check(td is None),
+            rows.append(Row(sec, f"stable {name}", _lost(tr), _lost(td), "not lost", check(td is None),
                             f"{g['generator'].iloc[0]}; {levels}"))
     return rows
 
@@ -642,6 +645,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DriftbenchError as exc:
         print(f"driftbench validate: {exc}", file=sys.stderr)
         return EXIT_FAIL
+    finally:
+        from driftbench.measure import close_analyzer
+
+        close_analyzer()
     write_outputs(rows, a.out, meta)
     print(to_markdown(rows))
     print(summarize(rows))
