@@ -28,6 +28,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -238,11 +239,30 @@ def verification_rows(pairs: pd.DataFrame, faces: pd.DataFrame, decoupler: Any, 
                         "" if ok else "stale -- fix: run `driftbench calibrate`"))
     except Exception as exc:  # a missing entry is a failed check, not a crash
         rows.append(Row(sec, "stored decoupled threshold (thresholds.json)", None, None, "present", "fail", str(exc)))
-    rows.extend(published_rows(pairs, dec_scores, deepface_dir, raw_auc=raw["auc"]))
+    rows.extend(published_rows(pairs, dec_scores, deepface_dir))
     return rows
 
 
-def published_rows(pairs: pd.DataFrame, dec_scores: np.ndarray, deepface_dir: Path, raw_auc: float) -> list[Row]:
+def weights_rows(backend: str, weights: dict[str, str], decoupler: Any) -> list[Row]:
+    """The stored thresholds and the decoupler must come from the weights in use (another detector file,
+    e.g. YuNet int8 instead of fp32, moves every score)."""
+    from driftbench import calibration
+
+    stored = calibration.thresholds().get("backends", {}).get(backend, {}).get("weights") or {}
+    fitted = getattr(decoupler, "record", {}).get("backend_weights") or {}
+    rows = []
+    for what, ref in (("thresholds.json", stored), ("decoupler artefact", fitted)):
+        if not ref:
+            continue
+        diff = sorted(set(ref.items()) ^ set(weights.items()))
+        rows.append(Row("verification", f"weights in use = weights of the {what}", None, None, "identical",
+                        check(not diff), "" if not diff else "differ: " + ", ".join(sorted({k for k, _ in diff}))
+                        + f" -- fix: point DRIFTBENCH_MODELS at the calibrated weights, or refit with "
+                          f"`driftbench validate --fit face={backend}`"))
+    return rows
+
+
+def published_rows(pairs: pd.DataFrame, dec_scores: np.ndarray, deepface_dir: Path) -> list[Row]:
     """deepface's own models on its 280 published pairs (distance -> similarity = -distance) beside ours
     on the same pairs."""
     from driftbench.verification import verification_metrics
@@ -288,8 +308,8 @@ def decoupling_rows(control: pd.DataFrame, pairs: pd.DataFrame, decoupler: Any, 
                         decoupler.describe().get("note", "no fitted decoupler")))
         return rows, {}
     heldout = heldout or {}
-    ho = heldout.get("footage_kfold") or D.heldout_footage(control, pairs, age_stable=age_stable)
-    ho.pop("dec_scores", None)
+    ho = D.heldout_footage(control, pairs, age_stable=age_stable)
+    by_bin = relative_by_bin(D.fit_frames(control), ho.pop("dec_scores"))
     r, d = ho["raw"], ho["dec"]
     note = (f"leave-people-out ({ho['k_folds']} folds, {ho['n_people']} people, {ho['n_frames']} frames after the "
             "1 s reference window); within-clip least squares on |d_yaw|, d_expr")
@@ -304,6 +324,11 @@ def decoupling_rows(control: pd.DataFrame, pairs: pd.DataFrame, decoupler: Any, 
             check(ho["ratio"] <= TARGET_RATIO),
             f"95% CI {ho['ratio_ci95'][0]:.3f}-{ho['ratio_ci95'][1]:.3f} (bootstrap over people)"),
     ]
+    for col, label in (("d_yaw", "|d_yaw| (deg)"), ("d_expr", "blendshape distance")):
+        b = by_bin[col]
+        rows.append(Row(sec, f"score minus clip median by {label} (held out): " + " / ".join(b["bins"]),
+                        " / ".join(f"{v:+.3f}" for v in b["raw"]), " / ".join(f"{v:+.3f}" for v in b["dec"]),
+                        "flat", "info", "frames per bin: " + " / ".join(str(n) for n in b["n"])))
     out: dict[str, Any] = {"footage_kfold": ho}
     if n_splits > 0:
         sp = heldout.get("random_splits") or D.heldout_splits(control, pairs, n_splits=n_splits, age_stable=age_stable)
@@ -320,6 +345,26 @@ def decoupling_rows(control: pd.DataFrame, pairs: pd.DataFrame, decoupler: Any, 
     return rows, out
 
 
+def relative_by_bin(frames: pd.DataFrame, dec: np.ndarray) -> dict[str, dict[str, list[Any]]]:
+    """Mean score minus its clip's median, per range of |d_yaw| and of blendshape distance: whether the
+    large head turns and expressions (few frames) are covered, not only the average slope."""
+    edges = {"d_yaw": [0.0, 10.0, 20.0, np.inf], "d_expr": [0.0, 0.8, 1.6, np.inf]}
+    df = frames.assign(sim_dec=dec)
+    out: dict[str, dict[str, list[Any]]] = {}
+    for col, e in edges.items():
+        res: dict[str, list[Any]] = {"bins": [], "raw": [], "dec": [], "n": []}
+        v = df[col].abs()
+        for lo, hi in pairwise(e):
+            m = (v >= lo) & (v < hi)
+            res["bins"].append(f"{lo:g}-{hi:g}" if np.isfinite(hi) else f">{lo:g}")
+            res["n"].append(int(m.sum()))
+            for c, key in (("sim_raw", "raw"), ("sim_dec", "dec")):
+                rel = df[c] - df.groupby("clip_id")[c].transform("median")
+                res[key].append(float(rel[m].mean()) if m.any() else float("nan"))
+        out[col] = res
+    return out
+
+
 def _form_note(decoupler: Any) -> str:
     d = decoupler.describe()
     p = d.get("params")
@@ -330,7 +375,9 @@ def _form_note(decoupler: Any) -> str:
             f"{p['gate_lo']:.3f}-{p['gate_hi']:.3f}; typical {p['typical']:.3f}; fit {d.get('fit_id')}")
 
 
-def control_rows(control: pd.DataFrame, thr_raw: float, thr_dec: float, metrics: Any, fps: float) -> list[Row]:
+def control_rows(control: pd.DataFrame, thr_raw: float, thr_dec: float, metrics: Any, fps: float,
+                 eer: tuple[float, float] | None = None) -> list[Row]:
+    """False identity loss on identity-constant footage (``eer``: raw and decoupled EER thresholds)."""
     sec = "control"
     period = 1.0 / fps
     lost_raw = {k: v for k, v in loss_onsets(control, "sim_raw", thr_raw, metrics.min_loss_s, period).items()
@@ -361,6 +408,11 @@ def control_rows(control: pd.DataFrame, thr_raw: float, thr_dec: float, metrics:
             Row(sec, f"{name}: single frames below the threshold", float((raw < thr_raw).mean()),
                 float((dec < thr_dec).mean()), "", "info"),
         ]
+        if eer is not None:
+            rows.append(Row(sec, f"{name}: single frames below the EER threshold", float((raw < eer[0]).mean()),
+                            float((dec < eer[1]).mean()), "", "info",
+                            f"EER thresholds raw {eer[0]:.3f}, decoupled {eer[1]:.3f} (VALIDITY.md: 0.85% of "
+                            "liveportrait frames raw)"))
     return rows
 
 
@@ -696,13 +748,19 @@ def run_suite(cfg: Any, overrides: list[str], paths: SharedPaths, out_dir: Path,
     frames = rescore(control.frames, decoupler, float(metrics.smooth_s))
     age = age_stability(frames)
     if "verification" not in skip:
+        rows += weights_rows(backend, analyzer.info.weights, decoupler)
         rows += verification_rows(pairs, faces, decoupler, backend, paths.deepface)
     if "decoupling" not in skip:
         r, details = decoupling_rows(frames, pairs, decoupler, n_splits=n_splits, age_stable=bool(age.get("stable")),
                                      heldout=heldout)
         rows += r
     if "control" not in skip:
-        rows += control_rows(frames, thr_raw, thr_dec, metrics, fps)
+        from driftbench.calibration import thresholds
+
+        entry = thresholds().get("backends", {}).get(backend, {})
+        eer = ((float(entry["raw"]["eer_threshold"]), float(entry["dec"]["eer_threshold"]))
+               if "eer_threshold" in entry.get("raw", {}) and "eer_threshold" in entry.get("dec", {}) else None)
+        rows += control_rows(frames, thr_raw, thr_dec, metrics, fps, eer)
     if "age" not in skip:
         rows += age_rows(age, decoupler)
     if "generated" not in skip:
