@@ -197,10 +197,14 @@ class GatedLiftDecoupler:
 def artefact_path(backend: str, name: str = "default", root: Path | None = None) -> Path:
     """``default`` -> ``<root>/<backend>.json``; another name -> ``<root>/<backend>-<name>.json``, or a
     path to a JSON file."""
+    import re
+
     if name.endswith(".json"):
         return Path(name)
     root = root or ARTEFACT_DIR
-    return root / (f"{backend}.json" if name == "default" else f"{backend}-{name}.json")
+    # per-model keys such as "insightface:buffalo_l" or a pack path become one safe file name
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", backend).strip("._") or "backend"
+    return root / (f"{safe}.json" if name == "default" else f"{safe}-{name}.json")
 
 
 def load_decoupler(backend: str, name: str = "default") -> Decoupler:

@@ -708,6 +708,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_FAIL if any(r.status == "fail" for r in rows) else EXIT_OK
 
 
+def threshold_key(cfg: Any) -> str:
+    """The key of the backend model's thresholds and decoupler: the backend's name, or, where the
+    backends provide ``faces.base.preflight`` (per-model keys such as ``insightface:buffalo_l``), its key."""
+    try:
+        from driftbench.faces.base import preflight  # type: ignore[attr-defined]
+    except ImportError:
+        return str(cfg.face.backend)
+    return str(preflight(str(cfg.face.backend), dict(cfg.face.options), download=bool(cfg.fetch)))
+
+
 def run_suite(cfg: Any, overrides: list[str], paths: SharedPaths, out_dir: Path, *, fit: bool = False,
               n_splits: int = 200, skip: set[str] | None = None) -> tuple[list[Row], dict[str, Any]]:
     """Every section's rows and the metadata for validate.json."""
@@ -719,7 +729,7 @@ def run_suite(cfg: Any, overrides: list[str], paths: SharedPaths, out_dir: Path,
     from driftbench.runner import git_commit, versions
 
     skip = skip or set()
-    backend = str(cfg.face.backend)
+    backend = threshold_key(cfg)
     metrics = cfg.metrics
     fps = float(cfg.sampling.fps)
     settings = settings_from_config(cfg, threshold=float("nan"))
