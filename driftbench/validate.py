@@ -513,6 +513,7 @@ def synthetic_rows(cfg_overrides: list[str], settings: Any, metrics: Any, decoup
                     "no synthetic clip measured: " + "; ".join(m.problems[:3]))]
     frames = rescore(m.frames, decoupler, metrics.smooth_s)
     pts = []
+    ends: list[tuple[float, float, float]] = []  # (injected alpha at the end, raw drift, decoupled drift)
     for clip in clips:
         g = frames[frames["clip_id"] == clip.clip_id]
         if g.empty:
@@ -520,6 +521,10 @@ def synthetic_rows(cfg_overrides: list[str], settings: Any, metrics: Any, decoup
         truth = injected_alpha(clip.meta, g["t"].to_numpy(np.float64))
         if truth is None:
             continue
+        t = g["t"].to_numpy(np.float64)
+        first, last = g[t < metrics.opening_s], g[t >= t.max() - metrics.window_s]
+        ends.append((float(truth[-1]), float(first["sim_raw"].median() - last["sim_raw"].median()),
+                     float(first["sim_dec"].median() - last["sim_dec"].median())))
         b = np.floor(g["t"].to_numpy() / metrics.bin_s + 1e-9).astype(int)
         per_bin = pd.DataFrame({"bin": b, "alpha": truth, "raw": g["sim_raw"], "dec": g["sim_dec"]}).groupby("bin").median()
         opening = per_bin.iloc[: max(1, round(metrics.opening_s / metrics.bin_s))].median()
@@ -532,9 +537,20 @@ def synthetic_rows(cfg_overrides: list[str], settings: Any, metrics: Any, decoup
     ok = np.isfinite(arr).all(axis=1)
     rr, pr = spearmanr(arr[ok, 0], arr[ok, 1])
     rd, pd_ = spearmanr(arr[ok, 0], arr[ok, 2])
-    return [Row(sec, "Spearman(injected alpha, measured drift) per 1 s bin", float(rr), float(rd), "> 0 (p < 0.05)",
+    rows = [Row(sec, "Spearman(injected alpha, measured drift) per 1 s bin", float(rr), float(rd), "> 0 (p < 0.05)",
                 check(bool(rd > 0 and pd_ < 0.05)),
                 f"{len(clips)} clips, {int(ok.sum())} bins; p raw {pr:.1e}, decoupled {pd_:.1e}; drift = opening - bin")]
+    e = np.asarray(ends, dtype=np.float64).reshape(-1, 3)
+    drifting, still = e[e[:, 0] > 0], e[e[:, 0] <= 0]
+    if len(drifting):
+        rows.append(Row(sec, "mean drift at the end, clips with injected drift (opening - last window)",
+                        float(drifting[:, 1].mean()), float(drifting[:, 2].mean()), "", "info",
+                        f"{len(drifting)} clips, mean injected alpha {drifting[:, 0].mean():.2f}; the share kept by "
+                        "decoupling shows how much identity change it mistakes for pose/expression"))
+    if len(still):
+        rows.append(Row(sec, "mean drift at the end, no-drift clips", float(still[:, 1].mean()),
+                        float(still[:, 2].mean()), "~0", "info", f"{len(still)} clips"))
+    return rows
 
 
 def injected_alpha(meta: Any, t: np.ndarray) -> np.ndarray | None:
