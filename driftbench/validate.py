@@ -701,7 +701,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     try:
-        cfg = validate_overrides(list(a.overrides), False)[0]
+        # the clip sources are validate's own (real, driving, generated, synthetic): compose with a folder
+        # model so that the default model's checks (e.g. an uninstalled synthetic source) do not apply
+        cfg = validate_overrides(["model=folder", f"model.path={paths.real}", *a.overrides], False)[0]
     except UsageError as exc:
         print(f"driftbench validate: {exc}", file=sys.stderr)
         return EXIT_USAGE

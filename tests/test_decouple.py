@@ -204,3 +204,22 @@ def test_refit_on_all_footage_reproduces_the_shipped_artefact(photos):
     np.testing.assert_allclose(sel.params.weights, stored.weights, atol=1e-5)
     for name in ("gate_lo", "gate_hi", "typical"):
         assert getattr(sel.params, name) == pytest.approx(getattr(stored, name), abs=1e-5)
+
+
+@needs_shared
+def test_no_false_identity_loss_on_the_liveportrait_control(driving):
+    """The no-drift control (10 real clips, expressive): zero identity-loss events under the decoupled
+    score and its calibrated threshold, with every 1 s bin above it (the 43 clips of data/video/real are
+    checked by the slow full validate)."""
+    from driftbench import calibration
+    from driftbench.cli import compose
+    from driftbench.validate import control_rows, rescore
+
+    cfg = compose(["device=cpu"])
+    thr_raw, _ = calibration.threshold_for("sface", score="raw")
+    thr_dec, _ = calibration.threshold_for("sface", score="dec")
+    frames = rescore(driving, _shipped(), float(cfg.metrics.smooth_s))
+    rows = {r.metric: r for r in control_rows(frames, thr_raw, thr_dec, cfg.metrics, float(cfg.sampling.fps))}
+    events = rows["identity-loss events (10 clips, 10 people)"]
+    assert events.status == "pass" and events.dec == 0
+    assert rows["all footage: lowest per-bin median (1 s)"].dec > thr_dec
