@@ -58,16 +58,38 @@ def threshold_for(backend: str, *, far: float = 0.001, score: str = "dec", path:
         raise UsageError(f"{path or THRESHOLDS_FILE}: no calibrated threshold for face backend {backend!r} "
                          f"-- fix: run `driftbench calibrate face={backend.split(':')[0]}` with the same "
                          f"face.options ({THRESHOLDS_ENV}=FILE keeps it in a file of your own)")
-    block = entry.get(score) or entry.get("raw")
+    block = entry.get(score)
+    if block is None:
+        # the decoupled threshold is calibrated on the decoupled score itself, never reused from the raw one
+        raise UsageError(f"{path or THRESHOLDS_FILE}: backend {backend!r} has no {score!r} threshold "
+                         f"-- fix: run `driftbench calibrate face={backend.split(':')[0]}`")
     key = f"threshold_at_far_{far:g}"
     if key not in block:
         raise UsageError(f"{path or THRESHOLDS_FILE}: backend {backend!r} has no threshold at FAR {far:g} "
                          f"(has: {sorted(k for k in block if k.startswith('threshold_at_far_'))}) "
                          f"-- fix: run `driftbench calibrate face={backend}` or use metrics.far=0.001")
-    prov = {"backend": backend, "score": score if score in entry else "raw", "far": far,
+    prov = {"backend": backend, "score": score, "far": far,
             "data": entry.get("data"), "n_same": block.get("n_same"), "n_diff": block.get("n_diff"),
             "decoupler": entry.get("decoupler"), "created": entry.get("created")}
+    if score == "dec":
+        prov["stale"] = decoupler_changed(backend, entry.get("decoupler"))
+        if prov["stale"]:
+            import logging
+
+            logging.getLogger("driftbench").warning(
+                "%s: the decoupled threshold of backend %r was calibrated for another decoupler fit (%s) -- fix: "
+                "run `driftbench calibrate face=%s`", path or THRESHOLDS_FILE, backend,
+                (entry.get("decoupler") or {}).get("fit_id"), backend)
     return float(block[key]), prov
+
+
+def decoupler_changed(backend: str, stored: dict[str, Any] | None) -> bool:
+    """True when the installed decoupler of ``backend`` is not the one the thresholds were calibrated on."""
+    from driftbench.decouple import load_decoupler
+
+    live = load_decoupler(backend).describe()
+    stored = stored or {}
+    return (live.get("name"), live.get("fit_id")) != (stored.get("name"), stored.get("fit_id"))
 
 
 def calibrate(analyzer: Any, deepface_dir: Path, decoupler: Any, *, fars: tuple[float, ...] = (0.001, 0.01)

@@ -131,7 +131,10 @@ def _source_name(cfg: Any) -> str:
         if provider in SOURCES:
             name = str(provider)
     if name not in SOURCES:
-        raise KeyError(f"unknown model (clip source) {name!r}")
+        from driftbench.errors import UsageError
+
+        raise UsageError(f"unknown model (clip source) {name!r} -- fix: one of the conf/model options, see "
+                         "`driftbench run --help`")
     return name
 
 

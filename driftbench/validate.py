@@ -1,0 +1,809 @@
+"""``driftbench validate``: the validity suite on real footage and photos (../shared/VALIDITY.md).
+
+It measures (through the signal cache) the labelled photo pairs, the identity-constant real footage
+(data/video/real + liveportrait/driving, reference = first frame), the real generated clips
+(data/video/generated) and, when installed, ``model=synthetic`` clips with known injected drift, and
+writes one table (``validate.csv``, ``validate.json``, ``validate.md`` in ``--out``) of:
+
+- face verification on the photos, raw and decoupled (AUC, EER, TAR@FAR 0.1 %, d', worst-pair
+  margin) beside deepface's published distances on the same pairs;
+- decoupling: sensitivity of raw vs decoupled similarity to pose and expression, held out by person;
+- false identity loss on the identity-constant footage (loss events, lowest per-bin medians, low
+  percentiles);
+- age stability and whether age enters the decoupled score;
+- the real generated clips: infinitetalk_dub_9's drift under the decoupled score, the negatives
+  lost, the stable clips not lost;
+- Spearman correlation of injected and measured drift on synthetic clips.
+
+Each row is ``pass``/``fail`` against its target, or ``info``/``unavailable``. ``--fit`` refits the
+decoupler artefact (:mod:`driftbench.decouple`) on the same footage and photos, recalibrates the
+backend's thresholds, then validates. Exit codes: 0 every check passes, 1 a check fails, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger("driftbench")
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+SECTIONS = ("verification", "decoupling", "control", "age", "generated", "synthetic")
+#: VALIDITY.md targets
+TARGET_D_PRIME = 7.1
+TARGET_MARGIN = 0.08
+TARGET_RATIO = 0.5
+DRIFT_CLIP = "infinitetalk_dub_9.mp4"
+#: infinitetalk's decoupled drift must stay at least this large, and at least this share of the raw one
+MIN_DRIFT = 0.10
+MIN_DRIFT_SHARE = 0.5
+
+
+@dataclass
+class Row:
+    section: str
+    metric: str
+    raw: Any = None
+    dec: Any = None
+    target: str = ""
+    status: str = "info"  # pass | fail | info | unavailable
+    note: str = ""
+
+
+def check(ok: bool) -> str:
+    return "pass" if ok else "fail"
+
+
+@dataclass
+class SharedPaths:
+    root: Path
+
+    @property
+    def real(self) -> Path:
+        return self.root / "data" / "video" / "real" / "manifest.csv"
+
+    @property
+    def driving(self) -> Path:
+        return self.root / "data" / "video" / "liveportrait" / "driving"
+
+    @property
+    def generated(self) -> Path:
+        return self.root / "data" / "video" / "generated" / "manifest.csv"
+
+    @property
+    def deepface(self) -> Path:
+        return self.root / "data" / "faces" / "deepface"
+
+    def missing(self) -> list[Path]:
+        return [p for p in (self.real, self.driving, self.generated, self.deepface / "face-recognition-pivot.csv")
+                if not p.exists()]
+
+
+# -- measuring --------------------------------------------------------------------------------------------
+@dataclass
+class Measured:
+    frames: pd.DataFrame  # one row per sample of every clip (clip_id, person, set, t, sim_raw, d_*, ...)
+    clips: list[dict[str, Any]] = field(default_factory=list)  # provenance per clip
+    problems: list[str] = field(default_factory=list)
+
+
+def folder_clips(path: Path, cfg: Any) -> list[Any]:
+    """Clips of a folder or manifest through the ``folder`` source (same parsing as ``driftbench run``)."""
+    from omegaconf import OmegaConf
+
+    from driftbench.sources.base import SourceContext, create_source
+
+    model = OmegaConf.create({"name": "folder", "path": str(path), "pattern": "*.mp4", "recursive": False,
+                              "label": path.parent.name if path.is_file() else path.name})
+    ctx = SourceContext(work_dir=Path("."), cache_dir=Path("."), seed=int(cfg.seed), progress=False)
+    source = create_source(model, ctx)
+    clips = source.clips()
+    for s in source.skipped:
+        log.warning("validate: skipped %s", s.message)
+    return clips
+
+
+def measure_clips(clips: Sequence[Any], settings: Any, set_name: str) -> Measured:
+    from driftbench.cache import content_hash
+    from driftbench.measure import measure_clip
+
+    frames, info, problems = [], [], []
+    for clip in clips:
+        res = measure_clip(clip, settings)
+        if res.status != "ok" or res.frames is None:
+            problems.append(f"{set_name}: {res.message}")
+            continue
+        f = res.frames.drop(columns=["blendshapes"], errors="ignore").copy()
+        f.insert(0, "clip_id", clip.clip_id)
+        f.insert(1, "person", f"{set_name}:{clip.character}")
+        f.insert(2, "set", set_name)
+        f["case"] = str(clip.meta.get("case", ""))
+        f["generator"] = str(clip.meta.get("generator", clip.model))
+        frames.append(f)
+        info.append({"set": set_name, "clip": Path(clip.path).name, "person": f"{set_name}:{clip.character}",
+                     "sha256": content_hash(clip.path), "n_samples": len(f), "reference": res.summary.get(
+                         "reference_mode"), "meta": {k: v for k, v in clip.meta.items() if k.startswith("gt_")}})
+        log.info("validate: %s %s (%d samples%s)", set_name, clip.clip_id, len(f), ", cached" if res.cache_hit else "")
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return Measured(df, info, problems)
+
+
+def control_footage(paths: SharedPaths, cfg: Any, settings: Any) -> Measured:
+    """Identity-constant real footage, reference = the clip's first second."""
+    s = replace(settings, reference="first_frame")
+    real = measure_clips(folder_clips(paths.real, cfg), s, "real")
+    driving = measure_clips(folder_clips(paths.driving, cfg), s, "liveportrait")
+    return Measured(pd.concat([real.frames, driving.frames], ignore_index=True), real.clips + driving.clips,
+                    real.problems + driving.problems)
+
+
+def photo_pairs(analyzer: Any, deepface_dir: Path, cache: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(faces, pairs) of the labelled deepface photos, as verification.photo_faces/pair_table compute
+    them, with each photo's faces from the signal cache and both labels on every pair."""
+    from driftbench import verification as V
+    from driftbench.measure import image_faces
+
+    photos = V.deepface_photos(deepface_dir)
+    rows = []
+    for path, label in zip(photos.paths, photos.labels, strict=True):
+        faces = image_faces(path, analyzer, cache)
+        faces = faces[faces["face_index"] >= 0]
+        if faces.empty:
+            rows.append({"file": path.name, "label": label, "face_found": False})
+            continue
+        best = faces.sort_values("face_size", ascending=False).iloc[0].to_dict()
+        rows.append({**best, "file": path.name, "label": label, "face_found": True})
+    faces_df = pd.DataFrame(rows)
+    pairs = V.pair_table(faces_df)
+    labels = dict(zip(faces_df["file"], faces_df["label"], strict=True))
+    pairs["label_a"] = pairs["a"].map(labels)
+    pairs["label_b"] = pairs["b"].map(labels)
+    return faces_df, pairs
+
+
+def rescore(frames: pd.DataFrame, decoupler: Any, smooth_s: float) -> pd.DataFrame:
+    """sim_dec and both smoothed scores with the given decoupler (per clip, as measure does)."""
+    from driftbench.drift import smooth
+
+    out = frames.copy()
+    out["sim_dec"] = decoupler.apply(out)
+    for col in ("sim_raw", "sim_dec"):
+        sm = np.full(len(out), np.nan)
+        for _, idx in out.groupby("clip_id", sort=False).indices.items():
+            sm[idx] = smooth(out["t"].to_numpy(np.float64)[idx], out[col].to_numpy(np.float64)[idx], smooth_s)
+        out[f"{col}_smooth"] = sm
+    return out
+
+
+def loss_onsets(frames: pd.DataFrame, col: str, threshold: float, min_loss_s: float, period: float
+                ) -> dict[str, float | None]:
+    from driftbench.drift import time_to_loss
+
+    return {cid: time_to_loss(g["t"].to_numpy(), g[f"{col}_smooth"].to_numpy(), threshold, min_loss_s, period)
+            for cid, g in frames.groupby("clip_id", sort=True)}
+
+
+def bin_medians(frames: pd.DataFrame, col: str, bin_s: float = 1.0) -> pd.Series:
+    b = np.floor(frames["t"].to_numpy() / bin_s + 1e-9).astype(int)
+    return frames.groupby(b)[col].median()
+
+
+# -- sections ---------------------------------------------------------------------------------------------
+def verification_rows(pairs: pd.DataFrame, faces: pd.DataFrame, decoupler: Any, backend: str,
+                      deepface_dir: Path) -> list[Row]:
+    from driftbench import calibration
+    from driftbench.verification import verification_metrics
+
+    same = pairs["same"].to_numpy(bool)
+    raw = verification_metrics(pairs["sim_raw"].to_numpy(np.float64), same)
+    dec_scores = decoupler.apply(pairs)
+    dec = verification_metrics(dec_scores, same)
+    sec = "verification"
+    no_face = faces.loc[~faces["face_found"].astype(bool), "file"].tolist()
+    rows = [
+        Row(sec, "photos / identities / pairs (same, different)", f"{len(faces)} / {faces['label'].nunique()} / "
+            f"{raw['n_same']}, {raw['n_diff']}", None, "no photo without a face", check(not no_face),
+            "deepface unit-test photos" + (f"; no face: {', '.join(no_face)}" if no_face else "")),
+        Row(sec, "AUC", raw["auc"], dec["auc"], ">= best published (deepface models)", "info"),
+        Row(sec, "EER", raw["eer"], dec["eer"], "0", check(dec["eer"] <= 1e-12)),
+        Row(sec, "TAR at FAR 0.1%", raw["tar_at_far_0.001"], dec["tar_at_far_0.001"], "100%",
+            check(dec["tar_at_far_0.001"] >= 1.0 - 1e-12)),
+        Row(sec, "threshold at FAR 0.1%", raw["threshold_at_far_0.001"], dec["threshold_at_far_0.001"],
+            "calibrated on the score itself", "info"),
+        Row(sec, "d'", raw["d_prime"], dec["d_prime"], f">= {TARGET_D_PRIME}", check(dec["d_prime"] >= TARGET_D_PRIME)),
+        Row(sec, "worst-pair margin (worst same - worst different)", raw["margin"], dec["margin"],
+            f">= +{TARGET_MARGIN}", check(dec["margin"] >= TARGET_MARGIN)),
+        Row(sec, "mean different-person score", raw["diff_mean"], dec["diff_mean"], "not raised",
+            check(dec["diff_mean"] <= raw["diff_mean"] + 1e-9)),
+        Row(sec, "worst different-person / worst same-person score", f"{raw['diff_max']:.3f} / {raw['same_min']:.3f}",
+            f"{dec['diff_max']:.3f} / {dec['same_min']:.3f}", "", "info"),
+    ]
+    # the stored thresholds must be calibrated on this decoupler's own scores
+    try:
+        thr, prov = calibration.threshold_for(backend, far=0.001, score="dec")
+        stored_fit = (prov.get("decoupler") or {}).get("fit_id")
+        live_fit = decoupler.describe().get("fit_id")
+        ok = abs(thr - dec["threshold_at_far_0.001"]) <= 1e-4 and stored_fit == live_fit
+        rows.append(Row(sec, "stored decoupled threshold (thresholds.json)", None, thr,
+                        "= threshold measured on sim_dec, same decoupler fit", check(ok),
+                        "" if ok else "stale -- fix: run `driftbench calibrate`"))
+    except Exception as exc:  # a missing entry is a failed check, not a crash
+        rows.append(Row(sec, "stored decoupled threshold (thresholds.json)", None, None, "present", "fail", str(exc)))
+    rows.extend(published_rows(pairs, dec_scores, deepface_dir))
+    return rows
+
+
+def weights_rows(backend: str, weights: dict[str, str], decoupler: Any) -> list[Row]:
+    """The stored thresholds and the decoupler must come from the weights in use (another detector file,
+    e.g. YuNet int8 instead of fp32, moves every score)."""
+    from driftbench import calibration
+
+    stored = calibration.thresholds().get("backends", {}).get(backend, {}).get("weights") or {}
+    fitted = getattr(decoupler, "record", {}).get("backend_weights") or {}
+    rows = []
+    for what, ref in (("thresholds.json", stored), ("decoupler artefact", fitted)):
+        if not ref:
+            continue
+        diff = sorted(set(ref.items()) ^ set(weights.items()))
+        rows.append(Row("verification", f"weights in use = weights of the {what}", None, None, "identical",
+                        check(not diff), "" if not diff else "differ: " + ", ".join(sorted({k for k, _ in diff}))
+                        + f" -- fix: point DRIFTBENCH_MODELS at the calibrated weights, or refit with "
+                          f"`driftbench validate --fit face={backend}`"))
+    return rows
+
+
+def published_rows(pairs: pd.DataFrame, dec_scores: np.ndarray, deepface_dir: Path) -> list[Row]:
+    """deepface's own models on its 280 published pairs (distance -> similarity = -distance) beside ours
+    on the same pairs."""
+    from driftbench.verification import verification_metrics
+
+    pub = pd.read_csv(deepface_dir / "face-recognition-pivot.csv")
+    pub["a"] = pub["file_x"].map(lambda s: Path(s).name)
+    pub["b"] = pub["file_y"].map(lambda s: Path(s).name)
+    pub["same"] = pub["decision"].str.lower() == "yes"
+    ours = pairs.assign(sim_dec=dec_scores)
+    key = {tuple(sorted(ab)): i for i, ab in enumerate(zip(ours["a"], ours["b"], strict=True))}
+    idx = [key.get(tuple(sorted(ab))) for ab in zip(pub["a"], pub["b"], strict=True)]
+    have = np.array([i is not None for i in idx])
+    sec = "verification"
+    rows = []
+    best_auc, best_dp = 0.0, -np.inf
+    for col in [c for c in pub.columns if c.endswith("_cosine")]:
+        m = verification_metrics(-pub[col].to_numpy(np.float64), pub["same"].to_numpy(bool))
+        best_auc, best_dp = max(best_auc, m["auc"]), max(best_dp, m["d_prime"])
+        rows.append(Row(sec, f"published: deepface {col.removesuffix('_cosine')} (280 pairs)",
+                        f"AUC {m['auc']:.3f}, EER {m['eer']:.3f}, d' {m['d_prime']:.2f}", None, "", "info"))
+    sel = np.array([i for i in idx if i is not None], dtype=int)
+    same = pub.loc[have, "same"].to_numpy(bool)
+    r = verification_metrics(ours["sim_raw"].to_numpy()[sel], same)
+    d = verification_metrics(ours["sim_dec"].to_numpy()[sel], same)
+    ok = d["auc"] >= best_auc - 1e-9 and d["d_prime"] >= best_dp
+    rows.append(Row(sec, "ours on the same 280 pairs (AUC, d')", f"AUC {r['auc']:.3f}, d' {r['d_prime']:.2f}",
+                    f"AUC {d['auc']:.3f}, d' {d['d_prime']:.2f}",
+                    f">= best published (AUC {best_auc:.3f}, d' {best_dp:.2f})", check(ok),
+                    f"{int(have.sum())} of {len(pub)} published pairs have both faces"))
+    return rows
+
+
+def decoupling_rows(control: pd.DataFrame, pairs: pd.DataFrame, decoupler: Any, *, n_splits: int,
+                    age_stable: bool, heldout: dict[str, Any] | None = None) -> tuple[list[Row], dict[str, Any]]:
+    """Held-out sensitivity rows (``heldout``: figures just computed by a fit, else computed here)."""
+    from driftbench import decouple as D
+
+    sec = "decoupling"
+    rows = [Row(sec, "decoupler", None, f"{decoupler.name} v{decoupler.version}",
+                "fitted on identity-constant footage", "info", _form_note(decoupler))]
+    if not isinstance(decoupler, D.GatedLiftDecoupler):
+        rows.append(Row(sec, "held-out sensitivity ratio (decoupled / raw)", 1.0, None, f"<= {TARGET_RATIO}", "fail",
+                        decoupler.describe().get("note", "no fitted decoupler")))
+        return rows, {}
+    heldout = heldout or {}
+    ho = D.heldout_footage(control, pairs, age_stable=age_stable)
+    by_bin = relative_by_bin(D.fit_frames(control), ho.pop("dec_scores"))
+    r, d = ho["raw"], ho["dec"]
+    note = (f"leave-people-out ({ho['k_folds']} folds, {ho['n_people']} people, {ho['n_frames']} frames after the "
+            "1 s reference window); within-clip least squares on |d_yaw|, d_expr")
+    rows += [
+        Row(sec, "similarity change per 10 deg of yaw (held out)", r["per_10deg_yaw"], d["per_10deg_yaw"],
+            "towards 0", "info", note),
+        Row(sec, "similarity change per unit of blendshape distance (held out)", r["per_unit_expr"],
+            d["per_unit_expr"], "towards 0", "info"),
+        Row(sec, "R^2 of pose + expression (within clip, held out)", r["r2"], d["r2"], "towards 0", "info"),
+        Row(sec, "SD of the pose/expression component (held out)", r["component_sd"], d["component_sd"], "", "info"),
+        Row(sec, "held-out sensitivity ratio (decoupled / raw)", 1.0, ho["ratio"], f"<= {TARGET_RATIO}",
+            check(ho["ratio"] <= TARGET_RATIO),
+            f"95% CI {ho['ratio_ci95'][0]:.3f}-{ho['ratio_ci95'][1]:.3f} (bootstrap over people)"),
+    ]
+    for col, label in (("d_yaw", "|d_yaw| (deg)"), ("d_expr", "blendshape distance")):
+        b = by_bin[col]
+        rows.append(Row(sec, f"score minus clip median by {label} (held out): " + " / ".join(b["bins"]),
+                        " / ".join(f"{v:+.3f}" for v in b["raw"]), " / ".join(f"{v:+.3f}" for v in b["dec"]),
+                        "flat", "info", "frames per bin: " + " / ".join(str(n) for n in b["n"])))
+    out: dict[str, Any] = {"footage_kfold": ho}
+    if n_splits > 0:
+        sp = heldout.get("random_splits") or D.heldout_splits(control, pairs, n_splits=n_splits, age_stable=age_stable)
+        out["random_splits"] = sp
+        rows.append(Row(sec, "random splits meeting every target", None, sp["share_all_targets"],
+                        "prototype: 64% of 252 splits", "info",
+                        f"{n_splits} splits: half the people fit, the other half tested; 4 photo identities held "
+                        f"out; ratio <= 0.5 in {sp['share_ratio_le_half']:.0%}, photo separation kept in "
+                        f"{sp['share_photo_ok']:.0%} ({sp['share_photo_ok_tol']:.0%} and all targets in "
+                        f"{sp['share_all_targets_tol']:.0%} tolerating a different-person mean raise below "
+                        f"{sp['diff_mean_tolerance']:g}; max raise {sp['max_diff_mean_raise']:.1e}); median ratio {sp['median_ratio']:.3f}, median held-out "
+                        f"d' {sp['median_raw_d_prime']:.2f} -> {sp['median_d_prime']:.2f}, margin "
+                        f"{sp['median_raw_margin']:+.3f} -> {sp['median_margin']:+.3f}"))
+    return rows, out
+
+
+def relative_by_bin(frames: pd.DataFrame, dec: np.ndarray) -> dict[str, dict[str, list[Any]]]:
+    """Mean score minus its clip's median, per range of |d_yaw| and of blendshape distance: whether the
+    large head turns and expressions (few frames) are covered, not only the average slope."""
+    edges = {"d_yaw": [0.0, 10.0, 20.0, np.inf], "d_expr": [0.0, 0.8, 1.6, np.inf]}
+    df = frames.assign(sim_dec=dec)
+    out: dict[str, dict[str, list[Any]]] = {}
+    for col, e in edges.items():
+        res: dict[str, list[Any]] = {"bins": [], "raw": [], "dec": [], "n": []}
+        v = df[col].abs()
+        for lo, hi in pairwise(e):
+            m = (v >= lo) & (v < hi)
+            res["bins"].append(f"{lo:g}-{hi:g}" if np.isfinite(hi) else f">{lo:g}")
+            res["n"].append(int(m.sum()))
+            for c, key in (("sim_raw", "raw"), ("sim_dec", "dec")):
+                rel = df[c] - df.groupby("clip_id")[c].transform("median")
+                res[key].append(float(rel[m].mean()) if m.any() else float("nan"))
+        out[col] = res
+    return out
+
+
+def _form_note(decoupler: Any) -> str:
+    d = decoupler.describe()
+    p = d.get("params")
+    if not p:
+        return str(d.get("note", ""))
+    w = ", ".join(f"{f} {v:.4f}" for f, v in zip(p["features"], p["weights"], strict=True))
+    return (f"lift = gate(s) * softmin(explained, typical - s); explained per unit: {w}; gate "
+            f"{p['gate_lo']:.3f}-{p['gate_hi']:.3f}; typical {p['typical']:.3f}; fit {d.get('fit_id')}")
+
+
+def control_rows(control: pd.DataFrame, thr_raw: float, thr_dec: float, metrics: Any, fps: float,
+                 eer: tuple[float, float] | None = None) -> list[Row]:
+    """False identity loss on identity-constant footage (``eer``: raw and decoupled EER thresholds)."""
+    sec = "control"
+    period = 1.0 / fps
+    lost_raw = {k: v for k, v in loss_onsets(control, "sim_raw", thr_raw, metrics.min_loss_s, period).items()
+                if v is not None}
+    lost_dec = {k: v for k, v in loss_onsets(control, "sim_dec", thr_dec, metrics.min_loss_s, period).items()
+                if v is not None}
+    n_clips = control["clip_id"].nunique()
+    rows = [Row(sec, f"identity-loss events ({n_clips} clips, {control['person'].nunique()} people)", len(lost_raw),
+                len(lost_dec), "0 (decoupled)", check(not lost_dec),
+                ("raw lost: " + ", ".join(sorted(lost_raw)) + "; " if lost_raw else "")
+                + ("decoupled lost: " + ", ".join(sorted(lost_dec)) if lost_dec else "")
+                + f"thresholds raw {thr_raw:.3f}, decoupled {thr_dec:.3f}; smoothing {metrics.smooth_s:g} s, "
+                  f"min run {metrics.min_loss_s:g} s")]
+    for name, sub in [("all footage", control), *control.groupby("set", sort=True)]:
+        ok = sub["sim_raw"].notna()
+        raw, dec = sub.loc[ok, "sim_raw"].to_numpy(), sub.loc[ok, "sim_dec"].to_numpy()
+        min_bin = {c: min(bin_medians(g, c).min() for _, g in sub.groupby("clip_id")) for c in ("sim_raw", "sim_dec")}
+        rows += [
+            Row(sec, f"{name}: lowest per-bin median (1 s)", min_bin["sim_raw"], min_bin["sim_dec"],
+                "above the threshold", check(min_bin["sim_dec"] > thr_dec)),
+            Row(sec, f"{name}: 1st / 5th percentile of frames", f"{np.quantile(raw, 0.01):.3f} / "
+                f"{np.quantile(raw, 0.05):.3f}", f"{np.quantile(dec, 0.01):.3f} / {np.quantile(dec, 0.05):.3f}",
+                "decoupled >= raw", check(np.quantile(dec, 0.01) >= np.quantile(raw, 0.01)
+                                          and np.quantile(dec, 0.05) >= np.quantile(raw, 0.05))),
+            Row(sec, f"{name}: minimum / mean / SD of frames", f"{raw.min():.3f} / {raw.mean():.3f} / {raw.std():.3f}",
+                f"{dec.min():.3f} / {dec.mean():.3f} / {dec.std():.3f}", "", "info",
+                f"{len(raw)} frames, {sub['clip_id'].nunique()} clips"),
+            Row(sec, f"{name}: single frames below the threshold", float((raw < thr_raw).mean()),
+                float((dec < thr_dec).mean()), "", "info"),
+        ]
+        if eer is not None:
+            rows.append(Row(sec, f"{name}: single frames below the EER threshold", float((raw < eer[0]).mean()),
+                            float((dec < eer[1]).mean()), "", "info",
+                            f"EER thresholds raw {eer[0]:.3f}, decoupled {eer[1]:.3f} (VALIDITY.md: 0.85% of "
+                            "liveportrait frames raw)"))
+    return rows
+
+
+def age_rows(st: dict[str, Any], decoupler: Any) -> list[Row]:
+    """Age stability (:func:`driftbench.decouple.age_stability`) and which case holds."""
+    from driftbench import decouple as D
+
+    sec = "age"
+    if not st.get("available"):
+        return [Row(sec, "age stability", None, None, "", "unavailable", st.get("note", ""))]
+    used = D.AGE_FEATURE in (decoupler.describe().get("params") or {}).get("features", [])
+    case = ("age is stable: it may enter the decoupled score" if st["stable"] else
+            "age is not stable on the control footage: it is reported (smoothed) but does not enter the decoupled score")
+    rows = [
+        Row(sec, "per-clip age spread, single frames (median / 90th pct, SD in years)",
+            f"{st['raw_median']:.2f} / {st['raw_p90']:.2f}", None, "", "info", f"{st['n_clips']} clips"),
+        Row(sec, f"per-clip age spread after a {st['window_s']:g} s rolling median (median / 90th pct / max)",
+            f"{st['smoothed_median']:.2f} / {st['smoothed_p90']:.2f} / {st['smoothed_max']:.2f}", None,
+            f"<= {st['max_spread_y']:g} y", "info",
+            f"{st['share_clips_within']:.0%} of clips within {st['max_spread_y']:g} y (stable needs "
+            f">= {st['min_share']:.0%})"),
+        Row(sec, "age in the decoupled score", None, "used" if used else "not used", case,
+            check(st["stable"] or not used), case),
+    ]
+    return rows
+
+
+def generated_rows(gen: pd.DataFrame, thr_raw: float, thr_dec: float, metrics: Any, fps: float) -> list[Row]:
+    sec = "generated"
+    rows: list[Row] = []
+    period = 1.0 / fps
+    lost_raw = loss_onsets(gen, "sim_raw", thr_raw, metrics.min_loss_s, period)
+    lost_dec = loss_onsets(gen, "sim_dec", thr_dec, metrics.min_loss_s, period)
+    names = gen["clip_id"].map(lambda c: Path(str(c)).name)
+    drift = gen[names == DRIFT_CLIP]
+    if drift.empty:
+        rows.append(Row(sec, f"{DRIFT_CLIP}: drift", None, None, "visible", "fail", "clip not measured"))
+    else:
+        fig = {}
+        for c in ("sim_raw", "sim_dec"):
+            b = bin_medians(drift, c)
+            opening = float(b.iloc[: max(1, round(metrics.opening_s / metrics.bin_s))].median())
+            low = float(b.rolling(3, center=True, min_periods=1).median().min())
+            fig[c] = (opening, low, float(b.iloc[-5:].median()))
+        dr, dd = fig["sim_raw"][0] - fig["sim_raw"][1], fig["sim_dec"][0] - fig["sim_dec"][1]
+        rows += [
+            Row(sec, f"{DRIFT_CLIP}: opening -> lowest 3 s -> last 5 s", "{:.3f} -> {:.3f} -> {:.3f}".format(*fig["sim_raw"]),
+                "{:.3f} -> {:.3f} -> {:.3f}".format(*fig["sim_dec"]), "drift still visible", "info",
+                "reference = first second; VALIDITY.md: 0.88 -> 0.70 raw"),
+            Row(sec, f"{DRIFT_CLIP}: drift (opening - lowest 3 s)", dr, dd,
+                f">= {MIN_DRIFT:g} and >= {MIN_DRIFT_SHARE:g} x raw", check(dd >= MIN_DRIFT and dd >= MIN_DRIFT_SHARE * dr)),
+        ]
+    for cid, g in gen.groupby("clip_id", sort=True):
+        name = Path(str(cid)).name
+        case = str(g["case"].iloc[0])
+        tags = set(case.split(";")) if case else set()
+        neg = any(t.startswith("negative") for t in tags) or name.startswith("negative")
+        if name == DRIFT_CLIP:
+            continue
+        b_raw, b_dec = bin_medians(g, "sim_raw"), bin_medians(g, "sim_dec")
+        levels = f"bins {b_raw.min():.2f}-{b_raw.max():.2f} raw, {b_dec.min():.2f}-{b_dec.max():.2f} decoupled"
+        tr, td = lost_raw.get(cid), lost_dec.get(cid)
+        if neg:
+            rows.append(Row(sec, f"negative {name}", _lost(tr), _lost(td), "lost", check(td is not None), levels))
+        else:
+            rows.append(Row(sec, f"stable {name}", _lost(tr), _lost(td), "not lost", check(td is None),
+                            f"{g['generator'].iloc[0]}; {levels}"))
+    return rows
+
+
+def _lost(onset: float | None) -> str:
+    return f"lost at {onset:.1f} s" if onset is not None else "not lost"
+
+
+def synthetic_rows(cfg_overrides: list[str], settings: Any, metrics: Any, decoupler: Any, out_dir: Path
+                   ) -> list[Row]:
+    """Spearman correlation of injected and measured drift on ``model=synthetic`` clips."""
+    import importlib.util
+
+    sec = "synthetic"
+    if importlib.util.find_spec("driftbench.sources.synthetic") is None:
+        return [Row(sec, "Spearman(injected, measured drift)", None, None, "> 0 (p < 0.05)", "unavailable",
+                    "unavailable: synthetic source not installed (driftbench.sources.synthetic)")]
+    from scipy.stats import spearmanr
+
+    from driftbench.cache import default_cache_dir
+    from driftbench.cli import compose
+    from driftbench.sources.base import SourceContext, create_source
+
+    cfg = compose(["model=synthetic", *cfg_overrides])
+    root = Path(cfg.cache.dir).expanduser() if cfg.cache.dir else default_cache_dir()
+    ctx = SourceContext(work_dir=out_dir / "work", cache_dir=root.parent / "clips", mitigation=cfg.mitigation,
+                        seed=int(cfg.seed), progress=False)
+    clips = create_source(cfg.model, ctx).clips()
+    m = measure_clips(clips, replace(settings, reference="auto"), "synthetic")
+    if m.frames.empty:
+        return [Row(sec, "Spearman(injected, measured drift)", None, None, "> 0 (p < 0.05)", "fail",
+                    "no synthetic clip measured: " + "; ".join(m.problems[:3]))]
+    frames = rescore(m.frames, decoupler, metrics.smooth_s)
+    pts = []
+    ends: list[tuple[float, float, float]] = []  # (injected alpha at the end, raw drift, decoupled drift)
+    for clip in clips:
+        g = frames[frames["clip_id"] == clip.clip_id]
+        if g.empty:
+            continue
+        truth = injected_alpha(clip.meta, g["t"].to_numpy(np.float64))
+        if truth is None:
+            continue
+        t = g["t"].to_numpy(np.float64)
+        first, last = g[t < metrics.opening_s], g[t >= t.max() - metrics.window_s]
+        ends.append((float(truth[-1]), float(first["sim_raw"].median() - last["sim_raw"].median()),
+                     float(first["sim_dec"].median() - last["sim_dec"].median())))
+        b = np.floor(g["t"].to_numpy() / metrics.bin_s + 1e-9).astype(int)
+        per_bin = pd.DataFrame({"bin": b, "alpha": truth, "raw": g["sim_raw"], "dec": g["sim_dec"]}).groupby("bin").median()
+        opening = per_bin.iloc[: max(1, round(metrics.opening_s / metrics.bin_s))].median()
+        for _, r in per_bin.iterrows():
+            pts.append((r["alpha"], opening["raw"] - r["raw"], opening["dec"] - r["dec"]))
+    if not pts:
+        return [Row(sec, "Spearman(injected, measured drift)", None, None, "> 0 (p < 0.05)", "fail",
+                    "synthetic clips carry no ground truth (gt_csv / gt_alpha_at_*)")]
+    arr = np.asarray(pts, dtype=np.float64)
+    ok = np.isfinite(arr).all(axis=1)
+    rr, pr = spearmanr(arr[ok, 0], arr[ok, 1])
+    rd, pd_ = spearmanr(arr[ok, 0], arr[ok, 2])
+    rows = [Row(sec, "Spearman(injected alpha, measured drift) per 1 s bin", float(rr), float(rd), "> 0 (p < 0.05)",
+                check(bool(rd > 0 and pd_ < 0.05)),
+                f"{len(clips)} clips, {int(ok.sum())} bins; p raw {pr:.1e}, decoupled {pd_:.1e}; drift = opening - bin")]
+    e = np.asarray(ends, dtype=np.float64).reshape(-1, 3)
+    drifting, still = e[e[:, 0] > 0], e[e[:, 0] <= 0]
+    if len(drifting):
+        rows.append(Row(sec, "mean drift at the end, clips with injected drift (opening - last window)",
+                        float(drifting[:, 1].mean()), float(drifting[:, 2].mean()), "", "info",
+                        f"{len(drifting)} clips, mean injected alpha {drifting[:, 0].mean():.2f}; the share kept by "
+                        "decoupling shows how much identity change it mistakes for pose/expression"))
+    if len(still):
+        rows.append(Row(sec, "mean drift at the end, no-drift clips", float(still[:, 1].mean()),
+                        float(still[:, 2].mean()), "~0", "info", f"{len(still)} clips"))
+    return rows
+
+
+def injected_alpha(meta: Any, t: np.ndarray) -> np.ndarray | None:
+    """True identity mix at times ``t``: the clip's sidecar CSV (t, alpha), else its gt_alpha_at_*s facts."""
+    import re
+
+    csv = meta.get("gt_csv")
+    if csv and Path(str(csv)).is_file():
+        gt = pd.read_csv(str(csv))
+        return np.interp(t, gt["t"].to_numpy(np.float64), gt["alpha"].to_numpy(np.float64))
+    pts = sorted((float(mm.group(1)), float(v)) for k, v in meta.items()
+                 if (mm := re.fullmatch(r"gt_alpha_at_([0-9.]+)s", str(k))) and v is not None)
+    if not pts:
+        return None
+    xs, ys = zip(*([(0.0, 0.0), *pts]), strict=True)
+    return np.interp(t, np.asarray(xs), np.asarray(ys))
+
+
+# -- fitting the artefact ---------------------------------------------------------------------------------
+def fit_artefact(control: Measured, faces: pd.DataFrame, pairs: pd.DataFrame, analyzer: Any, settings: Any,
+                 backend: str, *, n_splits: int) -> Any:
+    from driftbench import __version__
+    from driftbench import decouple as D
+    from driftbench.cache import content_hash
+    from driftbench.runner import git_commit
+
+    age = D.age_stability(control.frames)
+    sel = D.fit(control.frames, pairs, age_stable=bool(age.get("stable")))
+    ho = D.heldout_footage(control.frames, pairs, age_stable=bool(age.get("stable")))
+    ho.pop("dec_scores", None)
+    heldout: dict[str, Any] = {"footage_kfold": ho}
+    if n_splits > 0:
+        heldout["random_splits"] = D.heldout_splits(control.frames, pairs, n_splits=n_splits,
+                                                    age_stable=bool(age.get("stable")))
+    from driftbench.verification import verification_metrics
+
+    dec = D.GatedLiftDecoupler(sel.params)
+    same = pairs["same"].to_numpy(bool)
+    heldout["photo_all_pairs"] = {"raw": verification_metrics(pairs["sim_raw"].to_numpy(np.float64), same),
+                                  "dec": verification_metrics(dec.apply(pairs), same),
+                                  "note": "gate from these pairs: in-sample; see random_splits for held-out identities"}
+    photos_dir = Path(str(faces.attrs.get("dir", "")))
+    record = {
+        "backend": backend,
+        "created": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "about": "Decoupled identity similarity (driftbench.decouple, form gated-lift). Refit with "
+                 f"`driftbench validate --fit face={backend}`.",
+        "selection": {"features": list(sel.features), "cap_quantile": sel.cap_quantile, "candidates": sel.table,
+                      "criterion": "lowest pooled held-out sensitivity (5 person-grouped folds) among candidates "
+                                   "keeping the photo pairs' d', margin, TAR@FAR 0.1% and different-person mean"},
+        "age": {**age, "used": D.AGE_FEATURE in sel.features},
+        "data": {
+            "footage": control.clips,
+            "fit_frames": "samples with a face at t >= 1 s (outside the first-frame reference window)",
+            "n_fit_frames": len(D.fit_frames(control.frames)),
+            "photos": [{"file": f, "label": lab, "sha256": content_hash(photos_dir / f) if photos_dir.name else None}
+                       for f, lab in zip(faces["file"], faces["label"], strict=True)],
+            "photo_pairs": {"n_same": int(same.sum()), "n_diff": int((~same).sum()),
+                            "labels": "connected components of the pairs CSV's Yes pairs"},
+            "sampling": settings.sampling.token(), "reference": "first_frame (mean embedding of the first 1 s)",
+        },
+        "code": {"module": "driftbench/decouple.py", "sha256": D.code_sha256(), "git_commit": git_commit(),
+                 "driftbench": __version__, "command": f"driftbench validate --fit face={backend}"},
+        "backend_engine": analyzer.info.engine,
+        "backend_weights": analyzer.info.weights,
+        "heldout": heldout,
+    }
+    return D.write_artefact(D.artefact_path(backend), sel.params, record)
+
+
+# -- output -----------------------------------------------------------------------------------------------
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool | np.bool_):
+        return str(bool(v))
+    if isinstance(v, int | np.integer):
+        return str(int(v))
+    if isinstance(v, float | np.floating):
+        return "" if not np.isfinite(v) else f"{float(v):.3f}" if abs(float(v)) >= 1e-3 or v == 0 else f"{float(v):.2e}"
+    return str(v)
+
+
+def to_markdown(rows: Sequence[Row]) -> str:
+    out = []
+    for sec in SECTIONS:
+        sub = [r for r in rows if r.section == sec]
+        if not sub:
+            continue
+        out += [f"### {sec}", "", "| metric | raw | decoupled | target | status | note |", "|---|---|---|---|---|---|"]
+        for r in sub:
+            cells = [r.metric, _fmt(r.raw), _fmt(r.dec), r.target, r.status, r.note]
+            out.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def write_outputs(rows: Sequence[Row], out_dir: Path, meta: dict[str, Any]) -> None:
+    from driftbench.io import write_csv, write_json, write_text
+
+    table = pd.DataFrame([{**asdict(r), "raw": _fmt(r.raw), "dec": _fmt(r.dec)} for r in rows])
+    write_csv(out_dir / "validate.csv", table)
+    write_json(out_dir / "validate.json", {**meta, "rows": [asdict(r) for r in rows]})
+    summary = summarize(rows)
+    write_text(out_dir / "validate.md", f"# driftbench validate\n\n{summary}\n\n{to_markdown(rows)}")
+
+
+def summarize(rows: Sequence[Row]) -> str:
+    n = {s: sum(1 for r in rows if r.status == s) for s in ("pass", "fail", "info", "unavailable")}
+    failed = [f"{r.section}: {r.metric}" for r in rows if r.status == "fail"]
+    return (f"{n['pass']} passed, {n['fail']} failed, {n['unavailable']} unavailable, {n['info']} informational"
+            + (". Failed: " + "; ".join(failed) if failed else ""))
+
+
+# -- command ----------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="driftbench validate", description=__doc__.split("\n\n")[0] if __doc__ else "",
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Exit codes: 0 every check passes, 1 a check fails, 2 bad usage.")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. face=sface sampling.fps=2")
+    p.add_argument("--shared", type=Path, default=Path("../shared"), help="the shared test material (default ../shared)")
+    p.add_argument("--out", type=Path, default=Path("reports/validate"), help="where the table is written")
+    p.add_argument("--fit", action="store_true",
+                   help="refit the decoupler artefact on the footage and photos, recalibrate thresholds, then validate")
+    p.add_argument("--splits", type=int, default=200, help="random held-out splits to score (0: skip)")
+    p.add_argument("--skip", action="append", default=[], choices=SECTIONS, help="leave a section out (repeatable)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        a = parser.parse_args(argv)
+    except SystemExit as exc:
+        return EXIT_OK if exc.code in (0, None) else EXIT_USAGE
+    from driftbench.cli import validate_overrides
+    from driftbench.errors import DriftbenchError, UsageError
+
+    if a.splits < 0:
+        print("driftbench validate: --splits must be >= 0 -- fix: e.g. --splits 200", file=sys.stderr)
+        return EXIT_USAGE
+    paths = SharedPaths(a.shared.resolve())
+    missing = paths.missing()
+    if missing:
+        print(f"driftbench validate: {missing[0]}: not found -- fix: --shared DIR pointing at the shared test "
+              "material (data/video/real, data/video/liveportrait/driving, data/video/generated, data/faces/deepface)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        # the clip sources are validate's own (real, driving, generated, synthetic): compose with a folder
+        # model so that the default model's checks (e.g. an uninstalled synthetic source) do not apply
+        cfg = validate_overrides(["model=folder", f"model.path={paths.real}", *a.overrides], False)[0]
+    except UsageError as exc:
+        print(f"driftbench validate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        rows, meta = run_suite(cfg, list(a.overrides), paths, a.out, fit=a.fit, n_splits=a.splits, skip=set(a.skip))
+    except UsageError as exc:
+        print(f"driftbench validate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except DriftbenchError as exc:
+        print(f"driftbench validate: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    finally:
+        from driftbench.measure import close_analyzer
+
+        close_analyzer()
+    write_outputs(rows, a.out, meta)
+    print(to_markdown(rows))
+    print(summarize(rows))
+    print(str(a.out))
+    return EXIT_FAIL if any(r.status == "fail" for r in rows) else EXIT_OK
+
+
+def threshold_key(cfg: Any) -> str:
+    """The key of the backend model's thresholds and decoupler: the backend's name, or, where the
+    backends provide ``faces.base.preflight`` (per-model keys such as ``insightface:buffalo_l``), its key."""
+    try:
+        from driftbench.faces.base import preflight  # type: ignore[attr-defined]
+    except ImportError:
+        return str(cfg.face.backend)
+    return str(preflight(str(cfg.face.backend), dict(cfg.face.options), download=bool(cfg.fetch)))
+
+
+def run_suite(cfg: Any, overrides: list[str], paths: SharedPaths, out_dir: Path, *, fit: bool = False,
+              n_splits: int = 200, skip: set[str] | None = None) -> tuple[list[Row], dict[str, Any]]:
+    """Every section's rows and the metadata for validate.json."""
+    from driftbench import calibration
+    from driftbench.cache import SignalCache
+    from driftbench.decouple import age_stability, load_decoupler
+    from driftbench.errors import UsageError
+    from driftbench.measure import get_analyzer, settings_from_config
+    from driftbench.runner import git_commit, versions
+
+    skip = skip or set()
+    backend = threshold_key(cfg)
+    metrics = cfg.metrics
+    fps = float(cfg.sampling.fps)
+    settings = settings_from_config(cfg, threshold=float("nan"))
+    analyzer = get_analyzer(settings)
+    cache = SignalCache(Path(settings.cache_dir) if settings.cache_dir else None, enabled=settings.cache_enabled)
+    log.info("validate: photos (%s)", paths.deepface)
+    faces, pairs = photo_pairs(analyzer, paths.deepface, cache)
+    faces.attrs["dir"] = str(paths.deepface)
+    log.info("validate: identity-constant footage")
+    control = control_footage(paths, cfg, settings)
+    if control.frames.empty:
+        raise UsageError(f"{paths.real}: no identity-constant clip could be measured -- fix: check ../shared")
+    heldout: dict[str, Any] = {}
+    if fit:
+        log.info("validate: fitting the decoupler for %s", backend)
+        fitted = fit_artefact(control, faces, pairs, analyzer, settings, backend, n_splits=n_splits)
+        heldout = fitted.record.get("heldout", {})
+        entry = calibration.calibrate(analyzer, paths.deepface, load_decoupler(backend))
+        calibration.write_thresholds({backend: entry})
+    decoupler = load_decoupler(backend, settings.decoupler)
+    thr_raw, _ = calibration.threshold_for(backend, far=float(metrics.far), score="raw")
+    thr_dec, prov = calibration.threshold_for(backend, far=float(metrics.far), score="dec")
+    rows: list[Row] = [Row("verification", "measurement problems", None, len(control.problems), "0",
+                           check(not control.problems), "; ".join(control.problems[:3]))] if control.problems else []
+    details: dict[str, Any] = {}
+    frames = rescore(control.frames, decoupler, float(metrics.smooth_s))
+    age = age_stability(frames)
+    if "verification" not in skip:
+        rows += weights_rows(backend, analyzer.info.weights, decoupler)
+        rows += verification_rows(pairs, faces, decoupler, backend, paths.deepface)
+    if "decoupling" not in skip:
+        r, details = decoupling_rows(frames, pairs, decoupler, n_splits=n_splits, age_stable=bool(age.get("stable")),
+                                     heldout=heldout)
+        rows += r
+    if "control" not in skip:
+        from driftbench.calibration import thresholds
+
+        entry = thresholds().get("backends", {}).get(backend, {})
+        eer = ((float(entry["raw"]["eer_threshold"]), float(entry["dec"]["eer_threshold"]))
+               if "eer_threshold" in entry.get("raw", {}) and "eer_threshold" in entry.get("dec", {}) else None)
+        rows += control_rows(frames, thr_raw, thr_dec, metrics, fps, eer)
+    if "age" not in skip:
+        rows += age_rows(age, decoupler)
+    if "generated" not in skip:
+        log.info("validate: real generated clips")
+        gen = measure_clips(folder_clips(paths.generated, cfg), replace(settings, reference="auto"), "generated")
+        rows += [Row("generated", "measurement problems", None, len(gen.problems), "0", "fail",
+                     "; ".join(gen.problems[:3]))] if gen.problems else []
+        if not gen.frames.empty:
+            rows += generated_rows(rescore(gen.frames, decoupler, float(metrics.smooth_s)), thr_raw, thr_dec,
+                                   metrics, fps)
+    if "synthetic" not in skip:
+        log.info("validate: synthetic clips")
+        rows += synthetic_rows(overrides, settings, metrics, decoupler, out_dir)
+    meta = {"command": "validate", "backend": backend, "decoupler": decoupler.describe(),
+            "thresholds": {"raw": thr_raw, "dec": thr_dec, "provenance": prov}, "git_commit": git_commit(),
+            "versions": versions(), "shared": str(paths.root), "age": age, "heldout": details,
+            "sampling": settings.sampling.token(), "engine": analyzer.info.engine, "weights": analyzer.info.weights}
+    return rows, meta
