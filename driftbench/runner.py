@@ -102,7 +102,10 @@ class PartStore:
         self.cfg_hash = cfg_hash
 
     def _base(self, clip: Clip) -> Path:
-        return self.dir / clip.file_key()
+        # ".clip" is the placeholder that every ``with_suffix`` below replaces: without it, with_suffix
+        # would cut the key's hash off after its last dot, and clips "a.mp4" and "a.mov" (or "take.1"
+        # and "take.2") would share one set of part files, one clip's result standing for both
+        return self.dir / f"{clip.file_key()}.clip"
 
     def done(self, clip: Clip) -> bool:
         meta = self._base(clip).with_suffix(".json")
