@@ -67,6 +67,11 @@ def _open(path: str | Path):  # -> av.container.InputContainer
         container.close()
         kind = "audio-only file" if container.streams.audio else "no video stream"
         raise ClipError(p, kind, "give a file that contains a video track", reason="no_video_stream")
+    if container.streams.video[0].codec_context is None:  # FFmpeg has no decoder for this codec
+        container.close()
+        raise ClipError(p, "unsupported video codec (this FFmpeg build has no decoder for it)",
+                        "re-encode the clip, e.g. ffmpeg -i in.mp4 -c:v libx264 out.mp4",
+                        reason="unsupported_codec")
     return container
 
 
