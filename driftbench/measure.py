@@ -234,7 +234,11 @@ def _measure(clip: Clip, s: MeasureSettings, warnings: list[str]) -> ClipResult:
     frames["sim_dec_smooth"] = drift.smooth(t, frames["sim_dec"].to_numpy(), s.metrics.smooth_s)
     frames["blendshapes"] = track["blendshapes"].to_numpy()
     curv = drift.curve(frames, s.metrics.bin_s)
-    duration = info.duration_s if info.duration_s > 0 else float(frames["t"].max() + 1.0 / max(info.fps, 1e-6))
+    # a truncated clip is observed only up to its last decoded frame: censor there, not at the header's
+    # duration (else survival_time_s would claim seconds nobody measured)
+    truncated = any(": video truncated after " in w for w in warnings)
+    duration = info.duration_s if info.duration_s > 0 and not truncated else \
+        float(frames["t"].max() + 1.0 / max(info.fps, 1e-6))
     summary = drift.clip_summary(frames, curv, duration_s=duration, threshold=s.threshold, metrics=s.metrics,
                                  fps=s.sampling.fps)
     summary.update({"video_fps": info.fps, "width": info.width, "height": info.height, "codec": info.codec,
