@@ -22,6 +22,12 @@ def bytes_to_uri(data: bytes, mime: str = "image/jpeg") -> str:
     return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
+def _plain(text: str) -> str:
+    """User text shown literally: matplotlib parses "$...$" as mathtext and raises on bad math, so a
+    model named "$x^$" would otherwise crash the report."""
+    return text.replace("$", r"\$")
+
+
 def curves_figure(curves: pd.DataFrame, clips: pd.DataFrame, column: str, threshold: float | None,
                   title: str) -> str:
     """Similarity-over-time curves, one line per clip, coloured by model/mitigation group."""
@@ -37,7 +43,7 @@ def curves_figure(curves: pd.DataFrame, clips: pd.DataFrame, column: str, thresh
         for j, cid in enumerate(grp["clip_id"]):
             c = curves[curves["clip_id"] == cid]
             ax.plot(c["t_mid"], c[column], color=cmap(gi % 10), lw=1.2, alpha=0.8,
-                    label=f"{model} / {mit}" if j == 0 else None)
+                    label=_plain(f"{model} / {mit}") if j == 0 else None)
     if threshold is not None and np.isfinite(threshold):
         ax.axhline(threshold, color="crimson", ls="--", lw=1, label=f"identity-loss threshold {threshold:.3f}")
     ax.set_xlabel("time (s)")
