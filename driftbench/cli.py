@@ -213,6 +213,13 @@ def cmd_run(argv: Sequence[str]) -> int:
         run_dir = Path(str(out_dir)) if out_dir else root / default_run_name(first)
         hydra_args.append(f"hydra.run.dir={run_dir}")
         result_dir = run_dir
+    from driftbench.runner import _check_writable
+
+    try:  # before Hydra creates anything there (it would crash with a traceback and exit 1)
+        _check_writable(result_dir)
+    except UsageError as exc:
+        print(f"driftbench run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     import hydra
 
     _RUN_EXIT.clear()
