@@ -132,6 +132,22 @@ def validate_overrides(overrides: list[str], multirun: bool) -> list:
 _RUN_EXIT: list[int] = []
 
 
+def _register_resolvers() -> None:
+    """``${driftbench_dirname:TEXT}``: a sweep job's override set as one safe folder name. Hydra's own
+    ``override_dirname`` keeps '/' and '..' from values (``model.path=../clips``), which nests folders
+    or escapes the sweep directory; what driftbench writes must stay inside it."""
+    from omegaconf import OmegaConf
+
+    from driftbench.sources.base import safe_key
+
+    if not OmegaConf.has_resolver("driftbench_dirname"):
+        OmegaConf.register_new_resolver("driftbench_dirname", lambda text: safe_key(str(text), 120))
+
+
+# at import: launcher workers (joblib, ray) import this module to run _task, and resolve the job dir there
+_register_resolvers()
+
+
 def _task(cfg) -> None:  # the Hydra task function
     import logging
     from pathlib import Path
@@ -206,7 +222,8 @@ def cmd_run(argv: Sequence[str]) -> int:
 
         tag = hashlib.sha256("\0".join(sorted(args)).encode()).hexdigest()[:10]
         sweep_dir = root / f"sweep-{tag}"
-        hydra_args += [f"hydra.sweep.dir={sweep_dir}", "hydra.sweep.subdir=${hydra:job.override_dirname}"]
+        hydra_args += [f"hydra.sweep.dir={sweep_dir}",
+                       "hydra.sweep.subdir='${driftbench_dirname:${hydra:job.override_dirname}}'"]
         result_dir = sweep_dir
     else:
         out_dir = first["output"].get("dir")
