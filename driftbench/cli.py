@@ -155,7 +155,7 @@ def _task(cfg) -> None:  # the Hydra task function
     from hydra.core.hydra_config import HydraConfig
 
     from driftbench.errors import DriftbenchError, UsageError
-    from driftbench.io import dumps_json
+    from driftbench.io import write_json
     from driftbench.runner import execute_run
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -173,7 +173,7 @@ def _task(cfg) -> None:  # the Hydra task function
                   run_dir)
         code = EXIT_INTERRUPTED
     try:
-        (run_dir / "status.json").write_text(dumps_json({"exit_code": code}))
+        write_json(run_dir / "status.json", {"exit_code": code})  # atomic: a sweep reads it back
     except OSError:
         pass
     _RUN_EXIT.append(code)

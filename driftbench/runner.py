@@ -31,7 +31,7 @@ import pandas as pd
 
 from driftbench import __version__
 from driftbench.errors import UsageError
-from driftbench.io import dumps_json, write_csv, write_json, write_parquet
+from driftbench.io import write_csv, write_json, write_parquet
 from driftbench.measure import ClipResult, settings_from_config
 from driftbench.sources.base import Clip, Skipped, SourceContext
 
@@ -308,7 +308,7 @@ def execute_run(cfg: Any, run_dir: Path) -> int:
                             "total": time.perf_counter() - t_start}
     run_meta["cache_hits"] = sum(1 for c in clips if _part_cache_hit(parts, c))
     write_json(run_dir / "run.json", run_meta)
-    (run_dir / "status.json").write_text(dumps_json({"exit_code": _exit_code(counts)}))
+    write_json(run_dir / "status.json", {"exit_code": _exit_code(counts)})
     return _exit_code(counts)
 
 
