@@ -131,11 +131,12 @@ def video_faces(path: str | Path, analyzer: FaceAnalyzer, sampling: Sampling, ca
 def image_faces(path: str | Path, analyzer: FaceAnalyzer, cache: SignalCache) -> pd.DataFrame:
     from driftbench.video import read_image
 
+    image = read_image(path)  # first: a missing or unreadable reference is a ClipError, not a failed hash
     key = signal_key(content_hash(path), "image", analyzer.signature())
     hit = cache.get(key)
     if hit is not None:
         return hit
-    faces = analyzer.analyze_image(read_image(path))
+    faces = analyzer.analyze_image(image)
     cache.put(key, faces)
     return faces
 
