@@ -52,6 +52,9 @@ def _open(path: str | Path):  # -> av.container.InputContainer
         raise ClipError(p, "file not found", "check the path in the manifest or model.path", reason="missing")
     if p.is_dir():
         raise ClipError(p, "is a directory, not a video file", "point to a video file", reason="bad_input")
+    if not p.is_file():  # a named pipe or a device: reading it could block forever
+        raise ClipError(p, "is not a regular file (a pipe or a device)", "point to a video file",
+                        reason="bad_input")
     if p.stat().st_size == 0:
         raise ClipError(p, "zero-byte file", "re-download or regenerate the clip", reason="empty")
     if p.suffix.lower() in _IMAGE_SUFFIXES:
@@ -250,6 +253,9 @@ def read_image(path: str | Path) -> np.ndarray:
     p = Path(path)
     if not p.exists():
         raise ClipError(p, "reference image not found", "check the reference path", reason="missing")
+    if not p.is_file():  # a folder, a named pipe (reading it would block forever) or a device
+        raise ClipError(p, "reference is not a regular file", "point to a photo (.jpg/.png)",
+                        reason="bad_reference")
     if p.suffix.lower() not in _IMAGE_SUFFIXES:
         raise ClipError(p, "reference is not an image file",
                         "give a photo (.jpg/.png), or use reference=first_frame for a reference clip",
