@@ -42,8 +42,10 @@ CLIP_KEYS = ("clip_id", "model", "mitigation", "character", "prompt_id", "seed",
 
 
 def config_hash(cfg_container: dict[Any, Any]) -> str:
-    """Hash of the measurement-relevant config (output/progress/executor settings excluded)."""
-    relevant = {k: v for k, v in cfg_container.items() if k not in {"output", "progress", "executor", "report", "gate"}}
+    """Hash of the measurement-relevant config (output/progress/executor/cache settings excluded: the same
+    measurement resumes in the same run directory wherever its cache lives)."""
+    relevant = {k: v for k, v in cfg_container.items()
+                if k not in {"output", "progress", "executor", "report", "gate", "cache"}}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
