@@ -18,7 +18,7 @@ import pandas as pd
 
 from driftbench import drift
 from driftbench.cache import SignalCache, content_hash, signal_key
-from driftbench.errors import ClipError, DriftbenchError
+from driftbench.errors import ClipError, DriftbenchError, printable
 from driftbench.signals import FaceAnalyzer, Sampling
 from driftbench.sources.base import Clip
 
@@ -184,12 +184,12 @@ def measure_clip(clip: Clip, settings: MeasureSettings) -> ClipResult:
     except ClipError as exc:
         result = ClipResult(clip, "skipped", reason=exc.reason, message=str(exc))
     except DriftbenchError as exc:
-        result = ClipResult(clip, "failed", reason="error", message=f"{clip.path}: {exc}")
+        result = ClipResult(clip, "failed", reason="error", message=printable(f"{clip.path}: {exc}"))
     except Exception as exc:  # one broken clip must never cost the others
         log.debug("clip %s failed:\n%s", clip.clip_id, traceback.format_exc())
         result = ClipResult(clip, "failed", reason="error",
-                            message=f"{clip.path}: unexpected {type(exc).__name__}: {exc} -- fix: report this "
-                                    "with the clip attached; the other clips were measured")
+                            message=printable(f"{clip.path}: unexpected {type(exc).__name__}: {exc} -- fix: "
+                                              "report this with the clip attached; the other clips were measured"))
     result.warnings = warnings
     result.seconds = time.perf_counter() - t0
     if _ANALYZER is not None:
