@@ -124,6 +124,8 @@ def validate_overrides(overrides: list[str], multirun: bool) -> list:
             hint = "see `driftbench run --help` for the config groups and keys"
             if "MissingMandatoryValue" in type(exc).__name__ or "Missing mandatory value" in str(exc):
                 hint = "set the missing value, e.g. model.path=DIR for model=folder"
+            elif "token recognition error" in str(exc) or "LexerNoViableAlt" in str(exc):
+                hint = "quote a value that holds special characters, e.g. model.path='my <clips> (v2)'"
             raise UsageError(f"bad configuration {' '.join(combo)!r}: {_config_error(exc)} -- fix: {hint}") from None
         cfgs.append(cfg)
     return cfgs
