@@ -224,13 +224,13 @@ def cmd_run(argv: Sequence[str]) -> int:
 
         tag = hashlib.sha256("\0".join(sorted(args)).encode()).hexdigest()[:10]
         sweep_dir = root / f"sweep-{tag}"
-        hydra_args += [f"hydra.sweep.dir={sweep_dir}",
+        hydra_args += [f"hydra.sweep.dir={_hydra_quote(str(sweep_dir))}",
                        "hydra.sweep.subdir='${driftbench_dirname:${hydra:job.override_dirname}}'"]
         result_dir = sweep_dir
     else:
         out_dir = first["output"].get("dir")
         run_dir = Path(str(out_dir)) if out_dir else root / default_run_name(first)
-        hydra_args.append(f"hydra.run.dir={run_dir}")
+        hydra_args.append(f"hydra.run.dir={_hydra_quote(str(run_dir))}")
         result_dir = run_dir
     from driftbench.runner import _check_writable
 
@@ -259,6 +259,16 @@ def cmd_run(argv: Sequence[str]) -> int:
         codes = _RUN_EXIT
     print(str(result_dir))
     return max(codes) if codes else EXIT_FAIL
+
+
+def _hydra_quote(value: str) -> str:
+    """``value`` as a quoted Hydra override value, read back verbatim: unquoted, a run directory with
+    a space, parentheses, a comma or '=' is a grammar error that Hydra reports with a traceback."""
+    import re
+
+    value = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)  # quotes and the backslashes before them
+    value = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, value)  # backslashes before the closing quote
+    return "'" + value.replace("${", "\\${") + "'"  # no interpolation inside a path
 
 
 def _sweep_codes(sweep_dir) -> list[int]:
