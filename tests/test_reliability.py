@@ -388,3 +388,18 @@ def test_multirun_returns_the_worst_of_its_jobs(second, worst, usage_inputs, tmp
     assert code == worst
     statuses = sorted(read_status(p.parent) for p in tmp_path.rglob("status.json"))
     assert statuses == sorted([0, worst]), "one status per job, each in its own folder of the sweep"
+
+
+@pytest.mark.parametrize("multirun", [False, True], ids=["run", "multirun"])
+def test_output_folder_with_special_characters(multirun, usage_inputs, tmp_path) -> None:
+    """A run directory the user quoted (spaces, parentheses, quotes, '=', ',') reaches Hydra intact."""
+    d = usage_inputs["dir"]
+    where = tmp_path / "my runs (v2)" / "it's a=b, c"
+    quoted = "'" + str(where).replace("'", "\\'") + "'"
+    if multirun:
+        code = run_inprocess("-m", "model=folder", f"model.path={d}/good.mp4,{d}/good2.mp4", f"output.root={quoted}")
+        done = sorted(where.glob("sweep-*/*/clips.csv"))
+        assert code == 0 and len(done) == 2
+    else:
+        code = run_inprocess("model=folder", f"model.path={d}/good.mp4", f"output.dir={quoted}")
+        assert code == 0 and (where / "clips.csv").is_file() and (where / "report.html").is_file()
