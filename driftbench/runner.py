@@ -121,6 +121,8 @@ class PartStore:
             return False
         if data.get("status") != "ok":
             return False  # skipped/failed clips are retried on the next run (the input may be fixed)
+        if data.get("inputs") != input_stats(clip):
+            return False  # the clip or a reference changed since (re-downloaded, fixed): measure again
         return all((self._base(clip).with_suffix(s)).is_file() for s in (".frames.parquet", ".curve.parquet",
                                                                            ".thumbs.parquet"))
 
@@ -139,7 +141,8 @@ class PartStore:
         meta = {"config_hash": self.cfg_hash, "clip_id": res.clip.clip_id, "status": res.status,
                 "reason": res.reason, "message": res.message, "warnings": res.warnings,
                 "summary": res.summary, "reference": ref, "signals_key": res.signals_key,
-                "cache_hit": res.cache_hit, "seconds": res.seconds, "clip": clip_record(res.clip)}
+                "cache_hit": res.cache_hit, "seconds": res.seconds, "clip": clip_record(res.clip),
+                "inputs": input_stats(res.clip)}
         write_json(base.with_suffix(".json"), meta)
 
     def load(self, clip: Clip) -> dict[str, Any]:
@@ -152,6 +155,22 @@ class PartStore:
         ref_jpg = base.with_suffix(".ref.jpg")
         meta["reference_thumb"] = ref_jpg.read_bytes() if ref_jpg.is_file() else None
         return meta
+
+
+def input_stats(clip: Clip) -> list[list[int] | None]:
+    """(size, mtime) of the clip and its references. A part measured from other bytes must not be
+    resumed: a clip still downloading when the run started is measured truncated, and after the
+    download completes a rerun would otherwise keep the truncated result."""
+    import os
+
+    out: list[list[int] | None] = []
+    for p in (clip.path, *clip.references):
+        try:
+            st = os.stat(p)
+            out.append([st.st_size, st.st_mtime_ns])
+        except (OSError, ValueError):
+            out.append(None)
+    return out
 
 
 def clip_record(clip: Clip) -> dict[str, Any]:
