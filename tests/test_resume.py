@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -19,6 +20,7 @@ import psutil
 import pytest
 
 from tests.conftest import VIDEO, needs_shared
+from tests.data import media
 from tests.data.runs import (
     ROOT,
     command,
@@ -186,8 +188,6 @@ def test_damaged_cache_entry_is_recomputed(reference_run, tmp_path) -> None:
 def test_unfinished_part_is_measured_again(reference_run, tmp_path) -> None:
     """A part whose JSON (written last) is missing, torn, from another config or for another clip is
     not done: the clip is measured again instead of being read as complete."""
-    import shutil
-
     from driftbench.runner import PartStore
     from driftbench.sources.base import Clip
 
@@ -211,3 +211,27 @@ def test_unfinished_part_is_measured_again(reference_run, tmp_path) -> None:
     assert not parts.done(clip)
     other = Clip(clip.clip_id + ".2", clip.path, clip.character)
     assert not parts.done(other)
+
+
+def test_part_of_a_changed_clip_is_measured_again(tmp_path) -> None:
+    """A clip measured while still downloading (truncated) and completed before the rerun: resume
+    must not keep the truncated result. Same for a clip or reference replaced by other bytes."""
+    from driftbench.measure import ClipResult
+    from driftbench.runner import PartStore
+    from driftbench.sources.base import Clip
+
+    clip_path = tmp_path / "clip.mp4"
+    media.truncate(VIDEO / "real" / f"{CLIPS[0]}.mp4", clip_path, 0.5)
+    ref = tmp_path / "ref.jpg"
+    ref.write_bytes(b"jpeg")
+    clip = Clip("c", str(clip_path), "c", references=(str(ref),))
+    parts = PartStore(tmp_path / "run", "cfg")
+    empty = pd.DataFrame({"t": [0.0]})
+    parts.save(ClipResult(clip, "ok", frames=empty, curve=empty, thumbs=empty))
+    assert parts.done(clip)
+    shutil.copy(VIDEO / "real" / f"{CLIPS[0]}.mp4", clip_path)  # the download completed
+    assert not parts.done(clip)
+    parts.save(ClipResult(clip, "ok", frames=empty, curve=empty, thumbs=empty))
+    assert parts.done(clip)
+    ref.write_bytes(b"another photo")
+    assert not parts.done(clip)
