@@ -7,7 +7,6 @@ All functions write ``dst`` and return it; they use PyAV only (no ffmpeg binary 
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -19,18 +18,6 @@ def truncate(src: Path, dst: Path, fraction: float) -> Path:
     """The first ``fraction`` of ``src``'s bytes (a download or copy cut short)."""
     data = Path(src).read_bytes()
     Path(dst).write_bytes(data[: int(len(data) * fraction)])
-    return Path(dst)
-
-
-def flip_bytes(src: Path, dst: Path, n: int, seed: int, *, start: float = 0.0, end: float = 1.0) -> Path:
-    """``n`` random bytes of ``src`` XOR-ed with a random non-zero mask, inside [start, end) of the file."""
-    data = bytearray(Path(src).read_bytes())
-    rng = random.Random(seed)
-    lo, hi = int(len(data) * start), max(int(len(data) * start) + 1, int(len(data) * end))
-    for _ in range(n):
-        i = rng.randrange(lo, min(hi, len(data)))
-        data[i] ^= rng.randrange(1, 256)
-    Path(dst).write_bytes(bytes(data))
     return Path(dst)
 
 
