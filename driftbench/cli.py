@@ -124,6 +124,8 @@ def validate_overrides(overrides: list[str], multirun: bool) -> list:
             hint = "see `driftbench run --help` for the config groups and keys"
             if "MissingMandatoryValue" in type(exc).__name__ or "Missing mandatory value" in str(exc):
                 hint = "set the missing value, e.g. model.path=DIR for model=folder"
+            elif "token recognition error" in str(exc) or "LexerNoViableAlt" in str(exc):
+                hint = "quote a value that holds special characters, e.g. model.path='my <clips> (v2)'"
             raise UsageError(f"bad configuration {' '.join(combo)!r}: {_config_error(exc)} -- fix: {hint}") from None
         from driftbench.sources.base import preflight
 
@@ -135,13 +137,29 @@ def validate_overrides(overrides: list[str], multirun: bool) -> list:
 _RUN_EXIT: list[int] = []
 
 
+def _register_resolvers() -> None:
+    """``${driftbench_dirname:TEXT}``: a sweep job's override set as one safe folder name. Hydra's own
+    ``override_dirname`` keeps '/' and '..' from values (``model.path=../clips``), which nests folders
+    or escapes the sweep directory; what driftbench writes must stay inside it."""
+    from omegaconf import OmegaConf
+
+    from driftbench.sources.base import safe_key
+
+    if not OmegaConf.has_resolver("driftbench_dirname"):
+        OmegaConf.register_new_resolver("driftbench_dirname", lambda text: safe_key(str(text), 120))
+
+
+# at import: launcher workers (joblib, ray) import this module to run _task, and resolve the job dir there
+_register_resolvers()
+
+
 def _task(cfg) -> None:  # the Hydra task function
     from pathlib import Path
 
     from hydra.core.hydra_config import HydraConfig
 
     from driftbench.errors import DriftbenchError, UsageError
-    from driftbench.io import dumps_json
+    from driftbench.io import write_json
     from driftbench.runner import execute_run
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -158,7 +176,7 @@ def _task(cfg) -> None:  # the Hydra task function
               "command to resume", file=sys.stderr)
         code = EXIT_INTERRUPTED
     try:
-        (run_dir / "status.json").write_text(dumps_json({"exit_code": code}))
+        write_json(run_dir / "status.json", {"exit_code": code})  # atomic: a sweep reads it back
     except OSError:
         pass
     _RUN_EXIT.append(code)
@@ -207,13 +225,21 @@ def cmd_run(argv: Sequence[str]) -> int:
 
         tag = hashlib.sha256("\0".join(sorted(args)).encode()).hexdigest()[:10]
         sweep_dir = root / f"sweep-{tag}"
-        hydra_args += [f"hydra.sweep.dir={sweep_dir}", "hydra.sweep.subdir=${hydra.job.num}-${hydra.job.override_dirname}"]
+        hydra_args += [f"hydra.sweep.dir={_hydra_quote(str(sweep_dir))}",
+                       "hydra.sweep.subdir='${driftbench_dirname:${hydra.job.num}-${hydra:job.override_dirname}}'"]
         result_dir = sweep_dir
     else:
         out_dir = first["output"].get("dir")
         run_dir = Path(str(out_dir)) if out_dir else root / default_run_name(first)
-        hydra_args.append(f"hydra.run.dir={run_dir}")
+        hydra_args.append(f"hydra.run.dir={_hydra_quote(str(run_dir))}")
         result_dir = run_dir
+    from driftbench.runner import _check_writable
+
+    try:  # before Hydra creates anything there (it would crash with a traceback and exit 1)
+        _check_writable(result_dir)
+    except UsageError as exc:
+        print(f"driftbench run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     import hydra
 
     _RUN_EXIT.clear()
@@ -249,6 +275,16 @@ def _render_sweep(sweep_dir) -> None:
         logging.getLogger("driftbench").error("sweep report for %s failed: %s: %s -- fix: rerun "
                                               "`driftbench compare %s/*/`", sweep_dir, type(exc).__name__, exc,
                                               sweep_dir)
+
+
+def _hydra_quote(value: str) -> str:
+    """``value`` as a quoted Hydra override value, read back verbatim: unquoted, a run directory with
+    a space, parentheses, a comma or '=' is a grammar error that Hydra reports with a traceback."""
+    import re
+
+    value = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)  # quotes and the backslashes before them
+    value = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, value)  # backslashes before the closing quote
+    return "'" + value.replace("${", "\\${") + "'"  # no interpolation inside a path
 
 
 def _sweep_codes(sweep_dir) -> list[int]:

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import unicodedata
+
+
+def printable(text: str) -> str:
+    """``text`` with control and format characters escaped (newline -> \\n, U+202E -> \\u202e): a file
+    name from a dataset cannot split a one-line message into forged log lines or reorder what it shows."""
+    return "".join(ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) in ("Cc", "Cf")
+                   else ch for ch in text)
+
 
 class DriftbenchError(Exception):
     """Base class; ``str(exc)`` is the one-line message shown to the user."""
@@ -23,7 +32,7 @@ class ClipError(DriftbenchError):
         self.problem = problem
         self.fix = fix
         self.reason = reason
-        super().__init__(f"{self.path}: {problem} -- fix: {fix}")
+        super().__init__(printable(f"{self.path}: {problem} -- fix: {fix}"))
 
 
 class ReferenceError_(ClipError):

@@ -19,14 +19,30 @@ def auto_workers(n_clips: int) -> int:
     return max(1, min(n_clips, cores // 2))
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int | None = None) -> None:
     os.environ["DRIFTBENCH_THREADS"] = str(threads)
+    if parent is not None:
+        _exit_with_parent(parent)
     try:
         import cv2
 
         cv2.setNumThreads(threads)
     except Exception:
         pass
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Leave when the parent is gone. A SIGKILLed parent cannot shut its pool down, and its workers
+    would wait on the task queue forever, each holding its face models in memory."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="driftbench-parent-watch", daemon=True).start()
 
 
 def run_local(clips: list[Clip], settings: MeasureSettings, workers: int,
@@ -44,11 +60,22 @@ def run_local(clips: list[Clip], settings: MeasureSettings, workers: int,
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads = max(1, cores // workers)
     ctx = mp.get_context("spawn")  # fork after threads/ONNX sessions is unsafe
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                initargs=(threads,)) as pool:
+    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                  initargs=(threads, os.getpid()))
+    try:
         futs = {pool.submit(measure_clip, c, settings): c for c in clips}
         for fut in cf.as_completed(futs):
             on_result(fut.result())
+    except BaseException:
+        # Interrupted (Ctrl-C) or failed: stop now. Leaving the ``with`` block would wait for every
+        # queued clip to be measured and then throw the results away. Results already passed to
+        # ``on_result`` are saved; the clips in flight are measured again on resume.
+        procs = list((getattr(pool, "_processes", None) or {}).values())  # no public API before 3.14
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            proc.terminate()
+        raise
+    pool.shutdown(wait=True)
 
 
 def run_ray(clips: list[Clip], settings: MeasureSettings, address: str | None,

@@ -224,8 +224,9 @@ def _default_rank_by(rows: pd.DataFrame, horizons: Sequence[float]) -> str:
 def _paired_columns(horizons: Sequence[float]) -> list[str]:
     """Columns only mitigation rows fill (NaN on baseline rows, so every CSV has the same schema)."""
     cols = []
-    prefixes = [f"drift_reduction_{_h(h)}" for h in horizons] + [f"sim_gain_{_h(h)}" for h in horizons] + [
-        "survival_gain_s", "face_rate_delta", "ref_copy_delta"]
+    prefixes = ([f"drift_reduction_{_h(h)}" for h in horizons] + [f"sim_gain_{_h(h)}" for h in horizons]
+                + [f"sim_gain_raw_{_h(h)}" for h in horizons]
+                + ["survival_gain_s", "face_rate_delta", "ref_copy_delta"])
     for p in prefixes:
         cols += [f"{p}_mean", f"{p}_lo", f"{p}_hi", f"{p}_n", f"{p}_p"]
     cols += [f"survival_at_{_h(h)}_gain" for h in horizons] + ["logrank_p"]
@@ -346,6 +347,10 @@ def build(runset: RunSet, settings: LeaderboardSettings | None = None) -> Leader
                 row.update(_paired(f"drift_reduction_{_h(h)}", pc))
                 row.update(_paired(f"sim_gain_{_h(h)}", stats.paired_compare(
                     _col(p, f"sim_dec_at_{_h(h)}_t"), _col(p, f"sim_dec_at_{_h(h)}_b"), seed=s.seed)))
+                # raw beside decoupled: decoupling lifts expression/pose-explained drops toward a cap, so
+                # two stable clips at a high level can differ raw and tie decoupled
+                row.update(_paired(f"sim_gain_raw_{_h(h)}", stats.paired_compare(
+                    _col(p, f"sim_raw_at_{_h(h)}_t"), _col(p, f"sim_raw_at_{_h(h)}_b"), seed=s.seed)))
             st_t, st_b = stats.restricted_survival_pairs(p) if n_pairs else (np.array([]), np.array([]))
             row.update(_paired("survival_gain_s", stats.paired_compare(st_t, st_b, seed=s.seed)))
             base_surv = stats.survival_from_clips(base)

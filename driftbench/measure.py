@@ -18,7 +18,7 @@ import pandas as pd
 
 from driftbench import drift
 from driftbench.cache import SignalCache, content_hash, signal_key
-from driftbench.errors import ClipError, DriftbenchError
+from driftbench.errors import ClipError, DriftbenchError, printable
 from driftbench.signals import FaceAnalyzer, Sampling
 from driftbench.sources.base import Clip
 
@@ -131,11 +131,12 @@ def video_faces(path: str | Path, analyzer: FaceAnalyzer, sampling: Sampling, ca
 def image_faces(path: str | Path, analyzer: FaceAnalyzer, cache: SignalCache) -> pd.DataFrame:
     from driftbench.video import read_image
 
+    image = read_image(path)  # first: a missing or unreadable reference is a ClipError, not a failed hash
     key = signal_key(content_hash(path), "image", analyzer.signature())
     hit = cache.get(key)
     if hit is not None:
         return hit
-    faces = analyzer.analyze_image(read_image(path))
+    faces = analyzer.analyze_image(image)
     cache.put(key, faces)
     return faces
 
@@ -183,12 +184,12 @@ def measure_clip(clip: Clip, settings: MeasureSettings) -> ClipResult:
     except ClipError as exc:
         result = ClipResult(clip, "skipped", reason=exc.reason, message=str(exc))
     except DriftbenchError as exc:
-        result = ClipResult(clip, "failed", reason="error", message=f"{clip.path}: {exc}")
+        result = ClipResult(clip, "failed", reason="error", message=printable(f"{clip.path}: {exc}"))
     except Exception as exc:  # one broken clip must never cost the others
         log.debug("clip %s failed:\n%s", clip.clip_id, traceback.format_exc())
         result = ClipResult(clip, "failed", reason="error",
-                            message=f"{clip.path}: unexpected {type(exc).__name__}: {exc} -- fix: report this "
-                                    "with the clip attached; the other clips were measured")
+                            message=printable(f"{clip.path}: unexpected {type(exc).__name__}: {exc} -- fix: "
+                                              "report this with the clip attached; the other clips were measured"))
     result.warnings = warnings
     result.seconds = time.perf_counter() - t0
     if _ANALYZER is not None:
@@ -234,7 +235,11 @@ def _measure(clip: Clip, s: MeasureSettings, warnings: list[str]) -> ClipResult:
     frames["sim_dec_smooth"] = drift.smooth(t, frames["sim_dec"].to_numpy(), s.metrics.smooth_s)
     frames["blendshapes"] = track["blendshapes"].to_numpy()
     curv = drift.curve(frames, s.metrics.bin_s)
-    duration = info.duration_s if info.duration_s > 0 else float(frames["t"].max() + 1.0 / max(info.fps, 1e-6))
+    # a truncated clip is observed only up to its last decoded frame: censor there, not at the header's
+    # duration (else survival_time_s would claim seconds nobody measured)
+    truncated = any(": video truncated after " in w for w in warnings)
+    duration = info.duration_s if info.duration_s > 0 and not truncated else \
+        float(frames["t"].max() + 1.0 / max(info.fps, 1e-6))
     summary = drift.clip_summary(frames, curv, duration_s=duration, threshold=s.threshold, metrics=s.metrics,
                                  fps=s.sampling.fps)
     summary.update({"video_fps": info.fps, "width": info.width, "height": info.height, "codec": info.codec,

@@ -32,7 +32,7 @@ import pandas as pd
 from driftbench import __version__
 from driftbench.errors import UsageError
 from driftbench.faces.base import preflight
-from driftbench.io import dumps_json, write_csv, write_json, write_parquet
+from driftbench.io import write_csv, write_json, write_parquet
 from driftbench.measure import ClipResult, settings_from_config
 from driftbench.sources.base import Clip, Skipped, SourceContext
 
@@ -43,8 +43,10 @@ CLIP_KEYS = ("clip_id", "model", "mitigation", "character", "prompt_id", "seed",
 
 
 def config_hash(cfg_container: dict[Any, Any]) -> str:
-    """Hash of the measurement-relevant config (output/progress/executor settings excluded)."""
-    relevant = {k: v for k, v in cfg_container.items() if k not in {"output", "progress", "executor", "report", "gate"}}
+    """Hash of the measurement-relevant config (output/progress/executor/cache settings excluded: the same
+    measurement resumes in the same run directory wherever its cache lives)."""
+    relevant = {k: v for k, v in cfg_container.items()
+                if k not in {"output", "progress", "executor", "report", "gate", "cache"}}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
@@ -103,7 +105,10 @@ class PartStore:
         self.cfg_hash = cfg_hash
 
     def _base(self, clip: Clip) -> Path:
-        return self.dir / clip.file_key()
+        # ".clip" is the placeholder that every ``with_suffix`` below replaces: without it, with_suffix
+        # would cut the key's hash off after its last dot, and clips "a.mp4" and "a.mov" (or "take.1"
+        # and "take.2") would share one set of part files, one clip's result standing for both
+        return self.dir / f"{clip.file_key()}.clip"
 
     def done(self, clip: Clip) -> bool:
         meta = self._base(clip).with_suffix(".json")
@@ -117,6 +122,8 @@ class PartStore:
             return False
         if data.get("status") != "ok":
             return False  # skipped/failed clips are retried on the next run (the input may be fixed)
+        if data.get("inputs") != input_stats(clip):
+            return False  # the clip or a reference changed since (re-downloaded, fixed): measure again
         return all((self._base(clip).with_suffix(s)).is_file() for s in (".frames.parquet", ".curve.parquet",
                                                                            ".thumbs.parquet"))
 
@@ -135,7 +142,8 @@ class PartStore:
         meta = {"config_hash": self.cfg_hash, "clip_id": res.clip.clip_id, "status": res.status,
                 "reason": res.reason, "message": res.message, "warnings": res.warnings,
                 "summary": res.summary, "reference": ref, "signals_key": res.signals_key,
-                "cache_hit": res.cache_hit, "seconds": res.seconds, "clip": clip_record(res.clip)}
+                "cache_hit": res.cache_hit, "seconds": res.seconds, "clip": clip_record(res.clip),
+                "inputs": input_stats(res.clip)}
         write_json(base.with_suffix(".json"), meta)
 
     def load(self, clip: Clip) -> dict[str, Any]:
@@ -148,6 +156,22 @@ class PartStore:
         ref_jpg = base.with_suffix(".ref.jpg")
         meta["reference_thumb"] = ref_jpg.read_bytes() if ref_jpg.is_file() else None
         return meta
+
+
+def input_stats(clip: Clip) -> list[list[int] | None]:
+    """(size, mtime) of the clip and its references. A part measured from other bytes must not be
+    resumed: a clip still downloading when the run started is measured truncated, and after the
+    download completes a rerun would otherwise keep the truncated result."""
+    import os
+
+    out: list[list[int] | None] = []
+    for p in (clip.path, *clip.references):
+        try:
+            st = os.stat(p)
+            out.append([st.st_size, st.st_mtime_ns])
+        except (OSError, ValueError):
+            out.append(None)
+    return out
 
 
 def clip_record(clip: Clip) -> dict[str, Any]:
@@ -321,7 +345,7 @@ def _execute(cfg: Any, run_dir: Path, container: dict[Any, Any], cfg_hash: str, 
                             "total": time.perf_counter() - t_start}
     run_meta["cache_hits"] = sum(1 for c in clips if _part_cache_hit(parts, c))
     write_json(run_dir / "run.json", run_meta)
-    (run_dir / "status.json").write_text(dumps_json({"exit_code": _exit_code(counts)}))
+    write_json(run_dir / "status.json", {"exit_code": _exit_code(counts)})
     return _exit_code(counts)
 
 

@@ -52,6 +52,9 @@ def _open(path: str | Path):  # -> av.container.InputContainer
         raise ClipError(p, "file not found", "check the path in the manifest or model.path", reason="missing")
     if p.is_dir():
         raise ClipError(p, "is a directory, not a video file", "point to a video file", reason="bad_input")
+    if not p.is_file():  # a named pipe or a device: reading it could block forever
+        raise ClipError(p, "is not a regular file (a pipe or a device)", "point to a video file",
+                        reason="bad_input")
     if p.stat().st_size == 0:
         raise ClipError(p, "zero-byte file", "re-download or regenerate the clip", reason="empty")
     if p.suffix.lower() in _IMAGE_SUFFIXES:
@@ -67,6 +70,11 @@ def _open(path: str | Path):  # -> av.container.InputContainer
         container.close()
         kind = "audio-only file" if container.streams.audio else "no video stream"
         raise ClipError(p, kind, "give a file that contains a video track", reason="no_video_stream")
+    if container.streams.video[0].codec_context is None:  # FFmpeg has no decoder for this codec
+        container.close()
+        raise ClipError(p, "unsupported video codec (this FFmpeg build has no decoder for it)",
+                        "re-encode the clip, e.g. ffmpeg -i in.mp4 -c:v libx264 out.mp4",
+                        reason="unsupported_codec")
     return container
 
 
@@ -130,6 +138,7 @@ def _decode_samples(path: str | Path, fps: float, start: float, end: float | Non
         target = 0  # index of the next sampling instant start + target / fps
         frame_index = -1
         period = 1.0 / fps
+        cut = False  # stopped at ``end`` or on a decode error, not at the end of the data
         try:
             for frame in container.decode(stream):
                 if stop.is_set():
@@ -141,6 +150,7 @@ def _decode_samples(path: str | Path, fps: float, start: float, end: float | Non
                     t0 = float(frame.time)
                 t = float(frame.time) - t0
                 if end is not None and t > end + _TIME_EPS:
+                    cut = True
                     break
                 if t + _TIME_EPS < start + target * period:
                     continue
@@ -159,15 +169,40 @@ def _decode_samples(path: str | Path, fps: float, start: float, end: float | Non
                 return
             # a truncated tail: keep what decoded, record it
             put(TruncatedVideo(t_last=t, message=str(exc)))
+            cut = True
         if k == 0:
             put(ClipError(path, "no decodable video frame (zero-length clip?)",
                           "check that the clip has at least one frame", reason="empty"))
             return
+        if not cut:
+            # the data ended: a cut-off file (index intact, tail missing) decodes without an error,
+            # so compare the last frame with the duration in its header
+            missing = _missing_tail(stream, t, end)
+            if missing is not None:
+                put(TruncatedVideo(t_last=t, message=f"{missing:.2f} s of the {t + missing:.2f} s in its header "
+                                                    "are missing"))
+                return
         put(None)
     except Exception as exc:  # surface anything unexpected in the consumer thread
         put(exc)
     finally:
         container.close()
+
+
+def _missing_tail(stream, t_last: float, end: float | None) -> float | None:  # stream: av VideoStream
+    """Seconds missing after the last decoded frame (``t_last``, from the first frame), or None when
+    the stream is complete. Intact clips end one frame period before their header duration; more
+    than that plus 2 periods + 0.25 s of slack means the file was cut short."""
+    if stream.duration is None or stream.time_base is None:
+        return None
+    duration = float(stream.duration * stream.time_base)
+    rate = float(stream.average_rate or stream.guessed_rate or 0.0)
+    period = 1.0 / rate if rate > 0 else 0.0
+    expected_last = duration - period
+    if end is not None:
+        expected_last = min(expected_last, end)
+    missing = expected_last - t_last
+    return missing + period if missing > 2 * period + 0.25 else None
 
 
 @dataclass(frozen=True)
@@ -200,7 +235,8 @@ def sample(path: str | Path, fps: float = 2.0, *, start: float = 0.0, end: float
             if isinstance(item, TruncatedVideo):
                 if warnings is not None:
                     warnings.append(f"{path}: video truncated after {item.t_last:.2f} s ({item.message}); "
-                                    "measured the frames before it")
+                                    "measured the frames before it -- fix: re-download or re-export the clip "
+                                    "to measure all of it")
                 return
             if isinstance(item, BaseException):
                 raise item
@@ -217,6 +253,9 @@ def read_image(path: str | Path) -> np.ndarray:
     p = Path(path)
     if not p.exists():
         raise ClipError(p, "reference image not found", "check the reference path", reason="missing")
+    if not p.is_file():  # a folder, a named pipe (reading it would block forever) or a device
+        raise ClipError(p, "reference is not a regular file", "point to a photo (.jpg/.png)",
+                        reason="bad_reference")
     if p.suffix.lower() not in _IMAGE_SUFFIXES:
         raise ClipError(p, "reference is not an image file",
                         "give a photo (.jpg/.png), or use reference=first_frame for a reference clip",

@@ -62,4 +62,4 @@ def test_multirun_sweep_with_joblib_launcher(clip_dir, tmp_path, cache_dir):
     sweep = Path(out.strip().splitlines()[-1])
     jobs = sorted(p for p in sweep.iterdir() if (p / "clips.csv").is_file())
     assert [j.name.split("-", 1)[0] for j in jobs] == ["0", "1"]
-    assert all("sampling.fps=" in j.name and "model.path" not in j.name for j in jobs)
+    assert all("sampling.fps" in j.name and "model.path" not in j.name for j in jobs)

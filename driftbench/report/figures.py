@@ -37,7 +37,14 @@ def bytes_to_uri(data: bytes, mime: str = "image/jpeg") -> str:
 
 
 def _short(text: str, n: int = 48) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
+    """User text shortened for a legend or label, shown literally (see :func:`_plain`)."""
+    return _plain(text if len(text) <= n else text[: n - 1] + "…")
+
+
+def _plain(text: str) -> str:
+    """User text shown literally: matplotlib parses "$...$" as mathtext and raises on bad math, so a
+    model named "$x^$" would otherwise crash the report."""
+    return text.replace("$", r"\$")
 
 
 def curves_figure(bands: Mapping[str, pd.DataFrame], curves: pd.DataFrame, members: Mapping[str, Sequence[str]],

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from driftbench.errors import UsageError
+from driftbench.errors import UsageError, printable
 from driftbench.sources.base import (
     FIRST_FRAME,
     PREFLIGHTS,
@@ -76,13 +76,14 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
     except UsageError:
         raise
     except Exception as exc:
-        raise UsageError(f"{path}: unreadable manifest ({type(exc).__name__}: {exc}) -- fix: save it as UTF-8 "
+        detail = printable(" ".join(str(exc).split()))[:300]  # parser errors span lines (YAML draws carets)
+        raise UsageError(f"{path}: unreadable manifest ({type(exc).__name__}: {detail}) -- fix: save it as UTF-8 "
                          "CSV with a header row (clip,reference,character,...)") from None
     if not rows:
         raise UsageError(f"{path}: manifest has no rows -- fix: add one row per clip")
     columns = set().union(*(r.keys() for r in rows))
     if not columns & set(ALIASES["clip"]):
-        raise UsageError(f"{path}: manifest has no clip column (found: {', '.join(sorted(map(str, columns)))}) "
+        raise UsageError(f"{path}: manifest has no clip column (found: {printable(', '.join(sorted(map(str, columns))))}) "
                          f"-- fix: name the column holding the video paths 'clip'")
     return [{str(k).strip(): ("" if v is None else v) for k, v in r.items()} for r in rows]
 
@@ -165,15 +166,19 @@ class FolderSource:
                 self._skipped.append(Skipped(where, "bad_manifest_row", f"{where}: row has no clip path -- fix: "
                                              "fill the clip column"))
                 continue
-            path = _resolve(base, str(clip_val))
             ref_val = _pick(row, "reference")
+            if "\0" in str(clip_val) + str(ref_val):  # no file name holds one; os.stat would raise
+                self._skipped.append(Skipped(where, "bad_manifest_row", f"{where}: a path contains a NUL "
+                                             "character -- fix: correct the clip/reference cell"))
+                continue
+            path = _resolve(base, str(clip_val))
             refs: tuple[str, ...] = ()
             if ref_val is not None and str(ref_val).strip().lower() != FIRST_FRAME:
                 refs = tuple(str(_resolve(base, r)) for r in str(ref_val).split(";") if r.strip())
             seed_val = _pick(row, "seed")
             try:
                 seed = int(float(seed_val)) if seed_val is not None else 0
-            except ValueError:
+            except (ValueError, OverflowError, TypeError):  # "abc", "1e400", a YAML list
                 self._skipped.append(Skipped(where, "bad_manifest_row",
                                              f"{where}: seed {seed_val!r} is not a number -- fix: use an integer"))
                 continue
