@@ -135,10 +135,12 @@ def output_fps(path: str, max_fps: float) -> float:
 def process_clip(clip: Clip, proc: FrameProcessor, *, reference_mode: str, mesh_factory: Any,
                  cache_dir: Path) -> Clip:
     """Run one mitigation on one clip (or take it from the cache); raises ClipError when it cannot."""
+    from driftbench import video
     from driftbench.cache import content_hash
     from driftbench.io import write_json
     from driftbench.warp import Mp4Writer
 
+    video.probe(clip.path)  # a missing or unreadable clip fails here with its own reason and fix
     source_sha = content_hash(clip.path)
     fps = output_fps(clip.path, float(proc.params.get("max_fps", 0) or 0))
     use_images = reference_mode == "images" or (reference_mode == "auto" and bool(clip.references))
