@@ -48,7 +48,7 @@ class SyntheticModelConfig(ModelConfig):
     #: linear | step | late | none (the no-drift control)
     schedules: list[str] = field(default_factory=lambda: ["linear", "step", "late", "none"])
     #: final identity mix toward the target (0 = no drift, 1 = fully the other person)
-    strength: float = 0.8
+    strength: float = 0.9
     #: step schedule: when alpha jumps to ``strength`` (default: half the duration)
     step_s: float | None = None
     #: late schedule: when the linear rise starts (default: 0.6 of the duration)

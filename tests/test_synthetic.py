@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from driftbench.sources.synthetic import SCHEDULES, Schedule, make_schedule
-from tests.conftest import ROOT, VIDEO, needs_shared
+from tests.conftest import FACES, ROOT, VIDEO, needs_shared
 
 #: the small embedded configuration the tests (and test_mitigations) share: 4 clips of the astronaut
 EMBEDDED = ["model=synthetic", "model.max_clips=4", "model.duration_s=8", "model.fps=12.5", "sampling.fps=2"]
@@ -221,11 +221,14 @@ def test_rerun_takes_every_clip_from_the_cache(embedded_run, cache_dir):
 # -- real footage -------------------------------------------------------------------------------------
 @needs_shared
 def test_real_footage_is_morphed_keeping_its_expression(tmp_path_factory, cache_dir):
-    """A real identity-constant clip (../shared) morphed toward an embedded photo: the step clip loses
-    identity after its step, the none clip never does, and both keep the footage's expression."""
-    src_dir = tmp_path_factory.mktemp("real-src")
+    """A real identity-constant clip (../shared) morphed toward a folder of target photos: the step
+    clip loses identity after its step, the none clip never does, and both keep the footage's
+    expression and head pose."""
+    src_dir, tgt_dir = tmp_path_factory.mktemp("real-src"), tmp_path_factory.mktemp("targets")
     (src_dir / "tpsmm_driving.mp4").symlink_to(VIDEO / "real" / "tpsmm_driving.mp4")
-    run = run_cli(["model=synthetic", f"model.source={src_dir}", "model.duration_s=5", "model.fps=12.5",
+    (tgt_dir / "biden_1.jpg").symlink_to(FACES / "photos" / "biden_1.jpg")
+    run = run_cli(["model=synthetic", f"model.source={src_dir}", f"model.targets={tgt_dir}",
+                   "model.duration_s=5", "model.fps=12.5",
                    "model.schedules=[step,none]", "model.step_s=2.0", "model.strength=0.9", "sampling.fps=2"],
                   tmp_path_factory.mktemp("runs") / "synthetic-real")
     clips, frames = tables(run)
@@ -233,9 +236,12 @@ def test_real_footage_is_morphed_keeping_its_expression(tmp_path_factory, cache_
     assert set(by) == {"step", "none"}
     meta = json.loads(by["step"]["meta"])
     assert meta["source"] == "clip" and meta["source_path"].endswith("tpsmm_driving.mp4")
+    assert meta["target"] == "biden_1" and by["step"]["clip_id"] == "synthetic/tpsmm_driving/biden_1/step"
     expr, yaw = paired_correlations(frames, frames, by["none"]["clip_id"], by["step"]["clip_id"])
     print(f"\nreal source: none min bin {by['none']['min_bin_raw']:.3f}; step loss at {by['step']['time_to_loss_s']} s, "
           f"min bin {by['step']['min_bin_raw']:.3f}; expression r {expr:.3f}, yaw r {yaw:.3f}")
     assert by["none"]["lost"] == 0
     assert by["step"]["lost"] == 1 and 2.0 <= by["step"]["time_to_loss_s"] <= 4.0
-    assert expr > 0.6 and yaw > 0.7
+    # 90 % of the face's texture is another person's photo, whose own look MediaPipe partly reads
+    # (about 0.5 measured; a frozen or pasted face scores about 0, the embedded morphs 0.87-0.94)
+    assert expr > 0.4 and yaw > 0.7

@@ -138,6 +138,8 @@ def test_dense_warp_transfers_identity_between_real_people():
         assert fa is not None and fb is not None and fa.landmarks.shape == (478, 2)
         params = {**REALIGN_DEFAULTS, "keep": []}
         (out,) = transfer_faces(alex, fa.landmarks, [biden], [fb.landmarks], params, "cpu")
+        (seamless,) = transfer_faces(alex, fa.landmarks, [biden], [fb.landmarks], {**params, "blend": "seamless"},
+                                     "cpu")
         fo = mesh.detect(out)
     e_alex, e_biden, e_out = emb(alex), emb(biden), emb(out)
     print(f"\nwarp transfer: sim(out, alex) {e_out @ e_alex:.3f}  sim(out, biden) {e_out @ e_biden:.3f}  "
@@ -145,7 +147,39 @@ def test_dense_warp_transfers_identity_between_real_people():
     # 0.51 is the worst same-person pair of the calibration photos (VALIDITY.md)
     assert e_out @ e_biden < 0.5
     assert e_out @ e_alex > e_alex @ e_biden + 0.2
+    # OpenCV's Poisson blend moves the identity the same way
+    e_seam = emb(seamless)
+    print(f"seamless blend: sim(out, alex) {e_seam @ e_alex:.3f}  sim(out, biden) {e_seam @ e_biden:.3f}")
+    assert not np.array_equal(seamless, out)
+    assert e_seam @ e_biden < 0.5 and e_seam @ e_alex > e_alex @ e_biden + 0.2
     # the geometry is Biden's: landmarks move by a small share of the face size
     assert fo is not None
     err = np.linalg.norm(fo.landmarks - fb.landmarks, axis=1).mean() / warp.face_size(fb.landmarks)
     assert err < 0.05
+
+
+def _batch(b: int = 16, size: int = 256):
+    rng = np.random.default_rng(5)
+    idx = warp.control_indices()
+    src = rng.uniform(40, size - 40, (len(idx), 2))
+    dst = src[None] + rng.normal(0, 3, (b, len(idx), 2))
+    return _checker(size, size), src, dst, np.tile([0, 0, size, size], (b, 1))
+
+
+@pytest.mark.gpu
+def test_cuda_and_cpu_warps_agree():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    img, src, dst, boxes = _batch(4)
+    cpu = warp.tps_warp(img, src, dst, boxes, device="cpu")
+    gpu = warp.tps_warp(img, src, dst, boxes, device="cuda")
+    assert np.abs(cpu.images - gpu.images)[cpu.valid & gpu.valid].max() < 0.5
+
+
+@pytest.mark.benchmark
+def test_benchmark_tps_warp_batch_of_16(benchmark):
+    """Dense warp of 16 frames of 256 px through the 158 control points (CPU, one torch thread)."""
+    img, src, dst, boxes = _batch(16)
+    out = benchmark(lambda: warp.tps_warp(img, src, dst, boxes, device="cpu"))
+    assert out.images.shape == (16, 256, 256, 3)

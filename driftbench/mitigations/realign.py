@@ -40,6 +40,8 @@ REALIGN_DEFAULTS: dict[str, Any] = {
     #: keep the frame's own pixels where the identity source saw the face foreshortened: the blend
     #: weight ramps from 0 to 1 between these shares of the typical source area per pixel ([] = off)
     "foreshortening": [0.25, 0.55],
+    #: resampling of the identity source: bilinear or bicubic
+    "interpolation": "bilinear",
     #: frames per second of the output (0 = the clip's own rate)
     "max_fps": 0.0,
 }
@@ -93,8 +95,8 @@ def transfer_faces(src_images: Any, src_landmarks: np.ndarray, frames: list[np.n
         boxes.append(box)
         dst_pts.append(np.concatenate([lm[idx], anc]))
         src_pts.append(np.concatenate([s_lm[idx], apply_affine(anc, similarity_to(lm[idx], s_lm[idx]))]))
-    (wb,) = tps_warp_layers([Layer(src_images, np.stack(src_pts))], np.stack(dst_pts), np.stack(boxes),
-                            device=device)
+    (wb,) = tps_warp_layers([Layer(src_images, np.stack(src_pts), mode=str(params["interpolation"]))],
+                            np.stack(dst_pts), np.stack(boxes), device=device)
     keep = _keep_polys(list(params["keep"]))
     out = []
     for k, (img, lm) in enumerate(zip(frames, frame_landmarks, strict=True)):

@@ -44,7 +44,7 @@ from driftbench.sources.base import Clip, ClipSource, Skipped, SourceContext, re
 log = logging.getLogger("driftbench")
 
 #: bump when generated clips change (with warp.WARP_VERSION it keys the cache)
-CODE_VERSION = "1"
+CODE_VERSION = "2"
 #: face-oval height as a share of the frame in embedded portraits
 FACE_FRAC = 0.5
 #: horizons whose ground-truth alpha is recorded in Clip.meta
@@ -362,15 +362,16 @@ def _mouth_gap(lm: np.ndarray) -> np.ndarray:
 
 def blend_frame(base_w: np.ndarray, target_w: np.ndarray, valid: np.ndarray, geometry: np.ndarray,
                 box: np.ndarray, alpha: float, area: np.ndarray | None = None) -> np.ndarray:
-    """Cross-dissolve the warped target into the warped base inside a feathered face mask (the inner
-    mouth is left to the base: a target's closed lips must not be stretched over an open mouth; so
-    are regions the target photo shows foreshortened, see :func:`driftbench.warp.detail_weight`)."""
-    from driftbench.warp import LIPS_INNER, detail_weight, face_size, region_mask
+    """Cross-dissolve the warped target into the warped base inside a feathered face mask. The eye
+    openings and the inner mouth stay the base's: a target photo's open eyes or closed lips must not
+    be squashed over a blink or stretched over an open mouth (the expression is the source's); so do
+    regions the target photo shows foreshortened (:func:`driftbench.warp.detail_weight`)."""
+    from driftbench.warp import LEFT_EYE, LIPS_INNER, RIGHT_EYE, detail_weight, face_size, region_mask
 
     fs = face_size(geometry)
     h, w = base_w.shape[:2]
-    mask = region_mask(geometry, box, feather=0.05 * fs, shrink=0.04 * fs, exclude=[LIPS_INNER],
-                       exclude_grow=0.01 * fs)[:h, :w] * valid[:h, :w]
+    mask = region_mask(geometry, box, feather=0.05 * fs, shrink=0.04 * fs, exclude=[LIPS_INNER, RIGHT_EYE, LEFT_EYE],
+                       exclude_grow=0.005 * fs, exclude_feather=0.01 * fs)[:h, :w] * valid[:h, :w]
     if area is not None:
         mask = mask * detail_weight(area[:h, :w], mask)
     a = (alpha * mask)[..., None]
