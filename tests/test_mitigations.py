@@ -54,6 +54,20 @@ def test_runner_picks_post_stage_for_sources_without_a_generation_form():
     assert mitigation_stage(SimpleNamespace(name="chain", stage="auto"), src) == "post"
 
 
+def test_mirrored_reference_is_used_for_frames_turned_the_other_way():
+    from driftbench.mitigations.base import RefFace
+    from driftbench.mitigations.realign import pick_reference
+
+    z = np.zeros((2, 2))
+    ref = RefFace(np.zeros((4, 4, 3), np.uint8), z, z, "d", "o", yaw=24.0)
+    assert pick_reference(ref, -20.0, 5.0) is ref  # no mirror image: always the reference
+    ref.mirrored = RefFace(np.zeros((4, 4, 3), np.uint8), z, z, "d:m", "o (mirrored)", yaw=-23.0)
+    assert pick_reference(ref, 20.0, 5.0) is ref
+    assert pick_reference(ref, -20.0, 5.0) is ref.mirrored
+    assert pick_reference(ref, 2.0, 5.0) is ref  # near the middle: the margin keeps the reference
+    assert pick_reference(ref, float("nan"), 5.0) is ref
+
+
 @needs_shared
 def test_apply_post_pairs_caches_and_skips(tmp_path, cache_dir):
     """A processed clip keeps its pairing keys; a second call is served from the cache; a missing
@@ -190,8 +204,13 @@ def _check_dub(runs: dict[str, Path]) -> None:
         print(f"\ninfinitetalk_dub_9 {name:8s} opening {r['opening']:.3f} mean {r['mean']:.3f} "
               f"last 5 s {r['last5s']:.3f} drift@5s {r['drift_at_5s']:.3f}", end="")
     print(f"\nreanchor vs input: expression r {expr:.3f}, yaw r {yaw:.3f}")
+    meta = json.loads(tables(runs["reanchor"])[0]["meta"].iloc[0])
+    print(f"reanchor: {meta['mitigation_frames_mirrored']} of {meta['mitigation_frames']} frames took the mirrored "
+          f"reference ({meta['mitigation_reference']})")
     assert rows["none"]["last5s"] < rows["none"]["opening"] - 0.15  # the clip drifts
     assert rows["reanchor"]["last5s"] > rows["none"]["last5s"] + 0.03
+    assert rows["reanchor"]["mean"] > rows["none"]["mean"] - 0.01
+    assert meta["mitigation_frames_mirrored"] > 0  # the head turns away from the 3/4 reference
     assert rows["chain"]["mean"] < rows["reanchor"]["mean"] - 0.05
     assert expr > 0.6 and yaw > 0.9
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from driftbench.mitigations.base import FrameBatch, FrameProcessor, RunInfo
-from driftbench.mitigations.realign import REALIGN_DEFAULTS, transfer_faces
+from driftbench.mitigations.realign import REALIGN_DEFAULTS, pick_reference, transfer_faces
 
 
 class Freeze(FrameProcessor):
@@ -30,8 +30,8 @@ class Freeze(FrameProcessor):
         out = []
         for img, face in zip(batch.images, batch.faces, strict=True):
             if frozen is None and face is not None:
-                (frozen,) = transfer_faces(self.ref.image, self.ref.landmarks, [img], [face.landmarks], self.params,
-                                           self.device)
+                ref = pick_reference(self.ref, float(face.yaw), float(self.params["mirror_margin"]))
+                (frozen,) = transfer_faces(ref.image, ref.landmarks, [img], [face.landmarks], self.params, self.device)
                 self._frozen = frozen
             if frozen is not None:
                 info.processed += 1

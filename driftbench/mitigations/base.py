@@ -41,6 +41,10 @@ class RefFace:
     lm5: np.ndarray  # (5, 2) detector points
     digest: str  # what the reference is (image sha256, or the clip's hash + the frame index)
     origin: str  # "image:<path>" or "first_frame@<t>s"
+    yaw: float = 0.0  # MediaPipe yaw of the reference face, degrees
+    #: the reference mirrored left-right, with its own landmarks (a turned-away reference shows the
+    #: other side of the face only this way); None when not asked for or not detected
+    mirrored: RefFace | None = None
 
 
 @dataclass
@@ -105,7 +109,7 @@ def reference_from_images(paths: tuple[str, ...], mesh: Any) -> RefFace | None:
         img = read_image(p)
         face = mesh.detect(img)
         if face is not None:
-            return RefFace(img, face.landmarks, face.lm5, cached_sha256(Path(p)), f"image:{p}")
+            return RefFace(img, face.landmarks, face.lm5, cached_sha256(Path(p)), f"image:{p}", face.yaw)
     return None
 
 
@@ -121,8 +125,19 @@ def reference_from_clip(path: str, source_sha: str, mesh: Any, fps: float) -> Re
     for i, (t, img) in enumerate(_frames(path, fps)):
         face = mesh.detect(img)
         if face is not None:
-            return RefFace(img, face.landmarks, face.lm5, f"{source_sha}:frame{i}", f"first_frame@{t:.3f}s")
+            return RefFace(img, face.landmarks, face.lm5, f"{source_sha}:frame{i}", f"first_frame@{t:.3f}s",
+                           face.yaw)
     return None
+
+
+def mirror_reference(ref: RefFace, mesh: Any) -> RefFace | None:
+    """The reference flipped left-right, its landmarks found afresh (MediaPipe's indices keep their
+    anatomical meaning, so the flipped face warps like any other source)."""
+    flipped = np.ascontiguousarray(ref.image[:, ::-1])
+    face = mesh.detect(flipped)
+    if face is None:
+        return None
+    return RefFace(flipped, face.landmarks, face.lm5, ref.digest + ":mirrored", ref.origin + " (mirrored)", face.yaw)
 
 
 def output_fps(path: str, max_fps: float) -> float:
@@ -168,6 +183,8 @@ def process_clip(clip: Clip, proc: FrameProcessor, *, reference_mode: str, mesh_
         raise ClipError(clip.path, f"cannot apply mitigation {proc.name!r}: {what}",
                         "use a reference photo with one clear face, or a clip that shows the character's face",
                         reason="no_reference_face")
+    if proc.params.get("mirror"):
+        ref.mirrored = mirror_reference(ref, mesh)
     t0 = time.perf_counter()
     proc.start(ref)
     info = RunInfo()
@@ -196,6 +213,7 @@ def process_clip(clip: Clip, proc: FrameProcessor, *, reference_mode: str, mesh_
         flush()
     seconds = time.perf_counter() - t0
     record = {"source_path": clip.path, "source_sha256": source_sha, "mitigation": proc.name,
+              "reference_yaw": ref.yaw, "mirrored_reference": ref.mirrored is not None,
               "params": proc.params, "reference": ref.origin, "reference_digest": ref.digest, "fps": fps,
               "frames": info.frames, "frames_with_face": info.faces, "frames_processed": info.processed,
               "seconds": round(seconds, 3), **info.extra}
@@ -221,6 +239,7 @@ def _result_clip(clip: Clip, proc: FrameProcessor, out: Path, record: dict[str, 
         "mitigation_frames": record.get("frames"),
         "mitigation_frames_with_face": record.get("frames_with_face"),
         "mitigation_frames_processed": record.get("frames_processed"),
+        "mitigation_frames_mirrored": record.get("frames_mirrored", 0),
         "mitigation_fps": record.get("fps"),
     })
     return replace(clip, path=str(out), mitigation=proc.name, meta=meta)

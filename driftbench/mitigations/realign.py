@@ -40,6 +40,11 @@ REALIGN_DEFAULTS: dict[str, Any] = {
     #: keep the frame's own pixels where the identity source saw the face foreshortened: the blend
     #: weight ramps from 0 to 1 between these shares of the typical source area per pixel ([] = off)
     "foreshortening": [0.25, 0.55],
+    #: also use the reference mirrored left-right, for frames whose head turns the other way (a 3/4
+    #: reference shows the far cheek foreshortened; its mirror image shows it in full)
+    "mirror": True,
+    #: degrees by which the mirrored reference must be nearer the frame's yaw before it is used
+    "mirror_margin": 5.0,
     #: resampling of the identity source: bilinear or bicubic
     "interpolation": "bilinear",
     #: frames per second of the output (0 = the clip's own rate)
@@ -118,6 +123,14 @@ def transfer_faces(src_images: Any, src_landmarks: np.ndarray, frames: list[np.n
     return out
 
 
+def pick_reference(ref: RefFace, frame_yaw: float, margin: float) -> RefFace:
+    """The reference or its mirror image, whichever faces the way the frame does (by yaw)."""
+    m = ref.mirrored
+    if m is None or not np.isfinite(frame_yaw) or not (np.isfinite(ref.yaw) and np.isfinite(m.yaw)):
+        return ref
+    return m if abs(frame_yaw - m.yaw) + margin < abs(frame_yaw - ref.yaw) else ref
+
+
 class Reanchor(FrameProcessor):
     """Every frame's face re-aligned to the reference identity (anchored to the reference)."""
 
@@ -125,13 +138,20 @@ class Reanchor(FrameProcessor):
     defaults = REALIGN_DEFAULTS
 
     def process(self, batch: FrameBatch, info: RunInfo) -> list[np.ndarray]:
-        todo = [i for i, f in enumerate(batch.faces) if f is not None]
-        done = transfer_faces(self.ref.image, self.ref.landmarks, [batch.images[i] for i in todo],
-                              [batch.faces[i].landmarks for i in todo], self.params, self.device)
-        info.processed += len(todo)
         out = list(batch.images)
-        for i, img in zip(todo, done, strict=True):
-            out[i] = img
+        groups: dict[int, tuple[RefFace, list[int]]] = {}
+        for i, face in enumerate(batch.faces):
+            if face is not None:
+                ref = pick_reference(self.ref, float(face.yaw), float(self.params["mirror_margin"]))
+                groups.setdefault(id(ref), (ref, []))[1].append(i)
+        for ref, idx in groups.values():
+            done = transfer_faces(ref.image, ref.landmarks, [batch.images[i] for i in idx],
+                                  [batch.faces[i].landmarks for i in idx], self.params, self.device)
+            for i, img in zip(idx, done, strict=True):
+                out[i] = img
+            info.processed += len(idx)
+            if ref is not self.ref:
+                info.extra["frames_mirrored"] = info.extra.get("frames_mirrored", 0) + len(idx)
         return out
 
 
@@ -144,7 +164,7 @@ class Chain(FrameProcessor):
 
     def start(self, ref: RefFace) -> None:
         super().start(ref)
-        self._src: tuple[np.ndarray, np.ndarray] = (ref.image, ref.landmarks)
+        self._src: tuple[np.ndarray, np.ndarray] | None = None
 
     def process(self, batch: FrameBatch, info: RunInfo) -> list[np.ndarray]:
         out = []
@@ -152,6 +172,9 @@ class Chain(FrameProcessor):
             if face is None:
                 out.append(img)
                 continue
+            if self._src is None:  # the first frame with a face takes the reference
+                ref = pick_reference(self.ref, float(face.yaw), float(self.params["mirror_margin"]))
+                self._src = (ref.image, ref.landmarks)
             (res,) = transfer_faces(self._src[0], self._src[1], [img], [face.landmarks], self.params, self.device)
             self._src = (res, face.landmarks)
             info.processed += 1
