@@ -243,5 +243,5 @@ def test_real_footage_is_morphed_keeping_its_expression(tmp_path_factory, cache_
     assert by["none"]["lost"] == 0
     assert by["step"]["lost"] == 1 and 2.0 <= by["step"]["time_to_loss_s"] <= 4.0
     # 90 % of the face's texture is another person's photo, whose own look MediaPipe partly reads
-    # (about 0.5 measured; a frozen or pasted face scores about 0, the embedded morphs 0.87-0.94)
-    assert expr > 0.4 and yaw > 0.7
+    # (0.77 measured; a frozen or pasted face scores about 0, the embedded morphs 0.88-0.94)
+    assert expr > 0.6 and yaw > 0.7

@@ -44,7 +44,7 @@ from driftbench.sources.base import Clip, ClipSource, Skipped, SourceContext, re
 log = logging.getLogger("driftbench")
 
 #: bump when generated clips change (with warp.WARP_VERSION it keys the cache)
-CODE_VERSION = "2"
+CODE_VERSION = "3"
 #: face-oval height as a share of the frame in embedded portraits
 FACE_FRAC = 0.5
 #: horizons whose ground-truth alpha is recorded in Clip.meta
@@ -54,6 +54,10 @@ EMBEDDED_ORDER = ("astronaut", "t1_face0", "t1_face5", "t1_face2", "t1_face3", "
 #: |yaw| above which a face of the group photo is not used (profile views warp badly)
 MAX_EMBEDDED_YAW = 25.0
 BATCH = 24
+#: share of the target's face shape the morph takes over, and the cap of any landmark's move (share of
+#: the face size): texture carries most of the identity, shape the rest (see shape_offset)
+SHAPE_GAIN = 0.7
+SHAPE_CAP = 0.05
 #: inner-lip gap (share of the face size) below which a photo's mouth counts as closed
 CLOSED_MOUTH = 0.025
 
@@ -321,12 +325,17 @@ def head_affines(m: Motion, centre: np.ndarray) -> np.ndarray:
 # -- the morph --------------------------------------------------------------------------------------------
 def shape_offset(base_lm: np.ndarray, target_lm: np.ndarray) -> np.ndarray:
     """(478, 2) offset from the base face's shape to the target's, the target similarity-aligned onto
-    the base (so only the shape differs, not position, size or roll)."""
-    from driftbench.warp import apply_affine, control_indices, similarity_to
+    the base (so only the shape differs, not position, size or roll). A similarity cannot remove a
+    head turn, so a photo turned even 15 degrees would fold one side of the face: the offset is
+    scaled by ``SHAPE_GAIN`` and each landmark's move capped at ``SHAPE_CAP`` of the face size."""
+    from driftbench.warp import apply_affine, control_indices, face_size, similarity_to
 
     idx = control_indices()
     a = similarity_to(target_lm[idx], base_lm[idx])
-    return apply_affine(target_lm, a) - base_lm
+    delta = (apply_affine(target_lm, a) - base_lm) * SHAPE_GAIN
+    cap = SHAPE_CAP * face_size(base_lm)
+    norm = np.linalg.norm(delta, axis=1, keepdims=True)
+    return delta * np.minimum(1.0, cap / np.maximum(norm, 1e-9))
 
 
 def recolour_target(target: Portrait, base_image: np.ndarray, base_lm: np.ndarray) -> Portrait:
