@@ -41,14 +41,29 @@ class SyntheticModelConfig(ModelConfig):
     name: str = "synthetic"
     #: "embedded" (photos shipped by installed PyPI packages) or a folder/manifest of real clips
     source: str = "embedded"
-    #: folder/manifest of target identities' photos ("embedded": package photos)
+    #: glob for clips when ``source`` is a folder
+    pattern: str = "*.mp4"
+    #: folder (or one file) of target identities' photos; "embedded": package photos
     targets: str = "embedded"
+    #: linear | step | late | none (the no-drift control)
     schedules: list[str] = field(default_factory=lambda: ["linear", "step", "late", "none"])
     #: final identity mix toward the target (0 = no drift, 1 = fully the other person)
-    strength: float = 0.8
+    strength: float = 0.9
+    #: step schedule: when alpha jumps to ``strength`` (default: half the duration)
+    step_s: float | None = None
+    #: late schedule: when the linear rise starts (default: 0.6 of the duration)
+    late_onset_s: float | None = None
     duration_s: float = 12.0
+    #: frame rate of the generated clips (real sources are sampled at this rate)
     fps: float = 25.0
+    #: frame size of embedded clips (square)
     size: int = 256
+    #: real sources: frames whose longer side exceeds this are downscaled
+    max_side: int = 640
+    #: amplitude of the procedural head motion of embedded clips (0 = still head)
+    motion: float = 1.0
+    #: amplitude of the procedural mouth/eye/brow motion of embedded clips (0 = frozen expression)
+    expression: float = 1.0
     max_clips: int = 8
     seed: int = 0
     label: str = "synthetic"

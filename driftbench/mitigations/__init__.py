@@ -1,17 +1,104 @@
 """Mitigations: methods that should reduce drift. ``none`` is the baseline every leaderboard row is
 paired against. Post-processing mitigations transform clips before measurement; generation-time
-strategies are handed to the model (clip source)."""
+strategies are handed to the model (clip source, which lists them in ``generation_mitigations``).
+
+Post-processing forms, registered by name in :data:`MITIGATIONS` (all share the loop of
+:mod:`driftbench.mitigations.base`):
+
+- ``reanchor`` (:mod:`.realign`): every frame's face re-aligned to the reference identity, expression
+  and pose from the frame; anchored to the reference, independent of time.
+- ``chain`` (:mod:`.realign`): the same, anchored to the previous output frame (errors accumulate).
+- ``freeze`` and ``paste`` (:mod:`.adversarial`): adversarial checks that win on identity by
+  destroying expression; the benchmark must flag them.
+
+``apply_post`` returns, for every clip it could process, a clip with the same clip_id, character,
+prompt_id and seed as its source (so the leaderboard pairs it with the ``none`` run) and
+``mitigation=<name>``; a clip it cannot process becomes a :class:`Skipped` with the reason and the fix.
+"""
 
 from __future__ import annotations
 
+import logging
+import traceback
 from pathlib import Path
 from typing import Any
 
+from driftbench.mitigations.adversarial import Freeze, Paste
+from driftbench.mitigations.base import FrameProcessor, process_clip
+from driftbench.mitigations.realign import Chain, Reanchor
 from driftbench.sources.base import Clip, Skipped
+
+log = logging.getLogger("driftbench")
+
+#: post-processing mitigations by name
+MITIGATIONS: dict[str, type[FrameProcessor]] = {cls.name: cls for cls in (Reanchor, Chain, Freeze, Paste)}
+
+
+def create(name: str, params: dict[str, Any], device: str = "auto") -> FrameProcessor:
+    """A configured processor; UsageError for an unknown name or param."""
+    from driftbench.errors import UsageError
+
+    if name not in MITIGATIONS:
+        raise UsageError(f"post-processing mitigation {name!r} does not exist -- fix: choose from "
+                         f"{', '.join(sorted(MITIGATIONS))} (or a generation-time one the model supports)")
+    return MITIGATIONS[name](params, device)
 
 
 def apply_post(clips: list[Clip], cfg: Any, settings: Any, cache_dir: Path) -> tuple[list[Clip], list[Skipped]]:
-    """Apply a post-processing mitigation to every clip (cached); returns the new clips."""
-    from driftbench.errors import UsageError
+    """Apply a post-processing mitigation to every clip (cached); returns the new clips and what was
+    skipped. ``cfg``: the mitigation config (name, stage, params); ``settings``: MeasureSettings
+    (device, reference mode, whether weights may be fetched)."""
+    from driftbench.errors import ClipError
 
-    raise UsageError(f"post-processing mitigation {cfg.name!r} is not available yet")
+    params = _plain(getattr(cfg, "params", {}) or {})
+    proc = create(str(cfg.name), params, device=str(getattr(settings, "device", "auto")))
+    mesh: list[Any] = []
+
+    def mesh_factory() -> Any:
+        if not mesh:
+            from driftbench.warp import FaceMesh
+
+            mesh.append(FaceMesh(download=bool(getattr(settings, "download", False))))
+        return mesh[0]
+
+    out: list[Clip] = []
+    skipped: list[Skipped] = []
+    bar = None
+    if getattr(settings, "progress", False) and clips:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(clips), desc=f"mitigation {proc.name}", unit="clip")
+    try:
+        for clip in clips:
+            try:
+                out.append(process_clip(clip, proc, reference_mode=str(getattr(settings, "reference", "auto")),
+                                        mesh_factory=mesh_factory, cache_dir=Path(cache_dir)))
+            except ClipError as exc:
+                skipped.append(Skipped(clip.path, exc.reason, str(exc), stage="mitigation"))
+            except Exception as exc:  # one broken clip must never cost the others
+                log.debug("mitigation %s failed on %s:\n%s", proc.name, clip.clip_id, traceback.format_exc())
+                skipped.append(Skipped(clip.path, "mitigation_error",
+                                       f"{clip.path}: mitigation {proc.name!r} failed ({type(exc).__name__}: {exc}) "
+                                       "-- fix: report this with the clip attached; the other clips were processed",
+                                       stage="mitigation"))
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+        if mesh:
+            mesh[0].close()
+    return out, skipped
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    """OmegaConf node or mapping -> plain dict (lists stay lists)."""
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(obj, DictConfig):
+            res = OmegaConf.to_container(obj, resolve=True)
+            return {str(k): v for k, v in res.items()} if isinstance(res, dict) else {}
+    except ImportError:
+        pass
+    return dict(obj)
