@@ -169,18 +169,29 @@ class FaceAnalyzer:
         self.close()
 
     # -- work -----------------------------------------------------------------------------------
-    def _landmark_job(self, crop: np.ndarray, x0: float, y0: float, side: float
-                      ) -> tuple[LandmarkResult, np.ndarray | None]:
-        """Runs in the worker thread: MediaPipe on the crop, then the age chip from its landmarks."""
+    def _landmark_job(self, row: int, crop: np.ndarray, x0: float, y0: float, side: float,
+                      ages: dict[int, float], pending: list[tuple[int, np.ndarray]]) -> LandmarkResult:
+        """Runs in the worker thread: MediaPipe on the crop, then the age chip from its landmarks; the
+        age network runs here too, in batches, so it overlaps with detection and embedding."""
         res = self._landmarker.analyze_crop(crop, x0, y0, side)
-        chip = None
         if self._age is not None and res.found:
             from driftbench.faces.age import age_chip
 
             scale = CROP_SIZE / side
             lm_crop = (res.landmarks - np.array([x0, y0], dtype=np.float32)) * np.float32(scale)
             chip = age_chip(crop, lm_crop)
-        return res, chip
+            if chip is not None:
+                pending.append((row, chip))
+                if len(pending) >= self.batch_size:
+                    self._age_batch(ages, pending)
+        return res
+
+    def _age_batch(self, ages: dict[int, float], pending: list[tuple[int, np.ndarray]]) -> None:
+        """Worker thread: apparent age of the pending chips."""
+        if self._age is not None and pending:
+            preds = self._age.predict([c for _, c in pending])
+            ages.update({r: float(a) for (r, _), a in zip(pending, preds, strict=True)})
+        pending.clear()
 
     def analyze_frames(self, frames: Any, *, progress: Callable[[int], None] | None = None) -> pd.DataFrame:
         """Face-level table for an iterable of :class:`driftbench.video.SampledFrame`."""
@@ -190,6 +201,8 @@ class FaceAnalyzer:
         chip_rows: list[int] = []
         futures: list[tuple[int, cf.Future]] = []
         embs: dict[int, np.ndarray] = {}
+        ages: dict[int, float] = {}  # written by the worker thread only
+        age_pending: list[tuple[int, np.ndarray]] = []
 
         def flush_embeddings() -> None:
             if chips:
@@ -222,7 +235,8 @@ class FaceAnalyzer:
                     x0, y0, side = crop_box(face.box, fr.image.shape)
                     crop = square_crop(fr.image, x0, y0, side, CROP_SIZE)
                     assert self._pool is not None
-                    futures.append((len(rows), self._pool.submit(self._landmark_job, crop, x0, y0, side)))
+                    futures.append((len(rows), self._pool.submit(self._landmark_job, len(rows), crop, x0, y0, side,
+                                                                 ages, age_pending)))
                 rows.append(row)
             if len(chips) >= self.batch_size:
                 flush_embeddings()
@@ -231,19 +245,15 @@ class FaceAnalyzer:
         flush_embeddings()
         if self._loaded is not None:
             self._loaded.result()  # surfaces a model-loading error here, once
-        age_chips: list[np.ndarray] = []
-        age_rows: list[int] = []
+        if self._pool is not None and futures:
+            # the worker's last (partial) age batch; FIFO: runs after every landmark job
+            self._pool.submit(self._age_batch, ages, age_pending).result()
         for r, fut in futures:
-            res, achip = fut.result()
+            res = fut.result()
             rows[r].update({"lm_found": res.found, "blendshapes": res.blendshapes, "yaw": res.yaw,
                             "pitch": res.pitch, "roll": res.roll, "lm478": res.landmarks.ravel()})
-            if achip is not None:
-                age_chips.append(achip)
-                age_rows.append(r)
-        if self._age is not None and age_chips:
-            ages = self._age.predict(age_chips)
-            for r, a in zip(age_rows, ages, strict=True):
-                rows[r]["age"] = float(a)
+        for r, a in ages.items():
+            rows[r]["age"] = a
         for r, e in embs.items():
             rows[r]["emb"] = e
         return face_table(rows)
