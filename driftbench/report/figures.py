@@ -26,8 +26,13 @@ def _plt():  # matplotlib.pyplot with the Agg backend, imported only when a figu
 
 def _fig_to_uri(fig: Any) -> str:
     plt = _plt()
+    import warnings
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    with warnings.catch_warnings():
+        # user strings in any script: a glyph the bundled font lacks is drawn as a box, not an error
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
