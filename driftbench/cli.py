@@ -153,16 +153,12 @@ def _register_resolvers() -> None:
 _register_resolvers()
 
 
-def _task(cfg) -> None:  # the Hydra task function
-    from pathlib import Path
-
-    from hydra.core.hydra_config import HydraConfig
-
+def _execute_job(cfg, run_dir) -> int:
+    """One run into ``run_dir``; errors become exit codes with a one-line message (never a traceback)."""
     from driftbench.errors import DriftbenchError, UsageError
     from driftbench.io import write_json
     from driftbench.runner import execute_run
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         code = execute_run(cfg, run_dir)
     except UsageError as exc:
@@ -176,12 +172,33 @@ def _task(cfg) -> None:  # the Hydra task function
               "command to resume", file=sys.stderr)
         code = EXIT_INTERRUPTED
     try:
-        write_json(run_dir / "status.json", {"exit_code": code})  # atomic: a sweep reads it back
+        write_json(run_dir / "status.json", {"exit_code": code})
     except OSError:
         pass
+    return code
+
+
+def _task(cfg) -> None:  # the Hydra task function (multirun jobs, or runs with hydra.* overrides)
+    from pathlib import Path
+
+    from hydra.core.hydra_config import HydraConfig
+
+    code = _execute_job(cfg, Path(HydraConfig.get().runtime.output_dir))
     _RUN_EXIT.append(code)
     if code == EXIT_INTERRUPTED:
         raise SystemExit(code)
+
+
+def _run_single(cfg, overrides: list[str], run_dir) -> int:
+    """A single run needs none of Hydra's launcher machinery: the config composed (and validated) once is
+    run directly, and ``.hydra/`` gets the same config.yaml and overrides.yaml an app run would write."""
+    from omegaconf import OmegaConf
+
+    from driftbench.io import write_text
+
+    write_text(run_dir / ".hydra" / "config.yaml", OmegaConf.to_yaml(cfg))
+    write_text(run_dir / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
+    return _execute_job(cfg, run_dir)
 
 
 def cmd_run(argv: Sequence[str]) -> int:
@@ -240,6 +257,10 @@ def cmd_run(argv: Sequence[str]) -> int:
     except UsageError as exc:
         print(f"driftbench run: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if not multirun and not any(a.lstrip("+~").startswith(("hydra.", "hydra/")) for a in args):
+        code = _run_single(cfgs[0], args, result_dir)
+        print(str(result_dir))
+        return code
     import hydra
 
     _RUN_EXIT.clear()

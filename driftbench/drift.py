@@ -218,13 +218,26 @@ def _window_median(frames: pd.DataFrame, col: str, lo: float, hi: float) -> floa
     return float(v.median()) if len(v) else float("nan")
 
 
+def theil_sen_slope(x: np.ndarray, y: np.ndarray) -> float:
+    """Theil-Sen slope: the median of the slopes of all pairs of points (robust to outlying bins).
+
+    The same estimate as ``scipy.stats.theilslopes(y, x).slope`` (tests/test_drift.py checks equality
+    on real curves), computed with numpy because importing scipy.stats costs ~0.6 s, a sixth of
+    measuring a 60 s clip, on the measurement path.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    i, j = np.triu_indices(len(x), k=1)
+    dx = x[j] - x[i]
+    ok = dx != 0
+    return float(np.median((y[j] - y[i])[ok] / dx[ok])) if ok.any() else float("nan")
+
+
 def _theil_sen_per_min(x: np.ndarray, y: np.ndarray) -> float:
     ok = np.isfinite(x) & np.isfinite(y)
     if ok.sum() < 3:
         return float("nan")
-    from scipy.stats import theilslopes
-
-    return float(theilslopes(y[ok], x[ok]).slope * 60.0)
+    return theil_sen_slope(x[ok], y[ok]) * 60.0
 
 
 def _auc(x: np.ndarray, y: np.ndarray) -> float:

@@ -31,6 +31,12 @@ def choose_faces(faces: pd.DataFrame, reference: np.ndarray | None) -> pd.DataFr
     ``reference`` is the L2-normalised reference embedding; with None (first-frame reference not
     known yet) the largest face of the first sample starts the track.
     """
+    if faces["n_faces"].max() <= 1:
+        # one face or none per sample (the common case): nothing to choose between
+        first = faces.groupby("sample_index", sort=True).head(1)
+        out = first.copy()
+        out["face_found"] = (out["face_index"] >= 0) & out["emb"].notna()
+        return out.reset_index(drop=True)
     chosen: list[int] = []
     prev_emb: np.ndarray | None = None
     prev_box: np.ndarray | None = None

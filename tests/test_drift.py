@@ -66,3 +66,17 @@ def test_curve_bins_have_median_and_count():
     assert list(cv["n_samples"]) == [2, 2, 2]
     assert list(cv["n_faces"]) == [2, 1, 2]
     assert cv["sim_raw"].tolist() == pytest.approx([0.8, 0.5, 0.3])
+
+
+def test_theil_sen_equals_scipy_on_random_data():
+    """(tests/test_identity_real.py checks the same on real curves.)"""
+    from scipy.stats import theilslopes
+
+    rng = np.random.default_rng(1)
+    for n in (3, 4, 17, 60):
+        x = np.sort(rng.uniform(0, 60, n))
+        y = rng.normal(0.8, 0.1, n) - 0.002 * x
+        assert drift.theil_sen_slope(x, y) == pytest.approx(theilslopes(y, x).slope, rel=1e-12, abs=1e-15)
+    x = np.array([0.0, 1.0, 1.0, 2.0])  # ties in x are skipped, as scipy does
+    y = np.array([0.9, 0.8, 0.7, 0.6])
+    assert drift.theil_sen_slope(x, y) == pytest.approx(theilslopes(y, x).slope)

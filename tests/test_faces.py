@@ -72,3 +72,44 @@ def test_multimegapixel_photo_detected_via_capped_copy(sface):
     big = cv2.resize(img, None, fx=3.0, fy=3.0)  # ~2600 x 3600 px
     faces = sface.detect(big)
     assert len(faces) == 1 and faces[0].box[2] > 300
+
+
+def test_age_engines_agree_on_real_faces(analyzer):
+    """OpenCV DNN (default on CPU) and onnxruntime give the same age probabilities on real face chips."""
+    from driftbench.faces.age import AgeEstimator, age_chip
+    from driftbench.faces.landmarker import Landmarker
+    from driftbench.models import store
+
+    path = store.resolve("age").path
+    chips = []
+    with Landmarker(store.resolve("face_landmarker").path) as lm:
+        for name in ("alex_1.jpg", "biden_1.jpg", "kit_1.jpg", "obama_1.jpg"):
+            img = read_image(FACES / "photos" / name)
+            face = analyzer.backend.detect(img)[0]
+            res = lm.analyze(img, face.box)
+            chips.append(age_chip(img, res.landmarks))
+    cv, ort = AgeEstimator(path, engine="opencv"), AgeEstimator(path, engine="onnxruntime")
+    assert np.abs(cv.probabilities(chips) - ort.probabilities(chips)).max() < 1e-4
+    ages = cv.predict(chips)
+    assert ((ages > 10) & (ages < 80)).all()
+
+
+def test_similarity_alignment_is_the_least_squares_umeyama_solution():
+    """Our OpenCV-based similarity estimate equals scikit-image's Umeyama (what insightface uses), up to
+    the Levenberg-Marquardt refinement's tolerance."""
+    from skimage.transform import SimilarityTransform
+
+    from driftbench.faces.base import ARCFACE_TEMPLATE_112, similarity_matrix
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        ang, sc = rng.uniform(-0.6, 0.6), rng.uniform(0.3, 5.0)
+        rot = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]]) * sc
+        src = ARCFACE_TEMPLATE_112 @ rot.T + rng.uniform(0, 800, 2) + rng.normal(0, 4, (5, 2))
+        ref = SimilarityTransform.from_estimate(src, ARCFACE_TEMPLATE_112).params[:2]
+        got = similarity_matrix(src, ARCFACE_TEMPLATE_112)
+        # the same chip: every landmark lands within 0.05 px (of a 112 px chip) of Umeyama's placement
+        pts = np.c_[src, np.ones(5)]
+        assert np.abs(pts @ got.T - pts @ ref.T).max() < 0.05
+    with pytest.raises(ValueError):
+        similarity_matrix(np.ones((5, 2)), ARCFACE_TEMPLATE_112)

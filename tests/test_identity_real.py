@@ -37,6 +37,13 @@ def test_identity_constant_footage_never_loses_identity(control_run):
     min_bin = curves["sim_raw"].min()
     print(f"control: minimum per-bin median (raw) {min_bin:.3f}, (decoupled) {curves['sim_dec'].min():.3f}")
     assert min_bin > clips["threshold"].iloc[0] + 0.05
+    # the per-minute slope in clips.csv is scipy's Theil-Sen on the stored curve
+    from scipy.stats import theilslopes
+
+    for cid, c in curves.groupby("clip_id"):
+        ok = c["sim_raw"].notna()
+        want = theilslopes(c.loc[ok, "sim_raw"], c.loc[ok, "t_mid"]).slope * 60
+        assert clips.set_index("clip_id").loc[cid, "slope_raw_per_min"] == pytest.approx(want, abs=1e-4)  # both rounded in CSV
     # d6.mp4: 0.82 in the first 5 s -> ~0.70 later (expressive, not drift)
     d6 = clips.set_index("clip_id").loc["d6.mp4"]
     assert 0.6 < d6["sim_raw_at_30s"] < 0.9

@@ -46,14 +46,36 @@ def age_chip(image_bgr: np.ndarray, landmarks478: np.ndarray) -> np.ndarray | No
 
 
 class AgeEstimator:
-    def __init__(self, model_path: str | Path, device: str = "cpu") -> None:
-        self._sess = engines.ort_session(str(model_path), device=device, threads=1)
-        self._input = self._sess.get_inputs()[0].name
+    """The age network in OpenCV's DNN module on CPU (3.0 ms per face single-threaded, against 10.2 ms in
+    onnxruntime here, same probabilities within 1e-5: tests/test_faces.py), onnxruntime's CUDA provider on
+    a GPU."""
+
+    def __init__(self, model_path: str | Path, device: str = "cpu", engine: str = "auto") -> None:
+        if engine == "auto":
+            engine = "onnxruntime" if device == "cuda" else "opencv"
+        self.engine = engine
+        self._net = None
+        self._sess = None
+        if engine == "opencv":
+            import cv2
+
+            self._net = cv2.dnn.readNetFromONNX(str(model_path))
+        elif engine == "onnxruntime":
+            self._sess = engines.ort_session(str(model_path), device=device, threads=1)
+            self._input = self._sess.get_inputs()[0].name
+        else:
+            raise ValueError(f"unknown age engine {engine!r} (opencv, onnxruntime, auto)")
+
+    def probabilities(self, chips_bgr: list[np.ndarray]) -> np.ndarray:
+        rgb = np.stack([c[:, :, ::-1] for c in chips_bgr]).astype(np.float32)
+        x = np.ascontiguousarray(((rgb - CHANNEL_MEANS) / np.float32(256.0)).transpose(0, 3, 1, 2))
+        if self._net is not None:
+            self._net.setInput(x)
+            return np.asarray(self._net.forward(), dtype=np.float32)
+        assert self._sess is not None
+        return np.asarray(self._sess.run(None, {self._input: x})[0], dtype=np.float32)
 
     def predict(self, chips_bgr: list[np.ndarray]) -> np.ndarray:
         if not chips_bgr:
             return np.zeros(0, dtype=np.float32)
-        rgb = np.stack([c[:, :, ::-1] for c in chips_bgr]).astype(np.float32)
-        x = np.ascontiguousarray(((rgb - CHANNEL_MEANS) / np.float32(256.0)).transpose(0, 3, 1, 2))
-        probs = self._sess.run(None, {self._input: x})[0]
-        return (probs @ AGE_BINS).astype(np.float32)
+        return (self.probabilities(chips_bgr) @ AGE_BINS).astype(np.float32)
