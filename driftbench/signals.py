@@ -74,7 +74,8 @@ class FaceAnalyzer:
 
     def __init__(self, backend: FaceBackend, *, landmarker_path: Path | None = None,
                  age_path: Path | None = None, max_faces: int = 3, batch_size: int = 16,
-                 weights: dict[str, str] | None = None, unavailable: dict[str, str] | None = None) -> None:
+                 weights: dict[str, str] | None = None, unavailable: dict[str, str] | None = None,
+                 device: str = "cpu") -> None:
         self.backend = backend
         self.max_faces = max_faces
         self.batch_size = batch_size
@@ -84,6 +85,7 @@ class FaceAnalyzer:
         self._age: Any = None
         self.extra_weights = dict(weights or {})
         self.unavailable = dict(unavailable or {})
+        self.device = device
         self._pool: cf.ThreadPoolExecutor | None = None
         self._loaded: cf.Future | None = None
 
@@ -115,7 +117,10 @@ class FaceAnalyzer:
                     age_path, weights[r.path.name] = r.path, r.sha256
                 except ModelNotFoundError as exc:
                     unavailable["age"] = str(exc)
+        from driftbench.engines import resolve_device
+
         return cls(fb, landmarker_path=lm_path, age_path=age_path, max_faces=max_faces, batch_size=batch_size,
+                   device=resolve_device(device),
                    weights=weights, unavailable=unavailable)
 
     @property
@@ -142,7 +147,7 @@ class FaceAnalyzer:
         if self._age is None and self._age_path is not None:
             from driftbench.faces.age import AgeEstimator
 
-            self._age = AgeEstimator(self._age_path)
+            self._age = AgeEstimator(self._age_path, device=self.device)
 
     def _ensure_signal_models(self) -> None:
         if self._pool is None:
