@@ -171,6 +171,19 @@ def _execute_job(cfg, run_dir) -> int:
         print(f"driftbench run: interrupted; the clips measured so far are kept in {run_dir}; rerun the same "
               "command to resume", file=sys.stderr)
         code = EXIT_INTERRUPTED
+    except Exception as exc:  # a bug, not bad input: one line here, the traceback in the run's log
+        import logging
+        import traceback
+
+        logging.getLogger("driftbench").debug("%s", traceback.format_exc())
+        try:
+            with open(run_dir / "driftbench.log", "a", encoding="utf-8") as fh:
+                fh.write(traceback.format_exc())
+        except OSError:
+            pass
+        print(f"driftbench run: internal error {type(exc).__name__}: {exc} (traceback in {run_dir}/driftbench.log) "
+              "-- fix: please report it; clips measured so far are kept, rerun to resume", file=sys.stderr)
+        code = EXIT_FAIL
     try:
         write_json(run_dir / "status.json", {"exit_code": code})
     except OSError:

@@ -154,16 +154,7 @@ def photo_pairs(analyzer: Any, deepface_dir: Path, cache: Any) -> tuple[pd.DataF
     from driftbench.measure import image_faces
 
     photos = V.deepface_photos(deepface_dir)
-    rows = []
-    for path, label in zip(photos.paths, photos.labels, strict=True):
-        faces = image_faces(path, analyzer, cache)
-        faces = faces[faces["face_index"] >= 0]
-        if faces.empty:
-            rows.append({"file": path.name, "label": label, "face_found": False})
-            continue
-        best = faces.sort_values("face_size", ascending=False).iloc[0].to_dict()
-        rows.append({**best, "file": path.name, "label": label, "face_found": True})
-    faces_df = pd.DataFrame(rows)
+    faces_df = V.photo_faces(analyzer, photos, faces_of=lambda path: image_faces(path, analyzer, cache))
     pairs = V.pair_table(faces_df)
     labels = dict(zip(faces_df["file"], faces_df["label"], strict=True))
     pairs["label_a"] = pairs["a"].map(labels)

@@ -15,6 +15,7 @@ same-person score minus worst different-person score; positive = perfectly separ
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -98,13 +99,19 @@ def verification_metrics(scores: np.ndarray, same: np.ndarray, fars: tuple[float
     return out
 
 
-def photo_faces(analyzer: Any, photos: LabelledPhotos) -> pd.DataFrame:
-    """One row per photo: its largest face's signals (or face_found False)."""
+def photo_faces(analyzer: Any, photos: LabelledPhotos,
+                faces_of: Callable[[Path], pd.DataFrame] | None = None) -> pd.DataFrame:
+    """One row per photo: its largest face's signals (or face_found False). ``faces_of(path)`` gives a
+    photo's face-level table (default: analyse it now; `validate` passes the signal cache's lookup)."""
     from driftbench.video import read_image
+
+    if faces_of is None:
+        def faces_of(path: Path) -> pd.DataFrame:
+            return analyzer.analyze_image(read_image(path))
 
     rows = []
     for path, label in zip(photos.paths, photos.labels, strict=True):
-        faces = analyzer.analyze_image(read_image(path))
+        faces = faces_of(path)
         faces = faces[faces["face_index"] >= 0]
         if faces.empty:
             rows.append({"file": path.name, "label": label, "face_found": False})

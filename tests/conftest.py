@@ -45,3 +45,25 @@ def analyzer():
     a = FaceAnalyzer.create("sface", device="cpu", download=True)
     yield a
     a.close()
+
+
+# Real runs shared by the leaderboard, report, gate and expressivity tests (tests/realruns.py caches each
+# run once per session; these fixtures only skip cleanly without ../shared).
+@pytest.fixture(scope="session")
+def adversarial(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """infinitetalk_dub_9 beside a re-encoded, a frozen and a jittered-still copy (tests/realruns.py)."""
+    if not (DATA / "video").is_dir():
+        pytest.skip(f"../shared not found at {DATA}: real media and weights are needed")
+    from tests.realruns import adversarial_run
+
+    return adversarial_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def anitalker(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The AniTalker clips of ../shared (Mona Lisa HuBERT/MFCC, aiface2 raw/SR, a negative) as one run."""
+    if not (DATA / "video").is_dir():
+        pytest.skip(f"../shared not found at {DATA}: real media and weights are needed")
+    from tests.realruns import anitalker_run
+
+    return anitalker_run(tmp_path_factory)

@@ -14,15 +14,8 @@ import pandas as pd
 import pytest
 
 from driftbench import expressivity as expr
-from tests.conftest import DATA, ROOT, VIDEO, needs_shared
-from tests.realruns import _cached_run, adversarial_run, session_dir
-
-
-@pytest.fixture(scope="module")
-def adversarial(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not (DATA / "video").is_dir():
-        pytest.skip(f"../shared not found at {DATA}: real media and weights are needed")
-    return adversarial_run(tmp_path_factory)
+from tests.conftest import ROOT, VIDEO, needs_shared
+from tests.realruns import _cached_run, session_dir
 
 
 @pytest.fixture(scope="module")

@@ -113,3 +113,9 @@ def test_similarity_alignment_is_the_least_squares_umeyama_solution():
         assert np.abs(pts @ got.T - pts @ ref.T).max() < 0.05
     with pytest.raises(ValueError):
         similarity_matrix(np.ones((5, 2)), ARCFACE_TEMPLATE_112)
+    # strided views (a column slice of a wider landmark table) are accepted
+    wide = np.hstack([ARCFACE_TEMPLATE_112 * 2 + 7, np.zeros((5, 1))])
+    got = similarity_matrix(wide[:, :2], ARCFACE_TEMPLATE_112)
+    assert np.allclose(got, [[0.5, 0, -3.5], [0, 0.5, -3.5]], atol=1e-6)
+    many = rng.uniform(0, 100, (478, 3))[:, :2]
+    assert similarity_matrix(many, many * 1.5).shape == (2, 3)

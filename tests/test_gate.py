@@ -13,17 +13,10 @@ import pandas as pd
 import pytest
 
 from driftbench import gate
-from tests.conftest import DATA, ROOT
-from tests.realruns import anitalker_run, copy_run, degraded_run
+from tests.conftest import ROOT
+from tests.realruns import copy_run, degraded_run
 
 COMMITTED = ROOT / "metrics" / "baselines" / "generated.json"
-
-
-@pytest.fixture(scope="module")
-def anitalker(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not (DATA / "video").is_dir():
-        pytest.skip(f"../shared not found at {DATA}: real media and weights are needed")
-    return anitalker_run(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

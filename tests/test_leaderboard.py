@@ -13,23 +13,9 @@ import pytest
 
 from driftbench import leaderboard as lbm
 from tests.conftest import DATA, ROOT, VIDEO
-from tests.realruns import adversarial_run, anitalker_run, copy_run, dropout_run, run_pipeline, write_manifest
+from tests.realruns import copy_run, dropout_run, run_pipeline, write_manifest
 
 H = (10.0, 20.0)  # the adversarial run is measured over 20 s
-
-
-@pytest.fixture(scope="module")
-def adversarial(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not (DATA / "video").is_dir():
-        pytest.skip(f"../shared not found at {DATA}: real media and weights are needed")
-    return adversarial_run(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def anitalker(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not (DATA / "video").is_dir():
-        pytest.skip(f"../shared not found at {DATA}: real media and weights are needed")
-    return anitalker_run(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -16,23 +16,9 @@ import pandas as pd
 import pytest
 
 from tests.conftest import DATA, ROOT
-from tests.realruns import adversarial_run, anitalker_run, copy_run
+from tests.realruns import copy_run
 
 HOSTILE = ['<script>alert(1)</script>', '"onerror=alert(2) x="', "<img src=x onerror=alert(3)>"]
-
-
-@pytest.fixture(scope="module")
-def anitalker(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not (DATA / "video").is_dir():
-        pytest.skip(f"../shared not found at {DATA}: real media and weights are needed")
-    return anitalker_run(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def adversarial(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not (DATA / "video").is_dir():
-        pytest.skip(f"../shared not found at {DATA}: real media and weights are needed")
-    return adversarial_run(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -50,8 +50,9 @@ def similarity_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """
     import cv2
 
-    s = np.asarray(src, dtype=np.float64).reshape(-1, 2)
-    d = np.asarray(dst, dtype=np.float64).reshape(-1, 2)
+    # contiguous (N, 2) float64: OpenCV rejects strided views (e.g. a column slice of a landmark table)
+    s = np.ascontiguousarray(np.asarray(src, dtype=np.float64).reshape(-1, 2))
+    d = np.ascontiguousarray(np.asarray(dst, dtype=np.float64).reshape(-1, 2))
     if not (np.isfinite(s).all() and np.isfinite(d).all()) or np.ptp(s, axis=0).max() <= 1e-9:
         raise ValueError("degenerate landmarks: cannot estimate an alignment")
     m, _ = cv2.estimateAffinePartial2D(s, d, method=cv2.RANSAC, ransacReprojThreshold=1e9, maxIters=1,
