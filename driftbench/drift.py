@@ -155,18 +155,25 @@ def landmark_motion(track: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 def smooth(t: np.ndarray, values: np.ndarray, window_s: float) -> np.ndarray:
-    """Centred rolling median over a time window (NaN samples are ignored, stay NaN)."""
+    """Centred rolling median over a time window (NaN samples are ignored, stay NaN).
+
+    The window is ``window_s`` plus half the median sampling period, closed on both ends: samples land
+    on the first frame at or after each instant (at 25 fps and 2 frames/s they are 0.48 or 0.52 s apart),
+    so a plain 1 s window would sometimes hold one neighbour instead of both, and a median of two would
+    blur a cut by a sample.
+    """
     out = np.full(len(values), np.nan)
     ok = np.isfinite(values)
     if not ok.any():
         return out
-    s = pd.Series(values[ok], index=pd.to_timedelta(t[ok], unit="s"))
     if window_s <= 0:
         out[ok] = values[ok]
         return out
-    # closed on both ends: at 2 frames/s a 1 s window holds the sample and both neighbours
-    rolled = s.rolling(pd.Timedelta(seconds=window_s + 1e-6), center=True, min_periods=1, closed="both").median()
-    out[ok] = rolled.to_numpy()
+    tt = np.asarray(t, dtype=np.float64)[ok]
+    period = float(np.median(np.diff(tt))) if len(tt) > 1 else 0.0
+    s = pd.Series(values[ok], index=pd.to_timedelta(tt, unit="s"))
+    width = pd.Timedelta(seconds=window_s + 0.5 * period + 1e-6)
+    out[ok] = s.rolling(width, center=True, min_periods=1, closed="both").median().to_numpy()
     return out
 
 

@@ -32,6 +32,10 @@ def test_centred_smoothing_keeps_a_step_at_its_place():
     v = np.where(t < 15, 0.8, 0.1)
     s = drift.smooth(t, v, 1.0)
     assert s[t == 14.5][0] == 0.8 and s[t == 15.0][0] == 0.1
+    # jittered sampling (25 fps video at 2 frames/s: 0.48 / 0.52 s apart) keeps both neighbours
+    tj = np.ceil(np.arange(0, 20, 0.5) * 25 - 1e-9) / 25  # the first 25 fps frame at or after k/2 s
+    sj = drift.smooth(tj, np.where(tj < 15, 0.8, 0.1), 1.0)
+    assert sj[tj == 15.0][0] == 0.1 and sj[tj == 14.52][0] == 0.8
     # an isolated bad frame is removed by the median
     v2 = np.full_like(t, 0.8)
     v2[10] = -0.2

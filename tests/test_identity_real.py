@@ -86,7 +86,7 @@ def test_splice_to_another_person_is_identity_loss_within_1s(splice_run):
     clips = pd.read_csv(splice_run / "clips.csv").set_index("clip_id")
     ttl = clips.loc["other_person_at_15s.mp4", "time_to_loss_s"]
     print(f"splice at 15.0 s: identity loss onset {ttl} s")
-    assert abs(ttl - 15.0) <= 1.0
+    assert abs(ttl - 15.0) <= 0.5  # the issue asks for 1 s; the cut lands on its own sample
     frames = pd.read_parquet(splice_run / "frames.parquet")
     after = frames[(frames["clip_id"] == "other_person_at_15s.mp4") & (frames["t"] > 16)]
     assert after["sim_raw"].median() < 0.3  # another person: ~0.0-0.2
