@@ -84,10 +84,11 @@ def threshold_for(backend: str, *, far: float = 0.001, score: str = "dec", path:
 
 
 def decoupler_changed(backend: str, stored: dict[str, Any] | None) -> bool:
-    """True when the installed decoupler of ``backend`` is not the one the thresholds were calibrated on."""
+    """True when the installed decoupler of ``backend`` is not the one the thresholds were calibrated on.
+    ``backend`` may be a threshold key (``sface:yunet-int8bq``): decouplers belong to the backend itself."""
     from driftbench.decouple import load_decoupler
 
-    live = load_decoupler(backend).describe()
+    live = load_decoupler(backend.split(":")[0]).describe()
     stored = stored or {}
     return (live.get("name"), live.get("fit_id")) != (stored.get("name"), stored.get("fit_id"))
 
