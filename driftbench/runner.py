@@ -261,8 +261,6 @@ def _execute(cfg: Any, run_dir: Path, container: dict[Any, Any], cfg_hash: str, 
     from driftbench.executors import execute
     from driftbench.sources.base import create_source
 
-    if cfg.report.html:
-        _preload_in_background(REPORT_MODULES)
     score = "dec" if cfg.metrics.loss_score == "decoupled" else "raw"
     # optional packages checked before any work (exit 2); the threshold is the backend model's own
     key = preflight(str(cfg.face.backend), dict(cfg.face.options), download=bool(cfg.fetch))
@@ -348,29 +346,6 @@ def _execute(cfg: Any, run_dir: Path, container: dict[Any, Any], cfg_hash: str, 
     write_json(run_dir / "run.json", run_meta)
     write_json(run_dir / "status.json", {"exit_code": _exit_code(counts)})
     return _exit_code(counts)
-
-
-#: what rendering the report imports; loaded in a background thread while clips are measured (the
-#: measuring threads spend their time in native code that releases the GIL)
-REPORT_MODULES = ("matplotlib.pyplot", "jinja2", "lifelines", "scipy.stats", "sklearn.metrics")
-
-
-def _preload_in_background(modules: tuple[str, ...]) -> None:
-    import importlib
-    import threading
-
-    def load() -> None:
-        for name in modules:
-            try:
-                if name == "matplotlib.pyplot":
-                    import matplotlib
-
-                    matplotlib.use("Agg")
-                importlib.import_module(name)
-            except Exception:  # a missing optional module is reported where it is really used
-                continue
-
-    threading.Thread(target=load, name="driftbench-preload", daemon=True).start()
 
 
 def mitigation_stage(mitigation: Any, source: Any) -> str:

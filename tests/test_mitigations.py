@@ -178,6 +178,23 @@ def test_freeze_and_paste_reach_the_same_person_maximum_but_lose_expression(synt
         assert expr > 0.7 and yaw > 0.8
 
 
+def test_leaderboard_flags_freeze_and_paste_and_ranks_reanchor(synthetic_runs):
+    """Issue 8 end to end: the real freeze/paste mitigations win on identity but are flagged and excluded
+    from the ranking, while reanchor keeps its expressivity and is ranked."""
+    from driftbench import leaderboard as lbm
+
+    board = lbm.build(lbm.load_runs(list(synthetic_runs.values())))
+    rows = board.rows.set_index("mitigation")
+    print("\n" + rows[["expressivity_retained_mean", "ref_copy_mean", "flags", "rank"]].to_string())
+    for name in ("freeze", "paste"):
+        assert rows.loc[name, "excluded"] and rows.loc[name, "flags"], name
+        assert pd.isna(rows.loc[name, "rank"])
+    assert not rows.loc["reanchor", "flags"] and not rows.loc["reanchor", "excluded"]
+    assert rows.loc["reanchor", "expressivity_retained_mean"] >= 0.7
+    assert rows.loc["reanchor", "rank"] == 1  # above chain, the only other ranked row
+    assert rows.loc["freeze", "expressivity_retained_mean"] < rows.loc["reanchor", "expressivity_retained_mean"]
+
+
 # -- real generated drift --------------------------------------------------------------------------
 def _dub_runs(root: Path, fps: int | None) -> dict[str, Path]:
     base = ["model=folder", f"model.path={DUB}", "reference=first_frame", "sampling.fps=2"]
