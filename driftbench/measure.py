@@ -90,6 +90,9 @@ def get_analyzer(settings: MeasureSettings) -> FaceAnalyzer:
     if _ANALYZER is None or _ANALYZER[0] != key:
         if _ANALYZER is not None:
             _ANALYZER[1].close()
+        import atexit
+
+        atexit.register(close_analyzer)  # MediaPipe's graph must be closed before interpreter teardown
         analyzer = FaceAnalyzer.create(settings.backend, expression=settings.expression, age=settings.age,
                                        max_faces=settings.max_faces, device=settings.device,
                                        download=settings.download, backend_options=settings.backend_options)
