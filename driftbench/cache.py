@@ -38,8 +38,6 @@ class SignalCache:
     def __init__(self, root: Path | None = None, enabled: bool = True) -> None:
         self.root = Path(root) if root else default_cache_dir()
         self.enabled = enabled
-        self.hits = 0
-        self.misses = 0
 
     def path_for(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.parquet"
@@ -49,15 +47,12 @@ class SignalCache:
             return None
         p = self.path_for(key)
         if not p.is_file():
-            self.misses += 1
             return None
         try:
             df = pd.read_parquet(p)
         except Exception:
             # an unreadable entry is recomputed, never trusted
-            self.misses += 1
             return None
-        self.hits += 1
         return df
 
     def put(self, key: str, df: pd.DataFrame) -> None:

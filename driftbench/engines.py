@@ -7,7 +7,6 @@ CPU is the default and the test path. ``device="auto"`` uses CUDA when onnxrunti
 from __future__ import annotations
 
 import functools
-import os
 
 
 @functools.lru_cache(maxsize=1)
@@ -54,10 +53,3 @@ def ort_session(model: bytes | str, device: str = "cpu", threads: int | None = N
         providers.insert(0, "CUDAExecutionProvider")
     return ort.InferenceSession(model, sess_options=opts, providers=providers)
 
-
-def cpu_threads() -> int:
-    """Threads one process should use for numeric kernels (respects a process-pool split)."""
-    env = os.environ.get("DRIFTBENCH_THREADS")
-    if env:
-        return max(1, int(env))
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))

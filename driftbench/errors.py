@@ -33,7 +33,3 @@ class ClipError(DriftbenchError):
         self.fix = fix
         self.reason = reason
         super().__init__(printable(f"{self.path}: {problem} -- fix: {fix}"))
-
-
-class ReferenceError_(ClipError):
-    """The reference image/clip of a character is unusable (no face, several faces, unreadable)."""

@@ -12,15 +12,17 @@ from driftbench.measure import ClipResult, MeasureSettings, close_analyzer, meas
 from driftbench.sources.base import Clip
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def auto_workers(n_clips: int) -> int:
     """Processes for a local pool: each process already keeps ~2 cores busy (decode + models), so one
     process per 2 cores, at most one per clip."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(n_clips, cores // 2))
+    return max(1, min(n_clips, _cores() // 2))
 
 
 def _init_worker(threads: int, parent: int | None = None) -> None:
-    os.environ["DRIFTBENCH_THREADS"] = str(threads)
     if parent is not None:
         _exit_with_parent(parent)
     try:
@@ -57,7 +59,7 @@ def run_local(clips: list[Clip], settings: MeasureSettings, workers: int,
     import concurrent.futures as cf
     import multiprocessing as mp
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = _cores()
     threads = max(1, cores // workers)
     ctx = mp.get_context("spawn")  # fork after threads/ONNX sessions is unsafe
     pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from driftbench import drift
@@ -279,6 +278,3 @@ def settings_from_config(cfg: Any, threshold: float, *, progress: bool = False) 
         progress=progress,
     )
 
-
-def finite_or_none(x: Any) -> Any:
-    return None if isinstance(x, float) and not np.isfinite(x) else x

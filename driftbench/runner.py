@@ -181,8 +181,9 @@ def clip_record(clip: Clip) -> dict[str, Any]:
 
 
 def assemble(run_dir: Path, clips: list[Clip], parts: PartStore, skipped: list[Skipped]) -> dict[str, Any]:
-    """Write the run's tables from the parts of ``clips``; returns counts."""
+    """Write the run's tables from the parts of ``clips``; returns counts (cache hits among them)."""
     rows, frames, curves, thumbs, skip_rows = [], [], [], [], []
+    cache_hits = 0
     for s in skipped:
         skip_rows.append({"clip_id": "", "item": s.item, "stage": s.stage, "reason": s.reason, "message": s.message})
     for clip in sorted(clips, key=lambda c: c.clip_id):
@@ -205,6 +206,7 @@ def assemble(run_dir: Path, clips: list[Clip], parts: PartStore, skipped: list[S
         row["warnings"] = " | ".join(part.get("warnings") or [])
         row["meta"] = json.dumps(dict(clip.meta), sort_keys=True, ensure_ascii=False, default=str)
         rows.append(row)
+        cache_hits += bool(part.get("cache_hit"))
         frames.append(part["frames"].assign(clip_id=clip.clip_id))
         curves.append(part["curve"].assign(clip_id=clip.clip_id))
         thumbs.append(part["thumbs"].assign(clip_id=clip.clip_id))
@@ -233,7 +235,7 @@ def assemble(run_dir: Path, clips: list[Clip], parts: PartStore, skipped: list[S
             (run_dir / name).unlink(missing_ok=True)
         write_csv(run_dir / "curves.csv", pd.DataFrame(columns=["clip_id", "t_start"]))
     return {"clips": len(clips), "ok": len(rows), "not_measured": sum(1 for r in skip_rows if r["stage"] != "source"),
-            "source_skipped": len(skipped)}
+            "source_skipped": len(skipped), "cache_hits": cache_hits}
 
 
 def execute_run(cfg: Any, run_dir: Path) -> int:
@@ -317,6 +319,7 @@ def _execute(cfg: Any, run_dir: Path, container: dict[Any, Any], cfg_hash: str, 
     t_measure = time.perf_counter() - t0
     t0 = time.perf_counter()
     counts = assemble(run_dir, clips, parts, skipped)
+    cache_hits = counts.pop("cache_hits")
     run_meta = {
         "driftbench": __version__,
         "command": "run",
@@ -327,6 +330,7 @@ def _execute(cfg: Any, run_dir: Path, container: dict[Any, Any], cfg_hash: str, 
         "git_commit": git_commit(),
         "threshold": {"value": threshold, **prov},
         "counts": counts,
+        "cache_hits": cache_hits,
         "resumed_clips": resumed,
         "mitigation": {"name": str(cfg.mitigation.name), "stage": stage},
         **_backend_env(settings, env),
@@ -342,7 +346,6 @@ def _execute(cfg: Any, run_dir: Path, container: dict[Any, Any], cfg_hash: str, 
         run_meta["timing_report_s"] = time.perf_counter() - t0
     run_meta["timing_s"] = {"source": t_source, "measure": t_measure, "tables": t_tables,
                             "total": time.perf_counter() - t_start}
-    run_meta["cache_hits"] = sum(1 for c in clips if _part_cache_hit(parts, c))
     write_json(run_dir / "run.json", run_meta)
     write_json(run_dir / "status.json", {"exit_code": _exit_code(counts)})
     return _exit_code(counts)
@@ -362,14 +365,6 @@ def mitigation_stage(mitigation: Any, source: Any) -> str:
         raise UsageError(f"mitigation {name!r} has no generation-time form for model {getattr(source, 'name', '?')!r} "
                          f"-- fix: use mitigation.stage=post (or auto)")
     return stage
-
-
-def _part_cache_hit(parts: PartStore, clip: Clip) -> bool:
-    p = parts._base(clip).with_suffix(".json")
-    try:
-        return bool(json.loads(p.read_text(encoding="utf-8")).get("cache_hit"))
-    except (OSError, json.JSONDecodeError):
-        return False
 
 
 def _exit_code(counts: dict[str, Any]) -> int:

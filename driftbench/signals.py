@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,29 +44,11 @@ class Sampling:
         return f"fps={self.fps:g};start={self.start:g};end={self.end if self.end is None else f'{self.end:g}'}"
 
 
-@dataclass
-class SignalModels:
-    """Which optional signal networks are loaded (their weights hashes go into cache keys)."""
-
-    expression: bool = True  # MediaPipe FaceLandmarker: blendshapes, head pose, 478 landmarks
-    age: bool = True
-    max_faces: int = 3
-    unavailable: dict[str, str] = field(default_factory=dict)  # signal -> one-line fix
-
-
 def _encode_thumb(chip: np.ndarray) -> bytes:
     import cv2
 
     ok, buf = cv2.imencode(".jpg", chip, [cv2.IMWRITE_JPEG_QUALITY, THUMB_QUALITY])
     return bytes(buf) if ok else b""
-
-
-def decode_thumb(data: bytes) -> np.ndarray | None:
-    import cv2
-
-    if not data:
-        return None
-    return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
 
 
 class FaceAnalyzer:
@@ -237,7 +219,7 @@ class FaceAnalyzer:
                     chips.append(chip)
                     chip_rows.append(len(rows))
                 if self._has_landmarks:
-                    x0, y0, side = crop_box(face.box, fr.image.shape)
+                    x0, y0, side = crop_box(face.box)
                     crop = square_crop(fr.image, x0, y0, side, CROP_SIZE)
                     assert self._pool is not None
                     futures.append((len(rows), self._pool.submit(self._landmark_job, len(rows), crop, x0, y0, side,

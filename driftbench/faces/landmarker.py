@@ -55,7 +55,7 @@ def euler_from_transform(matrix: np.ndarray) -> tuple[float, float, float]:
     return float(yaw), float(pitch), float(roll)
 
 
-def crop_box(box: np.ndarray, image_shape: tuple[int, ...], scale: float = CROP_SCALE) -> tuple[float, float, float]:
+def crop_box(box: np.ndarray, scale: float = CROP_SCALE) -> tuple[float, float, float]:
     """Square crop (x0, y0, side) centred on a face box; may extend past the image (padded)."""
     x, y, w, h = (float(v) for v in box[:4])
     side = max(w, h) * scale
@@ -121,7 +121,7 @@ class Landmarker:
 
     def analyze(self, image_bgr: np.ndarray, box: np.ndarray) -> LandmarkResult:
         """Landmarks, expression and pose of the face in ``box`` (x, y, w, h) of a full frame."""
-        x0, y0, side = crop_box(box, image_bgr.shape)
+        x0, y0, side = crop_box(box)
         return self.analyze_crop(square_crop(image_bgr, x0, y0, side, CROP_SIZE), x0, y0, side)
 
     def analyze_crop(self, crop_bgr: np.ndarray, x0: float, y0: float, side: float) -> LandmarkResult:
