@@ -119,3 +119,61 @@ def test_similarity_alignment_is_the_least_squares_umeyama_solution():
     assert np.allclose(got, [[0.5, 0, -3.5], [0, 0.5, -3.5]], atol=1e-6)
     many = rng.uniform(0, 100, (478, 3))[:, :2]
     assert similarity_matrix(many, many * 1.5).shape == (2, 3)
+
+
+def test_head_pose_angles_match_scipy_rotation():
+    """Euler angles read with OpenCV's RQ decomposition equal scipy's extrinsic x-y-z reading, for
+    scaled rotations over the whole range a head can take (and beyond)."""
+    from scipy.spatial.transform import Rotation
+
+    from driftbench.faces.landmarker import euler_from_transform
+
+    rng = np.random.default_rng(1)
+    for _ in range(500):
+        angles = rng.uniform([-170, -85, -170], [170, 85, 170])
+        m = np.eye(4)
+        m[:3, :3] = Rotation.from_euler("xyz", angles, degrees=True).as_matrix() * rng.uniform(0.5, 40)
+        yaw, pitch, roll = euler_from_transform(m)
+        assert np.allclose([pitch, yaw, roll], angles, atol=1e-6)
+
+
+_MEDIAPIPE_PROBE = """
+import importlib, json, sys
+if sys.argv[1] == "plain":
+    import mediapipe
+from driftbench.faces.landmarker import Landmarker
+from driftbench.models import store
+Landmarker(store.resolve("face_landmarker").path).close()
+lean = sorted(m for m in ("matplotlib", "sounddevice") if m in sys.modules)
+import mediapipe as mp
+from mediapipe.tasks.python import vision
+from mediapipe.tasks.python.vision import FaceLandmarksConnections
+fl = importlib.import_module("mediapipe.tasks.python.vision.face_landmarker")
+names = {n: sorted(k for k in vars(sys.modules[n]) if not k.startswith("__"))
+         for n in ("mediapipe", "mediapipe.tasks", "mediapipe.tasks.python", "mediapipe.tasks.python.vision")}
+print(json.dumps({"lean_imported": lean, "names": names, "same_class": vision.FaceLandmarker is fl.FaceLandmarker,
+                  "tasks": mp.tasks.__name__, "version": mp.__version__}))
+"""
+
+
+@needs_shared
+def test_landmarker_skips_mediapipes_eager_imports_and_leaves_the_package_whole():
+    """The landmarker imports MediaPipe's FaceLandmarker without the package __init__s that pull in
+    matplotlib and sounddevice; a later `import mediapipe` in the same process gets exactly the package
+    a plain import makes."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, SHARED_MODELS
+
+    def probe(mode: str) -> dict:
+        env = {**__import__("os").environ, "DRIFTBENCH_MODELS": str(SHARED_MODELS)}
+        out = subprocess.run([sys.executable, "-c", _MEDIAPIPE_PROBE, mode], cwd=ROOT, env=env, check=True,
+                             capture_output=True, text=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    lean, plain = probe("lean"), probe("plain")
+    assert lean["lean_imported"] == [] and "matplotlib" in plain["lean_imported"]
+    assert lean["names"] == plain["names"] and "FaceLandmarker" in lean["names"]["mediapipe.tasks.python.vision"]
+    assert lean["same_class"] and lean["tasks"] == plain["tasks"] and lean["version"] == plain["version"]

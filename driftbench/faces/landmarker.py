@@ -44,14 +44,17 @@ class LandmarkResult:
 
 
 def euler_from_transform(matrix: np.ndarray) -> tuple[float, float, float]:
-    """(yaw, pitch, roll) in degrees from MediaPipe's 4x4 facial transformation matrix."""
-    from scipy.spatial.transform import Rotation
+    """(yaw, pitch, roll) in degrees from MediaPipe's 4x4 facial transformation matrix.
+
+    Extrinsic x-y-z Euler angles, the same as scipy's ``Rotation.as_euler("xyz")`` (tests check it),
+    read with OpenCV's RQ decomposition: importing scipy.spatial costs ~0.35 s of the run."""
+    import cv2
 
     rot = np.asarray(matrix, dtype=np.float64)[:3, :3]
     # remove scale (the canonical model is scaled into the camera frame)
     u, _, vt = np.linalg.svd(rot)
     rot = u @ vt
-    pitch, yaw, roll = Rotation.from_matrix(rot).as_euler("xyz", degrees=True)
+    pitch, yaw, roll = cv2.RQDecomp3x3(rot)[0]
     return float(yaw), float(pitch), float(roll)
 
 
@@ -91,6 +94,70 @@ def quiet_native_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+# the packages whose __init__ imports every MediaPipe task (audio with sounddevice/PortAudio, drawing
+# utilities with matplotlib.pyplot): ~0.6 s of a 4 s run, for modules driftbench never uses
+_MEDIAPIPE_PACKAGES = ("mediapipe", "mediapipe.tasks", "mediapipe.tasks.python", "mediapipe.tasks.python.vision")
+
+
+def _defer_packages(root: str) -> None:
+    """Put ``_MEDIAPIPE_PACKAGES`` in ``sys.modules`` as bare package modules: importing their
+    submodules works, and their ``__init__`` code runs on the first access to a name they do not hold
+    yet (PEP 562 ``__getattr__``). Then all of them run, deepest first, which is the order a plain
+    ``import mediapipe`` runs them in (mediapipe's own ``__init__`` rebinds ``mediapipe.tasks`` last), so
+    the process ends up with exactly the package a plain import makes."""
+    import importlib.util
+    import sys
+
+    deferred = []
+    for name in _MEDIAPIPE_PACKAGES:
+        if name in sys.modules:
+            continue
+        directory = os.path.join(root, *name.split(".")[1:])
+        spec = importlib.util.spec_from_file_location(name, os.path.join(directory, "__init__.py"),
+                                                      submodule_search_locations=[directory])
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        parent, _, child = name.rpartition(".")
+        if parent in sys.modules:  # bound on its parent, as the import system does
+            setattr(sys.modules[parent], child, module)
+        sys.modules[name] = module
+        deferred.append((module, spec.loader))
+
+    def complete() -> None:
+        hooked = [(m, loader) for m, loader in deferred if m.__dict__.pop("__getattr__", None) is not None]
+        for module, loader in reversed(hooked):
+            loader.exec_module(module)
+
+    for module, _ in deferred:
+        def __getattr__(attr: str, _module=module):  # the PEP 562 hook
+            complete()
+            try:
+                return _module.__dict__[attr]
+            except KeyError:
+                raise AttributeError(f"module {_module.__name__!r} has no attribute {attr!r}") from None
+
+        module.__getattr__ = __getattr__  # type: ignore[method-assign]
+
+
+def mediapipe_face_landmarker():  # -> tuple[ModuleType, ModuleType, ModuleType, ModuleType]
+    """MediaPipe's FaceLandmarker, Image, BaseOptions and running-mode modules, imported without
+    running the ``__init__`` of ``mediapipe`` and its task packages (see ``_MEDIAPIPE_PACKAGES``).
+    ``import mediapipe`` later in the process still gives the complete package (tests check it)."""
+    import importlib
+    import importlib.util
+    import sys
+
+    if "mediapipe" not in sys.modules:
+        spec = importlib.util.find_spec("mediapipe")
+        if spec is None or not spec.submodule_search_locations:
+            raise ModuleNotFoundError("No module named 'mediapipe'", name="mediapipe")
+        _defer_packages(next(iter(spec.submodule_search_locations)))
+    vision = "mediapipe.tasks.python.vision"
+    return (importlib.import_module(f"{vision}.face_landmarker"), importlib.import_module(f"{vision}.core.image"),
+            importlib.import_module("mediapipe.tasks.python.core.base_options"),
+            importlib.import_module(f"{vision}.core.vision_task_running_mode"))
+
+
 class Landmarker:
     """One MediaPipe FaceLandmarker graph (IMAGE mode), reused for every face of a process."""
 
@@ -99,25 +166,21 @@ class Landmarker:
             self._create(model_path)
 
     def _create(self, model_path: str | Path) -> None:
-        import mediapipe as mp
-        from mediapipe.tasks.python import vision
-        from mediapipe.tasks.python.core.base_options import BaseOptions
-
-        self._mp = mp
-        opts = vision.FaceLandmarkerOptions(
-            base_options=BaseOptions(model_asset_path=str(model_path)),
-            running_mode=vision.RunningMode.IMAGE,
+        face_landmarker, image, base_options, running_mode = mediapipe_face_landmarker()
+        self._image, self._srgb = image.Image, image.ImageFormat.SRGB
+        opts = face_landmarker.FaceLandmarkerOptions(
+            base_options=base_options.BaseOptions(model_asset_path=str(model_path)),
+            running_mode=running_mode.VisionTaskRunningMode.IMAGE,
             num_faces=1,
             min_face_detection_confidence=0.3,
             min_face_presence_confidence=0.3,
             output_face_blendshapes=True,
             output_facial_transformation_matrixes=True,
         )
-        self._lm = vision.FaceLandmarker.create_from_options(opts)
+        self._lm = face_landmarker.FaceLandmarker.create_from_options(opts)
         self.blendshape_names: list[str] = []
         # the first inference prints its own warnings: run it now, silenced
-        self._lm.detect(mp.Image(image_format=mp.ImageFormat.SRGB,
-                                 data=np.zeros((CROP_SIZE, CROP_SIZE, 3), dtype=np.uint8)))
+        self._lm.detect(self._image(image_format=self._srgb, data=np.zeros((CROP_SIZE, CROP_SIZE, 3), np.uint8)))
 
     def analyze(self, image_bgr: np.ndarray, box: np.ndarray) -> LandmarkResult:
         """Landmarks, expression and pose of the face in ``box`` (x, y, w, h) of a full frame."""
@@ -129,7 +192,7 @@ class Landmarker:
         import cv2
 
         rgb = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2RGB)
-        res = self._lm.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb))
+        res = self._lm.detect(self._image(image_format=self._srgb, data=rgb))
         if not res.face_landmarks:
             return LandmarkResult.missing()
         cats = res.face_blendshapes[0] if res.face_blendshapes else []
