@@ -63,7 +63,7 @@ def versions() -> dict[str, str]:
 
     out = {"python": platform.python_version(), "platform": platform.platform()}
     for pkg in ("driftbench", "numpy", "pandas", "pyarrow", "opencv-contrib-python", "onnxruntime", "onnx",
-                "mediapipe", "av", "torch", "scipy", "scikit-learn", "lifelines", "hydra-core", "matplotlib"):
+                "mediapipe", "av", "torch", "scipy", "scikit-learn", "hydra-core", "matplotlib"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:

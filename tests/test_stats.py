@@ -114,6 +114,42 @@ def test_kaplan_meier_is_undefined_after_the_last_censored_clip_and_median_may_n
     assert np.isinf(km2.median)
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_kaplan_meier_and_logrank_equal_lifelines(seed: int) -> None:
+    """scipy.stats computes the curve, its exponential-Greenwood band and the log-rank test; lifelines
+    (the reference implementation, a dev dependency) must give the same numbers, ties and all."""
+    from lifelines import KaplanMeierFitter
+    from lifelines.statistics import logrank_test
+    from lifelines.utils import median_survival_times
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 40))
+    d = np.round(rng.uniform(0.5, 60.0, n), 1)
+    e = rng.random(n) < rng.uniform(0.0, 1.0)
+    if seed % 3 == 0:
+        d[: n // 2] = 60.0  # ties at the clip length, as real runs have
+    km = stats.kaplan_meier(d, e.astype(int))
+    ref = KaplanMeierFitter(alpha=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref.fit(d, event_observed=e)
+        med_ci = np.asarray(median_survival_times(ref.confidence_interval_)).ravel()
+    ci = ref.confidence_interval_survival_function_
+    np.testing.assert_allclose(km.timeline, ref.survival_function_.index.to_numpy(float))
+    np.testing.assert_allclose(km.survival, ref.survival_function_.iloc[:, 0].to_numpy(), atol=1e-12)
+    np.testing.assert_allclose(km.lo, ci.iloc[:, 0].to_numpy(), atol=1e-9)
+    np.testing.assert_allclose(km.hi, ci.iloc[:, 1].to_numpy(), atol=1e-9)
+    np.testing.assert_allclose(km.at_risk, ref.event_table["at_risk"].reindex(ref.survival_function_.index))
+    assert km.median == ref.median_survival_time_
+    assert (km.median_lo, km.median_hi) == (med_ci[0], med_ci[1])
+    m = n // 2
+    if m and e.any():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p = logrank_test(d[:m], d[m:], event_observed_A=e[:m], event_observed_B=e[m:]).p_value
+        assert stats.logrank_p(d[:m], e[:m], d[m:], e[m:]) == pytest.approx(p, abs=1e-9)
+
+
 def test_still_same_person_per_clip() -> None:
     clips = pd.DataFrame({"lost": [1, 1, 0, 0], "survival_time_s": [10.0, 45.0, 20.0, 61.0],
                           "duration_s": [50.0, 50.0, 20.0, 61.0]})

@@ -24,13 +24,13 @@ _CARDS: list[dict[str, str]] = [
      "direction": "closer to 0 (negative = drift)", "ci": BOOT},
     {"metric": "time_to_loss_s", "what": "onset of the first run of >= 2 s in which the smoothed decoupled similarity "
      "stays below the backend's calibrated threshold (FAR 0.1%); empty = never lost (right-censored)",
-     "units": "seconds", "direction": "later (or never) is better", "ci": "Kaplan-Meier (lifelines)"},
+     "units": "seconds", "direction": "later (or never) is better", "ci": "Kaplan-Meier (scipy.stats.ecdf)"},
     {"metric": "survival_at_{T}s", "what": "Kaplan-Meier share of clips still the same person at T s; clips that "
      "end without a loss are censored at their duration; empty when no clip was observed to T",
-     "units": "share 0-1", "direction": "higher is better", "ci": "exponential Greenwood (lifelines), 95%"},
+     "units": "share 0-1", "direction": "higher is better", "ci": "exponential Greenwood (log-log), 95%"},
     {"metric": "median_survival_s", "what": "time at which the Kaplan-Meier curve falls to 0.5; 'not reached' when "
      "most clips keep their identity", "units": "seconds", "direction": "higher is better",
-     "ci": "lifelines median CI, 95%"},
+     "ci": "where the band bounds cross 0.5, 95%"},
     {"metric": "face_rate", "what": "share of samples in which the character's face was found; stands beside every "
      "identity figure", "units": "share 0-1", "direction": "higher is better", "ci": BOOT},
     {"metric": "drift_reduction_{T}s", "what": "baseline drift minus mitigation drift at T s on the same (character, "
