@@ -34,6 +34,7 @@ from driftbench.errors import UsageError
 from driftbench.faces.base import preflight
 from driftbench.io import write_csv, write_json, write_parquet
 from driftbench.measure import ClipResult, settings_from_config
+from driftbench.preload import REPORT_MODULES, Preload
 from driftbench.sources.base import Clip, Skipped, SourceContext
 
 log = logging.getLogger("driftbench")
@@ -310,12 +311,16 @@ def _execute(cfg: Any, run_dir: Path, container: dict[Any, Any], cfg_hash: str, 
             bar.update(1)
 
     t0 = time.perf_counter()
+    # the report's imports overlap with measuring, which imports none of them (tests/test_cli.py checks)
+    preload = Preload(REPORT_MODULES) if cfg.report.html and todo else None
     try:
         execute(str(cfg.executor.name), todo, settings, workers=int(cfg.executor.workers),
                 address=cfg.executor.address, on_result=on_result)
     finally:
         if bar is not None:
             bar.close()
+        if preload is not None:
+            preload.wait()
     t_measure = time.perf_counter() - t0
     t0 = time.perf_counter()
     counts = assemble(run_dir, clips, parts, skipped)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SHARED_MODELS, VIDEO, needs_shared
 from tests.helpers import run_cli
 
 
@@ -58,3 +58,54 @@ def test_conf_is_found_from_the_package():
 
     assert (conf_dir() / "config.yaml").is_file()
     assert Path(conf_dir()).name == "conf"
+
+
+_IMPORT_PROBE = """
+import json, sys, threading, time
+events = []
+
+def hook(event, args):
+    if event == "import" and str(args[0]).split(".")[0] in ("scipy", "matplotlib", "jinja2"):
+        events.append((threading.current_thread().name, str(args[0]), time.perf_counter()))
+
+sys.addaudithook(hook)
+import driftbench.preload as preload
+
+waited = []
+wait = preload.Preload.wait
+
+def timed_wait(self):
+    wait(self)
+    waited.append(time.perf_counter())
+
+preload.Preload.wait = timed_wait
+from driftbench.cli import main
+
+code = main(sys.argv[1:])
+print(json.dumps({"code": code, "events": events, "waited": waited}))
+"""
+
+
+@needs_shared
+def test_report_modules_are_imported_only_by_the_preload_thread_while_clips_are_measured(tmp_path):
+    """The report's modules are imported on a background thread while a real clip is measured; no
+    other thread may import them until that thread is joined (two threads importing scipy at once
+    can see a half-initialised module)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    (clips / "clip.mp4").symlink_to(VIDEO / "real" / "edtalk_pose_source2.mp4")
+    env = {**os.environ, "DRIFTBENCH_MODELS": str(SHARED_MODELS)}
+    p = subprocess.run([sys.executable, "-c", _IMPORT_PROBE, "run", "model=folder", f"model.path={clips}",
+                        "reference=first_frame", "sampling.end=6", f"output.dir={tmp_path / 'run'}",
+                        "cache.enabled=false"], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert p.returncode == 0, p.stderr[-2000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["code"] == 0 and len(out["waited"]) == 1
+    before = [(thread, module) for thread, module, t in out["events"] if t < out["waited"][0]]
+    assert before and {thread for thread, _ in before} == {"driftbench-preload"}, before[:5]
+    assert (tmp_path / "run" / "report.html").is_file()

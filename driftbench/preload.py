@@ -1,0 +1,39 @@
+"""Import modules in a background thread while the main thread does other work.
+
+Rendering a run's report imports scipy.stats, matplotlib and Jinja2 (~1 s). That time can overlap
+with work that releases the GIL: the networks measuring clips (imports themselves hold the GIL most
+of the time, so overlapping one import with another, e.g. with Hydra composing the config, gains
+nothing: measured). Python's per-module import locks make a module imported by two
+threads at once safe for ordinary packages, but not for every package (scipy's lazily loaded
+submodules can be seen half-initialised), so the rule here is stricter: whoever starts a preload
+waits for it (:meth:`Preload.wait`) before its own thread may import any of those modules.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Iterable
+
+#: what rendering the report imports (~1 s)
+REPORT_MODULES = ("scipy.stats", "matplotlib.figure", "matplotlib.backends.backend_agg", "jinja2")
+
+
+class Preload:
+    """Imports ``modules`` in order on a daemon thread; a module that fails to import is skipped
+    (the error surfaces where the module is really used)."""
+
+    def __init__(self, modules: Iterable[str]) -> None:
+        self.modules = tuple(modules)
+        self._thread = threading.Thread(target=self._load, name="driftbench-preload", daemon=True)
+        self._thread.start()
+
+    def _load(self) -> None:
+        for name in self.modules:
+            try:
+                importlib.import_module(name)
+            except Exception:
+                continue
+
+    def wait(self) -> None:
+        self._thread.join()
