@@ -15,25 +15,30 @@ import numpy as np
 import pandas as pd
 
 
-def _plt():  # matplotlib.pyplot with the Agg backend, imported only when a figure is drawn
+def _axes(figsize: tuple[float, float]) -> tuple[Any, Any]:
+    """A figure and its axes, off-screen (matplotlib's object API: no pyplot state, no GUI backend).
+    Constrained layout fits labels and legends while drawing once (``bbox_inches="tight"`` draws twice)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    fig.subplots_adjust(left=0.075, right=0.985, bottom=0.13, top=0.9)
+    return fig, fig.subplots()
+
+
+def _tab10(i: int) -> Any:
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return matplotlib.colormaps["tab10"](i % 10)
 
 
 def _fig_to_uri(fig: Any) -> str:
-    plt = _plt()
     import warnings
 
     buf = io.BytesIO()
     with warnings.catch_warnings():
         # user strings in any script: a glyph the bundled font lacks is drawn as a box, not an error
         warnings.filterwarnings("ignore", message="Glyph .* missing from font")
-        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
+        fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -56,12 +61,10 @@ def curves_figure(bands: Mapping[str, pd.DataFrame], curves: pd.DataFrame, membe
                   column: str, threshold: float | None, title: str) -> str:
     """Identity over time per group: the mean over the group's clips per 1 s bin with its bootstrap
     95% band (shaded), individual clips as thin lines."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(8.8, 3.8))
-    cmap = plt.get_cmap("tab10")
+    fig, ax = _axes((8.8, 3.8))
     lo_y = 1.0
     for gi, (name, band) in enumerate(sorted(bands.items())):
-        color = cmap(gi % 10)
+        color = _tab10(gi)
         for cid in members.get(name, []):
             c = curves[curves["clip_id"] == cid]
             if len(c):
@@ -87,13 +90,11 @@ def curves_figure(bands: Mapping[str, pd.DataFrame], curves: pd.DataFrame, membe
 
 def survival_figure(curves: Mapping[str, pd.DataFrame], title: str) -> str:
     """Kaplan-Meier identity-survival curves (steps) with their 95% bands; censoring marks as ticks."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(8.8, 3.4))
-    cmap = plt.get_cmap("tab10")
+    fig, ax = _axes((8.8, 3.4))
     for gi, (name, km) in enumerate(sorted(curves.items())):
         if km.empty:
             continue
-        color = cmap(gi % 10)
+        color = _tab10(gi)
         ax.step(km["t"], km["survival"], where="post", color=color, lw=1.8, label=_short(name))
         ax.fill_between(km["t"], km["lo"], km["hi"], step="post", color=color, alpha=0.15, lw=0)
         if "censored_t" in km.attrs:
@@ -112,8 +113,7 @@ def survival_figure(curves: Mapping[str, pd.DataFrame], title: str) -> str:
 def scatter_figure(rows: pd.DataFrame, gain_col: str, floor: float, title: str) -> str:
     """Identity gain (x) vs expressivity retained (y) per mitigation row, with CI whiskers; the floor as a
     dashed line and flagged rows drawn hollow."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.8, 4.2))
+    fig, ax = _axes((6.8, 4.2))
     r = rows[~rows["baseline"]]
     for _, row in r.iterrows():
         x, y = row.get(f"{gain_col}_mean"), row.get("expressivity_retained_mean")
