@@ -1,7 +1,5 @@
 """``python -m driftbench`` is the ``driftbench`` command."""
 
-import sys
+from driftbench.cli import console_main
 
-from driftbench.cli import main
-
-sys.exit(main())
+console_main()

@@ -219,9 +219,7 @@ def cmd_run(argv: Sequence[str]) -> int:
 
     from omegaconf import OmegaConf
 
-    from driftbench.config import conf_dir
     from driftbench.errors import UsageError
-    from driftbench.runner import default_run_name
 
     args = list(argv)
     if any(a in ("-h", "--help") for a in args):
@@ -246,6 +244,8 @@ def cmd_run(argv: Sequence[str]) -> int:
     except UsageError as exc:
         print(f"driftbench run: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from driftbench.runner import default_run_name
+
     first = OmegaConf.to_container(cfgs[0], resolve=True)
     assert isinstance(first, dict)
     root = Path(str(first["output"]["root"]))
@@ -280,6 +280,8 @@ def cmd_run(argv: Sequence[str]) -> int:
     saved = sys.argv
     sys.argv = [saved[0], *(["-m"] if multirun else []), *args, *hydra_args]
     try:
+        from driftbench.config import conf_dir
+
         hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(_task)()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else EXIT_FAIL
@@ -481,5 +483,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+def console_main() -> None:
+    """The ``driftbench`` executable (and ``python -m driftbench``): :func:`main`, then a quick exit.
+
+    When a command returns, every file it wrote is closed; what remains is the interpreter tearing
+    down ~1,300 modules one by one (0.2-0.3 s of a 4 s run). With no other thread alive, the exit
+    handlers run and the streams are flushed, then the process ends without that teardown. In any
+    other case (a thread still running), the normal exit."""
+    code = main()
+    import threading
+
+    if threading.active_count() == 1:
+        import atexit
+        import logging
+        import os
+
+        atexit._run_exitfuncs()
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a closed pipe (`driftbench ... | head`) or stream
+                pass
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()
