@@ -67,38 +67,61 @@ class YuNetDetector:
 
 
 class SFaceEmbedder:
-    """SFace 128-D embedder on a repaired, fp32-folded graph; batched."""
+    """SFace 128-D embedder on a repaired, fp32-folded graph; batched.
+
+    The graph is repaired and loaded on a background thread (~0.2 s, mostly native code that releases
+    the GIL), so it overlaps with decoding and detecting the first frames; the first :meth:`embed`
+    waits for it and raises any loading error there."""
 
     def __init__(self, model_path: str | Path, engine: str = "auto", device: str = "cpu",
                  batch_size: int = 16) -> None:
-        from driftbench.faces.onnx_fix import load_fixed
-
         self.batch_size = batch_size
-        model_bytes = load_fixed(model_path, fold=True)
         if engine == "auto":
             engine = "onnxruntime" if device == "cuda" and not engines.opencv_cuda_available() else "opencv"
+        if engine not in ("opencv", "onnxruntime"):
+            raise ValueError(f"unknown SFace engine {engine!r} (opencv, onnxruntime, auto)")
         self.engine = engine
         self._net: Any = None
         self._sess: Any = None
-        if engine == "opencv":
-            import cv2
-
-            self._net = cv2.dnn.readNetFromONNX(np.frombuffer(model_bytes, dtype=np.uint8))
-            if device == "cuda" and engines.opencv_cuda_available():
-                self._net.setPreferableBackend(cv2.dnn.DNN_BACKEND_CUDA)
-                self._net.setPreferableTarget(cv2.dnn.DNN_TARGET_CUDA)
-        elif engine == "onnxruntime":
-            self._sess = engines.ort_session(model_bytes, device=device)
-            self._input = self._sess.get_inputs()[0].name
-        else:
-            raise ValueError(f"unknown SFace engine {engine!r} (opencv, onnxruntime, auto)")
         self._lock = threading.Lock()
+        self._load_error: BaseException | None = None
+        self._loading: threading.Thread | None = threading.Thread(
+            target=self._load, args=(Path(model_path), device), name="driftbench-sface-load", daemon=True)
+        self._loading.start()
+
+    def _load(self, model_path: Path, device: str) -> None:
+        try:
+            from driftbench.faces.onnx_fix import load_fixed
+
+            model_bytes = load_fixed(model_path, fold=True)
+            if self.engine == "opencv":
+                import cv2
+
+                net = cv2.dnn.readNetFromONNX(np.frombuffer(model_bytes, dtype=np.uint8))
+                if device == "cuda" and engines.opencv_cuda_available():
+                    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_CUDA)
+                    net.setPreferableTarget(cv2.dnn.DNN_TARGET_CUDA)
+                self._net = net
+            else:
+                self._sess = engines.ort_session(model_bytes, device=device)
+                self._input = self._sess.get_inputs()[0].name
+        except BaseException as exc:  # raised by the first embed(), in the caller's thread
+            self._load_error = exc
+
+    def wait_loaded(self) -> None:
+        """Block until the graph is loaded; raise the loading error, if any."""
+        if self._loading is not None:
+            self._loading.join()
+            self._loading = None
+        if self._load_error is not None:
+            raise self._load_error
 
     def embed(self, chips: list[np.ndarray]) -> np.ndarray:
         import cv2
 
         if not chips:
             return np.zeros((0, 128), dtype=np.float32)
+        self.wait_loaded()
         out = []
         for i in range(0, len(chips), self.batch_size):
             batch = chips[i : i + self.batch_size]
