@@ -109,3 +109,19 @@ def test_report_modules_are_imported_only_by_the_preload_thread_while_clips_are_
     before = [(thread, module) for thread, module, t in out["events"] if t < out["waited"][0]]
     assert before and {thread for thread, _ in before} == {"driftbench-preload"}, before[:5]
     assert (tmp_path / "run" / "report.html").is_file()
+
+
+def test_executable_exit_codes_and_output_survive_the_quick_exit():
+    """`python -m driftbench` ends with os._exit after flushing: exit codes and piped output intact."""
+    import subprocess
+    import sys
+
+    ok = subprocess.run([sys.executable, "-m", "driftbench", "--version"], cwd=ROOT, capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.startswith("driftbench ")
+    bad = subprocess.run([sys.executable, "-m", "driftbench", "nosuchcommand"], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "unknown subcommand" in bad.stderr
+    helped = subprocess.run([sys.executable, "-m", "driftbench", "run", "--help"], cwd=ROOT, capture_output=True,
+                            text=True)
+    # the whole text arrives, down to its last line
+    assert helped.returncode == 0 and helped.stdout.rstrip().splitlines()[-1].startswith("Exit codes: 0 all measured")
