@@ -230,6 +230,9 @@ class FaceAnalyzer:
             if progress is not None:
                 progress(n + 1)
         flush_embeddings()
+        wait_loaded = getattr(self.backend, "wait_loaded", None)
+        if wait_loaded is not None:  # a model that failed to load says so even when no face was seen
+            wait_loaded()
         if self._loaded is not None:
             self._loaded.result()  # surfaces a model-loading error here, once
         if self._pool is not None and futures:

@@ -177,3 +177,20 @@ def test_landmarker_skips_mediapipes_eager_imports_and_leaves_the_package_whole(
     assert lean["lean_imported"] == [] and "matplotlib" in plain["lean_imported"]
     assert lean["names"] == plain["names"] and "FaceLandmarker" in lean["names"]["mediapipe.tasks.python.vision"]
     assert lean["same_class"] and lean["tasks"] == plain["tasks"] and lean["version"] == plain["version"]
+
+
+@needs_shared
+def test_a_graph_that_fails_to_load_in_the_background_is_reported_even_without_faces(tmp_path):
+    """SFace loads on a background thread; its error must reach the caller at the first embedding, and
+    at the end of a clip in which no face was ever seen."""
+    from driftbench.faces.sface import SFaceEmbedder
+    from driftbench.signals import FaceAnalyzer
+
+    broken = tmp_path / "sface_broken.onnx"
+    broken.write_bytes(b"not an onnx graph" * 100)
+    with pytest.raises(Exception, match=r"onnx\.ModelProto"):
+        SFaceEmbedder(broken).embed([np.zeros((112, 112, 3), np.uint8)])
+    with FaceAnalyzer.create("sface", expression=False, age=False, device="cpu") as analyzer:
+        analyzer.backend.embedder = SFaceEmbedder(broken)
+        with pytest.raises(Exception, match=r"onnx\.ModelProto"):
+            analyzer.analyze_image(np.zeros((240, 320, 3), np.uint8))

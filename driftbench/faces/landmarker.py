@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,7 @@ def quiet_native_stderr() -> Iterator[None]:
 
 # the packages whose __init__ imports every MediaPipe task (audio with sounddevice/PortAudio, drawing
 # utilities with matplotlib.pyplot): ~0.6 s of a 4 s run, for modules driftbench never uses
+_DEFER_LOCK = threading.Lock()
 _MEDIAPIPE_PACKAGES = ("mediapipe", "mediapipe.tasks", "mediapipe.tasks.python", "mediapipe.tasks.python.vision")
 
 
@@ -147,11 +149,12 @@ def mediapipe_face_landmarker():  # -> tuple[ModuleType, ModuleType, ModuleType,
     import importlib.util
     import sys
 
-    if "mediapipe" not in sys.modules:
-        spec = importlib.util.find_spec("mediapipe")
-        if spec is None or not spec.submodule_search_locations:
-            raise ModuleNotFoundError("No module named 'mediapipe'", name="mediapipe")
-        _defer_packages(next(iter(spec.submodule_search_locations)))
+    with _DEFER_LOCK:  # two analyzers built at once in one process
+        if "mediapipe" not in sys.modules:
+            spec = importlib.util.find_spec("mediapipe")
+            if spec is None or not spec.submodule_search_locations:
+                raise ModuleNotFoundError("No module named 'mediapipe'", name="mediapipe")
+            _defer_packages(next(iter(spec.submodule_search_locations)))
     vision = "mediapipe.tasks.python.vision"
     return (importlib.import_module(f"{vision}.face_landmarker"), importlib.import_module(f"{vision}.core.image"),
             importlib.import_module("mediapipe.tasks.python.core.base_options"),

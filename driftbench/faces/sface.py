@@ -177,6 +177,10 @@ class SFaceBackend:
             return "sface"  # the backend's own load reports the missing file with its fix
         return "sface:yunet-int8bq" if "int8bq" in det.path.name else "sface"
 
+    def wait_loaded(self) -> None:
+        """Block until the embedder's graph is loaded (it loads in the background); raise its error."""
+        self.embedder.wait_loaded()
+
     def detect(self, image: np.ndarray) -> list[Face]:
         return self.detector.detect(image)
 
