@@ -17,7 +17,7 @@ import pandas as pd
 
 def _axes(figsize: tuple[float, float]) -> tuple[Any, Any]:
     """A figure and its axes, off-screen (matplotlib's object API: no pyplot state, no GUI backend).
-    Constrained layout fits labels and legends while drawing once (``bbox_inches="tight"`` draws twice)."""
+    Fixed margins, so saving draws the figure once (``bbox_inches="tight"`` and layout engines draw twice)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=figsize)
