@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import DATA, ROOT
-from tests.realruns import copy_run
+from tests.realruns import ADV_MODEL, PAIRS_MODEL, copy_run
 
 HOSTILE = ['<script>alert(1)</script>', '"onerror=alert(2) x="', "<img src=x onerror=alert(3)>"]
 
@@ -119,7 +119,7 @@ def test_html_csv_and_json_hold_the_same_numbers(adv_report: Path) -> None:
     assert checked >= 10
     clips_csv = pd.read_csv(html_path.parent / "report_clips.csv")
     assert len(clips_csv) == len(report["clips"]) == 4
-    surv = report["survival"]["infinitetalk/none"]
+    surv = report["survival"][f"{ADV_MODEL}/none"]
     assert surv["n"] == 1 and surv["n_lost"] == 0 and surv["median_s"] is None  # not reached -> null in JSON
 
 
@@ -179,7 +179,7 @@ def test_merged_report_of_two_runs(anitalker: Path, adversarial: Path, tmp_path:
     assert "dub9-freeze" in html and "monalisa-mfcc" in html
     assert len(report["clips"]) == 9 and {c["run"] for c in report["clips"]} == {"anitalker", "adversarial"}
     groups = {(r["model"], r["mitigation"]) for r in report["leaderboard"]["rows"]}
-    assert ("anitalker", "mfcc") in groups and ("infinitetalk", "freeze") in groups
+    assert (PAIRS_MODEL, "mfcc") in groups and (ADV_MODEL, "freeze") in groups
     # without --out a merged report goes to its own folder, never into one run's directory
     res = subprocess.run([sys.executable, "-m", "driftbench", "report", str(anitalker), str(adversarial)], cwd=ROOT,
                          capture_output=True, text=True, check=False)
