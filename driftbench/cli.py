@@ -296,6 +296,22 @@ def parse_run_args(argv: Sequence[str]) -> RunArgs:
     return RunArgs(overrides, bool(ns.multirun), hydra_argv, ns.config_name or "config", search_dirs)
 
 
+def _help_dirs(args: Sequence[str]) -> list[str]:
+    """The config folders named by -cd/--config-dir and hydra.searchpath file:// entries, read without
+    Hydra's parser (for --help; a run parses them with Hydra's own)."""
+    import re
+
+    dirs = []
+    for i, a in enumerate(args):
+        if a in ("-cd", "--config-dir") and i + 1 < len(args):
+            dirs.append(args[i + 1])
+        elif a.startswith("--config-dir="):
+            dirs.append(a.split("=", 1)[1])
+        elif a.lstrip("+~").startswith("hydra.searchpath="):
+            dirs += re.findall(r"file://([^,'\"\]\s]+)", a)
+    return [str(Path(d).expanduser()) for d in dirs]
+
+
 def _searchpath_value(overrides: list[str]) -> tuple[int, list[str]] | None:
     """(index, entries) of a ``hydra.searchpath=[...]`` override, parsed by Hydra's override grammar."""
     for i, o in enumerate(overrides):
@@ -430,6 +446,9 @@ def cmd_run(argv: Sequence[str]) -> int:
         import os
 
         os.environ["DRIFTBENCH_CONFIRM_SPEND"] = "1"
+    if any(a in ("-h", "--help") for a in args):  # before Hydra is imported: --help stays quick
+        print(RUN_HELP.format(groups=_groups_text(_help_dirs(args))))
+        return EXIT_OK
     try:
         run_args = parse_run_args(args)
     except UsageError as exc:
@@ -437,9 +456,6 @@ def cmd_run(argv: Sequence[str]) -> int:
         return EXIT_USAGE
     except SystemExit as exc:  # Hydra's --version
         return exc.code if isinstance(exc.code, int) else EXIT_OK
-    if any(a in ("-h", "--help") for a in args):
-        print(RUN_HELP.format(groups=_groups_text(run_args.search_dirs)))
-        return EXIT_OK
     if run_args.hydra_argv:
         return _hydra_command(run_args)
     try:
