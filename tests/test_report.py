@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import ROOT
-from tests.realruns import ADV_MODEL, PAIRS_MODEL, copy_run
+from tests.realruns import ADV_MODEL, HAVE_SHARED, PAIRS_MODEL, copy_run
 
 HOSTILE = ['<script>alert(1)</script>', '"onerror=alert(2) x="', "<img src=x onerror=alert(3)>"]
 
@@ -94,7 +94,7 @@ def test_report_is_self_contained_with_every_section(adv_report: Path) -> None:
     assert "expressivity retained" in html and "reference-copy score" in html
 
 
-def test_html_csv_and_json_hold_the_same_numbers(adv_report: Path) -> None:
+def test_html_csv_and_json_hold_the_same_numbers(adv_report: Path, adversarial: Path) -> None:
     html_path = adv_report
     _, page = parse(html_path)
     board = pd.read_csv(html_path.parent / "leaderboard.csv")
@@ -120,7 +120,10 @@ def test_html_csv_and_json_hold_the_same_numbers(adv_report: Path) -> None:
     clips_csv = pd.read_csv(html_path.parent / "report_clips.csv")
     assert len(clips_csv) == len(report["clips"]) == 4
     surv = report["survival"][f"{ADV_MODEL}/none"]
-    assert surv["n"] == 1 and surv["n_lost"] == 0 and surv["median_s"] is None  # not reached -> null in JSON
+    lost = int(pd.read_csv(adversarial / "clips.csv").set_index("clip_id").loc["dub9-none", "lost"])
+    assert surv["n"] == 1 and surv["n_lost"] == lost and (surv["median_s"] is None) == (lost == 0)
+    if HAVE_SHARED:  # infinitetalk_dub_9 keeps its identity over these 20 s (the synthetic stand-in loses it)
+        assert surv["n_lost"] == 0 and surv["median_s"] is None  # not reached -> null in JSON
 
 
 def test_hostile_strings_are_escaped(anitalker: Path, tmp_path: Path) -> None:
