@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NoReturn
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -31,7 +34,8 @@ Run `driftbench SUBCOMMAND --help` for each one's options.
 """
 
 RUN_HELP = """\
-usage: driftbench run [-m] [--yes] [OVERRIDE ...]
+usage: driftbench run [-m] [--yes] [-cd DIR] [--cfg job|hydra|all [--resolve] [-p PKG]] [--info [WHAT]]
+                      [--hydra-help] [-sc install=bash|zsh|fish] [OVERRIDE ...]
 
 Measure identity over time for every clip of a model (clip source), write a run directory
 (clips.csv, curves.csv, frames.parquet, skipped.csv, run.json, report.html) and print its path
@@ -46,26 +50,39 @@ Overrides are Hydra overrides (key=value); an unknown key or a wrong type exits 
   sampling.fps=2.0                   frames measured per second of video
   metrics.horizons=[5,30,60,120]     seconds at which sim@T and drift@T are reported
   executor=local|ray executor.workers=N
-  output.dir=PATH                    run directory (default reports/runs/<model>-<mitigation>-<hash>)
+  output.dir=PATH                    run directory (default reports/runs/<model>-<mitigation>-<hash>);
+                                     hydra.run.dir=PATH is the same setting, hydra.sweep.dir=PATH a sweep's
   device=auto|cpu|cuda               GPU when present (auto), CPU otherwise
   -m / --multirun                    sweep comma-separated values, e.g. -m mitigation=none,reanchor
   --yes                              allow generator APIs to spend credits (after the cost estimate)
+
+Hydra's own options (handed to Hydra):
+  --cfg job|hydra|all, -c            print the composed config and exit (--resolve, --package/-p PKG)
+  --info [all|config|defaults|defaults-tree|plugins|searchpath]   Hydra's information and exit
+  --hydra-help                       Hydra's help
+  --shell-completion, -sc            install=bash|zsh|fish prints the completion script (see README)
+  --config-dir DIR, -cd DIR          add your own config groups/options (model/*.yaml, mitigation/*.yaml,
+                                     ...) beside the shipped ones; same as hydra.searchpath=[file://DIR]
+  --config-name NAME, -cn NAME       another primary config (found in a --config-dir)
 
 Config groups: {groups}
 Exit codes: 0 all measured, 1 some clips failed (the rest written), 2 bad usage/config, 130 interrupted.
 """
 
 
-def _groups_text() -> str:
+def _groups_text(extra_dirs: Sequence[str] = ()) -> str:
+    """``group={options}`` for the shipped config groups and those of ``extra_dirs`` (--config-dir)."""
     from driftbench.config import conf_dir
 
-    root = conf_dir()
-    parts = []
-    for d in sorted(p for p in root.iterdir() if p.is_dir()):
-        opts = sorted(f.stem for f in d.glob("*.yaml"))
-        if opts:
-            parts.append(f"{d.name}={{{','.join(opts)}}}")
-    return " ".join(parts)
+    groups: dict[str, set[str]] = {}
+    for root in (conf_dir(), *(Path(d) for d in extra_dirs)):
+        if not root.is_dir():
+            continue
+        for d in (p for p in root.iterdir() if p.is_dir()):
+            opts = {f.stem for f in d.glob("*.yaml")}
+            if opts:
+                groups.setdefault(d.name, set()).update(opts)
+    return " ".join(f"{g}={{{','.join(sorted(o))}}}" for g, o in sorted(groups.items()))
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -87,7 +104,7 @@ def _expand_sweeps(overrides: list[str]) -> list[list[str]]:
     return [list(combo) for batch in batches for combo in batch] or [[]]
 
 
-def compose(overrides: list[str], config_name: str = "config"):  # -> DictConfig
+def compose(overrides: list[str], config_name: str = "config", return_hydra_config: bool = False):  # -> DictConfig
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -97,7 +114,7 @@ def compose(overrides: list[str], config_name: str = "config"):  # -> DictConfig
     register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=overrides)
+        return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config)
 
 
 def _config_error(exc: BaseException) -> str:
@@ -108,7 +125,7 @@ def _config_error(exc: BaseException) -> str:
     return f"{first}{' (' + detail + ')' if detail and detail not in first else ''}"
 
 
-def validate_overrides(overrides: list[str], multirun: bool) -> list:
+def validate_overrides(overrides: list[str], multirun: bool, config_name: str = "config") -> list:
     """Compose every job's config; raise UsageError with a one-line message on the first bad one."""
     from omegaconf import OmegaConf
 
@@ -118,7 +135,7 @@ def validate_overrides(overrides: list[str], multirun: bool) -> list:
     cfgs = []
     for combo in combos:
         try:
-            cfg = compose(combo)
+            cfg = compose(combo, config_name)
             OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
         except Exception as exc:
             hint = "see `driftbench run --help` for the config groups and keys"
@@ -214,55 +231,239 @@ def _run_single(cfg, overrides: list[str], run_dir) -> int:
     return _execute_job(cfg, run_dir)
 
 
-def cmd_run(argv: Sequence[str]) -> int:
-    from pathlib import Path
+@dataclass
+class RunArgs:
+    """``driftbench run``'s command line, read by Hydra's own argument parser."""
 
+    #: the user's overrides, with --config-dir folded into ``hydra.searchpath``
+    overrides: list[str]
+    multirun: bool = False
+    #: Hydra's own commands (--cfg, --info, --hydra-help, --shell-completion): the argv handed to ``@hydra.main``
+    hydra_argv: list[str] = field(default_factory=list)
+    config_name: str = "config"
+    #: extra config folders (--config-dir and ``hydra.searchpath=[file://...]``), for --help's group list
+    search_dirs: list[str] = field(default_factory=list)
+
+
+#: options of Hydra's parser that driftbench does not take (its primary config folder is fixed)
+_REFUSED = {"config_path": "--config-path/-cp (use --config-dir DIR to add your own config groups)",
+            "experimental_rerun": "--experimental-rerun (rerun the same command instead: runs resume)",
+            "run": "--run/-r (a run is the default)"}
+
+
+def parse_run_args(argv: Sequence[str]) -> RunArgs:
+    """Parse with Hydra's own argument parser (every spelling Hydra accepts: ``--cfg=job``, ``-c job``,
+    ``-cd DIR``...); raise UsageError with a one-line message for what driftbench cannot take."""
+    from hydra._internal.utils import get_args_parser
+
+    from driftbench.errors import UsageError
+
+    parser = get_args_parser()
+    parser.prog = "driftbench run"
+
+    def error(message: str) -> NoReturn:
+        message = message.replace("unrecognized arguments", "unknown option")
+        raise UsageError(f"{message} -- fix: see `driftbench run --help`")
+
+    parser.error = error  # type: ignore[method-assign]
+    ns = parser.parse_args(list(argv))
+    for key, what in _REFUSED.items():
+        if getattr(ns, key, None):
+            raise UsageError(f"driftbench run does not take {what} -- fix: see `driftbench run --help`")
+    overrides = [str(o) for o in ns.overrides]
+    search_dirs = _searchpath_dirs(overrides)
+    if ns.config_dir is not None:
+        d = Path(ns.config_dir).expanduser().resolve()
+        if not d.is_dir():
+            raise UsageError(f"--config-dir {ns.config_dir}: not a folder -- fix: a folder holding config groups, "
+                             "e.g. DIR/model/mine.yaml")
+        search_dirs.append(str(d))
+        overrides = _with_searchpath(overrides, f"file://{d}")
+    hydra_argv: list[str] = []
+    if ns.cfg is not None:
+        hydra_argv += ["--cfg", ns.cfg, *(["--resolve"] if ns.resolve else []),
+                       *(["--package", ns.package] if ns.package else [])]
+    elif ns.resolve or ns.package:
+        raise UsageError("--resolve and --package go with --cfg -- fix: e.g. driftbench run --cfg job --resolve")
+    if ns.info is not None:
+        hydra_argv += ["--info", ns.info]
+    if ns.hydra_help:
+        hydra_argv.append("--hydra-help")
+    if ns.shell_completion:
+        hydra_argv.append("--shell-completion")
+    if ns.multirun and hydra_argv:
+        hydra_argv.append("--multirun")  # Hydra refuses the combination with its own message
+    return RunArgs(overrides, bool(ns.multirun), hydra_argv, ns.config_name or "config", search_dirs)
+
+
+def _help_dirs(args: Sequence[str]) -> list[str]:
+    """The config folders named by -cd/--config-dir and hydra.searchpath file:// entries, read without
+    Hydra's parser (for --help; a run parses them with Hydra's own)."""
+    import re
+
+    dirs = []
+    for i, a in enumerate(args):
+        if a in ("-cd", "--config-dir") and i + 1 < len(args):
+            dirs.append(args[i + 1])
+        elif a.startswith("--config-dir="):
+            dirs.append(a.split("=", 1)[1])
+        elif a.lstrip("+~").startswith("hydra.searchpath="):
+            dirs += re.findall(r"file://([^,'\"\]\s]+)", a)
+    return [str(Path(d).expanduser()) for d in dirs]
+
+
+def _searchpath_value(overrides: list[str]) -> tuple[int, list[str]] | None:
+    """(index, entries) of a ``hydra.searchpath=[...]`` override, parsed by Hydra's override grammar."""
+    for i, o in enumerate(overrides):
+        if o.lstrip("+~").split("=", 1)[0] == "hydra.searchpath" and "=" in o:
+            from hydra.core.override_parser.overrides_parser import OverridesParser
+
+            value = OverridesParser.create().parse_override(o).value()
+            return i, [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    return None
+
+
+def _searchpath_dirs(overrides: list[str]) -> list[str]:
+    found = _searchpath_value(overrides)
+    return [e[len("file://"):] for e in found[1] if e.startswith("file://")] if found else []
+
+
+def _with_searchpath(overrides: list[str], entry: str) -> list[str]:
+    """``overrides`` with ``entry`` added to (or as) the ``hydra.searchpath`` override."""
+    found = _searchpath_value(overrides)
+    if found is None:
+        return [*overrides, f"hydra.searchpath=[{_hydra_quote(entry)}]"]
+    i, entries = found
+    value = ",".join(_hydra_quote(e) for e in [*entries, entry])
+    return [*overrides[:i], f"hydra.searchpath=[{value}]", *overrides[i + 1:]]
+
+
+#: hydra.* overrides a single run honours without Hydra's launcher (the config is composed once)
+_FAST_HYDRA_KEYS = ("hydra.searchpath", "hydra.run.dir")
+
+
+def _hydra_key(override: str) -> str | None:
+    key = override.lstrip("+~").split("=", 1)[0]
+    return key if key.startswith(("hydra.", "hydra/")) else None
+
+
+def _dir_setting(run_args: RunArgs, key: str) -> str | None:
+    """The directory a user's ``hydra.run.dir`` / ``hydra.sweep.dir`` override names, resolved the way
+    Hydra resolves it (``${now:...}``, ``${hydra:job.name}``, ``${output.root}``), or None when not given."""
+    if not any(_hydra_key(o) == key for o in run_args.overrides):
+        return None
+    from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
     from driftbench.errors import UsageError
 
-    args = list(argv)
-    if any(a in ("-h", "--help") for a in args):
-        print(RUN_HELP.format(groups=_groups_text()))
-        return EXIT_OK
-    multirun = False
-    for flag in ("-m", "--multirun"):
-        while flag in args:
-            args.remove(flag)
-            multirun = True
-    if "--yes" in args:
-        args.remove("--yes")
-        import os
-
-        os.environ["DRIFTBENCH_CONFIRM_SPEND"] = "1"
-    bad = [a for a in args if a.startswith("-")]
-    if bad:
-        print(f"driftbench run: unknown option {bad[0]} -- fix: see `driftbench run --help`", file=sys.stderr)
-        return EXIT_USAGE
+    combo = _expand_sweeps(run_args.overrides)[0] if run_args.multirun else run_args.overrides
     try:
-        cfgs = validate_overrides(args, multirun)
-    except UsageError as exc:
-        print(f"driftbench run: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        cfg = compose(combo, run_args.config_name, return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        return str(OmegaConf.select(cfg, key, throw_on_missing=True))
+    except Exception as exc:
+        raise UsageError(f"{key}: {_config_error(exc)} -- fix: a folder path (or use output.dir=PATH)") from None
+
+
+def _run_dir_and_args(cfgs: list, run_args: RunArgs) -> tuple[Path, list[str]]:
+    """The run (or sweep) directory and the hydra.* settings a Hydra-launched run gets.
+
+    ``hydra.run.dir`` is the same setting as ``output.dir`` (both given and different: exit 2);
+    ``hydra.sweep.dir`` is the sweep folder (default ``<output.root>/sweep-<hash of the overrides>``)."""
+    from omegaconf import OmegaConf
+
+    from driftbench.errors import UsageError
     from driftbench.runner import default_run_name
 
+    args = run_args.overrides
     first = OmegaConf.to_container(cfgs[0], resolve=True)
     assert isinstance(first, dict)
     root = Path(str(first["output"]["root"]))
     hydra_args = ["hydra.job.chdir=False", "hydra/hydra_logging=disabled", "hydra/job_logging=none"]
-    if multirun:
+    if run_args.multirun:
         import hashlib
 
-        tag = hashlib.sha256("\0".join(sorted(args)).encode()).hexdigest()[:10]
-        sweep_dir = root / f"sweep-{tag}"
-        hydra_args += [f"hydra.sweep.dir={_hydra_quote(str(sweep_dir))}",
+        sweep = _dir_setting(run_args, "hydra.sweep.dir")
+        if sweep is None:
+            tag = hashlib.sha256("\0".join(sorted(args)).encode()).hexdigest()[:10]
+            sweep = str(root / f"sweep-{tag}")
+        hydra_args += [f"hydra.sweep.dir={_hydra_quote(sweep)}",
                        "hydra.sweep.subdir='${driftbench_dirname:${hydra.job.num}-${hydra:job.override_dirname}}'"]
-        result_dir = sweep_dir
-    else:
-        out_dir = first["output"].get("dir")
-        run_dir = Path(str(out_dir)) if out_dir else root / default_run_name(first)
-        hydra_args.append(f"hydra.run.dir={_hydra_quote(str(run_dir))}")
-        result_dir = run_dir
+        return Path(sweep), hydra_args
+    out_dir = first["output"].get("dir")
+    hydra_dir = _dir_setting(run_args, "hydra.run.dir")
+    if hydra_dir is not None and out_dir is not None and Path(hydra_dir) != Path(str(out_dir)):
+        raise UsageError(f"hydra.run.dir={hydra_dir} and output.dir={out_dir} name two run directories -- fix: "
+                         "give one of them (they are the same setting)")
+    run_dir = Path(str(out_dir or hydra_dir or root / default_run_name(first)))
+    hydra_args.append(f"hydra.run.dir={_hydra_quote(str(run_dir))}")
+    return run_dir, hydra_args
+
+
+def _hydra_main(argv: list[str], config_name: str) -> None:
+    """Hand ``argv`` to Hydra's own ``@hydra.main`` entry (runs ``_task`` for each job)."""
+    import hydra
+
+    from driftbench.config import conf_dir, register_configs
+
+    register_configs()
+    saved = sys.argv
+    sys.argv = [saved[0], *argv]
+    try:
+        hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base="1.3")(_task)()
+    finally:
+        sys.argv = saved
+
+
+def _hydra_command(run_args: RunArgs) -> int:
+    """--cfg, --info, --hydra-help, --shell-completion: Hydra's own answer (its exit code)."""
+    from driftbench.errors import UsageError
+
+    if "--shell-completion" not in run_args.hydra_argv:
+        try:  # a bad override: driftbench's one-line message and exit 2, not Hydra's traceback
+            validate_overrides(run_args.overrides, run_args.multirun, run_args.config_name)
+        except UsageError as exc:
+            print(f"driftbench run: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    import logging
+
+    for handler in list(logging.getLogger().handlers):  # Hydra sets up its own (stdout) for what it prints
+        logging.getLogger().removeHandler(handler)
+    try:
+        _hydra_main([*run_args.hydra_argv, *run_args.overrides], run_args.config_name)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_FAIL
+    return EXIT_OK
+
+
+def cmd_run(argv: Sequence[str]) -> int:
+    from driftbench.errors import UsageError
+
+    args = list(argv)
+    if "--yes" in args:
+        args = [a for a in args if a != "--yes"]
+        import os
+
+        os.environ["DRIFTBENCH_CONFIRM_SPEND"] = "1"
+    if any(a in ("-h", "--help") for a in args):  # before Hydra is imported: --help stays quick
+        print(RUN_HELP.format(groups=_groups_text(_help_dirs(args))))
+        return EXIT_OK
+    try:
+        run_args = parse_run_args(args)
+    except UsageError as exc:
+        print(f"driftbench run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as exc:  # Hydra's --version
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    if run_args.hydra_argv:
+        return _hydra_command(run_args)
+    try:
+        cfgs = validate_overrides(run_args.overrides, run_args.multirun, run_args.config_name)
+        result_dir, hydra_args = _run_dir_and_args(cfgs, run_args)
+    except UsageError as exc:
+        print(f"driftbench run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     from driftbench.runner import _check_writable
 
     try:  # before Hydra creates anything there (it would crash with a traceback and exit 1)
@@ -270,27 +471,22 @@ def cmd_run(argv: Sequence[str]) -> int:
     except UsageError as exc:
         print(f"driftbench run: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if not multirun and not any(a.lstrip("+~").startswith(("hydra.", "hydra/")) for a in args):
-        code = _run_single(cfgs[0], args, result_dir)
+    overrides = run_args.overrides
+    if not run_args.multirun and all(_hydra_key(a) in (None, *_FAST_HYDRA_KEYS) for a in overrides):
+        code = _run_single(cfgs[0], overrides, result_dir)
         print(str(result_dir))
         return code
-    import hydra
-
     _RUN_EXIT.clear()
-    saved = sys.argv
-    sys.argv = [saved[0], *(["-m"] if multirun else []), *args, *hydra_args]
+    # the user's hydra.run.dir / hydra.sweep.dir are resolved above: the resolved value (hydra_args) wins
+    user = [a for a in overrides if _hydra_key(a) not in ("hydra.run.dir", "hydra.sweep.dir")]
     try:
-        from driftbench.config import conf_dir
-
-        hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(_task)()
+        _hydra_main([*(["-m"] if run_args.multirun else []), *user, *hydra_args], run_args.config_name)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else EXIT_FAIL
         if code != EXIT_OK:
             print(str(result_dir))
             return code
-    finally:
-        sys.argv = saved
-    if multirun:
+    if run_args.multirun:
         codes = _sweep_codes(result_dir) or _RUN_EXIT
         _render_sweep(result_dir)
     else:
@@ -438,6 +634,22 @@ def cmd_fetch(argv: Sequence[str]) -> int:
     return EXIT_FAIL if failed else EXIT_OK
 
 
+def _complete(argv: Sequence[str]) -> int:
+    """The completion scripts Hydra installs call ``driftbench -sc query=SHELL`` with the command line in
+    $COMP_LINE: the subcommand names, or (after ``run``) Hydra's completion of the overrides."""
+    import os
+
+    line = os.environ.get("COMP_LINE", "")
+    words = line.split(" ")
+    if len(words) <= 2:  # completing the subcommand itself
+        print(" ".join(c for c in COMMANDS if c.startswith(words[-1] if len(words) == 2 else "")))
+        return EXIT_OK
+    if words[1] != "run":
+        return EXIT_OK  # the other subcommands take paths: the shell's default completion
+    os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]])
+    return cmd_run(["--shell-completion", *argv])
+
+
 #: subcommand -> function, or "module:function" imported only when that subcommand runs
 COMMANDS: dict[str, Callable[[Sequence[str]], int] | str] = {
     "run": cmd_run,
@@ -470,6 +682,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"driftbench {__version__}")
         return EXIT_OK
+    if argv[0] in ("-sc", "--shell-completion"):
+        return _complete(argv[1:])
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"driftbench: unknown subcommand {name!r} -- fix: one of {', '.join(COMMANDS)} "

@@ -201,7 +201,8 @@ def assemble(run_dir: Path, clips: list[Clip], parts: PartStore, skipped: list[S
         rec = clip_record(clip)
         row = {k: rec[k] for k in CLIP_KEYS if k in rec}
         row["reference_mode"] = part["summary"].get("reference_mode")
-        row["n_references"] = len(clip.references)
+        # the references used: the clip's images (each one face, all averaged), or its own opening
+        row["n_references"] = len(clip.references) if row["reference_mode"] == "images" else 1
         row.update({k: v for k, v in part["summary"].items() if k not in row})
         row["signals_key"] = part["signals_key"]
         row["warnings"] = " | ".join(part.get("warnings") or [])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,8 +16,13 @@ DATA = SHARED / "data"
 VIDEO = DATA / "video"
 FACES = DATA / "faces"
 
-needs_shared = pytest.mark.skipif(not (DATA / "video").is_dir(),
-                                  reason=f"../shared not found at {SHARED}: real media and weights are needed")
+HAVE_SHARED = (DATA / "video").is_dir()
+SHARED_REASON = f"../shared not found at {SHARED}: real media and weights are needed"
+#: how to get the material (said once, at the top of the run)
+SHARED_HINT = ("get it: put the project's shared folder (data/video, data/faces, models) beside the checkout as "
+               "../shared, or point DRIFTBENCH_SHARED=PATH at a copy (provenance: ../shared/README.md)")
+
+needs_shared = pytest.mark.skipif(not HAVE_SHARED, reason=SHARED_REASON)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -48,12 +54,11 @@ def analyzer():
 
 
 # Real runs shared by the leaderboard, report, gate and expressivity tests (tests/realruns.py caches each
-# run once per session; these fixtures only skip cleanly without ../shared).
+# run once per session; without ../shared they are made on the embedded synthetic clips).
 @pytest.fixture(scope="session")
 def adversarial(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """infinitetalk_dub_9 beside a re-encoded, a frozen and a jittered-still copy (tests/realruns.py)."""
-    if not (DATA / "video").is_dir():
-        pytest.skip(f"../shared not found at {DATA}: real media and weights are needed")
+    """infinitetalk_dub_9 (without ../shared: a synthetic drifting clip) beside a re-encoded, a frozen and a
+    jittered-still copy (tests/realruns.py)."""
     from tests.realruns import adversarial_run
 
     return adversarial_run(tmp_path_factory)
@@ -61,9 +66,33 @@ def adversarial(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def anitalker(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The AniTalker clips of ../shared (Mona Lisa HuBERT/MFCC, aiface2 raw/SR, a negative) as one run."""
-    if not (DATA / "video").is_dir():
-        pytest.skip(f"../shared not found at {DATA}: real media and weights are needed")
+    """The AniTalker clips of ../shared (Mona Lisa HuBERT/MFCC, aiface2 raw/SR, a negative) as one run; without
+    ../shared, their stand-ins on embedded synthetic clips (tests/realruns.py: synthetic_pair_rows)."""
     from tests.realruns import anitalker_run
 
     return anitalker_run(tmp_path_factory)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """One line at the top of the run: whether ../shared is there, and how to get it when it is not."""
+    if HAVE_SHARED:
+        return f"driftbench: real media and weights from {SHARED}"
+    return (f"driftbench: {SHARED_REASON}: the tests on real footage are skipped (counted at the end); "
+            f"the rest run on embedded synthetic clips -- {SHARED_HINT}")
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Skips grouped by reason, one line each (pytest's -rs would list every test that skipped)."""
+    from collections import Counter
+
+    reasons: Counter[str] = Counter()
+    for rep in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(rep, "longrepr", None)
+        reason = str(longrepr[2]) if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+        reasons[reason.removeprefix("Skipped: ")] += 1
+    if not reasons:
+        return
+    terminalreporter.write_sep("-", "skipped, by reason")
+    for reason, n in reasons.most_common():
+        hint = f" -- {SHARED_HINT}" if reason == SHARED_REASON or "../shared" in reason else ""
+        terminalreporter.write_line(f"{n:4d} {reason}{hint}")

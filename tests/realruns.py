@@ -4,6 +4,10 @@ Every table these tests read comes from the real pipeline (``python -m driftbenc
 from ../shared, or on clips derived from them with PyAV exactly the way an adversarial mitigation would
 make them (``freeze``: the first frame repeated; ``paste``: a still of the face nudged around so only
 the crop position moves). Runs are made once per test session and shared by the test modules.
+
+Without ../shared, the same runs are made on the embedded synthetic clips (``model=synthetic``: package
+photos animated, with a known identity drift): the pipeline, the tables and the logic under test are the
+same; only the tests that check what real footage is known to show stay real-only.
 """
 
 from __future__ import annotations
@@ -18,11 +22,51 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, VIDEO
+from tests.conftest import HAVE_SHARED, ROOT, VIDEO
 
 GENERATED = VIDEO / "generated"
-DRIFTING = GENERATED / "infinitetalk_dub_9.mp4"
 SECONDS = 20.0
+#: the model label of the paired runs (real AniTalker clips, or their synthetic stand-ins)
+PAIRS_MODEL = "anitalker" if HAVE_SHARED else "synthetic"
+#: the model label of the adversarial and dropout runs
+ADV_MODEL = "infinitetalk" if HAVE_SHARED else "synthetic"
+
+
+# -- embedded synthetic clips (no ../shared needed) ---------------------------------------------------------
+def synthetic_clips(*overrides: str) -> dict[str, tuple[Path, Path]]:
+    """``model=synthetic`` clips (package photos, procedural motion and drift): clip_id -> (mp4, the base
+    identity's portrait). Rendered once into the user's clip cache (content-keyed, reused across sessions)."""
+    from driftbench.cache import default_cache_dir
+    from driftbench.cli import compose
+    from driftbench.sources.base import SourceContext, create_source
+
+    cfg = compose(["model=synthetic", *overrides])
+    cache = default_cache_dir().parent / "clips"
+    src = create_source(cfg.model, SourceContext(work_dir=cache / "work", cache_dir=cache, progress=False))
+    return {c.clip_id: (Path(c.path), Path(c.references[0])) for c in src.clips()}
+
+
+def synthetic_drifting() -> Path:
+    """20 s of the astronaut turning into another person at 4 s (the stand-in for infinitetalk_dub_9, which
+    falls ~0.3 within 10 s)."""
+    clips = synthetic_clips("model.schedules=[step]", "model.step_s=4", "model.max_clips=1",
+                            f"model.duration_s={SECONDS:g}", "model.fps=10")
+    return clips["synthetic/astronaut/t1_face0/step"][0]
+
+
+def drifting_clip() -> Path:
+    return GENERATED / "infinitetalk_dub_9.mp4" if HAVE_SHARED else synthetic_drifting()
+
+
+def synthetic_pairs() -> dict[str, tuple[Path, Path]]:
+    """36 s still-identity clips of two people (astronaut, t1_face0) and their portraits."""
+    return synthetic_clips("model.schedules=[none]", "model.max_clips=2", "model.duration_s=36", "model.fps=10")
+
+
+def synthetic_footage() -> Path:
+    """12 s of the astronaut at 25 fps, talking and moving, no drift (the stand-in for generator footage)."""
+    clips = synthetic_clips("model.schedules=[none]", "model.max_clips=1", "model.duration_s=12", "model.fps=25")
+    return clips["synthetic/astronaut/t1_face0/none"][0]
 
 
 # -- PyAV helpers -------------------------------------------------------------------------------------------
@@ -139,13 +183,13 @@ def adversarial_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = session_dir(tmp_path_factory)
     clips = base / "adversarial-clips"
     if not (clips / "paste.mp4").is_file():
-        frames, fps = read_frames(DRIFTING, SECONDS)
+        frames, fps = read_frames(drifting_clip(), SECONDS)
         write_clip(clips / "reencode.mp4", frames, fps)
         write_clip(clips / "freeze.mp4", frozen(frames), fps)
         write_clip(clips / "paste.mp4", jittered_still(frames), fps)
-    key = {"character": "infinitetalk_dub_9", "prompt_id": "dub_9", "seed": "0", "model": "infinitetalk",
+    key = {"character": "infinitetalk_dub_9", "prompt_id": "dub_9", "seed": "0", "model": ADV_MODEL,
            "reference": "first_frame"}
-    rows = [{"clip": str(DRIFTING), "clip_id": "dub9-none", "mitigation": "none", **key},
+    rows = [{"clip": str(drifting_clip()), "clip_id": "dub9-none", "mitigation": "none", **key},
             {"clip": str(clips / "reencode.mp4"), "clip_id": "dub9-reencode", "mitigation": "reencode", **key},
             {"clip": str(clips / "freeze.mp4"), "clip_id": "dub9-freeze", "mitigation": "freeze", **key},
             {"clip": str(clips / "paste.mp4"), "clip_id": "dub9-paste", "mitigation": "paste", **key}]
@@ -154,6 +198,8 @@ def adversarial_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def anitalker_rows() -> list[dict[str, str]]:
     """Real AniTalker pairs from ../shared (same inputs through two variants) plus the clean negative."""
+    if not HAVE_SHARED:
+        return synthetic_pair_rows()
     g = GENERATED
     return [
         {"clip": str(g / "anitalker_monalisa_hubert.mp4"), "clip_id": "monalisa", "reference":
@@ -174,6 +220,44 @@ def anitalker_rows() -> list[dict[str, str]]:
     ]
 
 
+def synthetic_pair_rows() -> list[dict[str, str]]:
+    """The stand-in for :func:`anitalker_rows` on embedded synthetic clips, under the same clip ids: two
+    people each with a faithful variant (re-encoded; lightly blurred), and a negative (one person's clip
+    against the other's portrait)."""
+    base = synthetic_derived_dir()
+    clips = synthetic_pairs()
+    (a, a_ref), (b, b_ref) = clips["synthetic/astronaut/t1_face0/none"], clips["synthetic/t1_face0/t1_face5/none"]
+    # named after the source clips' cache keys: a re-rendered source gets new variants
+    a_var, b_var = base / f"{a.stem}-reencoded.mp4", base / f"{b.stem}-blurred.mp4"
+    if not a_var.is_file():
+        frames, fps = read_frames(a, 60.0)
+        write_clip(a_var, frames, fps)
+    if not b_var.is_file():
+        frames, fps = read_frames(b, 60.0)
+        write_clip(b_var, blurred(frames, 1.0), fps)
+    m = {"seed": "0", "model": PAIRS_MODEL}
+    return [
+        {"clip": str(a), "clip_id": "monalisa", "reference": str(a_ref), "character": "astronaut",
+         "prompt_id": "monalisa", "mitigation": "none", **m},
+        {"clip": str(a_var), "clip_id": "monalisa-mfcc", "reference": str(a_ref), "character": "astronaut",
+         "prompt_id": "monalisa", "mitigation": "mfcc", **m},
+        {"clip": str(b), "clip_id": "aiface2", "reference": str(b_ref), "character": "t1_face0", "prompt_id": "intro",
+         "mitigation": "none", **m},
+        {"clip": str(b_var), "clip_id": "aiface2-sr", "reference": str(b_ref), "character": "t1_face0",
+         "prompt_id": "intro", "mitigation": "sr", **m},
+        {"clip": str(a), "clip_id": "negative", "reference": str(b_ref), "character": "t1_face0",
+         "prompt_id": "negative", "mitigation": "none", **m},
+    ]
+
+
+def synthetic_derived_dir() -> Path:
+    from driftbench.cache import default_cache_dir
+
+    d = default_cache_dir().parent / "clips" / "test-derived"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
 def anitalker_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _cached_run(session_dir(tmp_path_factory), "anitalker", anitalker_rows())
 
@@ -183,7 +267,7 @@ def degraded_run(tmp_path_factory: pytest.TempPathFactory, sigma: float = 2.5) -
     base = session_dir(tmp_path_factory)
     dst = base / "degraded-clips" / "monalisa_blur.mp4"
     if not dst.is_file():
-        frames, fps = read_frames(GENERATED / "anitalker_monalisa_hubert.mp4", 60.0)
+        frames, fps = read_frames(Path(anitalker_rows()[0]["clip"]), 60.0)
         write_clip(dst, blurred(frames, sigma), fps)
     row = {**anitalker_rows()[0], "clip": str(dst)}
     return _cached_run(base, "degraded", [row])
@@ -194,11 +278,11 @@ def dropout_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = session_dir(tmp_path_factory)
     dst = base / "dropout-clips" / "dropout.mp4"
     if not dst.is_file():
-        frames, fps = read_frames(DRIFTING, 8.0)
+        frames, fps = read_frames(drifting_clip(), 8.0)
         write_clip(dst, dropouts(frames, fps), fps)
-    key = {"character": "infinitetalk_dub_9", "prompt_id": "dub_9", "seed": "0", "model": "infinitetalk",
+    key = {"character": "infinitetalk_dub_9", "prompt_id": "dub_9", "seed": "0", "model": ADV_MODEL,
            "reference": "first_frame"}
-    rows = [{"clip": str(DRIFTING), "clip_id": "dub9-none", "mitigation": "none", **key},
+    rows = [{"clip": str(drifting_clip()), "clip_id": "dub9-none", "mitigation": "none", **key},
             {"clip": str(dst), "clip_id": "dub9-dropout", "mitigation": "dropout", **key}]
     return _cached_run(base, "dropout", rows, "sampling.end=8", "metrics.horizons=[4,8]")
 

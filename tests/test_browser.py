@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DATA
 from tests.realruns import adversarial_run
 
 pytestmark = pytest.mark.browser
@@ -26,8 +25,7 @@ SECTIONS = ("leaderboard", "scatter", "curves", "survival", "clips", "filmstrips
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not (DATA / "video").is_dir():
-        pytest.skip(f"../shared not found at {DATA}: real media and weights are needed")
+    """The adversarial run's report (without ../shared: made on embedded synthetic clips)."""
     from driftbench.report import render_runs
 
     run = adversarial_run(tmp_path_factory)

@@ -88,7 +88,6 @@ def test_frozen_and_pasted_faces_lose_their_motion_and_copy_the_reference(per_cl
     assert retained[0] < 0.1 and retained[1] < 0.4 and 0.9 <= retained[2] <= 1.1
 
 
-@needs_shared
 def test_per_bin_table_covers_the_clip(adversarial: Path) -> None:
     frames = pd.read_parquet(adversarial / "frames.parquet")
     _, bins = expr.clip_expressivity(frames[frames["clip_id"] == "dub9-none"])
@@ -99,7 +98,6 @@ def test_per_bin_table_covers_the_clip(adversarial: Path) -> None:
     assert bins["ref_copy"].notna().all()  # the copy score then rests on pose and expression alone
 
 
-@needs_shared
 def test_table_cli(adversarial: Path, tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-m", "driftbench.expressivity", "table", str(adversarial)], cwd=ROOT,
                          capture_output=True, text=True, check=False)

@@ -14,6 +14,7 @@ import pytest
 
 from driftbench import gate
 from tests.conftest import ROOT
+from tests.realruns import PAIRS_MODEL as M
 from tests.realruns import copy_run, degraded_run
 
 COMMITTED = ROOT / "metrics" / "baselines" / "generated.json"
@@ -34,8 +35,8 @@ def run_gate(run: Path, baseline: Path, *extra: str) -> subprocess.CompletedProc
 def test_baseline_records_every_clip_and_its_provenance(baseline: Path) -> None:
     b = json.loads(baseline.read_text())
     assert b["format"] == gate.BASELINE_FORMAT
-    assert set(b["groups"]) == {"anitalker/none", "anitalker/mfcc", "anitalker/sr"}
-    g = b["groups"]["anitalker/none"]
+    assert set(b["groups"]) == {f"{M}/none", f"{M}/mfcc", f"{M}/sr"}
+    g = b["groups"][f"{M}/none"]
     assert g["n_clips"] == 3 and set(g["clips"]) == {"monalisa", "aiface2", "negative"}
     assert g["clips"]["negative"]["survival_at_30s"] == 0.0 and g["clips"]["monalisa"]["survival_at_30s"] == 1.0
     assert g["clips"]["monalisa"]["survival_at_60s"] is None  # 51.6 s clip: unknown at 60 s
@@ -49,7 +50,7 @@ def test_identical_run_passes_with_markdown_and_junit(anitalker: Path, baseline:
     summary = tmp_path / "summary.md"
     res = run_gate(anitalker, baseline, "--junit", str(junit), "--summary", str(summary))
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "## driftbench gate: passed" in res.stdout and "| anitalker/none | sim_dec_at_30s | pass |" in res.stdout
+    assert "## driftbench gate: passed" in res.stdout and f"| {M}/none | sim_dec_at_30s | pass |" in res.stdout
     assert summary.read_text() == res.stdout.rstrip("\n") + "\n"
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None and suite.get("failures") == "0"
@@ -64,7 +65,7 @@ def test_a_real_degradation_fails_the_gate(tmp_path_factory: pytest.TempPathFact
     res = run_gate(degraded, baseline, "--junit", str(tmp_path / "g.xml"))
     assert res.returncode == 1, res.stdout + res.stderr
     assert "## driftbench gate: FAILED" in res.stdout
-    assert "| anitalker/none | sim_dec_at_30s | **FAIL** |" in res.stdout
+    assert f"| {M}/none | sim_dec_at_30s | **FAIL** |" in res.stdout
     assert "lost coverage" in res.stdout  # the mfcc/sr groups are missing from this run
     failures = ET.parse(tmp_path / "g.xml").getroot().iter("failure")
     assert any("paired over 1 clip" in (f.get("message") or "") for f in failures)

@@ -120,7 +120,6 @@ def test_identity_stress_suite(analyzer: Any, tmp_path: Path) -> None:
 
 
 # -- media --------------------------------------------------------------------------------------------
-@needs_shared
 def test_concat_joins_real_segments_and_drops_the_repeated_frame(footage: Footage, tmp_path: Path) -> None:  # noqa: F811
     a, last_a = footage.cut(0.0, 2.0)
     b, last_b = footage.cut(2.0, 3.0)
@@ -147,7 +146,6 @@ def runway_source(url: str, cache: Path, dataset: Path, *extra: str, mitigation:
     return kling_source(url, cache, dataset, *extra, "model.extend_s=2", mitigation=mitigation, model="runway")
 
 
-@needs_shared
 def test_runway_yaml_drives_the_generic_adapter(footage: Footage, dataset_dir: Path, tmp_path: Path,  # noqa: F811
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNWAYML_API_SECRET", RUNWAY_KEY)
@@ -179,7 +177,6 @@ def _run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProces
                           text=True, timeout=600, check=False)
 
 
-@needs_shared
 def test_run_model_kling_generates_measures_and_resumes(footage: Footage, dataset_dir: Path,  # noqa: F811
                                                         tmp_path: Path) -> None:
     env = {**os.environ, "KLING_ACCESS_KEY": ACCESS_KEY, "KLING_SECRET_KEY": SECRET_KEY,

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import VIDEO, needs_shared
+from tests.conftest import VIDEO
 
 FOOTAGE = VIDEO / "real" / "edtalk_pose_source2.mp4"
 ACCESS_KEY = "AKdbTestAccess7Q2fT9m4LxP0vB3nC8kR"
@@ -48,9 +48,14 @@ def _thumb(img_bgr: np.ndarray) -> np.ndarray:
 
 
 class Footage:
-    """Cuts [a, b) seconds of a real clip into an H.264 MP4 (bytes) and remembers its last frame."""
+    """Cuts [a, b) seconds of a real clip into an H.264 MP4 (bytes) and remembers its last frame. Without
+    ../shared the footage is an embedded synthetic clip (12 s at 25 fps: tests/realruns.synthetic_footage)."""
 
-    def __init__(self, path: Path = FOOTAGE) -> None:
+    def __init__(self, path: Path | None = None) -> None:
+        if path is None:
+            from tests.realruns import synthetic_footage
+
+            path = FOOTAGE if FOOTAGE.is_file() else synthetic_footage()
         self.path = path
         self._lock = threading.Lock()
 
@@ -463,7 +468,6 @@ class FakeRunway(FakeGenerator):
 
 
 # -- tests of the fakes themselves: they must hold the documented contract ------------------------------
-pytestmark = needs_shared
 
 
 @pytest.fixture(scope="module")

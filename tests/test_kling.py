@@ -1,5 +1,5 @@
-"""model=kling against a local fake of Kling's documented API (tests/test_generators_fakes.py), real
-video cut from ../shared footage: chaining, caching (a rerun never pays twice), the spend guard,
+"""model=kling against a local fake of Kling's documented API (tests/test_generators_fakes.py), video cut
+from ../shared footage (without it: an embedded synthetic clip): chaining, caching (a rerun never pays twice), the spend guard,
 failures (429, 5xx, failed and stalled tasks, truncated downloads, refused credentials, content policy)
 and resuming without losing what was downloaded."""
 
@@ -16,10 +16,7 @@ import pytest
 from driftbench.errors import UsageError
 from driftbench.generators.media import check_video
 from driftbench.sources.base import SourceContext
-from tests.conftest import needs_shared
-from tests.test_generators_fakes import ACCESS_KEY, FOOTAGE, SECRET_KEY, FakeKling, Footage
-
-pytestmark = needs_shared
+from tests.test_generators_fakes import ACCESS_KEY, SECRET_KEY, FakeKling, Footage
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +25,13 @@ def footage() -> Footage:
 
 
 @pytest.fixture(scope="module")
-def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def dataset_dir(tmp_path_factory: pytest.TempPathFactory, footage: Footage) -> Path:
     """A dataset whose character is the person of the footage (reference: its first frame)."""
     import av
     import cv2
 
     d = tmp_path_factory.mktemp("ds")
-    with av.open(str(FOOTAGE)) as c:
+    with av.open(str(footage.path)) as c:
         frame = next(c.decode(video=0)).to_ndarray(format="bgr24")
     cv2.imwrite(str(d / "presenter.png"), frame)
     (d / "dataset.yaml").write_text(

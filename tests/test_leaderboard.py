@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from driftbench import leaderboard as lbm
-from tests.conftest import DATA, ROOT, VIDEO
-from tests.realruns import copy_run, dropout_run, run_pipeline, write_manifest
+from tests.conftest import ROOT, needs_shared
+from tests.realruns import copy_run, dropout_run, run_pipeline, synthetic_pairs, write_manifest
 
 H = (10.0, 20.0)  # the adversarial run is measured over 20 s
 
@@ -55,6 +55,7 @@ def test_flagged_rows_can_be_ranked_on_request_and_the_floor_is_configurable(adv
     assert not loose.rows.set_index("mitigation").loc["freeze", "excluded"]
 
 
+@needs_shared
 def test_real_pairs_give_the_known_direction(anitalker: Path) -> None:
     board = lbm.build(lbm.load_runs([anitalker]))
     rows = board.rows.set_index("mitigation")
@@ -121,15 +122,13 @@ def test_compare_cli_bad_usage_exits_2(args: list[str], adversarial: Path, tmp_p
 
 
 def test_sweep_fills_the_sweep_directory_leaderboard(tmp_path: Path) -> None:
-    """`driftbench run -m` over two manifests: the sweep dir gets leaderboard.csv and report.html."""
-    if not (DATA / "video").is_dir():
-        pytest.skip(f"../shared not found at {DATA}: real media and weights are needed")
+    """`driftbench run -m` over two manifests: the sweep dir gets leaderboard.csv and report.html (two clips of
+    one person on the embedded synthetic clips; the pipeline and the sweep hook are what is tested)."""
+    (a_clip, a_ref), _other = synthetic_pairs().values()
     key = {"character": "hallo-7", "prompt_id": "audio-1", "seed": "0", "model": "talking-head"}
-    a = write_manifest(tmp_path / "a.csv", [{"clip": str(VIDEO / "generated" / "hallo_7_1.mp4"), "mitigation": "none",
-                                              "reference": str(VIDEO / "generated" / "hallo_7_1.jpg"), **key}])
-    b = write_manifest(tmp_path / "b.csv", [{"clip": str(VIDEO / "generated" / "joyhallo_7_1.mp4"),
-                                              "mitigation": "joyhallo",
-                                              "reference": str(VIDEO / "generated" / "joyhallo_7_1.jpg"), **key}])
+    a = write_manifest(tmp_path / "a.csv", [{"clip": str(a_clip), "mitigation": "none", "reference": str(a_ref), **key}])
+    b = write_manifest(tmp_path / "b.csv", [{"clip": str(a_clip), "mitigation": "joyhallo", "reference": str(a_ref),
+                                              **key}])
     res = run_pipeline(Path(f"{a},{b}"), tmp_path, f"output.root={tmp_path / 'runs'}", "sampling.end=6",
                        "report.html=false", multirun=True)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -145,8 +144,6 @@ def test_sweep_fills_the_sweep_directory_leaderboard(tmp_path: Path) -> None:
 
 
 def test_a_mitigation_that_loses_the_face_is_flagged(tmp_path_factory: pytest.TempPathFactory) -> None:
-    if not (DATA / "video").is_dir():
-        pytest.skip(f"../shared not found at {DATA}: real media and weights are needed")
     board = lbm.build(lbm.load_runs([dropout_run(tmp_path_factory)]))
     row = board.rows.set_index("mitigation").loc["dropout"]
     assert row["face_rate_delta_mean"] < -0.3

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from driftbench import stats
-from tests.conftest import DATA, needs_shared
+from tests.conftest import needs_shared
 from tests.realruns import anitalker_run
 
 
@@ -197,12 +197,10 @@ def test_restricted_survival_uses_the_shorter_clip_of_each_pair() -> None:
 # -- against scikit-learn and lifelines on real tables, and the expected direction ----------------------------------
 @pytest.fixture(scope="module")
 def anitalker(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not (DATA / "video").is_dir():
-        pytest.skip(f"../shared not found at {DATA}: real media and weights are needed")
+    """The AniTalker run, or (without ../shared) its stand-in on embedded synthetic clips."""
     return anitalker_run(tmp_path_factory)
 
 
-@needs_shared
 def test_time_normalised_auc_matches_scikit_learn_on_real_curves(anitalker: Path) -> None:
     from sklearn.metrics import auc as sk_auc
 
@@ -214,7 +212,6 @@ def test_time_normalised_auc_matches_scikit_learn_on_real_curves(anitalker: Path
         assert clips.at[cid, "auc_dec"] == pytest.approx(sk_auc(x, y) / (x[-1] - x[0]), abs=1e-6)
 
 
-@needs_shared
 def test_survival_on_a_real_run_matches_lifelines_and_the_negative_is_the_one_lost(anitalker: Path) -> None:
     from lifelines import KaplanMeierFitter
 
@@ -251,7 +248,6 @@ def test_paired_bins_show_the_known_direction_on_real_pairs(anitalker: Path, tre
     assert pc.p_value < 1e-4
 
 
-@needs_shared
 def test_group_curve_band_brackets_the_group_mean(anitalker: Path) -> None:
     curves = pd.read_csv(anitalker / "curves.csv")
     ids = ["monalisa", "aiface2", "negative"]

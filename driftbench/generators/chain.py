@@ -241,7 +241,8 @@ class ChainRunner:
                        reported_duration_s=state.duration_s)
             self.cache.save(rec)
             video = self.cache.video_path(key)
-            self.client.download(str(state.video_url), video, timeout_s=self.settings.download_timeout_s)
+            self.client.download(str(state.video_url), video, timeout_s=self.settings.download_timeout_s,
+                                 headers=self.provider.download_headers())
             chk = check_video(video)
             mode = self._result_mode(step, chk.duration_s, total_before)
             dropped = 0.0

@@ -71,8 +71,11 @@ def _message(resp: httpx.Response) -> str:
 
 class ApiClient:
     def __init__(self, *, policy: RetryPolicy, timeout_s: float = 60.0,
-                 sleep: Callable[[float], None] = time.sleep, classify: Classifier | None = None) -> None:
+                 sleep: Callable[[float], None] = time.sleep, classify: Classifier | None = None,
+                 credentials: str = "") -> None:
         self.policy = policy
+        #: the environment variables holding the credential (named in an auth failure's fix)
+        self.credentials = credentials
         self.sleep = sleep
         self.classify = classify
         # httpx logs every URL at INFO; result URLs are often signed (a token in the query string), so
@@ -126,7 +129,8 @@ class ApiClient:
                 continue
             if resp.status_code in (401, 403):
                 raise AuthFailed("auth_failed", f"{where}: HTTP {resp.status_code} {_message(resp)}",
-                                 "check the API credentials in the environment (and the account's access)")
+                                 f"check {self.credentials or 'the API credentials'} in the environment "
+                                 "(and the account's access)")
             if resp.status_code >= 400:
                 raise GenerationError("api_error", f"{where}: HTTP {resp.status_code} {_message(resp)}",
                                       "check the request parameters (model.*) against the provider's documentation")
@@ -144,14 +148,14 @@ class ApiClient:
         log.info("%s: %s; retrying in %.1f s (%d/%d)", where, why, delay, attempt + 1, self.policy.max_retries)
         self.sleep(delay)
 
-    def download(self, url: str, dest: Path, *, timeout_s: float = 600.0) -> int:
+    def download(self, url: str, dest: Path, *, timeout_s: float = 600.0, headers: dict[str, str] | None = None) -> int:
         """Fetch ``url`` into ``dest`` atomically; returns the byte count. A truncated or undecodable
         file is fetched again (downloads cost nothing); ``dest`` only ever holds a complete video."""
         where = f"GET {_where(url)}"
         last = ""
         for attempt in range(self.policy.max_retries + 1):
             try:
-                with self._http.stream("GET", url, timeout=timeout_s) as resp:
+                with self._http.stream("GET", url, timeout=timeout_s, headers=headers or None) as resp:
                     if resp.status_code in self.policy.retry_statuses:
                         last = f"HTTP {resp.status_code}"
                         self._wait(attempt, resp.headers.get("retry-after"), where, last)

@@ -21,6 +21,9 @@ The ``api`` mapping describes that pattern for one provider::
   done:      [SUCCEEDED]
   failed:    [FAILED, CANCELLED]
   message:   failure                   # why a task failed
+  error:     null                      # path(s) whose presence means failed, whatever the status says
+                                       # (a long-running operation: done=true with an error, or filtered)
+  download_auth: false                 # send the credential when downloading the video (Gemini files)
   video_url: output.0
   video_id:  null                      # id a native continuation refers to
   duration:  null                      # the provider's reported duration (informative)
@@ -30,7 +33,8 @@ Templates: a string that is exactly ``"{name}"`` is replaced by the value with i
 numbers); ``"{name?}"`` drops the key when the value is empty; other strings are formatted. Variables:
 model_name, mode, prompt, negative_prompt, seed, duration (int seconds), duration_str, external_id,
 image (start image: the character's, or the previous segment's last frame), reference (the character's
-reference image), parent_task_id, parent_video_id, parent_video_url, and every key of ``model.options``.
+reference image), image_mime / reference_mime (their MIME types, for APIs that take base64 and a type apart),
+parent_task_id, parent_video_id, parent_video_url, and every key of ``model.options``.
 Relative URLs are joined to ``model.base_url``.
 
 Credentials come only from the environment variable the ``auth`` entry names; they are put in request
@@ -206,6 +210,7 @@ class HttpProvider:
         self.result_mode = str(self.spec.get("result", "segment"))
         self.image_format = str(self.spec.get("image_format", "data_uri"))
         self._images: dict[str, str] = {}
+        self._mimes: dict[str, str] = {}
 
     # config checks, before any request
     def _check_spec(self) -> None:
@@ -272,10 +277,16 @@ class HttpProvider:
         if key not in self._images:
             if len(self._images) >= 16:  # reference images repeat; last frames do not: keep memory bounded
                 self._images.clear()
+                self._mimes.clear()
             data, mime = prepare_image(path, min_side=int(self.spec.get("image_min_side", 0) or 0),
                                        max_bytes=int(self.spec.get("image_max_bytes", 0) or 0))
             self._images[key] = to_data_uri(data, mime) if self.image_format == "data_uri" else to_base64(data)
+            self._mimes[key] = mime
         return self._images[key]
+
+    def _mime(self, path: Any) -> str:
+        self._encode(path)
+        return self._mimes[str(path)]
 
     def variables(self, step: StepInput, *, for_key: bool, external_id: str = "") -> dict[str, Any]:
         s = self.settings
@@ -291,10 +302,13 @@ class HttpProvider:
             ptoken = f"<step:{step.parent_key}>" if step.parent_key else None
             v.update(image=f"<image:{step.image.token}>" if step.image else None,
                      reference=f"<image:{step.reference.token}>" if step.reference else None,
+                     image_mime=None, reference_mime=None,  # follow from the images, which are in the key
                      parent_task_id=ptoken, parent_video_id=ptoken, parent_video_url=ptoken)
         else:
             v.update(image=self._encode(step.image.path) if step.image else None,
                      reference=self._encode(step.reference.path) if step.reference else None,
+                     image_mime=self._mime(step.image.path) if step.image else None,
+                     reference_mime=self._mime(step.reference.path) if step.reference else None,
                      parent_task_id=parent.get("task_id"), parent_video_id=parent.get("video_id"),
                      parent_video_url=parent.get("video_url"))
         return v
@@ -312,6 +326,10 @@ class HttpProvider:
         return {"provider": self.settings.provider, "name": self.name, "kind": step.kind,
                 "method": str(req.get("method", "POST")).upper(), "path": path, "body": body, "seed": step.seed,
                 "parent": step.parent_key}
+
+    def download_headers(self) -> dict[str, str]:
+        """Headers of the video download: none (a pre-signed URL), or the credential (``download_auth``)."""
+        return self.auth.headers() if self.spec.get("download_auth") else {}
 
     def headers(self) -> dict[str, str]:
         h = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -343,6 +361,11 @@ class HttpProvider:
         raw = str(get_path(data, str(self.spec["status"])) or "")
         done = {str(s) for s in self.spec.get("done") or []}
         failed = {str(s) for s in self.spec.get("failed") or []}
+        errors = self.spec.get("error") or []
+        for path in [errors] if isinstance(errors, str) else errors:
+            err = get_path(data, str(path))
+            if err not in (None, "", [], {}):
+                return TaskState("failed", raw or "error", str(err))
         if raw in failed:
             return TaskState("failed", raw, str(get_path(data, self.spec.get("message")) or raw))
         if raw not in done:

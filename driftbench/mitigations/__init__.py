@@ -34,10 +34,20 @@ log = logging.getLogger("driftbench")
 MITIGATIONS: dict[str, type[FrameProcessor]] = {cls.name: cls for cls in (Reanchor, Chain, Freeze, Paste)}
 
 
+#: entry-point group through which an installed package adds post-processing mitigations (examples/plugin)
+ENTRY_POINTS = "driftbench.mitigations"
+
+
 def create(name: str, params: dict[str, Any], device: str = "auto") -> FrameProcessor:
     """A configured processor; UsageError for an unknown name or param."""
     from driftbench.errors import UsageError
 
+    if name not in MITIGATIONS:
+        from driftbench.plugins import load_entry_point
+
+        cls = load_entry_point(ENTRY_POINTS, name)
+        if cls is not None:
+            MITIGATIONS[name] = cls
     if name not in MITIGATIONS:
         raise UsageError(f"post-processing mitigation {name!r} does not exist -- fix: choose from "
                          f"{', '.join(sorted(MITIGATIONS))} (or a generation-time one the model supports)")

@@ -122,6 +122,7 @@ ASSETS: dict[str, tuple[Asset, ...]] = {
             licence="public domain (NASA), shipped by scikit-image",
             package="skimage",
             package_path="data/astronaut.png",
+            wheel="scikit-image==0.26.0",  # not a runtime dependency: taken out of the wheel when missing
         ),
     ),
     "photo_hanks": (

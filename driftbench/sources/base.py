@@ -105,6 +105,10 @@ _MODULES = {"folder": "folder", "synthetic": "synthetic"}
 PREFLIGHTS: dict[str, Callable[[Any], None]] = {}
 
 
+#: entry-point group through which an installed package adds clip sources (see examples/plugin)
+ENTRY_POINTS = "driftbench.sources"
+
+
 def _load(name: str) -> None:
     import importlib
 
@@ -118,6 +122,12 @@ def _load(name: str) -> None:
                     raise
             if name in SOURCES:
                 break
+    if name not in SOURCES:
+        from driftbench.plugins import load_entry_point
+
+        factory = load_entry_point(ENTRY_POINTS, name)
+        if factory is not None:
+            SOURCES.setdefault(name, factory)
 
 
 def _source_name(cfg: Any) -> str:

@@ -120,7 +120,8 @@ class GeneratorSource:
             timeout_s=float(_get(self.cfg, "timeout_s", 1800.0)))
         policy = RetryPolicy(max_retries=int(_get(self.cfg, "max_retries", 5)),
                              backoff_s=float(_get(self.cfg, "backoff_s", 1.0)))
-        with ApiClient(policy=policy, classify=provider.classify()) as client:
+        with ApiClient(policy=policy, classify=provider.classify(),
+                       credentials=" / ".join(getattr(provider.auth, "env_names", ()))) as client:
             meter = SpendMeter()
             runner = ChainRunner(provider, cache, client, settings, meter)
             meter.limit = self.preflight(runner, jobs, provider)

@@ -1,0 +1,1 @@
+"""An example driftbench plug-in (see examples/plugin/README.md)."""
