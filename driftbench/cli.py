@@ -126,9 +126,14 @@ def validate_overrides(overrides: list[str], multirun: bool) -> list:
                 hint = "set the missing value, e.g. model.path=DIR for model=folder"
             elif "token recognition error" in str(exc) or "LexerNoViableAlt" in str(exc):
                 hint = "quote a value that holds special characters, e.g. model.path='my <clips> (v2)'"
+            from driftbench.config import override_hint
+
+            hint = override_hint(exc, combo) or hint
             raise UsageError(f"bad configuration {' '.join(combo)!r}: {_config_error(exc)} -- fix: {hint}") from None
+        from driftbench.config import validate_config
         from driftbench.sources.base import preflight
 
+        validate_config(cfg)  # ranges (fps > 0, bin_s > 0, ...): exit 2 before any work
         preflight(cfg.model)
         cfgs.append(cfg)
     return cfgs
