@@ -2,7 +2,8 @@
 
 Imports are lazy: ``driftbench --help``, ``report`` and ``gate`` never import torch or load models.
 Exit codes: 0 ok; 1 some clips failed / a check or gate failed (results for the rest written);
-2 bad usage or configuration (checked before any work); 130 interrupted (resumable).
+2 bad usage or configuration (checked before any work); 130 interrupted (resumable); 143 terminated by
+SIGTERM (resumable, like 130).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
 DESCRIPTION = """\
 Measure character (identity) drift in AI-generated video and rank the methods that fight it.
@@ -52,7 +53,8 @@ Overrides are Hydra overrides (key=value); an unknown key or a wrong type exits 
   --yes                              allow generator APIs to spend credits (after the cost estimate)
 
 Config groups: {groups}
-Exit codes: 0 all measured, 1 some clips failed (the rest written), 2 bad usage/config, 130 interrupted.
+Exit codes: 0 all measured, 1 some clips failed (the rest written), 2 bad usage/config (or the run
+directory is in use by another run), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); 130/143: rerun to resume.
 """
 
 
@@ -160,18 +162,25 @@ _register_resolvers()
 
 def _execute_job(cfg, run_dir) -> int:
     """One run into ``run_dir``; errors become exit codes with a one-line message (never a traceback)."""
-    from driftbench.errors import DriftbenchError, UsageError
+    from driftbench.errors import DriftbenchError, RunDirBusy, Terminated, UsageError
     from driftbench.io import write_json
     from driftbench.runner import execute_run
 
     try:
         code = execute_run(cfg, run_dir)
+    except RunDirBusy as exc:  # the directory belongs to the run holding it: its status.json is left alone
+        print(f"driftbench run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except UsageError as exc:
         print(f"driftbench run: {exc}", file=sys.stderr)
         code = EXIT_USAGE
     except DriftbenchError as exc:
         print(f"driftbench run: {exc}", file=sys.stderr)
         code = EXIT_FAIL
+    except Terminated:
+        print(f"driftbench run: terminated (SIGTERM); the clips measured so far are kept in {run_dir}; rerun the "
+              "same command to resume", file=sys.stderr)
+        code = EXIT_TERMINATED
     except KeyboardInterrupt:
         print(f"driftbench run: interrupted; the clips measured so far are kept in {run_dir}; rerun the same "
               "command to resume", file=sys.stderr)
@@ -203,7 +212,7 @@ def _task(cfg) -> None:  # the Hydra task function (multirun jobs, or runs with 
 
     code = _execute_job(cfg, Path(HydraConfig.get().runtime.output_dir))
     _RUN_EXIT.append(code)
-    if code == EXIT_INTERRUPTED:
+    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
         raise SystemExit(code)
 
 
@@ -212,11 +221,18 @@ def _run_single(cfg, overrides: list[str], run_dir) -> int:
     run directly, and ``.hydra/`` gets the same config.yaml and overrides.yaml an app run would write."""
     from omegaconf import OmegaConf
 
+    from driftbench.errors import RunDirBusy
     from driftbench.io import write_text
+    from driftbench.runner import run_lock
 
-    write_text(run_dir / ".hydra" / "config.yaml", OmegaConf.to_yaml(cfg))
-    write_text(run_dir / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
-    return _execute_job(cfg, run_dir)
+    try:
+        with run_lock(run_dir):  # before .hydra/ is written: a second writer changes nothing of the first's
+            write_text(run_dir / ".hydra" / "config.yaml", OmegaConf.to_yaml(cfg))
+            write_text(run_dir / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
+            return _execute_job(cfg, run_dir)
+    except RunDirBusy as exc:
+        print(f"driftbench run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def cmd_run(argv: Sequence[str]) -> int:
@@ -351,12 +367,19 @@ def cmd_report(argv: Sequence[str]) -> int:
                    help="output directory (default: the run directory; several runs: reports/compare-<hash>)")
     p.add_argument("--title", default="driftbench report")
     a = p.parse_args(argv)
+    from driftbench.errors import UsageError
+    from driftbench.io import check_run_tables
     from driftbench.report import render_runs
 
     for d in a.run_dirs:
         if not (d / "clips.csv").is_file():
             print(f"driftbench report: {d}: not a run directory (no clips.csv) -- fix: pass the directory that "
                   "`driftbench run` printed", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            check_run_tables(d)  # a corrupt run.json or truncated table: one line, exit 2 (no traceback)
+        except UsageError as exc:
+            print(f"driftbench report: {exc}", file=sys.stderr)
             return EXIT_USAGE
     out_dir = a.out
     if len(a.run_dirs) > 1 and out_dir is None:  # a merged report never overwrites one run's own report
@@ -481,8 +504,13 @@ def main(argv: Sequence[str] | None = None) -> int:
               "(see `driftbench --help`)", file=sys.stderr)
         return EXIT_USAGE
     _setup_logging()
+    from driftbench.errors import Terminated
+
     try:
         return _command(name)(rest)
+    except Terminated:
+        print("driftbench: terminated (SIGTERM); rerun the same command to resume", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("driftbench: interrupted; rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED

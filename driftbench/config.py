@@ -333,9 +333,9 @@ def validate_config(cfg: Any) -> None:
     if far is not None and not (0.0 < float(far) < 1.0):
         raise bad("metrics.far", far, "a false-accept rate strictly between 0 and 1, e.g. 0.001")
     horizons = _num(cfg, "metrics.horizons")
-    if horizons is not None:
-        if not len(horizons) or not all(math.isfinite(float(h)) and float(h) > 0 for h in horizons):
-            raise bad("metrics.horizons", list(horizons), "a non-empty list of positive seconds, e.g. [5,30,60,120]")
+    if horizons is not None and (not len(horizons) or not all(math.isfinite(float(h)) and float(h) > 0
+                                                                for h in horizons)):
+        raise bad("metrics.horizons", list(horizons), "a non-empty list of positive seconds, e.g. [5,30,60,120]")
     for key, low in (("metrics.min_samples", 1), ("signals.max_faces", 1), ("executor.workers", 0),
                      ("report.filmstrip_frames", 0), ("report.worst_frames", 0), ("face.batch_size", 1)):
         v = _num(cfg, key)

@@ -24,6 +24,14 @@ class UsageError(DriftbenchError):
     """Bad command line or configuration: exit code 2, raised before any work starts."""
 
 
+class RunDirBusy(UsageError):
+    """Another process holds the run directory's lock (exit 2; that run's files are left alone)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM received: handled like Ctrl-C (results kept, resumable), with its own exit code (143)."""
+
+
 class ModelNotFoundError(DriftbenchError):
     """A weight file could not be resolved by the model store."""
 

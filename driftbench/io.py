@@ -154,3 +154,41 @@ def read_csv(path: str | os.PathLike[str], **kwargs: Any) -> Any:
 def write_parquet(path: str | os.PathLike[str], df: Any) -> None:
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False, engine="pyarrow")
+
+
+def check_run_tables(run_dir: str | os.PathLike[str]) -> None:
+    """Raise :class:`~driftbench.errors.UsageError` (one line: the file, the problem, the fix) when a
+    run directory's tables cannot be read back: run.json that is not a JSON object, a CSV table that
+    does not parse, a Parquet table that is truncated. Reads only footers and small files."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from driftbench.errors import UsageError
+
+    d = Path(run_dir)
+    fix = "rerun the same `driftbench run` command to rewrite it (the measured clips are resumed)"
+
+    def fail(path: Path, exc: BaseException) -> UsageError:
+        return UsageError(f"{path}: damaged ({type(exc).__name__}: {' '.join(str(exc).split())[:160]}) -- fix: {fix}")
+
+    if (d / "run.json").is_file():
+        try:
+            meta = json.loads((d / "run.json").read_text(encoding="utf-8"))
+            if not isinstance(meta, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            raise fail(d / "run.json", exc) from None
+    for name in ("clips.csv", "curves.csv", "skipped.csv"):
+        p = d / name
+        if p.is_file() and p.stat().st_size:
+            try:
+                pd.read_csv(p, dtype=str, keep_default_na=False)
+            except (OSError, ValueError, UnicodeDecodeError) as exc:
+                raise fail(p, exc) from None
+    for name in ("frames.parquet", "thumbs.parquet"):
+        p = d / name
+        if p.is_file():
+            try:
+                pq.read_metadata(p)
+            except Exception as exc:
+                raise fail(p, exc) from None
