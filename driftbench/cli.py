@@ -223,16 +223,20 @@ def _run_single(cfg, overrides: list[str], run_dir) -> int:
 
     from driftbench.errors import RunDirBusy
     from driftbench.io import write_text
-    from driftbench.runner import run_lock
+    from driftbench.runner import discard_refused_run, run_lock
 
+    fresh = not any(run_dir.iterdir())
     try:
         with run_lock(run_dir):  # before .hydra/ is written: a second writer changes nothing of the first's
             write_text(run_dir / ".hydra" / "config.yaml", OmegaConf.to_yaml(cfg))
             write_text(run_dir / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
-            return _execute_job(cfg, run_dir)
+            code = _execute_job(cfg, run_dir)
     except RunDirBusy as exc:
         print(f"driftbench run: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if code == EXIT_USAGE and fresh:
+        discard_refused_run(run_dir)  # refused before any clip (no clips, duplicate ids, no API key)
+    return code
 
 
 def cmd_run(argv: Sequence[str]) -> int:
@@ -293,7 +297,8 @@ def cmd_run(argv: Sequence[str]) -> int:
         return EXIT_USAGE
     if not multirun and not any(a.lstrip("+~").startswith(("hydra.", "hydra/")) for a in args):
         code = _run_single(cfgs[0], args, result_dir)
-        print(str(result_dir))
+        if result_dir.is_dir():  # a run refused before any work leaves no directory to print
+            print(str(result_dir))
         return code
     import hydra
 

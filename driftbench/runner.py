@@ -154,6 +154,22 @@ def _holder(run_dir: Path) -> str:
         return "holder unknown"
 
 
+def discard_refused_run(run_dir: Path) -> bool:
+    """Remove the directory of a run refused (exit 2) before any clip was measured, when it holds only
+    what this run wrote there (.hydra/, driftbench.log, status.json, the lock): a refused command leaves
+    no run directory behind. Returns whether it was removed."""
+    import shutil
+
+    ours = {".hydra", "driftbench.log", "status.json", "work", LOCK_FILE, HOLDER_FILE}
+    try:
+        if not run_dir.is_dir() or (run_dir / "parts").exists() or not {p.name for p in run_dir.iterdir()} <= ours:
+            return False
+        shutil.rmtree(run_dir)
+    except OSError:
+        return False
+    return True
+
+
 class DamagedParts(Exception):
     """Parts on disk that cannot be read back (a truncated Parquet file, ...): measured again."""
 
