@@ -524,11 +524,15 @@ def test_sigterm_is_resumable_with_its_own_exit_code(clips, tmp_path) -> None:
 # -- warnings reach the terminal, run after run -----------------------------------------------------------
 @needs_shared
 def test_every_skipped_warning_is_printed_over_repeated_runs(clips, tmp_path) -> None:
-    """Clips whose reference has no face fail at once, while MediaPipe's graph is still being built
-    on the loader thread: their warnings are printed in every run (the issue saw 1, 1, 0, 2 of 2)."""
+    """Clips that fail while decoding (no frame at all) fail at once, while MediaPipe's graph is still
+    being built on the loader thread: their warnings are printed in every run (the issue saw 1, 1, 0
+    and 2 of 2 over four runs)."""
     ds = tmp_path / "ds"
-    m = _manifest(ds, [{"clip_id": f"noref{i}", "clip": str(clips / "good_a.mp4"), "reference": str(clips / "no_face.jpg")}
-                       for i in range(2)] + [{"clip_id": "good", "clip": str(clips / "good_b.mp4")}])
+    ds.mkdir()
+    for i in range(2):
+        media.zero_length_clip(ds / f"empty{i}.mp4")
+    m = _manifest(ds, [{"clip_id": f"empty{i}", "clip": str(ds / f"empty{i}.mp4")} for i in range(2)]
+                  + [{"clip_id": "good", "clip": str(clips / "good_b.mp4")}])
     seen = []
     for i in range(3):
         out = tmp_path / f"run{i}"
@@ -542,5 +546,13 @@ def test_every_skipped_warning_is_printed_over_repeated_runs(clips, tmp_path) ->
     assert seen == [2, 2, 2], f"warnings printed per run: {seen}"
 
 
-#: the hostile kinds this file covers (each a test or a parametrised case above)
-KINDS = (len(BAD_SETTINGS) + 4 + 1 + 2 + 1 + 2 + 1 + 1 + 1 + 3 + 3 + 1 + 1 + 1 + 2 + 1 + 1 + 1)
+#: the hostile kinds this file covers, one name each (the older tests/test_reliability.py covers 33)
+KINDS = (*(f"setting:{k}" for k in BAD_SETTINGS),  # 20
+         "override_comma", "override_equals", "override_bracket", "override_interpolation",
+         "yaml_manifest_syntax", "empty_folder", "duplicate_ids", "generator_without_keys",
+         "second_writer", "stale_lock_after_kill", "secret_env_values", "secret_in_written_files",
+         "provider_echoes_authorization", "csv_formula_cells", "csv_formula_in_run_and_report",
+         "stderr_during_native_quiet", "warnings_over_repeated_runs", "report_run_json_corrupt",
+         "report_run_json_not_object", "report_frames_truncated", "clip_0.2s", "png_renamed_mp4",
+         "start_past_end", "dangling_symlink", "looping_symlink", "part_of_other_config",
+         "part_truncated_footer", "part_damaged_body", "disk_full", "sigterm")
