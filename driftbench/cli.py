@@ -53,8 +53,7 @@ Overrides are Hydra overrides (key=value); an unknown key or a wrong type exits 
   --yes                              allow generator APIs to spend credits (after the cost estimate)
 
 Config groups: {groups}
-Exit codes: 0 all measured, 1 some clips failed (the rest written), 2 bad usage/config (or the run
-directory is in use by another run), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); 130/143: rerun to resume.
+Exit codes: 0 all measured, 1 some clips failed (the rest written), 2 bad usage/config or run directory in use, 130 interrupted, 143 terminated (SIGTERM); 130/143 resume on rerun.
 """
 
 
