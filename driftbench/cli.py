@@ -190,11 +190,15 @@ def _execute_job(cfg, run_dir) -> int:
 
         logging.getLogger("driftbench").debug("%s", traceback.format_exc())
         try:
+            from driftbench.errors import scrub
+
             with open(run_dir / "driftbench.log", "a", encoding="utf-8") as fh:
-                fh.write(traceback.format_exc())
+                fh.write(scrub(traceback.format_exc()))  # no credential in a file meant to be shared
         except OSError:
             pass
-        print(f"driftbench run: internal error {type(exc).__name__}: {exc} (traceback in {run_dir}/driftbench.log) "
+        from driftbench.errors import scrub
+
+        print(f"driftbench run: internal error {type(exc).__name__}: {scrub(str(exc))} (traceback in {run_dir}/driftbench.log) "
               "-- fix: please report it; clips measured so far are kept, rerun to resume", file=sys.stderr)
         code = EXIT_FAIL
     try:
