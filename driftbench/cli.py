@@ -320,7 +320,9 @@ def cmd_run(argv: Sequence[str]) -> int:
     finally:
         sys.argv = saved
     if multirun:
-        codes = _sweep_codes(result_dir) or _RUN_EXIT
+        # status.json of every job, plus this process's own codes (a job refused because another run holds
+        # its directory leaves that run's status.json alone)
+        codes = [*_sweep_codes(result_dir), *_RUN_EXIT]
         _render_sweep(result_dir)
     else:
         codes = _RUN_EXIT

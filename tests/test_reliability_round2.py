@@ -163,6 +163,30 @@ def test_second_writer_exits_2_naming_the_holder(one_clip_dir, tmp_path, capsys)
         pass
 
 
+@needs_shared
+@pytest.mark.usefixtures("cache_dir")
+def test_sweep_job_directory_is_locked_too(clips, tmp_path, capsys) -> None:
+    root = tmp_path / "runs"
+    args = ("-m", "model=folder", f"model.path={clips / 'good_a.mp4'},{clips / 'good_b.mp4'}", f"output.root={root}",
+            "executor.workers=1")
+    assert run_inprocess(*args) == 0
+    jobs = sorted(p.parent for p in root.glob("sweep-*/*/status.json"))
+    assert len(jobs) == 2
+    capsys.readouterr()
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(jobs[0])], cwd=ROOT, env=subprocess_env(),
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        code = run_inprocess(*args)
+        err = capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 2 and f"pid {holder.pid}" in err and str(jobs[0]) in err, err[-2000:]
+    statuses = [json.loads((j / "status.json").read_text())["exit_code"] for j in jobs]
+    assert statuses == [0, 0], "the held job's status is its holder's; the other job resumed"
+
+
 # -- secrets ---------------------------------------------------------------------------------------------
 def test_scrub_removes_every_credential(monkeypatch) -> None:
     from driftbench.errors import UsageError, register_secret_env, scrub
@@ -550,7 +574,7 @@ def test_every_skipped_warning_is_printed_over_repeated_runs(clips, tmp_path) ->
 KINDS = (*(f"setting:{k}" for k in BAD_SETTINGS),  # 20
          "override_comma", "override_equals", "override_bracket", "override_interpolation",
          "yaml_manifest_syntax", "empty_folder", "duplicate_ids", "generator_without_keys",
-         "second_writer", "stale_lock_after_kill", "secret_env_values", "secret_in_written_files",
+         "second_writer", "stale_lock_after_kill", "second_sweep_into_locked_job", "secret_env_values", "secret_in_written_files",
          "provider_echoes_authorization", "csv_formula_cells", "csv_formula_in_run_and_report",
          "stderr_during_native_quiet", "warnings_over_repeated_runs", "report_run_json_corrupt",
          "report_run_json_not_object", "report_frames_truncated", "clip_0.2s", "png_renamed_mp4",
