@@ -84,15 +84,19 @@ def secret_values() -> list[str]:
     return sorted(vals, key=len, reverse=True)
 
 
-def scrub(text: str) -> str:
+def scrub(text: str, *, patterns: bool = True) -> str:
     """``text`` with every credential replaced by ``[redacted]``: the values of secret environment
-    variables, bearer tokens and JWTs. The one function every recorded message and written text file
-    goes through (errors, log records, CSV/JSON/HTML written by :mod:`driftbench.io`)."""
+    variables and, with ``patterns``, bearer tokens and JWTs in any form. The one function every
+    recorded message goes through (errors, log records, CSV cells), and every text file written by
+    :mod:`driftbench.io` (those with ``patterns=False``: a signed result URL that a generator's cache
+    keeps must stay usable, and no key or token reaches a file other than inside a message)."""
     if not isinstance(text, str) or not text:
         return text
     for value in secret_values():
         if value in text:
             text = text.replace(value, REDACTED)
+    if not patterns:
+        return text
     if "eyJ" in text:
         text = _JWT.sub(REDACTED, text)
     if "earer" in text or "oken" in text or "EARER" in text or "OKEN" in text:

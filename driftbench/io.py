@@ -52,7 +52,7 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 def write_text(path: str | os.PathLike[str], text: str) -> None:
     from driftbench.errors import scrub
 
-    write_bytes(path, scrub(text).encode("utf-8"))
+    write_bytes(path, scrub(text, patterns=False).encode("utf-8"))
 
 
 def _clean(obj: Any, decimals: int) -> Any:

@@ -247,8 +247,10 @@ class PartStore:
             from driftbench.io import write_bytes
 
             write_bytes(base.with_suffix(".ref.jpg"), res.reference["thumb"])
+        from driftbench.errors import scrub
+
         meta = {"config_hash": self.cfg_hash, "clip_id": res.clip.clip_id, "status": res.status,
-                "reason": res.reason, "message": res.message, "warnings": res.warnings,
+                "reason": res.reason, "message": scrub(res.message), "warnings": [scrub(w) for w in res.warnings],
                 "summary": res.summary, "reference": ref, "signals_key": res.signals_key,
                 "cache_hit": res.cache_hit, "seconds": res.seconds, "clip": clip_record(res.clip),
                 "inputs": input_stats(res.clip)}

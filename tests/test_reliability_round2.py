@@ -222,6 +222,10 @@ def test_written_files_and_log_records_are_scrubbed(tmp_path, monkeypatch, caplo
     for p in tmp_path.iterdir():
         assert b"key_runwaysecret42" not in p.read_bytes(), p
     assert "key_runwaysecret42" not in caplog.text and "[redacted]" in caplog.text
+    # a signed result URL a generator's cache keeps (no key in it) is written unchanged, still usable
+    url = "https://cdn.example/v.mp4?_jwt=eyJhbGciOiJIUzI1.eyJleHAiOjE3MzM.c2lnbmF0dXJl&token=abcdef0123456789"
+    write_json(tmp_path / "record.json", {"video_url": url})
+    assert json.loads((tmp_path / "record.json").read_text())["video_url"] == url
 
 
 # -- CSV formula injection ---------------------------------------------------------------------------------
