@@ -385,7 +385,7 @@ def execute_run(cfg: Any, run_dir: Path) -> int:
     assert isinstance(container, dict)
     cfg_hash = config_hash(container)
     _check_writable(run_dir)
-    with run_lock(run_dir), _sigterm_as_interrupt():
+    with run_lock(run_dir), _sigterm_as_interrupt(), _terminal_logging():
         handler = _LogFile(run_dir / "driftbench.log", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(handler)
@@ -401,6 +401,30 @@ def execute_run(cfg: Any, run_dir: Path) -> int:
         finally:
             log.removeHandler(handler)
             handler.close()
+
+
+@contextlib.contextmanager
+def _terminal_logging() -> Iterator[None]:
+    """The run's messages reach the terminal and driftbench.log whatever logging config is active: a Hydra
+    sweep (``hydra/hydra_logging=disabled``) disables every existing logger, this one included, sets the
+    root level to ERROR and removes the root's handlers, after which a sweep job logged nothing at all."""
+    was_disabled, level = log.disabled, log.level
+    log.disabled = False
+    if log.getEffectiveLevel() > logging.INFO:
+        log.setLevel(logging.INFO)
+    added = None
+    if not logging.getLogger().handlers and not any(isinstance(h, logging.StreamHandler) and
+                                                    not isinstance(h, logging.FileHandler) for h in log.handlers):
+        added = logging.StreamHandler(sys.stderr)
+        added.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        log.addHandler(added)
+    try:
+        yield
+    finally:
+        if added is not None:
+            log.removeHandler(added)
+        log.setLevel(level)
+        log.disabled = was_disabled
 
 
 class _LogFile(logging.FileHandler):

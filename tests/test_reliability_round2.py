@@ -217,6 +217,7 @@ def test_written_files_and_log_records_are_scrubbed(tmp_path, monkeypatch, caplo
     write_csv(tmp_path / "t.csv", pd.DataFrame({"message": ["HTTP 400 you sent key_runwaysecret42"], "n": [1]}))
     write_json(tmp_path / "t.json", {"argv": ["Bearer key_runwaysecret42"]})
     write_text(tmp_path / "t.html", "<p>key_runwaysecret42</p>")
+    monkeypatch.setattr(logging.getLogger("driftbench"), "disabled", False)  # an in-process sweep disables it
     with caplog.at_level(logging.WARNING, logger="driftbench"):
         logging.getLogger("driftbench").warning("echo %s", "key_runwaysecret42")
     for p in tmp_path.iterdir():
@@ -265,6 +266,8 @@ def test_native_quiet_window_keeps_other_threads_stderr(capfd) -> None:
     handler = logging.StreamHandler(sys.stderr)
     logger = logging.getLogger("driftbench.test-stderr")
     logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)  # whatever an earlier in-process sweep left as the root level
+    logger.disabled = False
     try:
         th = threading.Thread(target=loader)
         th.start()
@@ -575,13 +578,31 @@ def test_every_skipped_warning_is_printed_over_repeated_runs(clips, tmp_path) ->
     assert seen == [2, 2, 2], f"warnings printed per run: {seen}"
 
 
+@needs_shared
+def test_sweep_jobs_print_and_log_their_warnings(clips, tmp_path) -> None:
+    """Hydra's sweep logging config disabled every existing logger: a sweep job printed no warning and
+    its driftbench.log stayed empty."""
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    media.zero_length_clip(ds / "empty.mp4")
+    p = subprocess.run(command("-m", "model=folder", f"model.path={ds / 'empty.mp4'},{clips / 'good_a.mp4'}",
+                               f"output.root={tmp_path / 'out'}", "executor.workers=1"),
+                       cwd=ROOT, env=subprocess_env(tmp_path / "cache"), capture_output=True, text=True, timeout=600,
+                       check=False)
+    assert p.returncode == 1, p.stderr[-2000:]
+    (job,) = [s.parent for s in (tmp_path / "out").glob("sweep-*/*/skipped.csv") if len(read_csv(s))]
+    (message,) = read_csv(job / "skipped.csv")["message"]
+    assert message in p.stderr, p.stderr[-2000:]
+    assert message in (job / "driftbench.log").read_text(encoding="utf-8")
+
+
 #: the hostile kinds this file covers, one name each (the older tests/test_reliability.py covers 33)
 KINDS = (*(f"setting:{k}" for k in BAD_SETTINGS),  # 20
          "override_comma", "override_equals", "override_bracket", "override_interpolation",
          "yaml_manifest_syntax", "empty_folder", "duplicate_ids", "generator_without_keys",
          "second_writer", "stale_lock_after_kill", "second_sweep_into_locked_job", "secret_env_values", "secret_in_written_files",
          "provider_echoes_authorization", "csv_formula_cells", "csv_formula_in_run_and_report",
-         "stderr_during_native_quiet", "warnings_over_repeated_runs", "report_run_json_corrupt",
+         "stderr_during_native_quiet", "warnings_over_repeated_runs", "warnings_in_sweep_jobs", "report_run_json_corrupt",
          "report_run_json_not_object", "report_frames_truncated", "clip_0.2s", "png_renamed_mp4",
          "start_past_end", "dangling_symlink", "looping_symlink", "part_of_other_config",
          "part_truncated_footer", "part_damaged_body", "disk_full", "sigterm")
