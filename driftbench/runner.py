@@ -124,7 +124,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         finally:
             _HELD[key][1] -= 1
         return
-    lock = FileLock(str(run_dir / LOCK_FILE), timeout=0, thread_local=False)
+    lock = FileLock(str(run_dir / LOCK_FILE), timeout=0)
     try:
         lock.acquire(timeout=0)
     except Timeout:
