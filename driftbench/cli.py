@@ -2,7 +2,8 @@
 
 Imports are lazy: ``driftbench --help``, ``report`` and ``gate`` never import torch or load models.
 Exit codes: 0 ok; 1 some clips failed / a check or gate failed (results for the rest written);
-2 bad usage or configuration (checked before any work); 130 interrupted (resumable).
+2 bad usage or configuration (checked before any work); 130 interrupted (resumable); 143 terminated by
+SIGTERM (resumable, like 130).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
 DESCRIPTION = """\
 Measure character (identity) drift in AI-generated video and rank the methods that fight it.
@@ -66,7 +67,7 @@ Hydra's own options (handed to Hydra):
   --config-name NAME, -cn NAME       another primary config (found in a --config-dir)
 
 Config groups: {groups}
-Exit codes: 0 all measured, 1 some clips failed (the rest written), 2 bad usage/config, 130 interrupted.
+Exit codes: 0 all measured, 1 some clips failed (the rest written), 2 bad usage/config or run directory in use, 130 interrupted, 143 terminated (SIGTERM); 130/143 resume on rerun.
 """
 
 
@@ -125,8 +126,11 @@ def _config_error(exc: BaseException) -> str:
     return f"{first}{' (' + detail + ')' if detail and detail not in first else ''}"
 
 
-def validate_overrides(overrides: list[str], multirun: bool, config_name: str = "config") -> list:
-    """Compose every job's config; raise UsageError with a one-line message on the first bad one."""
+def validate_overrides(overrides: list[str], multirun: bool, config_name: str = "config", *,
+                       preflight_sources: bool = True) -> list:
+    """Compose every job's config; raise UsageError with a one-line message on the first bad one.
+    ``preflight_sources=False`` (Hydra's --cfg/--info, which measure nothing) skips the clip sources' own
+    checks (an empty folder, a missing API key)."""
     from omegaconf import OmegaConf
 
     from driftbench.errors import UsageError
@@ -143,10 +147,16 @@ def validate_overrides(overrides: list[str], multirun: bool, config_name: str = 
                 hint = "set the missing value, e.g. model.path=DIR for model=folder"
             elif "token recognition error" in str(exc) or "LexerNoViableAlt" in str(exc):
                 hint = "quote a value that holds special characters, e.g. model.path='my <clips> (v2)'"
+            from driftbench.config import override_hint
+
+            hint = override_hint(exc, combo) or hint
             raise UsageError(f"bad configuration {' '.join(combo)!r}: {_config_error(exc)} -- fix: {hint}") from None
+        from driftbench.config import validate_config
         from driftbench.sources.base import preflight
 
-        preflight(cfg.model)
+        validate_config(cfg)  # ranges (fps > 0, bin_s > 0, ...): exit 2 before any work
+        if preflight_sources:
+            preflight(cfg.model)
         cfgs.append(cfg)
     return cfgs
 
@@ -172,18 +182,25 @@ _register_resolvers()
 
 def _execute_job(cfg, run_dir) -> int:
     """One run into ``run_dir``; errors become exit codes with a one-line message (never a traceback)."""
-    from driftbench.errors import DriftbenchError, UsageError
+    from driftbench.errors import DriftbenchError, RunDirBusy, Terminated, UsageError
     from driftbench.io import write_json
     from driftbench.runner import execute_run
 
     try:
         code = execute_run(cfg, run_dir)
+    except RunDirBusy as exc:  # the directory belongs to the run holding it: its status.json is left alone
+        print(f"driftbench run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except UsageError as exc:
         print(f"driftbench run: {exc}", file=sys.stderr)
         code = EXIT_USAGE
     except DriftbenchError as exc:
         print(f"driftbench run: {exc}", file=sys.stderr)
         code = EXIT_FAIL
+    except Terminated:
+        print(f"driftbench run: terminated (SIGTERM); the clips measured so far are kept in {run_dir}; rerun the "
+              "same command to resume", file=sys.stderr)
+        code = EXIT_TERMINATED
     except KeyboardInterrupt:
         print(f"driftbench run: interrupted; the clips measured so far are kept in {run_dir}; rerun the same "
               "command to resume", file=sys.stderr)
@@ -194,11 +211,15 @@ def _execute_job(cfg, run_dir) -> int:
 
         logging.getLogger("driftbench").debug("%s", traceback.format_exc())
         try:
+            from driftbench.errors import scrub
+
             with open(run_dir / "driftbench.log", "a", encoding="utf-8") as fh:
-                fh.write(traceback.format_exc())
+                fh.write(scrub(traceback.format_exc()))  # no credential in a file meant to be shared
         except OSError:
             pass
-        print(f"driftbench run: internal error {type(exc).__name__}: {exc} (traceback in {run_dir}/driftbench.log) "
+        from driftbench.errors import scrub
+
+        print(f"driftbench run: internal error {type(exc).__name__}: {scrub(str(exc))} (traceback in {run_dir}/driftbench.log) "
               "-- fix: please report it; clips measured so far are kept, rerun to resume", file=sys.stderr)
         code = EXIT_FAIL
     try:
@@ -215,7 +236,7 @@ def _task(cfg) -> None:  # the Hydra task function (multirun jobs, or runs with 
 
     code = _execute_job(cfg, Path(HydraConfig.get().runtime.output_dir))
     _RUN_EXIT.append(code)
-    if code == EXIT_INTERRUPTED:
+    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
         raise SystemExit(code)
 
 
@@ -224,11 +245,22 @@ def _run_single(cfg, overrides: list[str], run_dir) -> int:
     run directly, and ``.hydra/`` gets the same config.yaml and overrides.yaml an app run would write."""
     from omegaconf import OmegaConf
 
+    from driftbench.errors import RunDirBusy
     from driftbench.io import write_text
+    from driftbench.runner import discard_refused_run, run_lock
 
-    write_text(run_dir / ".hydra" / "config.yaml", OmegaConf.to_yaml(cfg))
-    write_text(run_dir / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
-    return _execute_job(cfg, run_dir)
+    fresh = not any(run_dir.iterdir())
+    try:
+        with run_lock(run_dir):  # before .hydra/ is written: a second writer changes nothing of the first's
+            write_text(run_dir / ".hydra" / "config.yaml", OmegaConf.to_yaml(cfg))
+            write_text(run_dir / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
+            code = _execute_job(cfg, run_dir)
+    except RunDirBusy as exc:
+        print(f"driftbench run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if code == EXIT_USAGE and fresh:
+        discard_refused_run(run_dir)  # refused before any clip (no clips, duplicate ids, no API key)
+    return code
 
 
 @dataclass
@@ -266,7 +298,10 @@ def parse_run_args(argv: Sequence[str]) -> RunArgs:
         raise UsageError(f"{message} -- fix: see `driftbench run --help`")
 
     parser.error = error  # type: ignore[method-assign]
-    ns = parser.parse_args(list(argv))
+    # -m/--multirun may stand anywhere among the overrides (argparse stops the positional list at a flag)
+    args = list(argv)
+    flags = [a for a in args if a in ("-m", "--multirun")]
+    ns = parser.parse_args([*flags, *(a for a in args if a not in ("-m", "--multirun"))])
     for key, what in _REFUSED.items():
         if getattr(ns, key, None):
             raise UsageError(f"driftbench run does not take {what} -- fix: see `driftbench run --help`")
@@ -422,7 +457,8 @@ def _hydra_command(run_args: RunArgs) -> int:
 
     if "--shell-completion" not in run_args.hydra_argv:
         try:  # a bad override: driftbench's one-line message and exit 2, not Hydra's traceback
-            validate_overrides(run_args.overrides, run_args.multirun, run_args.config_name)
+            validate_overrides(run_args.overrides, run_args.multirun, run_args.config_name,
+                               preflight_sources=False)
         except UsageError as exc:
             print(f"driftbench run: {exc}", file=sys.stderr)
             return EXIT_USAGE
@@ -474,7 +510,8 @@ def cmd_run(argv: Sequence[str]) -> int:
     overrides = run_args.overrides
     if not run_args.multirun and all(_hydra_key(a) in (None, *_FAST_HYDRA_KEYS) for a in overrides):
         code = _run_single(cfgs[0], overrides, result_dir)
-        print(str(result_dir))
+        if result_dir.is_dir():  # a run refused before any work leaves no directory to print
+            print(str(result_dir))
         return code
     _RUN_EXIT.clear()
     # the user's hydra.run.dir / hydra.sweep.dir are resolved above: the resolved value (hydra_args) wins
@@ -487,7 +524,9 @@ def cmd_run(argv: Sequence[str]) -> int:
             print(str(result_dir))
             return code
     if run_args.multirun:
-        codes = _sweep_codes(result_dir) or _RUN_EXIT
+        # status.json of every job, plus this process's own codes (a job refused because another run holds
+        # its directory leaves that run's status.json alone)
+        codes = [*_sweep_codes(result_dir), *_RUN_EXIT]
         _render_sweep(result_dir)
     else:
         codes = _RUN_EXIT
@@ -542,12 +581,19 @@ def cmd_report(argv: Sequence[str]) -> int:
                    help="output directory (default: the run directory; several runs: reports/compare-<hash>)")
     p.add_argument("--title", default="driftbench report")
     a = p.parse_args(argv)
+    from driftbench.errors import UsageError
+    from driftbench.io import check_run_tables
     from driftbench.report import render_runs
 
     for d in a.run_dirs:
         if not (d / "clips.csv").is_file():
             print(f"driftbench report: {d}: not a run directory (no clips.csv) -- fix: pass the directory that "
                   "`driftbench run` printed", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            check_run_tables(d)  # a corrupt run.json or truncated table: one line, exit 2 (no traceback)
+        except UsageError as exc:
+            print(f"driftbench report: {exc}", file=sys.stderr)
             return EXIT_USAGE
     out_dir = a.out
     if len(a.run_dirs) > 1 and out_dir is None:  # a merged report never overwrites one run's own report
@@ -690,8 +736,13 @@ def main(argv: Sequence[str] | None = None) -> int:
               "(see `driftbench --help`)", file=sys.stderr)
         return EXIT_USAGE
     _setup_logging()
+    from driftbench.errors import Terminated
+
     try:
         return _command(name)(rest)
+    except Terminated:
+        print("driftbench: terminated (SIGTERM); rerun the same command to resume", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("driftbench: interrupted; rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED

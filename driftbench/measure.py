@@ -35,6 +35,8 @@ class MetricSettings:
     min_loss_s: float = 2.0
     far: float = 0.001
     loss_score: str = "decoupled"
+    #: fewer sampled frames with the face than this: the clip is reported too short, not scored
+    min_samples: int = 3
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,7 @@ def _measure(clip: Clip, s: MeasureSettings, warnings: list[str]) -> ClipResult:
         raise ClipError(clip.path, "the character's face was not found in any sampled frame",
                         "check that the clip shows a face (>= ~40 px); the reference cannot be matched",
                         reason="no_face")
+    _check_samples(clip, track, s, info.duration_s)
     if ref is None:
         opening = track[track["face_found"] & (track["t"] < s.metrics.reference_s)]
         if opening.empty:  # the face appears later: the first second in which it is seen
@@ -255,6 +258,25 @@ def _measure(clip: Clip, s: MeasureSettings, warnings: list[str]) -> ClipResult:
                       signals_key=key, cache_hit=hit)
 
 
+def _check_samples(clip: Clip, track: pd.DataFrame, s: MeasureSettings, duration_s: float) -> None:
+    """A score from one or two samples is noise: below ``metrics.min_samples`` sampled frames showing
+    the face, the clip is reported (too short / too few faces) instead of scored."""
+    need = int(s.metrics.min_samples)
+    n, n_face = len(track), int(track["face_found"].sum())
+    if n_face >= need:
+        return
+    fps = s.sampling.fps
+    if n < need:
+        length = f"{duration_s:.2f} s" if duration_s > 0 else "a single frame"
+        raise ClipError(clip.path, f"too short to score: {n} frame(s) sampled at sampling.fps={fps:g} (the clip "
+                        f"lasts {length}), metrics.min_samples={need} needed",
+                        f"use a clip of at least {need / fps:.1f} s (a video, not a still image), raise "
+                        "sampling.fps, or lower metrics.min_samples", reason="too_short")
+    raise ClipError(clip.path, f"the face is seen in only {n_face} of {n} sampled frames, metrics.min_samples="
+                    f"{need} needed to score the clip", "check that the character stays in view, raise "
+                    "sampling.fps, or lower metrics.min_samples", reason="too_few_faces")
+
+
 def settings_from_config(cfg: Any, threshold: float, *, progress: bool = False) -> MeasureSettings:
     """Plain settings for workers from the composed run config (the one place configs become objects)."""
     m = cfg.metrics
@@ -270,7 +292,7 @@ def settings_from_config(cfg: Any, threshold: float, *, progress: bool = False) 
         metrics=MetricSettings(bin_s=float(m.bin_s), reference_s=float(m.reference_s), opening_s=float(m.opening_s),
                                window_s=float(m.window_s), horizons=tuple(float(h) for h in m.horizons),
                                smooth_s=float(m.smooth_s), min_loss_s=float(m.min_loss_s), far=float(m.far),
-                               loss_score=str(m.loss_score)),
+                               loss_score=str(m.loss_score), min_samples=int(m.get("min_samples", 3))),
         reference=str(cfg.reference),
         cache_dir=None if cfg.cache.dir is None else str(cfg.cache.dir),
         cache_enabled=bool(cfg.cache.enabled),

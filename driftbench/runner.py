@@ -16,13 +16,18 @@ partial file is never read as complete.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import logging
+import os
 import platform
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from driftbench import __version__
-from driftbench.errors import UsageError
+from driftbench.errors import DriftbenchError, RunDirBusy, Terminated, UsageError
 from driftbench.faces.base import preflight
 from driftbench.io import write_csv, write_json, write_parquet
 from driftbench.measure import ClipResult, settings_from_config
@@ -40,6 +45,8 @@ from driftbench.sources.base import Clip, Skipped, SourceContext
 log = logging.getLogger("driftbench")
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+#: the lock file of a run directory (held while a run writes there) and the record of its holder
+LOCK_FILE, HOLDER_FILE = ".driftbench.lock", ".driftbench.lock.json"
 CLIP_KEYS = ("clip_id", "model", "mitigation", "character", "prompt_id", "seed", "path", "reference_mode")
 
 
@@ -97,6 +104,81 @@ def _check_writable(run_dir: Path) -> None:
                          "output.dir=PATH or output.root=PATH") from None
 
 
+_HELD: dict[str, Any] = {}  # run directories whose lock this process holds -> [lock, depth]
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir``'s lock for a run (or a sweep job): a second writer gets :class:`RunDirBusy`
+    (exit 2) naming the holder (pid, host, command, start time) instead of mixing its results with
+    the first one's. The lock is an OS file lock (``filelock``): a killed holder releases it, and a
+    stale lock file is never mistaken for a live run. Re-entrant within one process."""
+    from filelock import FileLock, Timeout
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    key = str(run_dir.resolve())
+    if key in _HELD:
+        _HELD[key][1] += 1
+        try:
+            yield
+        finally:
+            _HELD[key][1] -= 1
+        return
+    lock = FileLock(str(run_dir / LOCK_FILE), timeout=0)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise RunDirBusy(f"{run_dir}: another driftbench run is writing to this directory ({_holder(run_dir)}) "
+                         "-- fix: wait for it to finish (then rerun to resume), or choose another output.dir") from None
+    _HELD[key] = [lock, 1]
+    try:
+        from driftbench.io import write_json
+
+        write_json(run_dir / HOLDER_FILE, {"pid": os.getpid(), "host": socket.gethostname(),
+                                          "command": " ".join(["driftbench", *sys.argv[1:]]),
+                                          "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        yield
+    finally:
+        del _HELD[key]
+        with contextlib.suppress(OSError):
+            (run_dir / HOLDER_FILE).unlink()
+        lock.release()
+
+
+def _holder(run_dir: Path) -> str:
+    try:
+        h = json.loads((run_dir / HOLDER_FILE).read_text(encoding="utf-8"))
+        return (f"pid {h.get('pid')} on {h.get('host')}, started {h.get('started')}: "
+                f"{str(h.get('command'))[:200]}")
+    except (OSError, ValueError, AttributeError):
+        return "holder unknown"
+
+
+def discard_refused_run(run_dir: Path) -> bool:
+    """Remove the directory of a run refused (exit 2) before any clip was measured, when it holds only
+    what this run wrote there (.hydra/, driftbench.log, status.json, the lock): a refused command leaves
+    no run directory behind. Returns whether it was removed."""
+    import shutil
+
+    ours = {".hydra", "driftbench.log", "status.json", "work", LOCK_FILE, HOLDER_FILE}
+    try:
+        if not run_dir.is_dir() or (run_dir / "parts").exists() or not {p.name for p in run_dir.iterdir()} <= ours:
+            return False
+        shutil.rmtree(run_dir)
+    except OSError:
+        return False
+    return True
+
+
+class DamagedParts(Exception):
+    """Parts on disk that cannot be read back (a truncated Parquet file, ...): measured again."""
+
+    def __init__(self, clips: list[Clip], details: list[str]) -> None:
+        super().__init__("; ".join(details))
+        self.clips = clips
+        self.details = details
+
+
 class PartStore:
     """Per-clip results in ``run_dir/parts``: written as each clip finishes, read back to resume."""
 
@@ -125,8 +207,33 @@ class PartStore:
             return False  # skipped/failed clips are retried on the next run (the input may be fixed)
         if data.get("inputs") != input_stats(clip):
             return False  # the clip or a reference changed since (re-downloaded, fixed): measure again
-        return all((self._base(clip).with_suffix(s)).is_file() for s in (".frames.parquet", ".curve.parquet",
-                                                                           ".thumbs.parquet"))
+        problem = self.damage(clip)
+        if problem:
+            log.warning("%s: %s -- measuring the clip again", clip.path, problem)
+            return False
+        return True
+
+    def damage(self, clip: Clip) -> str | None:
+        """Why the parquet files of an ok part cannot be used (missing, truncated), or None. Reads only
+        each file's footer (cheap); a part damaged deeper is caught when it is loaded (:func:`assemble`)."""
+        import pyarrow.parquet as pq
+
+        for suffix in (".frames.parquet", ".curve.parquet", ".thumbs.parquet"):
+            path = self._base(clip).with_suffix(suffix)
+            try:
+                pq.read_metadata(path)
+            except FileNotFoundError:
+                return f"part file {path.name} is missing"
+            except Exception as exc:
+                return f"part file {path} is damaged ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
+        return None
+
+    def discard(self, clip: Clip) -> None:
+        """Forget a part (its JSON first: without it the clip counts as not measured)."""
+        base = self._base(clip)
+        for suffix in (".json", ".frames.parquet", ".curve.parquet", ".thumbs.parquet", ".ref.jpg"):
+            with contextlib.suppress(OSError):
+                base.with_suffix(suffix).unlink()
 
     def save(self, res: ClipResult) -> None:
         base = self._base(res.clip)
@@ -140,8 +247,10 @@ class PartStore:
             from driftbench.io import write_bytes
 
             write_bytes(base.with_suffix(".ref.jpg"), res.reference["thumb"])
+        from driftbench.errors import scrub
+
         meta = {"config_hash": self.cfg_hash, "clip_id": res.clip.clip_id, "status": res.status,
-                "reason": res.reason, "message": res.message, "warnings": res.warnings,
+                "reason": res.reason, "message": scrub(res.message), "warnings": [scrub(w) for w in res.warnings],
                 "summary": res.summary, "reference": ref, "signals_key": res.signals_key,
                 "cache_hit": res.cache_hit, "seconds": res.seconds, "clip": clip_record(res.clip),
                 "inputs": input_stats(res.clip)}
@@ -181,19 +290,42 @@ def clip_record(clip: Clip) -> dict[str, Any]:
             "model": clip.model, "mitigation": clip.mitigation, "meta": dict(clip.meta)}
 
 
-def assemble(run_dir: Path, clips: list[Clip], parts: PartStore, skipped: list[Skipped]) -> dict[str, Any]:
-    """Write the run's tables from the parts of ``clips``; returns counts (cache hits among them)."""
+def assemble(run_dir: Path, clips: list[Clip], parts: PartStore, skipped: list[Skipped], *,
+             remeasure: bool = False) -> dict[str, Any]:
+    """Write the run's tables from the parts of ``clips`` measured with this run's configuration;
+    returns counts (cache hits among them). A part that cannot be read raises :class:`DamagedParts`
+    before anything is written when ``remeasure`` (the caller measures those clips again), else
+    becomes a not_run row."""
     rows, frames, curves, thumbs, skip_rows = [], [], [], [], []
     cache_hits = 0
     for s in skipped:
         skip_rows.append({"clip_id": "", "item": s.item, "stage": s.stage, "reason": s.reason, "message": s.message})
+    damaged: list[Clip] = []
+    details: list[str] = []
     for clip in sorted(clips, key=lambda c: c.clip_id):
         if not parts._base(clip).with_suffix(".json").is_file():
             skip_rows.append({"clip_id": clip.clip_id, "item": clip.path, "stage": "measure", "reason": "not_run",
                               "message": f"{clip.path}: not measured (run interrupted) -- fix: rerun the same "
                                          "command to resume"})
             continue
-        part = parts.load(clip)
+        try:
+            part = parts.load(clip)
+            if part.get("config_hash") != parts.cfg_hash:
+                # never mix: a part measured with other settings (another run into this directory)
+                skip_rows.append({"clip_id": clip.clip_id, "item": clip.path, "stage": "measure",
+                                  "reason": "not_run", "message": f"{clip.path}: its stored result was measured "
+                                  "with another configuration -- fix: rerun the same command to measure it again"})
+                continue
+        except Exception as exc:
+            if remeasure:
+                damaged.append(clip)
+                details.append(f"{clip.path}: stored part unreadable ({type(exc).__name__}: "
+                               f"{' '.join(str(exc).split())[:120]})")
+                continue
+            skip_rows.append({"clip_id": clip.clip_id, "item": clip.path, "stage": "measure", "reason": "not_run",
+                              "message": f"{clip.path}: its stored result is damaged ({type(exc).__name__}) -- fix: "
+                                         "rerun the same command to measure it again"})
+            continue
         if part["status"] != "ok":
             skip_rows.append({"clip_id": clip.clip_id, "item": clip.path, "stage": "measure",
                               "reason": part["reason"], "message": part["message"]})
@@ -215,6 +347,8 @@ def assemble(run_dir: Path, clips: list[Clip], parts: PartStore, skipped: list[S
         if part.get("reference_thumb"):
             thumbs.append(pd.DataFrame({"sample_index": [-1], "t": [np.nan], "thumb": [part["reference_thumb"]],
                                         "clip_id": [clip.clip_id]}))
+    if damaged:
+        raise DamagedParts(damaged, details)
     clips_df = pd.DataFrame(rows)
     if not clips_df.empty:
         lead = [c for c in CLIP_KEYS if c in clips_df]
@@ -244,19 +378,83 @@ def execute_run(cfg: Any, run_dir: Path) -> int:
     """Run the whole pipeline for one composed config; returns the exit code (0 / 1)."""
     from omegaconf import OmegaConf
 
+    from driftbench.config import validate_config
+
     t_start = time.perf_counter()
+    validate_config(cfg)
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
     cfg_hash = config_hash(container)
     _check_writable(run_dir)
-    handler = logging.FileHandler(run_dir / "driftbench.log", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
+    with run_lock(run_dir), _sigterm_as_interrupt(), _terminal_logging():
+        handler = _LogFile(run_dir / "driftbench.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        try:
+            return _execute(cfg, run_dir, container, cfg_hash, t_start)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                where = exc.filename or run_dir
+                raise DriftbenchError(f"{where}: no space left on the device (disk full) -- fix: free space on the disk "
+                                      f"holding {run_dir} (or choose output.dir on another disk), then rerun the same "
+                                      "command to resume; the clips measured so far are kept") from None
+            raise
+        finally:
+            log.removeHandler(handler)
+            handler.close()
+
+
+@contextlib.contextmanager
+def _terminal_logging() -> Iterator[None]:
+    """The run's messages reach the terminal and driftbench.log whatever logging config is active: a Hydra
+    sweep (``hydra/hydra_logging=disabled``) disables every existing logger, this one included, sets the
+    root level to ERROR and removes the root's handlers, after which a sweep job logged nothing at all."""
+    was_disabled, level = log.disabled, log.level
+    log.disabled = False
+    if log.getEffectiveLevel() > logging.INFO:
+        log.setLevel(logging.INFO)
+    added = None
+    if not logging.getLogger().handlers and not any(isinstance(h, logging.StreamHandler) and
+                                                    not isinstance(h, logging.FileHandler) for h in log.handlers):
+        added = logging.StreamHandler(sys.stderr)
+        added.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        log.addHandler(added)
     try:
-        return _execute(cfg, run_dir, container, cfg_hash, t_start)
+        yield
     finally:
-        log.removeHandler(handler)
-        handler.close()
+        if added is not None:
+            log.removeHandler(added)
+        log.setLevel(level)
+        log.disabled = was_disabled
+
+
+class _LogFile(logging.FileHandler):
+    """driftbench.log; a record that cannot be written (full disk) is dropped quietly: the terminal
+    still shows it, and the run's own error message says what happened."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler's stop, ``kill``) raises :class:`Terminated` in the main thread: the run stops
+    like after Ctrl-C (results kept, status.json written, resumable) and exits 143 with a message."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _execute(cfg: Any, run_dir: Path, container: dict[Any, Any], cfg_hash: str, t_start: float) -> int:
@@ -324,7 +522,16 @@ def _execute(cfg: Any, run_dir: Path, container: dict[Any, Any], cfg_hash: str, 
             preload.wait()
     t_measure = time.perf_counter() - t0
     t0 = time.perf_counter()
-    counts = assemble(run_dir, clips, parts, skipped)
+    try:
+        counts = assemble(run_dir, clips, parts, skipped, remeasure=True)
+    except DamagedParts as exc:  # unreadable parts are measured again, never an error on every rerun
+        for detail in exc.details:
+            log.warning("%s -- measuring the clip again", detail)
+        for clip in exc.clips:
+            parts.discard(clip)
+        execute(str(cfg.executor.name), exc.clips, settings, workers=int(cfg.executor.workers),
+                address=cfg.executor.address, on_result=on_result)
+        counts = assemble(run_dir, clips, parts, skipped)
     cache_hits = counts.pop("cache_hits")
     run_meta = {
         "driftbench": __version__,

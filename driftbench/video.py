@@ -170,6 +170,11 @@ def _decode_samples(path: str | Path, fps: float, start: float, end: float | Non
             # a truncated tail: keep what decoded, record it
             put(TruncatedVideo(t_last=t, message=str(exc)))
             cut = True
+        if k == 0 and t0 is not None and start > 0:  # frames decoded, all before the first sampling instant
+            put(ClipError(path, f"sampling.start={start:g} s is past the clip's end (its last frame is at "
+                          f"{t:.2f} s)", "lower sampling.start below the clip's length (or leave it at 0)",
+                          reason="start_past_end"))
+            return
         if k == 0:
             put(ClipError(path, "no decodable video frame (zero-length clip?)",
                           "check that the clip has at least one frame", reason="empty"))

@@ -119,7 +119,7 @@ def test_shell_completion_queries_complete_groups_options_and_subcommands() -> N
 def test_hydra_run_dir_is_the_run_directory(tmp_path: Path) -> None:
     """hydra.run.dir (with Hydra's interpolations) is honoured on the plain one-compose path and
     when another hydra.* setting sends the run through Hydra's launcher."""
-    common = ["run", "model=synthetic", "model.max_clips=1", "model.duration_s=2", "model.schedules=[none]",
+    common = ["run", "model=synthetic", "model.max_clips=1", "model.duration_s=3", "model.schedules=[none]",
               "sampling.fps=1", "report.html=false", "progress=false", f"cache.dir={tmp_path / 'cache'}"]
     res = drift(*common, f"hydra.run.dir={tmp_path}/out/" + "${now:%Y}", env={"DRIFTBENCH_CACHE": str(tmp_path)})
     assert res.returncode == 0, res.stderr[-3000:]

@@ -132,8 +132,10 @@ def catalogue(tmp_path_factory: pytest.TempPathFactory):
                 {"clip_id": "bad_seed", "clip": "good_a.mp4", "reference": "", "seed": "abc"}]
     pd.DataFrame(rows + bad_rows).to_csv(ds / "manifest.csv", index=False)
     run_dir = base / "run"
+    # min_samples=2: the half-truncated clip keeps 2 samples at 1 frame/s, and truncation is the case here
+    # (clips too short to score have their own cases in test_reliability_round2.py)
     code = run_inprocess("model=folder", f"model.path={ds / 'manifest.csv'}", f"output.dir={run_dir}",
-                         "executor.workers=1")
+                         "executor.workers=1", "metrics.min_samples=2")
     return cases, bad_rows, run_dir, code
 
 
@@ -224,7 +226,10 @@ def test_truncated_clip_is_not_cached_as_complete(catalogue, tmp_path) -> None:
 
     _, _, run_dir, _ = catalogue
     clip = Clip("t", str(run_dir.parent / "dataset" / "fs_cut50.mp4"), "t")
-    settings = MeasureSettings(sampling=Sampling(1.0), cache_dir=str(tmp_path), device="cpu")
+    from driftbench.measure import MetricSettings
+
+    settings = MeasureSettings(sampling=Sampling(1.0), cache_dir=str(tmp_path), device="cpu",
+                               metrics=MetricSettings(min_samples=2))
     first = measure_clip(clip, settings)
     second = measure_clip(clip, settings)
     assert first.status == second.status == "ok"

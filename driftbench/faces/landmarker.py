@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -76,23 +79,62 @@ def square_crop(image: np.ndarray, x0: float, y0: float, side: float, out: int) 
     return cv2.warpAffine(image, m, (out, out), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
+#: lines MediaPipe/TFLite/absl print natively on fd 2 while a graph is built and first run
+NATIVE_NOISE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl|"
+                          r"WARNING: Logging before InitGoogle|INFO: Created TensorFlow|INFO: TfLite)")
+_QUIET_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def quiet_native_stderr() -> Iterator[None]:
-    """Silence native (C++/absl) log lines on fd 2 for a moment: MediaPipe prints several warnings
-    about its own defaults when a graph is built and first run. Python-level messages are unaffected
-    unless written in that window (runs also log to driftbench.log)."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
+    """Hide MediaPipe's native start-up log lines (warnings about its own defaults when a graph is built
+    and first run) without losing anything else written to stderr meanwhile.
+
+    fd 2 belongs to the whole process, and this runs on a loader thread while other threads keep
+    logging; pointing fd 2 at /dev/null silenced their warnings too. Instead fd 2 goes to a temporary
+    file for the window; afterwards every captured line that is not native noise (``NATIVE_NOISE``) is
+    written to the real stderr, so another thread's message is delayed by the window, never dropped."""
+    import tempfile
+
+    with _QUIET_LOCK:  # two windows at once would restore fd 2 out of order
+        try:
+            saved = os.dup(2)
+        except OSError:
             yield
+            return
+        try:
+            capture = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _replay
+        except OSError:
+            os.close(saved)
+            yield
+            return
+        try:
+            sys.stderr.flush()
+            os.dup2(capture.fileno(), 2)
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()  # Python-level text written in the window, into the capture
+            os.dup2(saved, 2)
+            os.close(saved)
+            _replay(capture)
+
+
+def _replay(capture: Any) -> None:
+    """Write the captured lines that are not native noise to (the restored) fd 2."""
+    try:
+        capture.seek(0)
+        data = capture.read()
+    except OSError:
+        return
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        capture.close()
+    kept = [ln for ln in data.splitlines(keepends=True)
+            if not NATIVE_NOISE.match(ln.decode("utf-8", "replace"))]
+    out = memoryview(b"".join(kept))
+    with contextlib.suppress(OSError):
+        while out:
+            out = out[os.write(2, out):]
 
 
 # the packages whose __init__ imports every MediaPipe task (audio with sounddevice/PortAudio, drawing

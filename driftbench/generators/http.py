@@ -177,6 +177,9 @@ class HeaderAuth(Auth):
             raise UsageError("model.api.auth.env: name the environment variable holding the API key "
                              "-- fix: e.g. model.api.auth.env=RUNWAYML_API_SECRET")
         self.env_names = (str(spec["env"]),)
+        from driftbench.errors import register_secret_env
+
+        register_secret_env(*self.env_names)  # its value is scrubbed from every message and file
         self.header = str(spec.get("header", "Authorization"))
         self.format = str(spec.get("format", "{key}"))
 

@@ -100,6 +100,9 @@ class KlingJwtAuth(Auth):
                           str(spec.get("secret_key_env", "KLING_SECRET_KEY")))
         self._token: str | None = None
         self._expires = 0.0
+        from driftbench.errors import register_secret_env
+
+        register_secret_env(*self.env_names)  # their values are scrubbed from every message and file
 
     def token(self, now: float | None = None) -> str:
         import jwt
@@ -112,6 +115,9 @@ class KlingJwtAuth(Auth):
                                  f"export {self.env_names[0]}=... and {self.env_names[1]}=... (Kling developer console)")
             payload = {"iss": access, "exp": int(now) + self.ttl_s, "nbf": int(now) - 5}
             self._token = jwt.encode(payload, secret, algorithm="HS256", headers={"alg": "HS256", "typ": "JWT"})
+            from driftbench.errors import register_secret_value
+
+            register_secret_value(self._token)
             self._expires = now + self.ttl_s
         return self._token
 

@@ -77,8 +77,17 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
         raise
     except Exception as exc:
         detail = printable(" ".join(str(exc).split()))[:300]  # parser errors span lines (YAML draws carets)
-        raise UsageError(f"{path}: unreadable manifest ({type(exc).__name__}: {detail}) -- fix: save it as UTF-8 "
-                         "CSV with a header row (clip,reference,character,...)") from None
+        if suffix in (".yaml", ".yml") and not isinstance(exc, UnicodeDecodeError):
+            fix = ("correct the YAML syntax at the line and column above (a list of entries like "
+                   "'- {clip: a.mp4, reference: a.jpg}')")
+            kind = "YAML"
+        elif suffix == ".json" and not isinstance(exc, UnicodeDecodeError):
+            fix = "correct the JSON syntax at the line and column above (a list of {\"clip\": ...} objects)"
+            kind = "JSON"
+        else:
+            fix = "save it as UTF-8 CSV with a header row (clip,reference,character,...)"
+            kind = "manifest"
+        raise UsageError(f"{path}: unreadable {kind} manifest ({type(exc).__name__}: {detail}) -- fix: {fix}") from None
     if not rows:
         raise UsageError(f"{path}: manifest has no rows -- fix: add one row per clip")
     columns = set().union(*(r.keys() for r in rows))
@@ -102,17 +111,17 @@ def check_path(cfg: Any) -> Path:
 
 
 def preflight(cfg: Any) -> None:
-    """Before any work: the path exists and a manifest is readable with a clip column."""
-    root = check_path(cfg)
-    if root.is_file() and root.suffix.lower() in MANIFEST_SUFFIXES:
-        read_manifest(root)
+    """Before any work (and before a run directory exists): the path exists, a manifest is readable with
+    a clip column, and the clips can be listed (some clip to measure, no duplicate ids)."""
+    check_path(cfg)
+    FolderSource(cfg, None).clips()
 
 
 PREFLIGHTS["folder"] = preflight
 
 
 class FolderSource:
-    def __init__(self, cfg: Any, ctx: SourceContext) -> None:
+    def __init__(self, cfg: Any, ctx: SourceContext | None) -> None:
         self.cfg = cfg
         self.ctx = ctx
         self._skipped: list[Skipped] = []
@@ -154,7 +163,15 @@ class FolderSource:
     def _from_dir(self, root: Path) -> list[Clip]:
         pattern = str(self.cfg.pattern)
         files = sorted(root.rglob(pattern) if self.cfg.recursive else root.glob(pattern))
-        return [self._clip_for_file(f, root) for f in files if f.is_file()]
+        clips = []
+        for f in files:
+            if f.is_file():
+                clips.append(self._clip_for_file(f, root))
+            elif f.is_symlink():  # dangling (target gone) or looping: listed, never silently dropped
+                item = printable(str(f))
+                self._skipped.append(Skipped(item, "broken_symlink", f"{item}: symbolic link to a missing file (or a "
+                                             "link loop) -- fix: point the link at the clip, or remove it"))
+        return clips
 
     def _from_manifest(self, manifest: Path) -> list[Clip]:
         base = manifest.parent
