@@ -272,6 +272,9 @@ def cmd_run(argv: Sequence[str]) -> int:
         return EXIT_USAGE
     if not multirun and not any(a.lstrip("+~").startswith(("hydra.", "hydra/")) for a in args):
         code = _run_single(cfgs[0], args, result_dir)
+        from driftbench.report.summary import print_summary
+
+        print_summary(result_dir)
         print(str(result_dir))
         return code
     import hydra
@@ -295,6 +298,9 @@ def cmd_run(argv: Sequence[str]) -> int:
         _render_sweep(result_dir)
     else:
         codes = _RUN_EXIT
+    from driftbench.report.summary import print_summary
+
+    print_summary(result_dir, sweep=multirun)
     print(str(result_dir))
     return max(codes) if codes else EXIT_FAIL
 
