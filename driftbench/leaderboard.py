@@ -244,22 +244,29 @@ def measured_horizons(clips: pd.DataFrame) -> list[float]:
     return sorted(out)
 
 
-def _all_pairs_reach(table: pd.DataFrame, label: str) -> bool:
-    """Every paired, unflagged mitigation row has drift reduction at ``label`` on all of its pairs."""
-    col = f"drift_reduction_{label}_n"
+def _all_pairs_reach(table: pd.DataFrame, pairs: dict[str, pd.DataFrame], label: str) -> bool:
+    """Every pair of every paired, unflagged mitigation row has drift at ``label`` on both sides."""
     cand = table[~table["baseline"] & ~table["excluded"] & (table["n_pairs"] > 0)]
-    if cand.empty or col not in table:
+    if cand.empty:
         return False
-    return bool((pd.to_numeric(cand[col], errors="coerce").fillna(0) == cand["n_pairs"]).all())
+    for name in cand["model"].astype(str) + "/" + cand["mitigation"].astype(str):
+        p = pairs.get(name)
+        cols = [f"drift_dec_at_{label}_t", f"drift_dec_at_{label}_b"]
+        if p is None or not all(c in p for c in cols):
+            return False
+        if not all(pd.to_numeric(p[c], errors="coerce").notna().all() for c in cols):
+            return False
+    return True
 
 
-def _rank_label(table: pd.DataFrame, measured: Sequence[float]) -> tuple[str, str | None]:
+def _rank_label(table: pd.DataFrame, pairs: dict[str, pd.DataFrame], measured: Sequence[float]
+                ) -> tuple[str, str | None]:
     """(label, note): 30 s when every pair reaches it, else the longest timed horizon all pairs reach,
     else ``end`` (which every clip reaches); the note says so when it is not 30 s."""
-    if _all_pairs_reach(table, _h(RANK_HORIZON)):
+    if _all_pairs_reach(table, pairs, _h(RANK_HORIZON)):
         return _h(RANK_HORIZON), None
     for h in sorted(measured, reverse=True):
-        if h < RANK_HORIZON and _all_pairs_reach(table, _h(h)):
+        if h < RANK_HORIZON and _all_pairs_reach(table, pairs, _h(h)):
             return _h(h), (f"ranked by drift reduction at {_h(h)}, the longest horizon all pairs reach: not every "
                            f"pair reaches {_h(RANK_HORIZON)}")
     return END, (f"ranked by drift reduction at the end of each clip (its last window): not every pair reaches "
@@ -364,7 +371,7 @@ def build(runset: RunSet, settings: LeaderboardSettings | None = None) -> Leader
     horizons = tuple(s.horizons or DEFAULT_HORIZONS)
     lb = _build(runset, replace(s, horizons=horizons))
     if s.rank_by is None and not lb.rows.empty:
-        label, note = _rank_label(lb.rows, measured_horizons(runset.clips))
+        label, note = _rank_label(lb.rows, lb.pairs, measured_horizons(runset.clips))
         if label != END and label not in _labels(horizons):
             horizons = tuple(sorted({*horizons, float(label.removesuffix("s"))}))
         lb = _build(runset, replace(s, horizons=horizons, rank_by=f"drift_reduction_{label}_mean"))

@@ -134,7 +134,9 @@ class Survival:
         idx = max(idx, 0)
         s = float(self.survival[idx])
         n_obs = self.n_observed(t)
-        if n_obs == 0 or (self.observed is None and t > self.max_observed and s > 0.0):
+        # without the clips' observed lengths, a curve that reached 0 stays defined (every clip was lost)
+        unknown = n_obs == 0 if self.observed is not None else (t > self.max_observed and s > 0.0)
+        if unknown:
             return Estimate(float("nan"), float("nan"), float("nan"), n_obs, "not measurable")
         return Estimate(s, float(self.lo[idx]), float(self.hi[idx]), n_obs, "Kaplan-Meier, exponential Greenwood")
 
