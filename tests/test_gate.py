@@ -235,3 +235,19 @@ def test_end_drift_lowest_bin_and_slope_are_gated_raw_beside_decoupled(baseline:
     for k in ("drift_dec_at_end", "drift_raw_at_end", "min_bin_dec", "min_bin_raw", "slope_dec_per_min",
               "slope_raw_per_min"):
         assert clip[k] is not None and np.isfinite(clip[k]), k
+
+
+def test_committed_default_baseline_is_the_embedded_default() -> None:
+    """metrics/baselines/default.json: the embedded default (8 synthetic 60 s clips) measured with the weights
+    a fresh install resolves; the step clips drift by their end, the no-drift controls do not."""
+    b = json.loads((ROOT / "metrics" / "baselines" / "default.json").read_text(encoding="utf-8"))
+    prod = b["produced_by"]
+    assert prod["model_config"]["source"] == "embedded" and prod["model_config"]["duration_s"] >= 60
+    assert prod["command"].startswith("driftbench gate reports/runs/ci-default")
+    clips = b["groups"]["synthetic/none"]["clips"]
+    assert len(clips) == 8 and all(c["sim_dec_at_60s"] is not None for c in clips.values())
+    for cid, c in clips.items():
+        if cid.endswith("/step"):
+            assert c["drift_dec_at_end"] > 0.3, cid
+        if cid.endswith("/none"):
+            assert abs(c["drift_dec_at_end"]) < 0.1, cid

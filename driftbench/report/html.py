@@ -286,7 +286,8 @@ def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench rep
         for col, label in (("sim_dec", "decoupled"), ("sim_raw", "raw")):
             bands = {name: stats.group_curve_band(runset.curves, ids, col, seed=lb.settings.seed)
                      for name, ids in groups.items()}
-            figures.append((f"Identity over time ({label}): group mean per 1 s bin with bootstrap 95% band",
+            figures.append((f"Identity over time ({label}): group mean per 1 s bin with bootstrap 95% band; below "
+                            "it, the clips still observed per bin",
                             curves_figure(bands, runset.curves, groups, col, threshold,
                                           f"{label} similarity to the reference")))
             band_json[col] = {k: _json_records(v, ["t_mid", "mean", "lo", "hi", "n"]) for k, v in bands.items()}
