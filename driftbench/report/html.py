@@ -217,9 +217,7 @@ def _leaderboard_view(lb: Leaderboard) -> list[dict[str, Any]]:
                        "p_holm": r.get(f"drift_reduction_{h}_p_holm") if _finite(r.get(f"drift_reduction_{h}_p_holm"))
                        else None} for h in [*hs, END]],
             "sim": [{"h": h, **_ci(r, f"sim_dec_at_{h}")} for h in [*hs, END]],
-            "survival": [{"h": h, **_ci({"x_mean": r.get(f"survival_at_{h}"), "x_lo": r.get(f"survival_at_{h}_lo"),
-                                         "x_hi": r.get(f"survival_at_{h}_hi"), "x_n": r.get(f"survival_at_{h}_n")},
-                                        "x", pct=True)} for h in hs],
+            "survival": [_survival_cell(r, h) for h in hs],
             "median_survival": _num(r.get("median_survival_s"), 1),
             "survival_gain": _ci(r, "survival_gain_s", 2),
             "face_rate": _ci(r, "face_rate", pct=True), "face_rate_delta": _ci(r, "face_rate_delta", 3),
@@ -236,6 +234,14 @@ def _verdict(v: Any) -> tuple[str, str]:
         return "–", "text"
     drifting = str(v).strip().lower() in ("1", "1.0", "true", "yes", "drifting")
     return ("drifting", "text badge bad") if drifting else ("stable", "text badge good")
+
+
+def _survival_cell(r: dict[str, Any], h: str) -> dict[str, Any]:
+    cell = {"h": h, **_ci({"x_mean": r.get(f"survival_at_{h}"), "x_lo": r.get(f"survival_at_{h}_lo"),
+                           "x_hi": r.get(f"survival_at_{h}_hi"), "x_n": r.get(f"survival_at_{h}_n")}, "x", pct=True)}
+    if not _finite(r.get(f"survival_at_{h}")):
+        cell["value"] = "not measurable"  # no clip of the row was observed up to h
+    return cell
 
 
 def _clip_rows(clips: pd.DataFrame, cols: list[tuple[str, str]], text_cols: set[str]) -> list[dict[str, Any]]:
