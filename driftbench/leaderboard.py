@@ -23,7 +23,8 @@ Metric cards (per row; CI = seeded bootstrap over pairs or clips, 95%; p = Wilco
 - ``rank``: order of the unflagged, paired rows by ``rank_by`` (default drift reduction at 30 s; when
   not every pair reaches 30 s, the longest horizon all pairs reach, else the end of each clip, and a
   note says so), larger first. Rows whose CIs overlap share a rank (``tied_with``); ``significant``
-  says whether the row's CI excludes 0. Rows are sorted by rank in every output.
+  says whether the row's CI excludes 0 and its Holm-adjusted p is below 0.05 (a CI that includes 0 is
+  never significant). Rows are sorted by rank in every output.
 - ``<metric>_p_holm``: the Wilcoxon p-value adjusted across the rows of the leaderboard (Holm,
   statsmodels), beside the raw ``<metric>_p``.
 
@@ -225,6 +226,8 @@ def _h(h: float) -> str:
 END = "end"
 #: the horizon a leaderboard ranks by unless told otherwise
 RANK_HORIZON = 30.0
+#: family-wise level of the ``significant`` mark (Holm-adjusted p across the rows)
+ALPHA = 0.05
 
 
 def _labels(horizons: Sequence[float]) -> list[str]:
@@ -304,7 +307,8 @@ def rank_rows(table: pd.DataFrame, rank_by: str) -> pd.DataFrame:
     """Rank the unflagged, paired mitigation rows by ``rank_by`` (larger first). With a CI beside it
     (``<prefix>_lo``/``_hi``), a row's rank is 1 + the number of rows whose CI lies entirely above its
     own: rows whose CIs overlap share a rank (``tied_with`` names them) instead of being ordered as if
-    they differed, and ``significant`` says whether the row's CI excludes 0."""
+    they differed, and ``significant`` says whether the row's CI excludes 0 and (for a paired metric) its
+    Holm-adjusted p is below ``ALPHA``: a CI that includes 0 is never significant."""
     table = table.copy()
     table["rank"] = pd.array([pd.NA] * len(table), dtype="Int64")
     table["significant"] = pd.array([pd.NA] * len(table), dtype="boolean")
@@ -324,7 +328,10 @@ def rank_rows(table: pd.DataFrame, rank_by: str) -> pd.DataFrame:
     for i in cand.index:
         above = (lo > hi[i]) & (cand.index != i)
         table.loc[i, "rank"] = 1 + int(above.sum())
-        table.loc[i, "significant"] = bool(lo[i] > 0 or hi[i] < 0) if f"{prefix}_lo" in table else pd.NA
+        if f"{prefix}_lo" in table:
+            # the CI must exclude 0, and where the metric has a paired test its Holm-adjusted p must agree
+            p_holm = pd.to_numeric(pd.Series([table.loc[i].get(f"{prefix}_p_holm", np.nan)]), errors="coerce")[0]
+            table.loc[i, "significant"] = bool((lo[i] > 0 or hi[i] < 0) and (np.isnan(p_holm) or p_holm < ALPHA))
         tied = [names[j] for j in cand.index if j != i and not (lo[j] > hi[i] or lo[i] > hi[j])]
         table.loc[i, "tied_with"] = ", ".join(tied)
     return table
