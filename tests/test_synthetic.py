@@ -140,7 +140,11 @@ def test_embedded_clips_record_ground_truth(embedded_run):
         gt = pd.read_csv(meta["gt_csv"])
         assert list(gt.columns[:2]) == ["t", "alpha"] and len(gt) == 100  # 8 s at 12.5 fps
         assert gt["alpha"].iloc[-1] == pytest.approx(meta["gt_alpha_end"], abs=0.03)
-        assert row["reference_mode"] == "images" and row["video_fps"] == pytest.approx(12.5)
+        # the clip holds only the 16 sampled frames and the last (render=sampled): the file's own rate is
+        # 17 frames in 8 s, the timeline's nominal rate stays in the meta
+        assert row["reference_mode"] == "images" and meta["fps"] == pytest.approx(12.5)
+        assert meta["render"] == "sampled@2:0-" and row["video_fps"] == pytest.approx(17 / 8, rel=0.03)
+        assert row["duration_s"] == pytest.approx(8.0)
 
 
 @needs_shared
@@ -211,7 +215,10 @@ def test_rerun_takes_every_clip_from_the_cache(embedded_run, cache_dir):
     clips, _ = tables(embedded_run)
     mtimes = {p: Path(p).stat().st_mtime_ns for p in clips["path"]}
     cfg = compose(EMBEDDED[1:]).model
-    src = SyntheticSource(cfg, SourceContext(work_dir=cache_dir, cache_dir=cache_dir.parent / "clips"))
+    # the run's sampling (EMBEDDED: 2 samples/s) is part of the key: the same sampling finds the same clips
+    ctx = SourceContext(work_dir=cache_dir, cache_dir=cache_dir.parent / "clips",
+                        options={"sampling": {"fps": 2.0, "start": 0.0, "end": None}})
+    src = SyntheticSource(cfg, ctx)
     again = src.clips()
     assert sorted(c.path for c in again) == sorted(mtimes)
     assert all(Path(p).stat().st_mtime_ns == m for p, m in mtimes.items())
