@@ -511,6 +511,9 @@ def cmd_run(argv: Sequence[str]) -> int:
     if not run_args.multirun and all(_hydra_key(a) in (None, *_FAST_HYDRA_KEYS) for a in overrides):
         code = _run_single(cfgs[0], overrides, result_dir)
         if result_dir.is_dir():  # a run refused before any work leaves no directory to print
+            from driftbench.report.summary import print_summary
+
+            print_summary(result_dir)
             print(str(result_dir))
         return code
     _RUN_EXIT.clear()
@@ -530,6 +533,9 @@ def cmd_run(argv: Sequence[str]) -> int:
         _render_sweep(result_dir)
     else:
         codes = _RUN_EXIT
+    from driftbench.report.summary import print_summary
+
+    print_summary(result_dir, sweep=run_args.multirun)
     print(str(result_dir))
     return max(codes) if codes else EXIT_FAIL
 

@@ -81,7 +81,9 @@ class SyntheticModelConfig(ModelConfig):
     step_s: float | None = None
     #: late schedule: when the linear rise starts (default: 0.6 of the duration)
     late_onset_s: float | None = None
-    duration_s: float = 12.0
+    duration_s: float = 60.0
+    #: sampled: render only the frames the run's sampling measures; full: every frame (to watch)
+    render: str = "sampled"
     #: frame rate of the generated clips (real sources are sampled at this rate)
     fps: float = 25.0
     #: frame size of embedded clips (square)

@@ -12,6 +12,8 @@ Metric cards (units: cosine similarity of identity embeddings unless stated; hig
   than T. Higher is better.
 - ``drift_{raw,dec}_at_{T}s``: opening minus sim@T (positive = the face moved away from where it
   started). Lower is better.
+- ``sim_{raw,dec}_at_end``, ``drift_{raw,dec}_at_end``: the same over the clip's last ``window_s``:
+  the horizon every clip reaches, whatever its length.
 - ``slope_{raw,dec}_per_min``: Theil-Sen slope of the per-bin medians, per minute (negative = drift).
 - ``auc_{raw,dec}``: time-normalised area under the binned curve (mean similarity over the clip).
 - ``time_to_loss_s``: onset of identity loss: the first sample of the first run of at least
@@ -259,6 +261,21 @@ def horizon_label(h: float) -> str:
     return f"{h:g}s"
 
 
+#: the horizon every clip reaches: its last ``window_s`` (label of the ``*_at_end`` columns)
+END = "end"
+
+
+def end_horizon(frames: pd.DataFrame, col: str, opening: float, *, duration_s: float,
+                window_s: float) -> tuple[float, float]:
+    """(similarity, drift) over the clip's last window [duration - window_s, duration]: the horizon
+    every clip reaches, whatever its length (``sim_{raw,dec}_at_end``, ``drift_{raw,dec}_at_end``)."""
+    lo = max(0.0, float(duration_s) - float(window_s))
+    m = frames["t"] >= lo - 1e-9
+    v = frames.loc[m, col].dropna()
+    sim = float(v.median()) if len(v) else float("nan")
+    return sim, (opening - sim if np.isfinite(sim) and np.isfinite(opening) else float("nan"))
+
+
 def clip_summary(frames: pd.DataFrame, curv: pd.DataFrame, *, duration_s: float, threshold: float,
                  metrics: Any, fps: float) -> dict[str, Any]:
     """Per-clip drift metrics (see the module docstring for each metric's card)."""
@@ -277,6 +294,8 @@ def clip_summary(frames: pd.DataFrame, curv: pd.DataFrame, *, duration_s: float,
                 v = np.nan
             out[f"sim_{kind}_at_{lab}"] = v
             out[f"drift_{kind}_at_{lab}"] = opening - v if np.isfinite(v) and np.isfinite(opening) else np.nan
+        out[f"sim_{kind}_at_{END}"], out[f"drift_{kind}_at_{END}"] = end_horizon(
+            frames, col, opening, duration_s=duration_s, window_s=float(metrics.window_s))
         out[f"slope_{kind}_per_min"] = _theil_sen_per_min(curv["t_mid"].to_numpy(), curv[col].to_numpy())
         out[f"auc_{kind}"] = _auc(curv["t_mid"].to_numpy(), curv[col].to_numpy())
     out["min_bin_raw"] = float(curv["sim_raw"].min()) if curv["sim_raw"].notna().any() else np.nan

@@ -7,9 +7,10 @@ summary (for a CI job summary) and writes JUnit XML (one test case per group and
 
 Why this rule: a gate that fails on noise gets switched off, and one that ignores a real regression
 is worse than none. The baseline stores every clip's value, so when the run holds the same clips the
-gate compares them *paired* (per clip: run minus baseline, sign-adjusted so that positive is better):
-it fails when the mean change is worse than ``-tolerance`` and the bootstrap CI of the change lies
-entirely below zero (a regression that clip-to-clip noise cannot explain). Without common clips it
+gate compares them *paired* (per clip: run minus baseline, sign-adjusted so that positive is better).
+The same clip measured again with the same code and weights gives the same numbers, so there is no
+sampling noise to wait out: any clip worse than ``-tolerance`` fails the check, and the message names
+it (one clip that collapses in a group of five fails; the mean change and its CI are shown beside). Without common clips it
 compares group means: fail when the mean is worse by more than ``tolerance`` plus the half-widths of
 both CIs combined (sqrt of the sum of squares). A group in the baseline that is missing from the run
 fails (lost coverage), and so does a metric that a clip of the baseline had and the same clip no longer
@@ -23,6 +24,14 @@ Tracked metrics (per model/mitigation; default tolerances, ``--tolerance NAME=VA
   that end earlier without a loss are unknown and left out; higher better; 0.05).
 - ``face_rate``: share of samples with the character's face (higher better; 0.02).
 - ``opening_dec``: mean opening level (higher better; 0.02).
+- ``drift_{dec,raw}_at_end``: drift over each clip's last window, for clips of any length (lower
+  better; 0.02); ``min_bin_{dec,raw}``: each clip's lowest 1 s bin (higher better; 0.03);
+  ``slope_{dec,raw}_per_min``: Theil-Sen slope per minute (higher better; 0.03). Raw beside decoupled.
+
+Refused with exit 2 and one line (never a vacuous pass): a baseline that is not one (malformed JSON,
+wrong format, no groups, a group without model/mitigation), a corrupt run.json, a clips.csv without
+``model``/``mitigation``, a tolerance that is not a finite number >= 0, a run that shares no group with
+the baseline, and a comparison in which nothing could be checked.
 """
 
 from __future__ import annotations
@@ -63,6 +72,13 @@ TRACKED: dict[str, Tracked] = {
     "survival_at_60s": Tracked(+1, 0.05, "survival_at_{T}s", "share of clips still the same person at 60 s"),
     "face_rate": Tracked(+1, 0.02, "face_rate", "share of samples with the character's face"),
     "opening_dec": Tracked(+1, 0.02, "opening_{raw,dec}", "mean opening similarity (decoupled)"),
+    # clips of any length: the end of the clip, its lowest 1 s bin and its slope, raw beside decoupled
+    "drift_dec_at_end": Tracked(-1, 0.02, "drift_{raw,dec}_at_end", "drift over the clip's last window (decoupled)"),
+    "drift_raw_at_end": Tracked(-1, 0.02, "drift_{raw,dec}_at_end", "drift over the clip's last window (raw)"),
+    "min_bin_dec": Tracked(+1, 0.03, "min_bin_{raw,dec}", "lowest 1 s bin of the clip (decoupled)"),
+    "min_bin_raw": Tracked(+1, 0.03, "min_bin_{raw,dec}", "lowest 1 s bin of the clip (raw)"),
+    "slope_dec_per_min": Tracked(+1, 0.03, "slope_{raw,dec}_per_min", "Theil-Sen slope per minute (decoupled)"),
+    "slope_raw_per_min": Tracked(+1, 0.03, "slope_{raw,dec}_per_min", "Theil-Sen slope per minute (raw)"),
 }
 
 
@@ -173,13 +189,17 @@ def compare(baseline: dict[str, Any], clips: pd.DataFrame, *, tolerances: dict[s
             common = sorted(shared)
             cest = stats.bootstrap_mean(cur[metric], seed=seed)
             if common:
+                # the same clip measured again is deterministic: any clip beyond tolerance is a regression
                 d = spec.direction * (np.array([cur_map[k] for k in common]) - np.array([base_clips[k] for k in common]))
                 e = stats.bootstrap_mean(d, seed=seed)
                 hi = e.hi if np.isfinite(e.hi) else e.value
                 lo = e.lo if np.isfinite(e.lo) else e.value
-                fail = e.value < -tl and hi < 0
-                msg = (f"paired over {len(common)} clip(s): change {e.value:+.4f} [{lo:+.4f}, {hi:+.4f}]"
-                       + (f" is worse than -{tl:g} and its CI excludes 0" if fail else ""))
+                worse = sorted((float(v), k) for v, k in zip(d, common, strict=True) if v < -tl)
+                fail = bool(worse)
+                msg = f"paired over {len(common)} clip(s): mean change {e.value:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+                if fail:
+                    msg += (f"; {len(worse)} clip(s) worse than -{tl:g}: "
+                            + ", ".join(f"{k} ({v:+.4f})" for v, k in worse[:3]) + (" ..." if len(worse) > 3 else ""))
                 checks.append(Check(gname, metric, "fail" if fail else "pass", "paired", bmean, cest.value, e.value,
                                     lo, hi, len(common), tl, msg))
             else:
@@ -252,10 +272,42 @@ def _parse_tolerances(items: Sequence[str]) -> dict[str, float]:
         if not sep or name not in TRACKED:
             raise GateUsageError(f"--tolerance {item!r}: expected NAME=VALUE with NAME one of {', '.join(TRACKED)}")
         try:
-            out[name] = float(value)
+            v = float(value)
         except ValueError:
-            raise GateUsageError(f"--tolerance {item!r}: {value!r} is not a number") from None
+            raise GateUsageError(f"--tolerance {item!r}: {value!r} is not a number -- fix: e.g. {name}=0.02") from None
+        if not math.isfinite(v) or v < 0:
+            raise GateUsageError(f"--tolerance {item!r}: a tolerance must be a finite number >= 0 (nan or inf would "
+                                 f"pass any regression) -- fix: e.g. {name}=0.02")
+        out[name] = v
     return out
+
+
+def check_baseline(baseline: Any) -> str | None:
+    """What is wrong with a loaded baseline (one phrase), or None when it can be gated against."""
+    if not isinstance(baseline, dict):
+        return f"expected a JSON object, found {type(baseline).__name__}"
+    if baseline.get("format") != BASELINE_FORMAT:
+        return f"format {baseline.get('format')!r}, expected {BASELINE_FORMAT}"
+    groups = baseline.get("groups")
+    if not isinstance(groups, dict):
+        return "no 'groups' object"
+    if not groups:
+        return "it holds no group, so nothing would be checked"
+    for name, g in groups.items():
+        if not isinstance(g, dict) or not isinstance(g.get("model"), str) or not isinstance(g.get("mitigation"), str):
+            return f"group {name!r} has no model/mitigation"
+        if not isinstance(g.get("summary", {}), dict) or not isinstance(g.get("clips", {}), dict):
+            return f"group {name!r}: 'summary' and 'clips' must be objects"
+        if any(not isinstance(v, dict) for v in (g.get("clips") or {}).values()) or \
+                any(not isinstance(v, dict) for v in (g.get("summary") or {}).values()):
+            return f"group {name!r}: every clip and summary entry must be an object"
+    tol = baseline.get("tolerances", {})
+    if not isinstance(tol, dict):
+        return "'tolerances' must be an object"
+    for k, v in tol.items():
+        if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
+            return f"tolerance {k}={v!r} is not a finite number >= 0"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -297,9 +349,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"driftbench gate: {a.run_dir / 'clips.csv'}: no measured clip -- fix: check skipped.csv of the run",
               file=err)
         return EXIT_FAIL
-    run = {}
+    missing_cols = [c for c in ("model", "mitigation") if c not in clips]
+    if missing_cols:
+        print(f"driftbench gate: {a.run_dir / 'clips.csv'}: no {'/'.join(missing_cols)} column, so its clips cannot "
+              "be matched to the baseline's groups -- fix: rerun `driftbench run` to rewrite it", file=err)
+        return EXIT_USAGE
+    run: dict[str, Any] = {}
     if (a.run_dir / "run.json").is_file():
-        run = json.loads((a.run_dir / "run.json").read_text(encoding="utf-8"))
+        try:
+            run = json.loads((a.run_dir / "run.json").read_text(encoding="utf-8"))
+            if not isinstance(run, dict):
+                raise ValueError(f"expected a JSON object, found {type(run).__name__}")
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
+            print(f"driftbench gate: {a.run_dir / 'run.json'}: unreadable ({exc}) -- fix: rerun the same "
+                  "`driftbench run` command to rewrite it", file=err)
+            return EXIT_USAGE
     if a.update:
         from driftbench.io import write_json
 
@@ -314,11 +378,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         baseline = json.loads(a.baseline.read_text(encoding="utf-8"))
-        if int(baseline.get("format", 0)) != BASELINE_FORMAT or "groups" not in baseline:
-            raise ValueError(f"format {baseline.get('format')!r}, expected {BASELINE_FORMAT} with 'groups'")
-    except (json.JSONDecodeError, ValueError, AttributeError) as exc:
-        print(f"driftbench gate: {a.baseline}: not a driftbench baseline ({exc}) -- fix: regenerate it with --update",
-              file=err)
+        problem = check_baseline(baseline)
+        if problem:
+            raise ValueError(problem)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
+        print(f"driftbench gate: {a.baseline}: not a usable driftbench baseline ({exc}) -- fix: regenerate it with "
+              f"`driftbench gate RUN_DIR --baseline {a.baseline} --update`", file=err)
+        return EXIT_USAGE
+    run_groups = {f"{m}/{t}" for m, t in zip(clips["model"].astype(str), clips["mitigation"].astype(str), strict=True)}
+    base_groups = {(str(g["model"]), str(g["mitigation"])) for g in baseline["groups"].values()}
+    if not any(f"{m}/{t}" in run_groups for m, t in base_groups):
+        print(f"driftbench gate: {a.run_dir} shares no (model/mitigation) group with {a.baseline} (run: "
+              f"{', '.join(sorted(run_groups)[:3])}{' ...' if len(run_groups) > 3 else ''}; baseline: "
+              f"{', '.join(sorted(baseline['groups'])[:3])}{' ...' if len(baseline['groups']) > 3 else ''}), so nothing "
+              "can be compared -- fix: gate the run against the baseline built from the same command", file=err)
         return EXIT_USAGE
     prod = baseline.get("produced_by") or {}
     for key, now in (("backend", (run.get("backend") or {}).get("name")), ("threshold", (run.get("threshold") or {})
@@ -326,6 +399,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if prod.get(key) is not None and now is not None and prod.get(key) != now:
             print(f"driftbench gate: note: {key} differs from the baseline's ({prod.get(key)} -> {now})", file=err)
     checks = compare(baseline, clips, tolerances=tols, seed=a.seed)
+    if not any(c.status in ("pass", "fail") for c in checks):
+        print(f"driftbench gate: {a.run_dir} vs {a.baseline}: no metric could be checked ({len(checks)} skipped), so "
+              "the gate cannot pass -- fix: rebuild the baseline from a run whose clips reach its horizons", file=err)
+        return EXIT_USAGE
     gb = baseline.get("groups") or {}
     new_groups = sorted({f"{m}/{t}" for m, t in zip(clips["model"].astype(str), clips["mitigation"].astype(str),
                                                      strict=True)} - set(gb))

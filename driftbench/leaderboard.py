@@ -18,8 +18,15 @@ Metric cards (per row; CI = seeded bootstrap over pairs or clips, 95%; p = Wilco
 - Flags (a flagged row is shown with its reason and left out of the ranking unless asked):
   expressivity retained below the floor (default 0.70), reference-copy score above the limit set by
   real footage, face rate lower than the baseline's by more than ``face_rate_tolerance``.
-- ``rank``: order of the unflagged, paired rows by ``rank_by`` (default drift reduction at 30 s, else
-  the longest horizon every row has), larger first.
+- ``drift_reduction_end``: the same at the end of each clip (its last window), a horizon every clip
+  reaches.
+- ``rank``: order of the unflagged, paired rows by ``rank_by`` (default drift reduction at 30 s; when
+  not every pair reaches 30 s, the longest horizon all pairs reach, else the end of each clip, and a
+  note says so), larger first. Rows whose CIs overlap share a rank (``tied_with``); ``significant``
+  says whether the row's CI excludes 0 and its Holm-adjusted p is below 0.05 (a CI that includes 0 is
+  never significant). Rows are sorted by rank in every output.
+- ``<metric>_p_holm``: the Wilcoxon p-value adjusted across the rows of the leaderboard (Holm,
+  statsmodels), beside the raw ``<metric>_p``.
 
 ``driftbench compare RUN_DIR [RUN_DIR ...] [--out DIR]`` writes ``leaderboard.csv``, ``leaderboard.json``
 and ``report.html`` (with ``report.json``) into DIR and prints DIR last.
@@ -156,7 +163,7 @@ def load_runs(run_dirs: Sequence[Path | str], *, with_frames: bool = True) -> Ru
 # -- the leaderboard ----------------------------------------------------------------------------------------
 @dataclass
 class LeaderboardSettings:
-    #: seconds for drift reduction and survival; None: :func:`infer_horizons` from the runs
+    #: seconds for drift reduction and survival (``end`` is always beside them); None: 30 s and 60 s
     horizons: tuple[float, ...] | None = None
     floor: float = expr.DEFAULT_FLOOR
     copy_limit: float | None = None  # None: from the real-footage reference artefact
@@ -187,6 +194,8 @@ class Leaderboard:
                          "seed": self.settings.seed, "confidence": stats.CONFIDENCE,
                          "bootstrap": f"BCa, {stats.DEFAULT_RESAMPLES} resamples, seeded",
                          "paired_test": "Wilcoxon signed-rank (two-sided)",
+                         "p_adjustment": "Holm across the leaderboard's rows (<metric>_p_holm; raw p in <metric>_p)",
+                         "rank_rule": "1 + rows whose CI lies entirely above; overlapping CIs share a rank",
                          "pair_key": list(stats.PAIR_KEY)},
             "expressivity_reference": {"version": self.reference.get("version"),
                                        "medians": expr.reference_medians(self.reference) if self.reference else {},
@@ -208,32 +217,126 @@ class Leaderboard:
 
     @property
     def rank_by(self) -> str:
-        return self.settings.rank_by or _default_rank_by(self.rows, self.horizons)
+        return self.settings.rank_by or f"drift_reduction_{_h(RANK_HORIZON)}_mean"
 
 
 def _h(h: float) -> str:
     return f"{h:g}s"
 
 
-def _default_rank_by(rows: pd.DataFrame, horizons: Sequence[float]) -> str:
-    for h in horizons:
-        col = f"drift_reduction_{_h(h)}_mean"
-        if col in rows and rows.loc[~rows["baseline"], col].notna().any():
-            return col
-    return f"drift_reduction_{_h(horizons[0])}_mean"
+#: the horizon every clip reaches (its last window; drift.END), shown beside the timed ones
+END = "end"
+#: the horizon a leaderboard ranks by unless told otherwise
+RANK_HORIZON = 30.0
+#: family-wise level of the ``significant`` mark (Holm-adjusted p across the rows)
+ALPHA = 0.05
+
+
+def _labels(horizons: Sequence[float]) -> list[str]:
+    """Column labels of the timed horizons and ``end``."""
+    return [_h(h) for h in horizons] + [END]
+
+
+def measured_horizons(clips: pd.DataFrame) -> list[float]:
+    """Timed horizons with a ``drift_dec_at_{T}s`` column holding a value for some clip, ascending."""
+    import re
+
+    out = []
+    for c in clips.columns:
+        m = re.fullmatch(r"drift_dec_at_([0-9.]+)s", str(c))
+        if m and pd.to_numeric(clips[c], errors="coerce").notna().any():
+            out.append(float(m.group(1)))
+    return sorted(out)
+
+
+def _all_pairs_reach(table: pd.DataFrame, pairs: dict[str, pd.DataFrame], label: str) -> bool:
+    """Every pair of every paired, unflagged mitigation row has drift at ``label`` on both sides."""
+    cand = table[~table["baseline"] & ~table["excluded"] & (table["n_pairs"] > 0)]
+    if cand.empty:
+        return False
+    for name in cand["model"].astype(str) + "/" + cand["mitigation"].astype(str):
+        p = pairs.get(name)
+        cols = [f"drift_dec_at_{label}_t", f"drift_dec_at_{label}_b"]
+        if p is None or not all(c in p for c in cols):
+            return False
+        if not all(pd.to_numeric(p[c], errors="coerce").notna().all() for c in cols):
+            return False
+    return True
+
+
+def _rank_label(table: pd.DataFrame, pairs: dict[str, pd.DataFrame], measured: Sequence[float]
+                ) -> tuple[str, str | None]:
+    """(label, note): 30 s when every pair reaches it, else the longest timed horizon all pairs reach,
+    else ``end`` (which every clip reaches); the note says so when it is not 30 s."""
+    if _all_pairs_reach(table, pairs, _h(RANK_HORIZON)):
+        return _h(RANK_HORIZON), None
+    for h in sorted(measured, reverse=True):
+        if h < RANK_HORIZON and _all_pairs_reach(table, pairs, _h(h)):
+            return _h(h), (f"ranked by drift reduction at {_h(h)}, the longest horizon all pairs reach: not every "
+                           f"pair reaches {_h(RANK_HORIZON)}")
+    return END, (f"ranked by drift reduction at the end of each clip (its last window): not every pair reaches "
+                 f"{_h(RANK_HORIZON)} or a shorter measured horizon")
 
 
 def _paired_columns(horizons: Sequence[float]) -> list[str]:
     """Columns only mitigation rows fill (NaN on baseline rows, so every CSV has the same schema)."""
     cols = []
-    prefixes = ([f"drift_reduction_{_h(h)}" for h in horizons] + [f"sim_gain_{_h(h)}" for h in horizons]
-                + [f"sim_gain_raw_{_h(h)}" for h in horizons]
+    labels = _labels(horizons)
+    prefixes = ([f"drift_reduction_{h}" for h in labels] + [f"sim_gain_{h}" for h in labels]
+                + [f"sim_gain_raw_{h}" for h in labels]
                 + ["survival_gain_s", "face_rate_delta", "ref_copy_delta"])
     for p in prefixes:
-        cols += [f"{p}_mean", f"{p}_lo", f"{p}_hi", f"{p}_n", f"{p}_p"]
+        cols += [f"{p}_mean", f"{p}_lo", f"{p}_hi", f"{p}_n", f"{p}_p", f"{p}_p_holm"]
     cols += [f"survival_at_{_h(h)}_gain" for h in horizons] + ["logrank_p"]
     cols += [f"expressivity_retained_{k}" for k in ("mean", "lo", "hi", "n")]
     return cols
+
+
+def holm(p_values: pd.Series) -> pd.Series:
+    """Holm-adjusted p-values (statsmodels ``multipletests``, family-wise error) over the finite values;
+    NaN stays NaN."""
+    from statsmodels.stats.multitest import multipletests
+
+    p = pd.to_numeric(p_values, errors="coerce")
+    out = pd.Series(np.nan, index=p.index, dtype=np.float64)
+    ok = p.notna()
+    if ok.any():
+        out[ok] = multipletests(p[ok].to_numpy(dtype=np.float64), method="holm")[1]
+    return out
+
+
+def rank_rows(table: pd.DataFrame, rank_by: str) -> pd.DataFrame:
+    """Rank the unflagged, paired mitigation rows by ``rank_by`` (larger first). With a CI beside it
+    (``<prefix>_lo``/``_hi``), a row's rank is 1 + the number of rows whose CI lies entirely above its
+    own: rows whose CIs overlap share a rank (``tied_with`` names them) instead of being ordered as if
+    they differed, and ``significant`` says whether the row's CI excludes 0 and (for a paired metric) its
+    Holm-adjusted p is below ``ALPHA``: a CI that includes 0 is never significant."""
+    table = table.copy()
+    table["rank"] = pd.array([pd.NA] * len(table), dtype="Int64")
+    table["significant"] = pd.array([pd.NA] * len(table), dtype="boolean")
+    table["tied_with"] = ""
+    if rank_by not in table:
+        return table
+    prefix = rank_by.removesuffix("_mean")
+    val = pd.to_numeric(table[rank_by], errors="coerce")
+    cand = table[~table["baseline"] & ~table["excluded"] & (table["n_pairs"] > 0) & val.notna()]
+    if cand.empty:
+        return table
+    lo = pd.to_numeric(cand.get(f"{prefix}_lo", pd.Series(np.nan, index=cand.index)), errors="coerce")
+    hi = pd.to_numeric(cand.get(f"{prefix}_hi", pd.Series(np.nan, index=cand.index)), errors="coerce")
+    v = val[cand.index]
+    lo, hi = lo.fillna(v), hi.fillna(v)  # no CI (one pair): the point stands for it
+    names = cand["model"].astype(str) + "/" + cand["mitigation"].astype(str)
+    for i in cand.index:
+        above = (lo > hi[i]) & (cand.index != i)
+        table.loc[i, "rank"] = 1 + int(above.sum())
+        if f"{prefix}_lo" in table:
+            # the CI must exclude 0, and where the metric has a paired test its Holm-adjusted p must agree
+            p_holm = pd.to_numeric(pd.Series([table.loc[i].get(f"{prefix}_p_holm", np.nan)]), errors="coerce")[0]
+            table.loc[i, "significant"] = bool((lo[i] > 0 or hi[i] < 0) and (np.isnan(p_holm) or p_holm < ALPHA))
+        tied = [names[j] for j in cand.index if j != i and not (lo[j] > hi[i] or lo[i] > hi[j])]
+        table.loc[i, "tied_with"] = ", ".join(tied)
+    return table
 
 
 def _est(prefix: str, e: stats.Estimate) -> dict[str, Any]:
@@ -248,35 +351,47 @@ def _col(df: pd.DataFrame, name: str) -> pd.Series:
     return pd.to_numeric(df[name], errors="coerce") if name in df else pd.Series(np.nan, index=df.index)
 
 
-def infer_horizons(runset: RunSet) -> tuple[float, ...]:
-    """30 s and 60 s where the clips reach them; else the two measured horizons that the most (model,
-    mitigation) groups reach, the longer on a tie (e.g. a run with ``metrics.horizons=[5,10,20]`` is
-    compared at 10 s and 20 s)."""
-    clips = runset.clips
-
-    def coverage(h: float) -> int:
-        col = f"drift_dec_at_{_h(h)}"
-        if col not in clips:
-            return 0
-        ok = pd.to_numeric(clips[col], errors="coerce").notna()
-        return int(clips.loc[ok, ["model", "mitigation"]].drop_duplicates().shape[0])
-
-    chosen = [h for h in DEFAULT_HORIZONS if coverage(h)]
-    if chosen:
-        return tuple(chosen)
-    measured = {float(h) for r in runset.runs.values()
-                for h in ((r.get("config") or {}).get("metrics") or {}).get("horizons", [])}
-    ranked = sorted((h for h in measured if coverage(h)), key=lambda h: (coverage(h), h), reverse=True)
-    return tuple(sorted(ranked[:2])) if ranked else DEFAULT_HORIZONS
+def unreached_horizons(runset: RunSet, horizons: Sequence[float]) -> list[str]:
+    """One phrase per requested horizon that no clip of the runs reached (or that was not measured)."""
+    configured = {float(h) for r in runset.runs.values()
+                  for h in ((r.get("config") or {}).get("metrics") or {}).get("horizons", [])}
+    reached = set(measured_horizons(runset.clips))
+    longest = pd.to_numeric(runset.clips.get("duration_s", pd.Series(dtype=float)), errors="coerce").max()
+    out = []
+    for h in horizons:
+        if float(h) in reached:
+            continue
+        if configured and float(h) not in configured:
+            out.append(f"{_h(h)} was not measured (metrics.horizons {sorted(configured)})")
+        else:
+            out.append(f"no clip reached {_h(h)}" + (f" (the longest lasts {longest:.1f} s)"
+                                                      if np.isfinite(longest) else ""))
+    return out
 
 
 def build(runset: RunSet, settings: LeaderboardSettings | None = None) -> Leaderboard:
-    """The leaderboard of a set of runs (see the module docstring for every figure)."""
+    """The leaderboard of a set of runs (see the module docstring for every figure): drift reduction at
+    the horizons (default 30 s and 60 s) and at the end of each clip, ranked by 30 s unless told
+    otherwise; when not every pair reaches 30 s, by the longest horizon all pairs reach (a note says
+    so), else by the end of each clip."""
     from dataclasses import replace
 
     s = settings or LeaderboardSettings()
-    horizons = s.horizons or infer_horizons(runset)
-    s = replace(s, horizons=horizons)
+    horizons = tuple(s.horizons or DEFAULT_HORIZONS)
+    lb = _build(runset, replace(s, horizons=horizons))
+    if s.rank_by is None and not lb.rows.empty:
+        label, note = _rank_label(lb.rows, lb.pairs, measured_horizons(runset.clips))
+        if label != END and label not in _labels(horizons):
+            horizons = tuple(sorted({*horizons, float(label.removesuffix("s"))}))
+        lb = _build(runset, replace(s, horizons=horizons, rank_by=f"drift_reduction_{label}_mean"))
+        if note:
+            lb.notes.insert(0, note)
+    return lb
+
+
+def _build(runset: RunSet, s: LeaderboardSettings) -> Leaderboard:
+    horizons = tuple(s.horizons or DEFAULT_HORIZONS)
+    labels = _labels(horizons)
     clips = runset.clips.copy()
     notes = list(runset.warnings)
     try:
@@ -317,10 +432,10 @@ def build(runset: RunSet, settings: LeaderboardSettings | None = None) -> Leader
         row: dict[str, Any] = {"model": model, "mitigation": mit, "stage": stage, "baseline": is_base,
                                "n_clips": len(g), "runs": ",".join(sorted(set(g["run"].astype(str))))}
         row.update(_est("face_rate", stats.bootstrap_mean(_col(g, "face_rate"), seed=s.seed)))
+        for lab in labels:
+            row.update(_est(f"sim_dec_at_{lab}", stats.bootstrap_mean(_col(g, f"sim_dec_at_{lab}"), seed=s.seed)))
+            row.update(_est(f"drift_dec_at_{lab}", stats.bootstrap_mean(_col(g, f"drift_dec_at_{lab}"), seed=s.seed)))
         for h in horizons:
-            row.update(_est(f"sim_dec_at_{_h(h)}", stats.bootstrap_mean(_col(g, f"sim_dec_at_{_h(h)}"), seed=s.seed)))
-            row.update(_est(f"drift_dec_at_{_h(h)}",
-                            stats.bootstrap_mean(_col(g, f"drift_dec_at_{_h(h)}"), seed=s.seed)))
             sv = surv.at(h)
             row.update({f"survival_at_{_h(h)}": sv.value, f"survival_at_{_h(h)}_lo": sv.lo,
                         f"survival_at_{_h(h)}_hi": sv.hi, f"survival_at_{_h(h)}_n": sv.n})
@@ -342,17 +457,17 @@ def build(runset: RunSet, settings: LeaderboardSettings | None = None) -> Leader
             if pairing.unmatched:
                 notes.append(f"{name}: {len(pairing.unmatched)} clip(s) without a mitigation=none clip of the same "
                              "(character, prompt_id, seed)")
-            for h in horizons:
+            for lab in labels:
                 # drift reduction = baseline drift - mitigation drift
-                pc = stats.paired_compare(_col(p, f"drift_dec_at_{_h(h)}_b"), _col(p, f"drift_dec_at_{_h(h)}_t"),
+                pc = stats.paired_compare(_col(p, f"drift_dec_at_{lab}_b"), _col(p, f"drift_dec_at_{lab}_t"),
                                           seed=s.seed)
-                row.update(_paired(f"drift_reduction_{_h(h)}", pc))
-                row.update(_paired(f"sim_gain_{_h(h)}", stats.paired_compare(
-                    _col(p, f"sim_dec_at_{_h(h)}_t"), _col(p, f"sim_dec_at_{_h(h)}_b"), seed=s.seed)))
+                row.update(_paired(f"drift_reduction_{lab}", pc))
+                row.update(_paired(f"sim_gain_{lab}", stats.paired_compare(
+                    _col(p, f"sim_dec_at_{lab}_t"), _col(p, f"sim_dec_at_{lab}_b"), seed=s.seed)))
                 # raw beside decoupled: decoupling lifts expression/pose-explained drops toward a cap, so
                 # two stable clips at a high level can differ raw and tie decoupled
-                row.update(_paired(f"sim_gain_raw_{_h(h)}", stats.paired_compare(
-                    _col(p, f"sim_raw_at_{_h(h)}_t"), _col(p, f"sim_raw_at_{_h(h)}_b"), seed=s.seed)))
+                row.update(_paired(f"sim_gain_raw_{lab}", stats.paired_compare(
+                    _col(p, f"sim_raw_at_{lab}_t"), _col(p, f"sim_raw_at_{lab}_b"), seed=s.seed)))
             st_t, st_b = stats.restricted_survival_pairs(p) if n_pairs else (np.array([]), np.array([]))
             row.update(_paired("survival_gain_s", stats.paired_compare(st_t, st_b, seed=s.seed)))
             base_surv = stats.survival_from_clips(base)
@@ -400,19 +515,24 @@ def build(runset: RunSet, settings: LeaderboardSettings | None = None) -> Leader
         for col in _paired_columns(horizons):
             if col not in table:
                 table[col] = np.nan
-        rank_by = s.rank_by or _default_rank_by(table, horizons)
-        table["rank"] = pd.array([pd.NA] * len(table), dtype="Int64")
-        if rank_by in table:
-            cand = table[~table["baseline"] & ~table["excluded"] & (table["n_pairs"] > 0)
-                         & pd.to_numeric(table[rank_by], errors="coerce").notna()]
-            order = cand.sort_values([rank_by, "model", "mitigation"], ascending=[False, True, True], kind="mergesort")
-            for r, idx in enumerate(order.index, start=1):
-                table.loc[idx, "rank"] = r
-        lead = ["rank", "model", "mitigation", "stage", "baseline", "n_clips", "n_pairs", "flags", "excluded"]
+        # p-values adjusted across the leaderboard's rows (Holm), the raw p beside
+        for col in [c for c in _paired_columns(horizons) if c.endswith("_p")]:
+            table[f"{col}_holm"] = holm(table[col])
+        rank_by = s.rank_by or f"drift_reduction_{_h(RANK_HORIZON)}_mean"
+        table = rank_rows(table, rank_by)
+        lead = ["rank", "model", "mitigation", "stage", "baseline", "n_clips", "n_pairs", "significant", "tied_with",
+                "flags", "excluded"]
         table = table[lead + [c for c in table.columns if c not in lead]]
-        table = table.sort_values(["model", "baseline", "mitigation"], ascending=[True, False, True],
-                                  kind="mergesort").reset_index(drop=True)
-    return Leaderboard(table, pairs_out, ce, be, survival, s, reference, notes)
+        # sorted by rank (ties by the estimate), then the unranked rows: baselines and flagged ones
+        order = table.assign(_r=table["rank"].astype("Float64").fillna(np.inf),
+                             _v=-pd.to_numeric(table[rank_by], errors="coerce").fillna(-np.inf)
+                             if rank_by in table else 0.0)
+        table = order.sort_values(["_r", "_v", "model", "baseline", "mitigation"],
+                                  ascending=[True, True, True, False, True], kind="mergesort") \
+            .drop(columns=["_r", "_v"]).reset_index(drop=True)
+    from dataclasses import replace
+
+    return Leaderboard(table, pairs_out, ce, be, survival, replace(s, rank_by=s.rank_by), reference, notes)
 
 
 def write(lb: Leaderboard, out_dir: Path) -> tuple[Path, Path]:
@@ -467,6 +587,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunLoadError as exc:
         print(f"driftbench compare: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if horizons:
+        unreached = unreached_horizons(runset, horizons)
+        if unreached:
+            print(f"driftbench compare: --horizons: {'; '.join(unreached)} -- fix: choose among "
+                  f"{', '.join(_h(h) for h in measured_horizons(runset.clips)) or 'none'} (the end of each clip is "
+                  "always shown), or rerun with longer clips / metrics.horizons", file=sys.stderr)
+            return EXIT_USAGE
     out = a.out or default_out(a.run_dirs)
     settings = LeaderboardSettings(horizons=horizons or None, floor=a.floor, copy_limit=a.copy_limit,
                                    include_flagged=a.include_flagged, rank_by=a.rank_by, seed=a.seed)

@@ -472,7 +472,8 @@ def _execute(cfg: Any, run_dir: Path, container: dict[Any, Any], cfg_hash: str, 
     cache_root = Path(cfg.cache.dir).expanduser() if cfg.cache.dir else default_cache_dir()
     ctx = SourceContext(work_dir=run_dir / "work", cache_dir=cache_root.parent / "clips",
                         mitigation=cfg.mitigation, seed=int(cfg.seed), progress=progress,
-                        options={"device": str(cfg.device), "fetch": bool(cfg.fetch)})
+                        options={"device": str(cfg.device), "fetch": bool(cfg.fetch),
+                                 "sampling": dict(vars(settings.sampling))})
     t0 = time.perf_counter()
     source = create_source(cfg.model, ctx)
     clips = source.clips()

@@ -15,8 +15,8 @@ Why these methods:
 Metric cards for the figures this module produces (also in the report's glossary):
 - ``mean`` of a per-clip metric: units of that metric; CI = seeded BCa bootstrap over clips (95%).
 - ``survival_at_{T}s``: Kaplan-Meier probability that a clip is still the same person at T seconds
-  (0-1, higher is better); CI = exponential Greenwood (log-log) interval; empty when no clip was
-  observed up to T.
+  (0-1, higher is better); CI = exponential Greenwood (log-log) interval; empty ("not measurable")
+  when no clip was observed up to T (a clip lost at 6 s that ends at 12 s says nothing about 30 s).
 - ``median_survival_s``: the time at which the KM curve crosses 0.5; ``inf`` ("not reached") when
   more than half of the clips keep their identity to the end.
 - paired ``delta``: mean of (treated - baseline) per pair, bootstrap CI over pairs, Wilcoxon
@@ -116,18 +116,29 @@ class Survival:
     median_hi: float
     max_observed: float
     durations: np.ndarray
+    #: how long each clip was observed (its duration); None: the survival times stand for it
+    observed: np.ndarray | None = None
+
+    def n_observed(self, t: float) -> int:
+        """Clips observed up to ``t`` (a clip lost at 6 s that ends at 12 s is not observed to 30 s)."""
+        obs = self.observed if self.observed is not None else self.durations
+        return int(np.sum(obs + 1e-6 >= t))
 
     def at(self, t: float) -> Estimate:
-        """S(t) with its CI; NaN when the curve is undefined at t (every clip censored before t)."""
+        """S(t) with its CI; "not measurable" (NaN) when no clip was observed up to t, whatever the
+        curve carries forward (a 12 s run says nothing about 30 s, even when its one clip was lost at
+        6 s). ``n``: the clips observed up to t."""
         if self.n == 0:
             return NAN_ESTIMATE
         idx = int(np.searchsorted(self.timeline, t, side="right")) - 1
         idx = max(idx, 0)
         s = float(self.survival[idx])
-        n_risk = int(np.sum(self.durations >= t))
-        if t > self.max_observed and s > 0.0:
-            return Estimate(float("nan"), float("nan"), float("nan"), n_risk, "not observed")
-        return Estimate(s, float(self.lo[idx]), float(self.hi[idx]), n_risk, "Kaplan-Meier, exponential Greenwood")
+        n_obs = self.n_observed(t)
+        # without the clips' observed lengths, a curve that reached 0 stays defined (every clip was lost)
+        unknown = n_obs == 0 if self.observed is not None else (t > self.max_observed and s > 0.0)
+        if unknown:
+            return Estimate(float("nan"), float("nan"), float("nan"), n_obs, "not measurable")
+        return Estimate(s, float(self.lo[idx]), float(self.hi[idx]), n_obs, "Kaplan-Meier, exponential Greenwood")
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame({"t": self.timeline, "survival": self.survival, "lo": self.lo, "hi": self.hi,
@@ -135,7 +146,7 @@ class Survival:
 
 
 def kaplan_meier(durations: Sequence[float] | np.ndarray, lost: Sequence[int] | np.ndarray, *,
-                 confidence: float = CONFIDENCE) -> Survival:
+                 confidence: float = CONFIDENCE, observed: Sequence[float] | np.ndarray | None = None) -> Survival:
     """Kaplan-Meier curve of identity survival: ``durations`` are the survival times (the loss onset
     for lost clips, the clip's duration for the others) and ``lost`` marks observed losses; clips
     never lost are right-censored. Curve and exponential-Greenwood ("log-log") band from
@@ -147,6 +158,10 @@ def kaplan_meier(durations: Sequence[float] | np.ndarray, lost: Sequence[int] | 
     d = np.asarray(durations, dtype=np.float64)
     lost_f = np.asarray(lost, dtype=np.float64)
     ok = np.isfinite(d) & np.isfinite(lost_f)
+    obs = None
+    if observed is not None:
+        o = np.asarray(observed, dtype=np.float64)
+        obs = np.where(np.isfinite(o), o, d)[ok]
     d, e = d[ok], lost_f[ok] > 0
     if d.size == 0:
         empty = np.zeros(0)
@@ -169,26 +184,30 @@ def kaplan_meier(durations: Sequence[float] | np.ndarray, lost: Sequence[int] | 
 
     return Survival(timeline=timeline, survival=surv, lo=lo, hi=hi, at_risk=at_risk, n=int(d.size),
                     n_lost=int(e.sum()), median=crossing(surv), median_lo=crossing(lo), median_hi=crossing(hi),
-                    max_observed=float(d.max()), durations=d)
+                    max_observed=float(d.max() if obs is None else max(d.max(), obs.max())), durations=d,
+                    observed=obs)
 
 
 def survival_from_clips(clips: pd.DataFrame) -> Survival:
     """KM curve of a clips.csv table (``survival_time_s``, ``lost``)."""
     if clips.empty:
         return kaplan_meier([], [])
+    observed = pd.to_numeric(clips["duration_s"], errors="coerce").to_numpy() if "duration_s" in clips else None
     return kaplan_meier(pd.to_numeric(clips["survival_time_s"], errors="coerce").to_numpy(),
-                        pd.to_numeric(clips["lost"], errors="coerce").fillna(0).to_numpy())
+                        pd.to_numeric(clips["lost"], errors="coerce").fillna(0).to_numpy(), observed=observed)
 
 
 def still_same_person(clips: pd.DataFrame, t: float) -> pd.Series:
-    """Per clip: 1 if still the same person at ``t`` s, 0 if lost before ``t``, NaN if the clip ended
-    before ``t`` without a loss (unknown). The per-clip counterpart of the KM figure S(t)."""
+    """Per clip observed up to ``t`` s: 1 if still the same person at ``t``, 0 if lost before ``t``;
+    NaN (not measurable) for a clip that ended before ``t``, lost or not. The per-clip counterpart of
+    the KM figure S(t)."""
     lost = pd.to_numeric(clips["lost"], errors="coerce").fillna(0).astype(bool)
     st = pd.to_numeric(clips["survival_time_s"], errors="coerce")
     dur = pd.to_numeric(clips["duration_s"], errors="coerce")
     out = pd.Series(np.nan, index=clips.index, dtype=np.float64)
-    out[lost & (st < t)] = 0.0
-    out[(~lost | (st >= t)) & (dur + 1e-6 >= t)] = 1.0
+    reached = dur + 1e-6 >= t
+    out[lost & (st < t) & reached] = 0.0
+    out[(~lost | (st >= t)) & reached] = 1.0
     return out
 
 

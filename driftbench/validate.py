@@ -495,8 +495,9 @@ def synthetic_rows(cfg_overrides: list[str], settings: Any, metrics: Any, decoup
 
     cfg = compose(["model=synthetic", *cfg_overrides])
     root = Path(cfg.cache.dir).expanduser() if cfg.cache.dir else default_cache_dir()
+    # the clips hold only the frames this sampling measures (model.render=sampled), as in a run
     ctx = SourceContext(work_dir=out_dir / "work", cache_dir=root.parent / "clips", mitigation=cfg.mitigation,
-                        seed=int(cfg.seed), progress=False)
+                        seed=int(cfg.seed), progress=False, options={"sampling": dict(vars(settings.sampling))})
     clips = create_source(cfg.model, ctx).clips()
     m = measure_clips(clips, replace(settings, reference="auto"), "synthetic")
     if m.frames.empty:

@@ -77,7 +77,7 @@ def test_config_dir_adds_the_users_groups_beside_the_shipped_ones(user_conf: Pat
 
     ra = parse_run_args(["-cd", str(user_conf), "hydra.searchpath=[pkg://driftbench]", "model=my_clips"])
     assert ra.search_dirs == [str(user_conf)]
-    (cfg,) = validate_overrides(ra.overrides, False)  # the plain-run path composes with both entries
+    (cfg,) = validate_overrides(ra.overrides, False, preflight_sources=False)  # the plain-run path composes with both entries
     assert cfg.model.label == "my_clips"
 
 

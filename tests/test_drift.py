@@ -84,3 +84,21 @@ def test_theil_sen_equals_scipy_on_random_data():
     x = np.array([0.0, 1.0, 1.0, 2.0])  # ties in x are skipped, as scipy does
     y = np.array([0.9, 0.8, 0.7, 0.6])
     assert drift.theil_sen_slope(x, y) == pytest.approx(theilslopes(y, x).slope)
+
+
+def test_end_horizon_is_the_last_window_of_any_clip():
+    """Issue 15: drift at the end (the clip's last window_s) exists for clips of any length."""
+    from types import SimpleNamespace
+
+    from driftbench import drift
+
+    t = np.arange(0, 12, 0.5)
+    sim = np.where(t < 8, 0.9, 0.5)
+    frames = pd.DataFrame({"t": t, "face_found": True, "sim_raw": sim, "sim_dec": sim,
+                           "sim_dec_smooth": sim, "sim_raw_smooth": sim})
+    curv = drift.curve(frames.assign(sim_open=sim), 1.0)
+    m = SimpleNamespace(opening_s=2.0, window_s=2.0, horizons=(5.0, 30.0), loss_score="decoupled", min_loss_s=2.0)
+    s = drift.clip_summary(frames, curv, duration_s=12.0, threshold=0.4, metrics=m, fps=2.0)
+    assert np.isnan(s["drift_dec_at_30s"])  # a 12 s clip does not reach 30 s
+    assert s["sim_dec_at_end"] == pytest.approx(0.5) and s["drift_dec_at_end"] == pytest.approx(0.4)
+    assert s["drift_raw_at_end"] == pytest.approx(0.4)

@@ -9,6 +9,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -148,3 +149,106 @@ def test_a_clip_that_can_no_longer_be_measured_fails(anitalker: Path, baseline: 
     clips.to_csv(run / "clips.csv", index=False)
     res = run_gate(run, baseline)
     assert res.returncode == 1 and "no longer measurable for 1 clip(s): monalisa" in res.stdout
+
+
+# -- issue 16: the gate's input is validated and a vacuous pass is refused (each failed on the old code) -----
+def _one_line_exit_2(res: subprocess.CompletedProcess) -> None:
+    assert res.returncode == 2, res.stdout + res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("driftbench gate: ") and "Traceback" not in res.stderr, res.stderr
+    assert "fix:" in lines[0]
+
+
+@pytest.mark.parametrize("content", [
+    {"format": 1, "groups": {}},  # passed with 0 checks, even on a regression
+    {"format": 1, "groups": []},  # traceback
+    {"format": 1, "groups": {"g": {"clips": {}}}},  # a group without model/mitigation: traceback
+    {"format": 1, "groups": {"g": {"model": "anitalker", "mitigation": "none", "clips": {"x": 1}}}},
+    [1, 2],  # not an object: traceback
+])
+def test_malformed_or_empty_baseline_exits_2(anitalker: Path, tmp_path: Path, content: object) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(content))
+    _one_line_exit_2(run_gate(anitalker, bad))
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-0.1"])
+def test_tolerance_nan_or_inf_exits_2(anitalker: Path, baseline: Path, value: str) -> None:
+    _one_line_exit_2(run_gate(anitalker, baseline, "--tolerance", f"face_rate={value}"))
+
+
+def test_corrupt_run_json_exits_2(anitalker: Path, baseline: Path, tmp_path: Path) -> None:
+    run = copy_run(anitalker, tmp_path / "corrupt")
+    (run / "run.json").write_text('{"config": {"truncated', encoding="utf-8")
+    _one_line_exit_2(run_gate(run, baseline))
+
+
+def test_clips_csv_without_model_exits_2(anitalker: Path, baseline: Path, tmp_path: Path) -> None:
+    run = copy_run(anitalker, tmp_path / "nomodel")
+    pd.read_csv(run / "clips.csv").drop(columns=["model"]).to_csv(run / "clips.csv", index=False)
+    _one_line_exit_2(run_gate(run, baseline))
+
+
+def test_a_run_sharing_no_group_says_so_in_one_line(anitalker: Path, baseline: Path, tmp_path: Path) -> None:
+    run = copy_run(anitalker, tmp_path / "othermodel")
+    clips = pd.read_csv(run / "clips.csv")
+    clips["model"] = "another-model"
+    clips.to_csv(run / "clips.csv", index=False)
+    res = run_gate(run, baseline)
+    _one_line_exit_2(res)
+    assert "shares no (model/mitigation) group" in res.stderr and "group missing" not in res.stdout
+
+
+def test_zero_checks_cannot_pass(anitalker: Path, baseline: Path, tmp_path: Path) -> None:
+    """A baseline whose every metric is unmeasurable checks nothing: refused, not passed."""
+    b = json.loads(baseline.read_text())
+    for g in b["groups"].values():
+        g["summary"] = {k: {"mean": None, "lo": None, "hi": None, "n": 0} for k in gate.TRACKED}
+        g["clips"] = {}
+    empty = tmp_path / "unmeasurable.json"
+    empty.write_text(json.dumps(b))
+    res = run_gate(anitalker, empty)
+    _one_line_exit_2(res)
+    assert "no metric could be checked" in res.stderr
+
+
+# -- issue 15: a gate that sees one clip ------------------------------------------------------------------------
+def test_one_collapsing_clip_fails_the_gate_naming_it(anitalker: Path, baseline: Path, tmp_path: Path) -> None:
+    """One clip of the 3-clip anitalker/none group drops 0.1 at 30 s: the mean change (-0.033) has a CI that
+    includes 0, which the old rule let pass; the same clip measured twice is deterministic, so it fails."""
+    run = copy_run(anitalker, tmp_path / "collapse")
+    clips = pd.read_csv(run / "clips.csv")
+    clips.loc[clips["clip_id"] == "monalisa", "sim_dec_at_30s"] -= 0.1
+    clips.to_csv(run / "clips.csv", index=False)
+    res = run_gate(run, baseline)
+    assert res.returncode == 1, res.stdout + res.stderr
+    row = next(ln for ln in res.stdout.splitlines() if ln.startswith("| anitalker/none | sim_dec_at_30s |"))
+    assert "**FAIL**" in row and "monalisa (-0.1000)" in row
+    # within tolerance on every clip: passes
+    clips.loc[clips["clip_id"] == "monalisa", "sim_dec_at_30s"] += 0.09
+    clips.to_csv(run / "clips.csv", index=False)
+    assert run_gate(run, baseline).returncode == 0
+
+
+def test_end_drift_lowest_bin_and_slope_are_gated_raw_beside_decoupled(baseline: Path) -> None:
+    b = json.loads(baseline.read_text())
+    clip = b["groups"]["anitalker/none"]["clips"]["monalisa"]
+    for k in ("drift_dec_at_end", "drift_raw_at_end", "min_bin_dec", "min_bin_raw", "slope_dec_per_min",
+              "slope_raw_per_min"):
+        assert clip[k] is not None and np.isfinite(clip[k]), k
+
+
+def test_committed_default_baseline_is_the_embedded_default() -> None:
+    """metrics/baselines/default.json: the embedded default (8 synthetic 60 s clips) measured with the weights
+    a fresh install resolves; the step clips drift by their end, the no-drift controls do not."""
+    b = json.loads((ROOT / "metrics" / "baselines" / "default.json").read_text(encoding="utf-8"))
+    prod = b["produced_by"]
+    assert prod["model_config"]["source"] == "embedded" and prod["model_config"]["duration_s"] >= 60
+    assert prod["command"].startswith("driftbench gate reports/runs/ci-default")
+    clips = b["groups"]["synthetic/none"]["clips"]
+    assert len(clips) == 8 and all(c["sim_dec_at_60s"] is not None for c in clips.values())
+    for cid, c in clips.items():
+        if cid.endswith("/step"):
+            assert c["drift_dec_at_end"] > 0.3, cid
+        if cid.endswith("/none"):
+            assert abs(c["drift_dec_at_end"]) < 0.1, cid

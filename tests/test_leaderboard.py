@@ -69,8 +69,10 @@ def test_real_pairs_give_the_known_direction(anitalker: Path) -> None:
     base = rows.loc["none"]
     assert base["n_clips"] == 3 and base["n_lost"] == 1  # the negative (another person) is lost at once
     assert base["survival_at_30s"] == pytest.approx(2 / 3)
-    assert board.horizons == (30.0,)  # 31-52 s clips: 60 s is never reached, so it is not a column
-    assert "drift_reduction_60s_mean" not in board.rows
+    # 31-52 s clips: 60 s is never reached, so its columns say "not measurable" (empty); the end is there
+    assert board.horizons == (30.0, 60.0) and board.rank_by == "drift_reduction_30s_mean"
+    assert rows["drift_reduction_60s_mean"].isna().all() and rows["survival_at_60s"].isna().all()
+    assert rows.loc["mfcc", "drift_reduction_end_n"] == 1
     # every retained figure rests on its pairs; both variants keep the baseline's liveliness roughly
     for m in ("mfcc", "sr"):
         assert 0.5 < rows.loc[m, "expressivity_retained_mean"] < 1.3
@@ -148,3 +150,78 @@ def test_a_mitigation_that_loses_the_face_is_flagged(tmp_path_factory: pytest.Te
     row = board.rows.set_index("mitigation").loc["dropout"]
     assert row["face_rate_delta_mean"] < -0.3
     assert "loses the face more often" in row["flags"] and row["excluded"] and pd.isna(row["rank"])
+
+
+# -- issue 15: horizons every pair reaches, ranks that respect CIs, Holm, rows sorted by rank (no media) ----
+def _fake_clips(drifts: dict[str, list[float]], horizons: tuple[str, ...] = ("30s", "60s"), duration: float = 62.0,
+                ) -> pd.DataFrame:
+    """clips.csv rows: one per (mitigation, pair); drift at every horizon and at the end = the given value."""
+    import numpy as np
+
+    rows = []
+    for mit, values in drifts.items():
+        for i, d in enumerate(values):
+            row = {"clip_id": f"{mit}/c{i}", "model": "m", "mitigation": mit, "character": f"c{i}", "prompt_id": "p",
+                   "seed": 0, "duration_s": duration, "face_rate": 1.0, "lost": 0, "survival_time_s": duration,
+                   "opening_dec": 0.9}
+            for h in (*horizons, "end"):
+                row[f"drift_dec_at_{h}"] = d
+                row[f"sim_dec_at_{h}"] = 0.9 - d
+                row[f"sim_raw_at_{h}"] = 0.9 - d
+            rows.append(row)
+    return pd.DataFrame(rows).assign(run="r", stage=lambda df: np.where(df["mitigation"] == "none", "none", "post"))
+
+
+def _runset(clips: pd.DataFrame, horizons: list[float] | None = None) -> lbm.RunSet:
+    runs = {"r": {"config": {"metrics": {"horizons": horizons or [5, 30, 60, 120]}, "sampling": {"fps": 2.0}}}}
+    return lbm.RunSet([Path("r")], runs, clips, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
+
+
+def test_ranked_by_30s_with_ties_significance_holm_and_rows_sorted_by_rank() -> None:
+    base = [0.30, 0.32, 0.28, 0.35, 0.31, 0.29, 0.33, 0.30]
+    clips = _fake_clips({
+        "none": base,
+        "weak": [b - g for b, g in zip(base, [0.01, -0.02, 0.015, -0.01, 0.02, -0.015, 0.005, 0.0], strict=True)],
+        "good": [b - g for b, g in zip(base, [0.20, 0.22, 0.19, 0.21, 0.20, 0.23, 0.18, 0.21], strict=True)],
+        "good2": [b - g for b, g in zip(base, [0.21, 0.20, 0.20, 0.22, 0.19, 0.21, 0.20, 0.22], strict=True)],
+    })
+    board = lbm.build(_runset(clips))
+    rows = board.rows
+    assert board.rank_by == "drift_reduction_30s_mean" and not any("ranked by" in n for n in board.notes)
+    assert {"drift_reduction_60s_mean", "drift_reduction_end_mean"} <= set(rows.columns)
+    # sorted by rank: the two good rows (CIs overlap: one shared rank), then weak, then the baseline
+    assert list(rows["mitigation"]) == ["good2", "good", "weak", "none"]
+    r = rows.set_index("mitigation")
+    assert r.loc["good", "rank"] == r.loc["good2", "rank"] == 1 and r.loc["weak", "rank"] == 3
+    assert "m/good" in r.loc["good2", "tied_with"] and r.loc["good", "significant"]
+    assert not r.loc["weak", "significant"]  # its CI includes 0
+    raw, adj = r.loc[["weak", "good", "good2"], "drift_reduction_30s_p"], r.loc[["weak", "good", "good2"],
+                                                                                 "drift_reduction_30s_p_holm"]
+    assert (adj >= raw - 1e-12).all() and adj.max() <= 1.0
+    assert r.loc["good", "drift_reduction_30s_p_holm"] == pytest.approx(min(1.0, 3 * r.loc["good",
+                                                                                      "drift_reduction_30s_p"]))
+
+
+def test_falls_back_to_the_longest_horizon_all_pairs_reach_and_says_so() -> None:
+    clips = _fake_clips({"none": [0.3, 0.31, 0.29, 0.3], "a": [0.1, 0.12, 0.09, 0.11]}, horizons=("5s", "10s"),
+                        duration=12.0)
+    board = lbm.build(_runset(clips, [5, 10, 30, 60]))
+    assert board.rank_by == "drift_reduction_10s_mean"
+    assert board.notes[0].startswith("ranked by drift reduction at 10s, the longest horizon all pairs reach")
+    assert board.rows.set_index("mitigation").loc["a", "rank"] == 1
+    assert board.rows.set_index("mitigation")["drift_reduction_30s_mean"].isna().all()  # not measurable
+
+
+def test_compare_horizons_no_clip_reached_exits_2_naming_them(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "short"
+    run.mkdir()
+    clips = _fake_clips({"none": [0.3, 0.31], "a": [0.1, 0.12]}, horizons=("5s",), duration=12.0)
+    clips.drop(columns=["run", "stage"]).to_csv(run / "clips.csv", index=False)
+    (run / "run.json").write_text(json.dumps({"config": {"metrics": {"horizons": [5, 30]}}}))
+    assert lbm.main([str(run), "--horizons", "10,30", "--no-html", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "10s was not measured" in err[0] and "no clip reached 30s" in err[0] and "fix:" in err[0]
+    assert lbm.main([str(run), "--horizons", "5", "--no-html", "--out", str(tmp_path / "o")]) == 0
+    written = pd.read_csv(tmp_path / "o" / "leaderboard.csv")
+    assert list(written["mitigation"]) == ["a", "none"]  # CSV rows in rank order

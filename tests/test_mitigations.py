@@ -85,7 +85,7 @@ def test_apply_post_pairs_caches_and_skips(tmp_path, cache_dir):
     clips = [Clip("a/tpsmm", str(real), "tpsmm", prompt_id="p", seed=3, model="folder", meta={"k": "v"}),
              Clip("b/missing", str(tmp_path / "missing.mp4"), "x"),
              Clip("c/noise", str(noise), "y")]
-    cfg = {"name": "reanchor", "params": {"max_fps": 4.0}}
+    cfg = {"name": "reanchor", "params": {"max_fps": 4.0, "render": "full"}}
     settings = MeasureSettings(device="cpu", reference="first_frame")
     out_dir = tmp_path / "mitigated"
     done, skipped = apply_post(clips, type("Cfg", (), cfg)(), settings, out_dir)
@@ -244,3 +244,42 @@ def test_real_generated_drift_reanchor_vs_chain(tmp_path_factory, cache_dir):
 def test_real_generated_drift_full_frame_rate(tmp_path_factory, cache_dir):
     """The same at the clip's own 25 frames/s (700 frames per mitigation: minutes on 2 cores)."""
     _check_dub(_dub_runs(tmp_path_factory.mktemp("dub-full"), None))
+
+
+# -- mitigations at the sampling rate ----------------------------------------------------------------------
+@needs_shared
+def test_sampled_mitigation_processes_only_the_measured_frames_and_matches_full_rate(tmp_path, cache_dir):
+    """reanchor with render=sampled processes only the frames 2 samples/s read (plus nothing else), keeps
+    the source's timeline (same instants, same duration), and its sampled frames equal the full-rate
+    output's at those instants up to H.264 re-encoding noise; chain anchors on the previous *sampled*
+    output, so its frames after the first differ from a 25 fps chain (documented, not equal)."""
+    from driftbench import video
+    from driftbench.measure import MeasureSettings
+    from driftbench.signals import Sampling
+    from driftbench.sources.base import Clip
+
+    real = VIDEO / "real" / "tpsmm_driving.mp4"
+    clip = Clip("a/tpsmm", str(real), "tpsmm", prompt_id="p", seed=0, model="folder")
+    settings = MeasureSettings(device="cpu", reference="first_frame", sampling=Sampling(2.0))
+    src = list(video.sample(real, 2.0))
+    outs = {}
+    for name in ("reanchor", "chain"):
+        for render in ("sampled", "full"):
+            cfg = type("Cfg", (), {"name": name, "params": {"render": render}})()
+            (done,), skipped = apply_post([clip], cfg, settings, tmp_path / "mitigated")
+            assert not skipped
+            outs[name, render] = done
+    full_frames = video.probe(real).n_frames
+    for name in ("reanchor", "chain"):
+        sampled, full = outs[name, "sampled"], outs[name, "full"]
+        assert sampled.meta["mitigation_render"] == "sampled@2:0-" and full.meta["mitigation_render"] == "full"
+        assert sampled.meta["mitigation_frames_processed"] == len(src)  # only what is measured
+        assert full.meta["mitigation_frames_processed"] >= full_frames - 1
+        a, b = list(video.sample(sampled.path, 2.0)), list(video.sample(full.path, 2.0))
+        assert [f.t for f in a] == [f.t for f in b] == [f.t for f in src]
+        assert abs(video.probe(sampled.path).duration_s - video.probe(real).duration_s) < 0.05
+        diff = [float(np.abs(x.image.astype(np.int16) - y.image.astype(np.int16)).mean()) for x, y in zip(a, b, strict=True)]
+        print(f"\n{name}: mean |sampled - full| per frame {np.mean(diff):.2f} grey levels (max {max(diff):.2f})")
+        assert diff[0] < 2.0  # the first frame takes the reference in both
+        if name == "reanchor":
+            assert max(diff) < 3.0  # frame by frame, independent of time: equal up to re-encoding

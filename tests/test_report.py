@@ -250,3 +250,47 @@ def test_skipped_clips_are_shown_with_reason_and_fix(tmp_path: Path) -> None:
     from driftbench import gate
 
     assert gate.main([str(tmp_path / "empty"), "--baseline", str(ROOT / "metrics/baselines/generated.json")]) == 1
+
+
+def test_terminal_summary_counts_and_names_the_worst_clip(tmp_path: Path) -> None:
+    """Issue 15: after a run, measured / skipped / drifting (when the run has a verdict) / lost and the clip
+    that drifted most by its end; without a ``drifting`` column that count is left out, not invented."""
+    from driftbench.report.summary import run_summary
+
+    clips = pd.DataFrame({"clip_id": ["a", "b", "c"], "lost": [0, 1, 0], "drift_dec_at_end": [0.01, 0.42, 0.1],
+                          "opening_dec": [0.9, 0.92, 0.9], "sim_dec_at_end": [0.89, 0.5, 0.8]})
+    clips.to_csv(tmp_path / "clips.csv", index=False)
+    pd.DataFrame({"clip_id": [""], "item": ["x.mp4"], "stage": ["source"], "reason": ["r"], "message": ["m"]}
+                 ).to_csv(tmp_path / "skipped.csv", index=False)
+    lines = run_summary(tmp_path)
+    assert lines == ["measured 3 · skipped 1 · lost 1",
+                     "worst clip: b, end drift +0.420 decoupled (opening 0.920 -> end 0.500)"]
+    clips.assign(drifting=[0, 1, 1]).to_csv(tmp_path / "clips.csv", index=False)
+    assert run_summary(tmp_path)[0] == "measured 3 · skipped 1 · drifting 2 · lost 1"
+
+
+def test_single_run_opens_with_identity_per_clip_and_a_sweep_with_its_leaderboard(anitalker: Path,
+                                                                                   tmp_path: Path) -> None:
+    """Issue 15: a single run's report opens with identity over time (one labelled panel per clip, clips still
+    observed per bin under the mean curve), a comparison's with its leaderboard; drift columns come first in
+    the per-clip table."""
+    from driftbench.report import render_run
+    from tests.realruns import copy_run
+
+    def order(html: str) -> tuple[int, int]:
+        return html.index('<section id="curves">'), html.index('<section id="leaderboard">')
+
+    mixed = (anitalker / "report.html").read_text(encoding="utf-8") if (anitalker / "report.html").is_file() else None
+    single = copy_run(anitalker, tmp_path / "single")
+    clips = pd.read_csv(single / "clips.csv")
+    clips[clips["mitigation"] == "none"].to_csv(single / "clips.csv", index=False)
+    html = render_run(single).read_text(encoding="utf-8")
+    curves_at, board_at = order(html)
+    assert curves_at < board_at
+    assert "one panel per clip" in html and "clips still observed per bin" in html
+    heads = re.findall(r"<th class=\"[^\"]*\">([^<]+)</th>", html.split('id="clips-table"', 1)[1])
+    assert heads[:4] == ["clip", "drift@30s", "drift@60s", "drift@end"]
+    both = render_run(copy_run(anitalker, tmp_path / "both")).read_text(encoding="utf-8")
+    curves_at, board_at = order(both)
+    assert board_at < curves_at and "one panel per clip" not in both
+    assert mixed is None or mixed.count('<section id="leaderboard">') == 1

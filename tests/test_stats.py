@@ -257,3 +257,20 @@ def test_group_curve_band_brackets_the_group_mean(anitalker: Path) -> None:
     vals = curves[(curves["clip_id"].isin(ids)) & (curves["t_mid"] == first["t_mid"])]["sim_dec"]
     assert first["mean"] == pytest.approx(vals.mean())
     assert first["lo"] <= first["mean"] <= first["hi"] and first["n"] == 3
+
+
+def test_survival_at_t_counts_only_clips_observed_to_t():
+    """Issue 15: a 12 s run whose one clip was lost at 6 s says "not measurable" at 30 s, not 0.0; the
+    per-clip indicator likewise; with a clip observed to 30 s, S(30) is defined and n counts it."""
+    short = pd.DataFrame({"clip_id": ["a"], "lost": [1], "survival_time_s": [6.0], "duration_s": [12.0]})
+    km = stats.survival_from_clips(short)
+    assert km.at(10.0).value == 0.0
+    est = km.at(30.0)
+    assert np.isnan(est.value) and est.n == 0 and est.method == "not measurable"
+    assert stats.still_same_person(short, 30.0).isna().all()
+    assert stats.still_same_person(short, 10.0).tolist() == [0.0]
+    both = pd.concat([short, pd.DataFrame({"clip_id": ["b"], "lost": [0], "survival_time_s": [60.0],
+                                           "duration_s": [60.0]})], ignore_index=True)
+    est = stats.survival_from_clips(both).at(30.0)
+    assert est.value == pytest.approx(0.5) and est.n == 1
+    assert stats.still_same_person(both, 30.0).tolist()[1] == 1.0 and np.isnan(stats.still_same_person(both, 30.0)[0])

@@ -140,7 +140,11 @@ def test_embedded_clips_record_ground_truth(embedded_run):
         gt = pd.read_csv(meta["gt_csv"])
         assert list(gt.columns[:2]) == ["t", "alpha"] and len(gt) == 100  # 8 s at 12.5 fps
         assert gt["alpha"].iloc[-1] == pytest.approx(meta["gt_alpha_end"], abs=0.03)
-        assert row["reference_mode"] == "images" and row["video_fps"] == pytest.approx(12.5)
+        # the clip holds only the 16 sampled frames and the last (render=sampled): the file's own rate is
+        # 17 frames in 8 s, the timeline's nominal rate stays in the meta
+        assert row["reference_mode"] == "images" and meta["fps"] == pytest.approx(12.5)
+        assert meta["render"] == "sampled@2:0-" and row["video_fps"] == pytest.approx(17 / 8, rel=0.03)
+        assert row["duration_s"] == pytest.approx(8.0)
 
 
 @needs_shared
@@ -211,7 +215,10 @@ def test_rerun_takes_every_clip_from_the_cache(embedded_run, cache_dir):
     clips, _ = tables(embedded_run)
     mtimes = {p: Path(p).stat().st_mtime_ns for p in clips["path"]}
     cfg = compose(EMBEDDED[1:]).model
-    src = SyntheticSource(cfg, SourceContext(work_dir=cache_dir, cache_dir=cache_dir.parent / "clips"))
+    # the run's sampling (EMBEDDED: 2 samples/s) is part of the key: the same sampling finds the same clips
+    ctx = SourceContext(work_dir=cache_dir, cache_dir=cache_dir.parent / "clips",
+                        options={"sampling": {"fps": 2.0, "start": 0.0, "end": None}})
+    src = SyntheticSource(cfg, ctx)
     again = src.clips()
     assert sorted(c.path for c in again) == sorted(mtimes)
     assert all(Path(p).stat().st_mtime_ns == m for p, m in mtimes.items())
@@ -245,3 +252,66 @@ def test_real_footage_is_morphed_keeping_its_expression(tmp_path_factory, cache_
     # 90 % of the face's texture is another person's photo, whose own look MediaPipe partly reads
     # (0.77 measured; a frozen or pasted face scores about 0, the embedded morphs 0.88-0.94)
     assert expr > 0.6 and yaw > 0.7
+
+
+# -- render only what the sampling measures (issue 15 / 20) -------------------------------------------------
+def test_step_onsets_are_spread_and_the_default_reaches_60_s():
+    from driftbench.cli import compose
+
+    cfg = compose(["model=synthetic"]).model
+    assert float(cfg.duration_s) >= 60.0 and cfg.render == "sampled" and "none" in cfg.schedules
+    onsets = [make_schedule("step", cfg, (k, 2)).onset_s for k in range(2)]
+    late = make_schedule("late", cfg).onset_s
+    assert onsets == [20.0, 40.0] and late == pytest.approx(36.0)
+    assert max(o for o in [*onsets, late] if o is not None) > 30.0  # at least one drift starts after 30 s
+
+
+@needs_shared
+@pytest.mark.parametrize("name,fps,start,end", [("real/tpsmm_driving.mp4", 2.0, 0.0, None),
+                                                ("real/tpsmm_driving.mp4", 3.0, 1.1, 5.0),
+                                                ("generated/infinitetalk_dub_9.mp4", 2.0, 0.0, None)])
+def test_sampled_indices_equal_the_decoders_choice(name, fps, start, end):
+    """warp.sampled_indices on a clip's frame times picks exactly the frames video.sample yields."""
+    import av
+
+    from driftbench import video
+    from driftbench.warp import sampled_indices
+
+    path = VIDEO / name
+    with av.open(str(path)) as c:
+        times = np.array([float(f.time) for f in c.decode(c.streams.video[0])])
+    times -= times[0]
+    want = [f.frame_index for f in video.sample(path, fps, start=start, end=end)]
+    assert sampled_indices(times, fps, start, end).tolist() == want
+
+
+@needs_shared
+def test_sampled_render_reads_the_same_instants_as_full_rate(tmp_path):
+    """An embedded clip rendered at the sampling rate holds only the sampled frames (+ the last), is
+    measured on the same instants as the full-rate clip, keeps its duration, and its frames equal the
+    full-rate frames up to H.264 re-encoding."""
+    from types import SimpleNamespace
+
+    from driftbench import video
+    from driftbench.cli import compose
+    from driftbench.sources.base import SourceContext
+    from driftbench.sources.synthetic import SyntheticSource
+
+    cfg = compose(["model=synthetic", "model.duration_s=6", "model.max_clips=2", "model.schedules=[step,none]"]).model
+    out = {}
+    for render in ("sampled", "full"):
+        ctx = SourceContext(work_dir=tmp_path, cache_dir=tmp_path / "clips", options={
+            "sampling": {"fps": 2.0, "start": 0.0, "end": None}})
+        src = SyntheticSource(SimpleNamespace(**{**dict(cfg), "render": render}), ctx)
+        out[render] = src.clips()
+    for a, b in zip(out["sampled"], out["full"], strict=True):
+        assert a.clip_id == b.clip_id and a.path != b.path
+        assert a.meta["render"] == "sampled@2:0-" and b.meta["render"] == "full"
+        rec = json.loads(Path(a.path).with_suffix(".json").read_text())
+        assert rec["frames_rendered"] == 13 and rec["frames"] == 150  # 12 samples + the last of 150 frames
+        fa, fb = list(video.sample(a.path, 2.0)), list(video.sample(b.path, 2.0))
+        assert [f.t for f in fa] == [f.t for f in fb] == pytest.approx(
+            [0.0, 0.52, 1.0, 1.52, 2.0, 2.52, 3.0, 3.52, 4.0, 4.52, 5.0, 5.52])
+        assert video.probe(a.path).duration_s == pytest.approx(video.probe(b.path).duration_s, abs=1e-6)
+        diff = [float(np.abs(x.image.astype(np.int16) - y.image.astype(np.int16)).mean()) for x, y in zip(fa, fb, strict=True)]
+        assert max(diff) < 3.0, diff

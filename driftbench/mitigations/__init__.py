@@ -11,6 +11,13 @@ Post-processing forms, registered by name in :data:`MITIGATIONS` (all share the 
 - ``freeze`` and ``paste`` (:mod:`.adversarial`): adversarial checks that win on identity by
   destroying expression; the benchmark must flag them.
 
+Post-processing runs at the sampling rate by default (``params.render: sampled``): only the frames
+the run's sampling measures are processed, batched, and written at their own timestamps, so the
+tables equal a full-rate run's up to H.264 re-encoding noise for the per-frame methods (``reanchor``,
+``paste``); ``chain`` and ``freeze`` depend on earlier frames and see only sampled ones (``chain``
+re-anchors on the previous *sampled* output: fewer, larger steps than at 25 fps, so less accumulated
+resampling). ``params.render: full`` processes every frame, for a video to watch.
+
 ``apply_post`` returns, for every clip it could process, a clip with the same clip_id, character,
 prompt_id and seed as its source (so the leaderboard pairs it with the ``none`` run) and
 ``mitigation=<name>``; a clip it cannot process becomes a :class:`Skipped` with the reason and the fix.
@@ -82,7 +89,8 @@ def apply_post(clips: list[Clip], cfg: Any, settings: Any, cache_dir: Path) -> t
         for clip in clips:
             try:
                 out.append(process_clip(clip, proc, reference_mode=str(getattr(settings, "reference", "auto")),
-                                        mesh_factory=mesh_factory, cache_dir=Path(cache_dir)))
+                                        mesh_factory=mesh_factory, cache_dir=Path(cache_dir),
+                                        sampling=getattr(settings, "sampling", None)))
             except ClipError as exc:
                 skipped.append(Skipped(clip.path, exc.reason, str(exc), stage="mitigation"))
             except Exception as exc:  # one broken clip must never cost the others

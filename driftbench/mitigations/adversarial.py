@@ -46,6 +46,7 @@ PASTE_DEFAULTS: dict[str, Any] = {
     "feather": 0.04,
     "shrink": 0.03,
     "max_fps": 0.0,
+    "render": "sampled",
 }
 
 

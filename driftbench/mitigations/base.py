@@ -79,6 +79,11 @@ class FrameProcessor:
             raise UsageError(f"mitigation {self.name!r}: unknown params {unknown} -- fix: use "
                              f"{sorted(self.defaults)} (see conf/mitigation/{self.name}.yaml)")
         self.params = {**self.defaults, **params}
+        if str(self.params.get("render", "full")) not in ("sampled", "full"):
+            from driftbench.errors import UsageError
+
+            raise UsageError(f"mitigation {self.name!r}: render={self.params['render']!r} -- fix: sampled (only the "
+                             "frames the sampling measures) or full (every frame, to watch)")
         self.device = device
 
     def start(self, ref: RefFace) -> None:
@@ -92,11 +97,12 @@ def _json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, default=str)
 
 
-def cache_key(source_sha: str, name: str, params: dict[str, Any], ref_digest: str, fps: float) -> str:
+def cache_key(source_sha: str, name: str, params: dict[str, Any], ref_digest: str, fps: float,
+              render: str = "full") -> str:
     from driftbench.warp import WARP_VERSION
 
     blob = _json({"source": source_sha, "mitigation": name, "params": params, "reference": ref_digest,
-                  "fps": round(fps, 6), "code": CODE_VERSION, "warp": WARP_VERSION})
+                  "fps": round(fps, 6), "code": CODE_VERSION, "warp": WARP_VERSION, "render": render})
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
@@ -147,17 +153,34 @@ def output_fps(path: str, max_fps: float) -> float:
     return min(native, float(max_fps)) if max_fps and max_fps > 0 else native
 
 
+def render_tag(proc: FrameProcessor, sampling: Any | None) -> str:
+    """``full`` (every frame) or ``sampled@FPS:START-END`` (only the frames that sampling measures)."""
+    if sampling is None or str(proc.params.get("render", "full")) == "full":
+        return "full"
+    end = "" if sampling.end is None else f"{float(sampling.end):g}"
+    return f"sampled@{float(sampling.fps):g}:{float(sampling.start or 0.0):g}-{end}"
+
+
 def process_clip(clip: Clip, proc: FrameProcessor, *, reference_mode: str, mesh_factory: Any,
-                 cache_dir: Path) -> Clip:
-    """Run one mitigation on one clip (or take it from the cache); raises ClipError when it cannot."""
+                 cache_dir: Path, sampling: Any | None = None) -> Clip:
+    """Run one mitigation on one clip (or take it from the cache); raises ClipError when it cannot.
+
+    With ``sampling`` and ``render: sampled`` (the default) only the frames that sampling measures are
+    processed, in batches, and written at their own timestamps (plus copies at the clip's first and
+    last frame times, which the sampling never reads, so the output keeps the source's timeline and
+    duration): measuring the output at the same sampling reads the same instants as a full-rate
+    output. Processors whose frames depend on earlier frames (``chain``, ``freeze``) then see only the
+    sampled frames: ``chain`` takes each frame's identity from the previous *sampled* output."""
     from driftbench import video
     from driftbench.cache import content_hash
     from driftbench.io import write_json
-    from driftbench.warp import Mp4Writer
+    from driftbench.warp import Mp4Writer, stream_timeline
 
     video.probe(clip.path)  # a missing or unreadable clip fails here with its own reason and fix
     source_sha = content_hash(clip.path)
-    fps = output_fps(clip.path, float(proc.params.get("max_fps", 0) or 0))
+    render = render_tag(proc, sampling)
+    timeline = stream_timeline(clip.path) if render != "full" else None
+    fps = output_fps(clip.path, float(proc.params.get("max_fps", 0) or 0)) if timeline is None else timeline.rate
     use_images = reference_mode == "images" or (reference_mode == "auto" and bool(clip.references))
     if use_images and not clip.references:
         raise ClipError(clip.path, "reference=images but the clip has no reference image",
@@ -169,7 +192,7 @@ def process_clip(clip: Clip, proc: FrameProcessor, *, reference_mode: str, mesh_
         ref_tag = "images:" + ",".join(cached_sha256(Path(p)) for p in clip.references)
     else:
         ref_tag = "first_frame"
-    key = cache_key(source_sha, proc.name, proc.params, ref_tag, fps)
+    key = cache_key(source_sha, proc.name, proc.params, ref_tag, fps, render)
     out = cache_dir / proc.name / f"{key}.mp4"
     info_path = out.with_suffix(".json")
     if out.is_file() and info_path.is_file():
@@ -189,18 +212,38 @@ def process_clip(clip: Clip, proc: FrameProcessor, *, reference_mode: str, mesh_
     proc.start(ref)
     info = RunInfo()
     prev_box = None
-    with Mp4Writer(out, fps, *_size(clip.path)) as writer:
+    written: list[float] = []
+    last: list[np.ndarray] = []
+    if timeline is None:
+        frames = _frames(clip.path, fps)
+    else:
+        assert sampling is not None
+        frames = ((fr.t, fr.image) for fr in video.sample(clip.path, float(sampling.fps),
+                                                           start=float(sampling.start or 0.0), end=sampling.end))
+    with Mp4Writer(out, fps, *_size(clip.path), time_base=None if timeline is None else timeline.time_base) as writer:
         images: list[np.ndarray] = []
         faces: list[Any] = []
+        times: list[float] = []
+
+        def put(img: np.ndarray, t: float) -> None:
+            if timeline is None:
+                writer.write(img)
+                return
+            if not written and t > 0:
+                writer.write(img, t=0.0)  # the source's first instant: keeps the timeline's origin
+            writer.write(img, t=t)
+            written.append(t)
+            last[:] = [img]
 
         def flush() -> None:
             if images:
-                for img in proc.process(FrameBatch(images, faces), info):
-                    writer.write(img)
+                for img, t in zip(proc.process(FrameBatch(images, faces), info), times, strict=True):
+                    put(img, t)
                 images.clear()
                 faces.clear()
+                times.clear()
 
-        for _t, img in _frames(clip.path, fps):
+        for t, img in frames:
             face = mesh.detect(img, prev_box)
             if face is not None:
                 prev_box = face.box
@@ -208,14 +251,18 @@ def process_clip(clip: Clip, proc: FrameProcessor, *, reference_mode: str, mesh_
             info.frames += 1
             images.append(img)
             faces.append(face)
+            times.append(t)
             if len(images) >= BATCH:
                 flush()
         flush()
+        if timeline is not None and last and timeline.t_last > written[-1] + 1e-6:
+            writer.write(last[0], t=timeline.t_last)  # the source's last frame time: keeps its duration
     seconds = time.perf_counter() - t0
     record = {"source_path": clip.path, "source_sha256": source_sha, "mitigation": proc.name,
               "reference_yaw": ref.yaw, "mirrored_reference": ref.mirrored is not None,
               "params": proc.params, "reference": ref.origin, "reference_digest": ref.digest, "fps": fps,
-              "frames": info.frames, "frames_with_face": info.faces, "frames_processed": info.processed,
+              "render": render, "frames": info.frames, "frames_with_face": info.faces,
+              "frames_processed": info.processed,
               "seconds": round(seconds, 3), **info.extra}
     write_json(info_path, record)
     log.info("mitigation %s: %s (%d frames, %.1f s)", proc.name, clip.clip_id, info.frames, seconds)
@@ -241,5 +288,6 @@ def _result_clip(clip: Clip, proc: FrameProcessor, out: Path, record: dict[str, 
         "mitigation_frames_processed": record.get("frames_processed"),
         "mitigation_frames_mirrored": record.get("frames_mirrored", 0),
         "mitigation_fps": record.get("fps"),
+        "mitigation_render": record.get("render", "full"),
     })
     return replace(clip, path=str(out), mitigation=proc.name, meta=meta)

@@ -47,8 +47,10 @@ REALIGN_DEFAULTS: dict[str, Any] = {
     "mirror_margin": 5.0,
     #: resampling of the identity source: bilinear or bicubic
     "interpolation": "bilinear",
-    #: frames per second of the output (0 = the clip's own rate)
+    #: frames per second of the output (0 = the clip's own rate; render=full only)
     "max_fps": 0.0,
+    #: sampled: process only the frames the run's sampling measures; full: every frame (to watch)
+    "render": "sampled",
 }
 
 

@@ -60,8 +60,13 @@ def _plain(text: str) -> str:
 def curves_figure(bands: Mapping[str, pd.DataFrame], curves: pd.DataFrame, members: Mapping[str, Sequence[str]],
                   column: str, threshold: float | None, title: str) -> str:
     """Identity over time per group: the mean over the group's clips per 1 s bin with its bootstrap
-    95% band (shaded), individual clips as thin lines."""
-    fig, ax = _axes((8.8, 3.8))
+    95% band (shaded), individual clips as thin lines; below it, the number of clips still observed
+    in each bin (the mean moves where clips end, and the count shows where)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8.8, 4.6))
+    fig.subplots_adjust(left=0.075, right=0.985, bottom=0.1, top=0.92, hspace=0.08)
+    ax, ax_n = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [4, 1]})
     lo_y = 1.0
     for gi, (name, band) in enumerate(sorted(bands.items())):
         color = _tab10(gi)
@@ -77,14 +82,49 @@ def curves_figure(bands: Mapping[str, pd.DataFrame], curves: pd.DataFrame, membe
                 label=f"{_short(name)} (n={int(band['n'].max())})")
         ok = band["lo"].notna() & band["hi"].notna()
         ax.fill_between(band["t_mid"][ok], band["lo"][ok], band["hi"][ok], color=color, alpha=0.18, lw=0)
+        ax_n.step(band["t_mid"], band["n"], where="mid", color=color, lw=1.2)
     if threshold is not None and np.isfinite(threshold):
         ax.axhline(threshold, color="crimson", ls="--", lw=1, label=f"identity-loss threshold {threshold:.3f}")
-    ax.set_xlabel("time (s)")
+    ax_n.set_ylabel("clips", fontsize=8)
+    ax_n.set_ylim(bottom=0)
+    ax_n.grid(alpha=0.3)
+    ax_n.tick_params(labelsize=7)
+    ax_n.set_xlabel("time (s); below: clips still observed per bin")
     ax.set_ylabel("cosine similarity to reference")
     ax.set_title(title)
     ax.set_ylim(min(-0.05, lo_y - 0.05), 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower left", ncol=2)
+    return _fig_to_uri(fig)
+
+
+def clip_multiples_figure(curves: pd.DataFrame, clip_ids: Sequence[str], threshold: float | None, title: str,
+                          ncols: int = 4) -> str:
+    """One small panel per clip (decoupled and raw similarity per 1 s bin, labelled with the clip's id),
+    so a reader sees which clip drifts and when."""
+    from matplotlib.figure import Figure
+
+    ids = list(clip_ids)
+    ncols = max(1, min(ncols, len(ids)))
+    nrows = max(1, -(-len(ids) // ncols))
+    fig = Figure(figsize=(8.8, 1.55 * nrows + 0.5))
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.08 if nrows > 2 else 0.14, top=1 - 0.62 / (1.55 * nrows + 0.5),
+                        hspace=0.55, wspace=0.18)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, sharex=True, sharey=True)).ravel()
+    for ax, cid in zip(axes, ids, strict=False):
+        c = curves[curves["clip_id"] == cid]
+        ax.plot(c["t_mid"], c["sim_raw"], color="#9aa5b1", lw=0.8, label="raw")
+        ax.plot(c["t_mid"], c["sim_dec"], color="#2f6fdb", lw=1.3, label="decoupled")
+        if threshold is not None and np.isfinite(threshold):
+            ax.axhline(threshold, color="crimson", ls="--", lw=0.8)
+        ax.set_title(_short(str(cid), 44), fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(ids):]:
+        ax.set_visible(False)
+    axes[0].set_ylim(-0.05, 1.02)
+    axes[0].legend(fontsize=6, loc="lower left")
+    fig.suptitle(title, fontsize=9)
     return _fig_to_uri(fig)
 
 

@@ -20,13 +20,19 @@ _CARDS: list[dict[str, str]] = [
      "units": "cosine similarity", "direction": "higher is better", "ci": BOOT},
     {"metric": "drift_dec_at_{T}s", "what": "opening minus sim@T: how far the face moved away from where it started",
      "units": "cosine similarity", "direction": "lower is better", "ci": BOOT},
-    {"metric": "slope_dec_per_min", "what": "Theil-Sen slope of the 1 s bin medians", "units": "cosine / min",
+    {"metric": "drift_{raw,dec}_at_end", "what": "opening minus the median similarity over the clip's last 2 s: the "
+     "horizon every clip reaches, whatever its length", "units": "cosine similarity", "direction": "lower is better",
+     "ci": BOOT},
+    {"metric": "min_bin_{raw,dec}", "what": "the clip's lowest 1 s bin median (its worst second)",
+     "units": "cosine similarity", "direction": "higher is better", "ci": BOOT},
+    {"metric": "slope_{raw,dec}_per_min", "what": "Theil-Sen slope of the 1 s bin medians", "units": "cosine / min",
      "direction": "closer to 0 (negative = drift)", "ci": BOOT},
     {"metric": "time_to_loss_s", "what": "onset of the first run of >= 2 s in which the smoothed decoupled similarity "
      "stays below the backend's calibrated threshold (FAR 0.1%); empty = never lost (right-censored)",
      "units": "seconds", "direction": "later (or never) is better", "ci": "Kaplan-Meier (scipy.stats.ecdf)"},
     {"metric": "survival_at_{T}s", "what": "Kaplan-Meier share of clips still the same person at T s; clips that "
-     "end without a loss are censored at their duration; empty when no clip was observed to T",
+     "end without a loss are censored at their duration; empty (not measurable) when no clip was observed to T, "
+     "even one lost earlier",
      "units": "share 0-1", "direction": "higher is better", "ci": "exponential Greenwood (log-log), 95%"},
     {"metric": "median_survival_s", "what": "time at which the Kaplan-Meier curve falls to 0.5; 'not reached' when "
      "most clips keep their identity", "units": "seconds", "direction": "higher is better",

@@ -21,7 +21,13 @@ import pandas as pd
 
 from driftbench import stats
 from driftbench.leaderboard import Leaderboard, LeaderboardSettings, RunSet, build, load_runs, write
-from driftbench.report.figures import bytes_to_uri, curves_figure, scatter_figure, survival_figure
+from driftbench.report.figures import (
+    bytes_to_uri,
+    clip_multiples_figure,
+    curves_figure,
+    scatter_figure,
+    survival_figure,
+)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -39,15 +45,21 @@ BLENDSHAPE_NAMES = (
 )
 
 #: columns of the per-clip table (clips.csv plus expressivity), with their headings
+#: drift first (the verdict where the run has one, drift at 30 s / 60 s / the end, loss, slope, lowest bin),
+#: then levels, then who the clip is
 TABLE_COLUMNS = [
-    ("clip_id", "clip"), ("model", "model"), ("mitigation", "mitigation"), ("character", "character"),
-    ("prompt_id", "prompt"), ("seed", "seed"),
+    ("clip_id", "clip"), ("drifting", "verdict"), ("drift_dec_at_30s", "drift@30s"), ("drift_dec_at_60s", "drift@60s"),
+    ("drift_dec_at_end", "drift@end"), ("drift_raw_at_end", "drift raw@end"), ("time_to_loss_s", "loss at s"),
+    ("slope_dec_per_min", "slope /min"), ("min_bin_dec", "min bin dec"),
     ("duration_s", "duration s"), ("face_rate", "face rate"), ("opening_raw", "opening raw"),
     ("opening_dec", "opening dec"), ("sim_dec_at_5s", "sim@5s"), ("sim_dec_at_30s", "sim@30s"),
-    ("sim_dec_at_60s", "sim@60s"), ("drift_dec_at_30s", "drift@30s"), ("drift_dec_at_60s", "drift@60s"),
-    ("slope_dec_per_min", "slope /min"), ("min_bin_dec", "min bin dec"), ("time_to_loss_s", "loss at s"),
+    ("sim_dec_at_60s", "sim@60s"), ("sim_dec_at_end", "sim@end"),
+    ("model", "model"), ("mitigation", "mitigation"), ("character", "character"),
+    ("prompt_id", "prompt"), ("seed", "seed"),
     ("expressivity_vs_real", "expressivity vs real"), ("ref_copy", "ref copy"),
 ]
+#: at most this many clips get a small panel of their own in a single run's report
+MAX_MULTIPLES = 24
 TEXT_COLUMNS = frozenset({"clip_id", "model", "mitigation", "character", "prompt_id"})
 SORT_JS = (TEMPLATES / "sort.js").read_text(encoding="utf-8")
 CSP_SCRIPT_HASH = "sha256-" + base64.b64encode(hashlib.sha256(SORT_JS.encode("utf-8")).digest()).decode("ascii")
@@ -186,19 +198,26 @@ def _run_info(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _leaderboard_view(lb: Leaderboard) -> list[dict[str, Any]]:
+    from driftbench.leaderboard import END
+
     view = []
     hs = [f"{h:g}s" for h in lb.horizons]
+    rank_prefix = lb.rank_by.removesuffix("_mean")
     for r in lb.rows.to_dict(orient="records"):
         rank = r.get("rank")
+        sig = r.get("significant")
         view.append({
             "rank": "" if rank is None or rank is pd.NA or (isinstance(rank, float) and np.isnan(rank)) else int(rank),
+            "significant": None if sig is None or sig is pd.NA else bool(sig),
+            "tied_with": r.get("tied_with") or "",
+            "rank_p_holm": r.get(f"{rank_prefix}_p_holm"),
             "model": r["model"], "mitigation": r["mitigation"], "stage": r["stage"], "baseline": bool(r["baseline"]),
             "n_clips": r["n_clips"], "n_pairs": r["n_pairs"], "flags": r["flags"], "excluded": bool(r["excluded"]),
-            "drift": [{"h": h, **_ci(r, f"drift_reduction_{h}")} for h in hs],
-            "sim": [{"h": h, **_ci(r, f"sim_dec_at_{h}")} for h in hs],
-            "survival": [{"h": h, **_ci({"x_mean": r.get(f"survival_at_{h}"), "x_lo": r.get(f"survival_at_{h}_lo"),
-                                         "x_hi": r.get(f"survival_at_{h}_hi"), "x_n": r.get(f"survival_at_{h}_n")},
-                                        "x", pct=True)} for h in hs],
+            "drift": [{"h": h, **_ci(r, f"drift_reduction_{h}"),
+                       "p_holm": r.get(f"drift_reduction_{h}_p_holm") if _finite(r.get(f"drift_reduction_{h}_p_holm"))
+                       else None} for h in [*hs, END]],
+            "sim": [{"h": h, **_ci(r, f"sim_dec_at_{h}")} for h in [*hs, END]],
+            "survival": [_survival_cell(r, h) for h in hs],
             "median_survival": _num(r.get("median_survival_s"), 1),
             "survival_gain": _ci(r, "survival_gain_s", 2),
             "face_rate": _ci(r, "face_rate", pct=True), "face_rate_delta": _ci(r, "face_rate_delta", 3),
@@ -209,13 +228,35 @@ def _leaderboard_view(lb: Leaderboard) -> list[dict[str, Any]]:
     return view
 
 
+def _verdict(v: Any) -> tuple[str, str]:
+    """The drift verdict's badge text and class (``drifting`` column of the validity work)."""
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "–", "text"
+    drifting = str(v).strip().lower() in ("1", "1.0", "true", "yes", "drifting")
+    return ("drifting", "text badge bad") if drifting else ("stable", "text badge good")
+
+
+def _survival_cell(r: dict[str, Any], h: str) -> dict[str, Any]:
+    cell = {"h": h, **_ci({"x_mean": r.get(f"survival_at_{h}"), "x_lo": r.get(f"survival_at_{h}_lo"),
+                           "x_hi": r.get(f"survival_at_{h}_hi"), "x_n": r.get(f"survival_at_{h}_n")}, "x", pct=True)}
+    if not _finite(r.get(f"survival_at_{h}")):
+        cell["value"] = "not measurable"  # no clip of the row was observed up to h
+    return cell
+
+
 def _clip_rows(clips: pd.DataFrame, cols: list[tuple[str, str]], text_cols: set[str]) -> list[dict[str, Any]]:
     rows = []
     for r in clips.to_dict(orient="records"):
-        rows.append({"cells": [{"text": _num(r.get(c)), "sort": _sortval(r.get(c)), "col": c,
-                                "cls": ("text" if c in text_cols else "")
-                                + (" lost" if c == "time_to_loss_s" and _finite(r.get(c)) else "")}
-                               for c, _ in cols]})
+        cells = []
+        for c, _ in cols:
+            if c == "drifting":
+                text, cls = _verdict(r.get(c))
+                cells.append({"text": text, "sort": text, "col": c, "cls": cls})
+                continue
+            cells.append({"text": _num(r.get(c)), "sort": _sortval(r.get(c)), "col": c,
+                          "cls": ("text" if c in text_cols else "")
+                          + (" lost" if c == "time_to_loss_s" and _finite(r.get(c)) else "")})
+        rows.append({"cells": cells})
     return rows
 
 
@@ -241,11 +282,18 @@ def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench rep
         if not clips.empty else {}
     figures = []
     band_json: dict[str, Any] = {}
+    #: a sweep (or any comparison) opens with its leaderboard, a single run with its identity figures
+    sweep = len(runset.run_dirs) > 1 or (not lb.rows.empty and bool((~lb.rows["baseline"]).any()))
+    if not sweep and not clips.empty and not runset.curves.empty and len(clips) <= MAX_MULTIPLES:
+        figures.append(("Identity over time, one panel per clip (1 s bins; dashed: identity-loss threshold)",
+                        clip_multiples_figure(runset.curves, sorted(clips["clip_id"].astype(str)), threshold,
+                                              "each clip: decoupled (blue) and raw (grey) similarity to the reference")))
     if groups and not runset.curves.empty:
         for col, label in (("sim_dec", "decoupled"), ("sim_raw", "raw")):
             bands = {name: stats.group_curve_band(runset.curves, ids, col, seed=lb.settings.seed)
                      for name, ids in groups.items()}
-            figures.append((f"Identity over time ({label}): group mean per 1 s bin with bootstrap 95% band",
+            figures.append((f"Identity over time ({label}): group mean per 1 s bin with bootstrap 95% band; below "
+                            "it, the clips still observed per bin",
                             curves_figure(bands, runset.curves, groups, col, threshold,
                                           f"{label} similarity to the reference")))
             band_json[col] = {k: _json_records(v, ["t_mid", "mean", "lo", "hi", "n"]) for k, v in bands.items()}
@@ -279,7 +327,8 @@ def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench rep
     html = _env().get_template("report.html.j2").render(
         title=title, csp_script=CSP_SCRIPT_HASH, sort_js=_markup(SORT_JS), runs=runs,
         n_clips=len(clips), n_skipped=len(skipped), threshold=threshold,
-        leaderboard=_leaderboard_view(lb), horizons=[f"{h:g}s" for h in lb.horizons],
+        leaderboard=_leaderboard_view(lb), horizons=[f"{h:g}s" for h in lb.horizons], sweep=sweep,
+        rank_by=lb.rank_by,
         settings=lb.to_json()["settings"], notes=lb.notes, scatter=scatter_uri, figures=figures,
         survival_uri=survival_uri, survival=survival_json, table_cols=cols, rows=_clip_rows(clips, cols, {*TEXT_COLUMNS, "run"}),
         strips=strips, worst=worst, skipped=skipped, glossary=glossary,

@@ -5,7 +5,8 @@ face is warped (dense thin-plate spline through MediaPipe's landmarks, :mod:`dri
 the frame's face geometry, whose own shape moves toward the target's by the same amount, and
 cross-dissolved inside a feathered, colour-matched face mask with weight ``alpha(t)``. Expression and
 head motion stay those of the source, so a measured identity change is the injected one. Schedules
-(``SCHEDULES``): ``linear`` (0 -> strength over the clip), ``step`` (strength from ``step_s``),
+(``SCHEDULES``): ``linear`` (0 -> strength over the clip), ``step`` (strength from ``step_s``; by
+default the k-th of n faces steps at (k + 1) / (n + 1) of the clip, so onsets are spread over it),
 ``late`` (0 until ``late_onset_s``, then linear to strength) and ``none`` (the no-drift control).
 
 Sources of the face:
@@ -22,7 +23,14 @@ Sources of the face:
 Each clip records the true identity mix: a sidecar CSV (``t,alpha,face``) and summary facts in
 ``Clip.meta`` (``gt_schedule``, ``gt_strength``, ``gt_onset_s``, ``gt_alpha_at_{5,30,60}s``,
 ``gt_alpha_end``, ``gt_csv``). Clips are H.264 MP4 in ``<cache>/synthetic/``, keyed by the inputs'
-sha256, every parameter and the code version: a rerun regenerates nothing.
+sha256, every parameter, the sampling and the code version: a rerun regenerates nothing.
+
+Only what is measured is rendered (``render=sampled``, the default): motion, schedule and frames are
+functions of the full timeline at ``fps``, but only the frames the run's sampling measures (plus the
+last, which keeps the header's duration) are rendered and written, each at its own timestamp
+(variable frame rate), so measuring the clip at that sampling reads the same instants, each frame
+identical before encoding to the full-rate clip's (at 25 fps and 2 samples/s, 121 of 1500 frames
+of a 60 s clip). ``render=full`` writes every frame, to watch.
 """
 
 from __future__ import annotations
@@ -106,12 +114,16 @@ SCHEDULES: dict[str, Callable[[np.ndarray, Schedule], np.ndarray]] = {
 }
 
 
-def make_schedule(name: str, cfg: Any) -> Schedule:
+def make_schedule(name: str, cfg: Any, spread: tuple[int, int] = (0, 1)) -> Schedule:
+    """The schedule ``name`` of a clip. ``spread`` = (k, n): the clip's face is the k-th of n faces; a
+    step without ``step_s`` jumps at (k + 1) / (n + 1) of the duration, so the step onsets of a run are
+    spread over the clip (two faces of a 60 s default run: 20 s and 40 s)."""
     duration = float(cfg.duration_s)
     strength = 0.0 if name == "none" else float(cfg.strength)
     onset: float | None = {"linear": 0.0, "none": None}.get(name)
     if name == "step":
-        onset = float(cfg.step_s) if cfg.step_s is not None else duration / 2.0
+        k, n = spread
+        onset = float(cfg.step_s) if cfg.step_s is not None else duration * (k + 1) / (max(n, 1) + 1)
     elif name == "late":
         onset = float(cfg.late_onset_s) if cfg.late_onset_s is not None else 0.6 * duration
     return Schedule(name, strength, duration, onset)
@@ -401,14 +413,34 @@ def _with_anchors(target_pts: np.ndarray, geom_pts: np.ndarray, anchors: np.ndar
 
 
 # -- clip writers -----------------------------------------------------------------------------------------
+def render_plan(t: np.ndarray, sampling: Any | None) -> np.ndarray:
+    """Indices of the frames of timeline ``t`` a clip holds: every frame without a sampling (``full``),
+    else the frames :func:`driftbench.video.sample` measures at that sampling plus the last frame (so
+    the clip's header keeps the full clip's duration). Each frame is written at its own time, so the
+    sampled clip is measured on the same instants as the full-rate one."""
+    from driftbench.warp import sampled_indices
+
+    if sampling is None or len(t) == 0:
+        return np.arange(len(t))
+    idx = sampled_indices(t, float(sampling.fps), float(sampling.start or 0.0), sampling.end)
+    return np.union1d(idx, [len(t) - 1]).astype(np.int64)
+
+
 def render_embedded(base: Portrait, target: Portrait, schedule: Schedule, cfg: Any, out: Path, *,
-                    device: str, seed: int) -> dict[str, Any]:
-    """Write an embedded clip (procedural motion of a still base face morphed toward the target)."""
+                    device: str, seed: int, sampling: Any | None = None) -> dict[str, Any]:
+    """Write an embedded clip (procedural motion of a still base face morphed toward the target).
+
+    The motion, schedule and every frame are functions of the full timeline at ``cfg.fps``; with a
+    ``sampling`` only the frames it measures are rendered (:func:`render_plan`), each bit-identical
+    before encoding to the same frame of the full-rate clip."""
+    from fractions import Fraction
+
     from driftbench.warp import Layer, Mp4Writer, border_anchors, control_indices, face_size, tps_warp_layers
 
     size, fps = int(cfg.size), float(cfg.fps)
     n = max(1, round(float(cfg.duration_s) * fps))
     t = np.arange(n) / fps
+    plan = render_plan(t, sampling)
     alpha = schedule.alpha(t)
     rng = np.random.default_rng([int(seed), int(base.digest[:8], 16)])
     motion = procedural_motion(t, rng, size, float(cfg.motion), float(cfg.expression))
@@ -424,10 +456,11 @@ def render_embedded(base: Portrait, target: Portrait, schedule: Schedule, cfg: A
     if not closed_mouth:
         motion.jaw *= 0.5
     box = np.array([0, 0, size, size])
-    with Mp4Writer(out, fps, size, size) as writer:
-        for s0 in range(0, n, BATCH):
-            sl = slice(s0, min(n, s0 + BATCH))
-            b = sl.stop - sl.start
+    tb = 1 / Fraction(fps).limit_denominator(1001)
+    with Mp4Writer(out, fps, size, size, time_base=tb) as writer:
+        for s0 in range(0, len(plan), BATCH):
+            sl = plan[s0 : s0 + BATCH]
+            b = len(sl)
             neutral = base.landmarks[None] + alpha[sl, None, None] * delta[None]
             geom = deform(neutral, motion, sl)
             dst_pts = np.concatenate([geom[:, idx], np.broadcast_to(anchors, (b, *anchors.shape))], 1)
@@ -442,22 +475,27 @@ def render_embedded(base: Portrait, target: Portrait, schedule: Schedule, cfg: A
             geom_out = np.einsum("bij,bnj->bni", affines[sl, :, :2], geom) + affines[sl, None, :, 2]
             gaps = _mouth_gap(geom_out)
             for k in range(b):
+                i = int(sl[k])
                 frame = bw.images[k]
                 fs = face_size(geom_out[k])
-                if tw is not None and alpha[sl.start + k] > 0:
-                    frame = blend_frame(frame, tw.images[k], tw.valid[k], geom_out[k], box, float(alpha[sl.start + k]),
+                if tw is not None and alpha[i] > 0:
+                    frame = blend_frame(frame, tw.images[k], tw.valid[k], geom_out[k], box, float(alpha[i]),
                                         tw.area[k] if tw.area is not None else None)
                 if closed_mouth:
-                    scale = float(np.linalg.det(affines[sl.start + k, :, :2])) ** 0.5
+                    scale = float(np.linalg.det(affines[i, :, :2])) ** 0.5
                     opened = np.clip((gaps[k] - gap0 * scale) / (0.05 * fs), 0.0, 0.85)
                     _paint_mouth(frame, geom_out[k], float(opened), fs)
-                writer.write(np.clip(np.rint(frame), 0, 255).astype(np.uint8))
-    return {"t": t, "alpha": alpha, "face": np.ones(n, dtype=np.int8), "fps": fps}
+                writer.write(np.clip(np.rint(frame), 0, 255).astype(np.uint8), t=float(Fraction(i) * tb))
+    return {"t": t, "alpha": alpha, "face": np.ones(n, dtype=np.int8), "fps": fps, "rendered": len(plan)}
 
 
 def render_real(clip_path: str, target: Portrait, schedule: Schedule, cfg: Any, out: Path, *, device: str,
-                mesh: Any) -> dict[str, Any]:
-    """Write a real clip whose face is morphed toward ``target`` (real expression and head motion kept)."""
+                mesh: Any, sampling: Any | None = None) -> dict[str, Any]:
+    """Write a real clip whose face is morphed toward ``target`` (real expression and head motion kept).
+    The output's k-th frame is at k / fps; with a ``sampling`` only the frames it measures are found,
+    morphed and written (:func:`render_plan`)."""
+    from fractions import Fraction
+
     import cv2
 
     from driftbench import video
@@ -483,8 +521,11 @@ def render_real(clip_path: str, target: Portrait, schedule: Schedule, cfg: Any, 
         if scale < 1.0:
             img = cv2.resize(img, (round(img.shape[1] * scale) // 2 * 2, round(img.shape[0] * scale) // 2 * 2),
                              interpolation=cv2.INTER_AREA)
-        face = mesh.detect(img, prev_box)
         frames.append((fr.t, img))
+    plan = render_plan(np.arange(len(frames)) / fps, sampling)
+    planned = set(plan.tolist())
+    for i, (_t, img) in enumerate(frames):
+        face = mesh.detect(img, prev_box) if i in planned else None
         lms.append(None if face is None else face.landmarks)
         if face is not None:
             prev_box = face.box
@@ -501,9 +542,10 @@ def render_real(clip_path: str, target: Portrait, schedule: Schedule, cfg: Any, 
     target = recolour_target(target, ref_img, ref_lm)
     delta_ref = shape_offset(ref_lm, target.landmarks)
     h, w = ref_img.shape[:2]
-    with Mp4Writer(out, fps, w, h) as writer:
-        for s0 in range(0, len(frames), BATCH):
-            ids = list(range(s0, min(len(frames), s0 + BATCH)))
+    tb = 1 / Fraction(fps).limit_denominator(1001)
+    with Mp4Writer(out, fps, w, h, time_base=tb) as writer:
+        for s0 in range(0, len(plan), BATCH):
+            ids = [int(i) for i in plan[s0 : s0 + BATCH]]
             todo = [i for i in ids if lms[i] is not None and alpha[i] > 0 and frames[i][1].shape == ref_img.shape]
             results: dict[int, np.ndarray] = {}
             if todo:
@@ -535,8 +577,9 @@ def render_real(clip_path: str, target: Portrait, schedule: Schedule, cfg: Any, 
                 img = results.get(i, frames[i][1])
                 if img.shape != ref_img.shape:
                     img = cv2.resize(img, (w, h))
-                writer.write(img)
-    return {"t": t, "alpha": alpha, "face": np.array([lm is not None for lm in lms], dtype=np.int8), "fps": fps}
+                writer.write(img, t=float(Fraction(i) * tb))
+    face = np.array([lm is not None if i in planned else -1 for i, lm in enumerate(lms)], dtype=np.int8)
+    return {"t": t, "alpha": alpha, "face": face, "fps": fps, "rendered": len(plan)}
 
 
 # -- the source -------------------------------------------------------------------------------------------
@@ -562,6 +605,12 @@ class SyntheticSource:
         self.dir = Path(ctx.cache_dir) / "synthetic"
         self._mesh: Any = None
         self._portraits: dict[str, Portrait | None] = {}
+        #: the run's sampling (fps, start, end): with ``render=sampled`` only the frames it measures are
+        #: rendered; without one (a source used outside a run) every frame is
+        sampling = ctx.options.get("sampling")
+        self.sampling = SimpleNamespace(**sampling) if isinstance(sampling, dict) else sampling
+        if str(getattr(cfg, "render", "sampled")) == "full":
+            self.sampling = None
 
     @property
     def skipped(self) -> list[Skipped]:
@@ -576,6 +625,9 @@ class SyntheticSource:
         if not 0.0 <= float(cfg.strength) <= 1.0:
             raise UsageError(f"model.strength={cfg.strength} is outside [0, 1] -- fix: 0 = no drift, 1 = fully "
                              "the other person")
+        if str(getattr(cfg, "render", "sampled")) not in ("sampled", "full"):
+            raise UsageError(f"model.render={cfg.render!r} -- fix: sampled (only the frames the sampling measures) "
+                             "or full (every frame, to watch)")
         if float(cfg.duration_s) <= 0 or float(cfg.fps) <= 0 or int(cfg.size) < 64 or int(cfg.max_clips) < 1:
             raise UsageError("model.duration_s, model.fps must be > 0, model.size >= 64 and model.max_clips >= 1 "
                              "-- fix: e.g. model.duration_s=12 model.fps=25 model.size=256")
@@ -585,7 +637,7 @@ class SyntheticSource:
         return {"code": CODE_VERSION, "strength": float(c.strength), "duration_s": float(c.duration_s),
                 "fps": float(c.fps), "size": int(c.size), "max_side": int(c.max_side), "seed": int(c.seed),
                 "motion": float(c.motion), "expression": float(c.expression), "step_s": c.step_s,
-                "late_onset_s": c.late_onset_s}
+                "late_onset_s": c.late_onset_s, "render": _sampling_tag(self.sampling)}
 
     def _key(self, *parts: Any) -> str:
         from driftbench.warp import WARP_VERSION
@@ -642,7 +694,8 @@ class SyntheticSource:
         t0 = time.perf_counter()
         gt = render(mp4)
         _write_sidecar(csv, gt)
-        record = {**meta, "fps": gt["fps"], "frames": len(gt["t"]), "render_s": round(time.perf_counter() - t0, 3)}
+        record = {**meta, "fps": gt["fps"], "frames": len(gt["t"]), "frames_rendered": gt.get("rendered", len(gt["t"])),
+                  "render": _sampling_tag(self.sampling), "render_s": round(time.perf_counter() - t0, 3)}
         write_json(info, record)
         log.info("synthetic: wrote %s (%s) in %.1f s", mp4.name, meta.get("clip_id"), time.perf_counter() - t0)
         return mp4, record
@@ -656,6 +709,8 @@ class SyntheticSource:
         targets = self._targets()
         schedules = list(self.cfg.schedules)
         clips: list[Clip] = []
+        n_bases = min(len([s for s in specs if s.name != "hanks"]),
+                      -(-int(self.cfg.max_clips) // max(len(schedules), 1)))
         for bi, base_spec in enumerate(s for s in specs if s.name != "hanks"):
             if len(clips) >= int(self.cfg.max_clips):
                 break
@@ -670,7 +725,7 @@ class SyntheticSource:
             for sched_name in schedules:
                 if len(clips) >= int(self.cfg.max_clips):
                     break
-                sched = make_schedule(sched_name, self.cfg)
+                sched = make_schedule(sched_name, self.cfg, (bi, n_bases))
                 clip_id = f"synthetic/{base_spec.name}/{tgt_spec.name}/{sched_name}"
                 key = self._key("embedded", base_spec.digest, tgt_spec.digest, sched_name)
                 meta: dict[str, Any] = {"source": "embedded", "base": base_spec.name, "target": tgt_spec.name,
@@ -689,7 +744,7 @@ class SyntheticSource:
                         raise UsageError(f"{_t.path}: no usable face for target identity {_t.name!r} -- fix: "
                                          "use frontal face photos in model.targets")
                     return render_embedded(base, tp, _s, self.cfg, out, device=self.device,
-                                           seed=int(self.cfg.seed))
+                                           seed=int(self.cfg.seed), sampling=self.sampling)
 
                 mp4, record = self._finish(key, render, meta)
                 if not ref_png.is_file():
@@ -700,7 +755,7 @@ class SyntheticSource:
                         raise OSError(f"{ref_png}: PNG encoding failed")
                     write_bytes(ref_png, bytes(png))
                 meta.update({"gt_csv": str(mp4.with_suffix(".csv")), "duration_s": float(self.cfg.duration_s),
-                             "fps": float(record.get("fps", self.cfg.fps))})
+                             "fps": float(record.get("fps", self.cfg.fps)), "render": _sampling_tag(self.sampling)})
                 meta.pop("clip_id")
                 clips.append(Clip(clip_id=clip_id, path=str(mp4), character=base_spec.name,
                                   references=(str(ref_png),), prompt_id=f"{tgt_spec.name}-{sched_name}",
@@ -720,6 +775,7 @@ class SyntheticSource:
         targets = self._targets()
         schedules = list(self.cfg.schedules)
         clips: list[Clip] = []
+        n_bases = min(len(sources), -(-int(self.cfg.max_clips) // max(len(schedules), 1)))
         for ci, src in enumerate(sources):
             if len(clips) >= int(self.cfg.max_clips):
                 break
@@ -733,7 +789,7 @@ class SyntheticSource:
             for sched_name in schedules:
                 if len(clips) >= int(self.cfg.max_clips):
                     break
-                sched = make_schedule(sched_name, self.cfg)
+                sched = make_schedule(sched_name, self.cfg, (ci, n_bases))
                 clip_id = f"synthetic/{_id_part(src.clip_id)}/{tgt_spec.name}/{sched_name}"
                 key = self._key("real", digest, tgt_spec.digest, sched_name)
                 meta: dict[str, Any] = {"source": "clip", "source_path": src.path, "base": src.character,
@@ -745,7 +801,8 @@ class SyntheticSource:
                     if tp is None:
                         raise UsageError(f"{_t.path}: no usable face for target identity {_t.name!r} -- fix: "
                                          "use frontal face photos in model.targets")
-                    return render_real(_src.path, tp, _s, self.cfg, out, device=self.device, mesh=self._mesh_())
+                    return render_real(_src.path, tp, _s, self.cfg, out, device=self.device, mesh=self._mesh_(),
+                                       sampling=self.sampling)
 
                 try:
                     mp4, record = self._finish(key, render, meta)
@@ -753,12 +810,20 @@ class SyntheticSource:
                     self._skipped.append(Skipped(src.path, exc.reason, str(exc)))
                     break
                 meta.update({"gt_csv": str(mp4.with_suffix(".csv")), "duration_s": float(self.cfg.duration_s),
-                             "fps": float(record.get("fps", self.cfg.fps))})
+                             "fps": float(record.get("fps", self.cfg.fps)), "render": _sampling_tag(self.sampling)})
                 meta.pop("clip_id")
                 clips.append(Clip(clip_id=clip_id, path=str(mp4), character=src.character,
                                   references=src.references, prompt_id=f"{src.prompt_id}-{tgt_spec.name}-{sched_name}",
                                   seed=int(self.cfg.seed), model=str(self.cfg.label), meta=meta))
         return clips
+
+
+def _sampling_tag(sampling: Any | None) -> str:
+    """What a clip holds, for cache keys and meta: ``full`` or ``sampled@FPS[:start-end]``."""
+    if sampling is None:
+        return "full"
+    end = "" if sampling.end is None else f"{float(sampling.end):g}"
+    return f"sampled@{float(sampling.fps):g}:{float(sampling.start or 0.0):g}-{end}"
 
 
 def _id_part(clip_id: str) -> str:
