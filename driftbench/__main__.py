@@ -1,5 +1,5 @@
 """``python -m driftbench`` is the ``driftbench`` command."""
 
-from driftbench.cli import console_main
+from driftbench.cli.main import console_main
 
 console_main()

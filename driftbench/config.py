@@ -373,3 +373,71 @@ def override_hint(exc: BaseException, overrides: list[str]) -> str | None:
             return (f"quote the value: {key}='{quoted}' (a value holding , = [ ] {{ }} ${{ or spaces is read as "
                     "Hydra syntax; inside the quotes \\' is a quote and \\${ a literal ${)")
     return None
+
+
+# -- composing configs (the run, validate and calibrate commands; tests) ---------------------------------
+def _expand_sweeps(overrides: list[str]) -> list[list[str]]:
+    """Every override combination a multirun would launch (to validate all before any work)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    parsed = parser.parse_overrides(overrides)
+    batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+    return [list(combo) for batch in batches for combo in batch] or [[]]
+
+
+def compose(overrides: list[str], config_name: str = "config", return_hydra_config: bool = False):  # -> DictConfig
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from driftbench.config import conf_dir, register_configs
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config)
+
+
+def _config_error(exc: BaseException) -> str:
+    msg = str(exc).strip()
+    cause = exc.__cause__ or exc.__context__
+    detail = str(cause).strip().splitlines()[0] if cause is not None and str(cause).strip() else ""
+    first = msg.splitlines()[0] if msg else type(exc).__name__
+    return f"{first}{' (' + detail + ')' if detail and detail not in first else ''}"
+
+
+def validate_overrides(overrides: list[str], multirun: bool, config_name: str = "config", *,
+                       preflight_sources: bool = True) -> list:
+    """Compose every job's config; raise UsageError with a one-line message on the first bad one.
+    ``preflight_sources=False`` (Hydra's --cfg/--info, which measure nothing) skips the clip sources' own
+    checks (an empty folder, a missing API key)."""
+    from omegaconf import OmegaConf
+
+    from driftbench.errors import UsageError
+
+    combos = _expand_sweeps(overrides) if multirun else [overrides]
+    cfgs = []
+    for combo in combos:
+        try:
+            cfg = compose(combo, config_name)
+            OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        except Exception as exc:
+            hint = "see `driftbench run --help` for the config groups and keys"
+            if "MissingMandatoryValue" in type(exc).__name__ or "Missing mandatory value" in str(exc):
+                hint = "set the missing value, e.g. model.path=DIR for model=folder"
+            elif "token recognition error" in str(exc) or "LexerNoViableAlt" in str(exc):
+                hint = "quote a value that holds special characters, e.g. model.path='my <clips> (v2)'"
+            from driftbench.config import override_hint
+
+            hint = override_hint(exc, combo) or hint
+            raise UsageError(f"bad configuration {' '.join(combo)!r}: {_config_error(exc)} -- fix: {hint}") from None
+        from driftbench.config import validate_config
+        from driftbench.sources.base import preflight
+
+        validate_config(cfg)  # ranges (fps > 0, bin_s > 0, ...): exit 2 before any work
+        if preflight_sources:
+            preflight(cfg.model)
+        cfgs.append(cfg)
+    return cfgs

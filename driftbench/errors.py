@@ -1,9 +1,21 @@
-"""Exceptions that carry a one-line, user-facing message: what went wrong, which file, and the fix."""
+"""Exceptions that carry a one-line, user-facing message: what went wrong, which file, and the fix; and the
+exit codes every command returns."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """What every ``driftbench`` command exits with (one meaning per number, for scripts and CI)."""
+
+    OK = 0  #: everything measured / the check or gate passed
+    FAIL = 1  #: some clips failed (the rest written), or a check or gate failed
+    USAGE = 2  #: bad usage or configuration (checked before any work), or the run directory is in use
+    INTERRUPTED = 130  #: Ctrl-C; rerun the same command to resume
+    TERMINATED = 143  #: SIGTERM; rerun the same command to resume
 
 
 def printable(text: str) -> str:

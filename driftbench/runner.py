@@ -35,16 +35,15 @@ import numpy as np
 import pandas as pd
 
 from driftbench import __version__
-from driftbench.errors import DriftbenchError, RunDirBusy, Terminated, UsageError
+from driftbench.errors import DriftbenchError, ExitCode, RunDirBusy, Terminated, UsageError
 from driftbench.faces.base import preflight
 from driftbench.io import write_csv, write_json, write_parquet
-from driftbench.measure import ClipResult, settings_from_config
-from driftbench.preload import REPORT_MODULES, Preload
+from driftbench.measure.clip import ClipResult, settings_from_config
+from driftbench.measure.preload import REPORT_MODULES, Preload
 from driftbench.sources.base import Clip, Skipped, SourceContext
 
 log = logging.getLogger("driftbench")
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 #: the lock file of a run directory (held while a run writes there) and the record of its holder
 LOCK_FILE, HOLDER_FILE = ".driftbench.lock", ".driftbench.lock.json"
 CLIP_KEYS = ("clip_id", "model", "mitigation", "character", "prompt_id", "seed", "path", "reference_mode")
@@ -458,10 +457,10 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _execute(cfg: Any, run_dir: Path, container: dict[Any, Any], cfg_hash: str, t_start: float) -> int:
-    from driftbench import calibration
-    from driftbench.cache import default_cache_dir
-    from driftbench.executors import execute
+    from driftbench.measure.cache import default_cache_dir
+    from driftbench.measure.executors import execute
     from driftbench.sources.base import create_source
+    from driftbench.validity import calibration
 
     score = "dec" if cfg.metrics.loss_score == "decoupled" else "raw"
     # optional packages checked before any work (exit 2); the threshold is the backend model's own
@@ -582,20 +581,20 @@ def mitigation_stage(mitigation: Any, source: Any) -> str:
 
 
 def _exit_code(counts: dict[str, Any]) -> int:
-    return EXIT_OK if counts["not_measured"] == 0 and counts["source_skipped"] == 0 else EXIT_SOME_FAILED
+    return ExitCode.OK if counts["not_measured"] == 0 and counts["source_skipped"] == 0 else ExitCode.FAIL
 
 
 def _backend_env(settings: Any, worker_env: dict[str, Any]) -> dict[str, Any]:
     """Backend, engine and weights as recorded in run.json: as reported by a worker that measured a
     clip, else (everything resumed or skipped) where the model store finds the weights."""
-    from driftbench.decouple import load_decoupler
+    from driftbench.measure.decouple import load_decoupler
 
     out: dict[str, Any] = {"decoupler": load_decoupler(settings.backend, settings.decoupler).describe(),
                            "device": settings.device}
     if worker_env:
         out.update(worker_env)
     else:
-        from driftbench.models import store
+        from driftbench.weights import store
 
         out["backend"] = {"name": settings.backend}
         out["model_store"] = store.describe()

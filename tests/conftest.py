@@ -46,7 +46,7 @@ def analyzer():
     """The default analyzer (YuNet + SFace + MediaPipe + age), loaded once per session."""
     if not SHARED_MODELS.is_dir():
         pytest.skip(f"../shared/models not found at {SHARED_MODELS}")
-    from driftbench.signals import FaceAnalyzer
+    from driftbench.measure.signals import FaceAnalyzer
 
     a = FaceAnalyzer.create("sface", device="cpu", download=True)
     yield a

@@ -36,8 +36,8 @@ ADV_MODEL = "infinitetalk" if HAVE_SHARED else "synthetic"
 def synthetic_clips(*overrides: str) -> dict[str, tuple[Path, Path]]:
     """``model=synthetic`` clips (package photos, procedural motion and drift): clip_id -> (mp4, the base
     identity's portrait). Rendered once into the user's clip cache (content-keyed, reused across sessions)."""
-    from driftbench.cache import default_cache_dir
-    from driftbench.cli import compose
+    from driftbench.config import compose
+    from driftbench.measure.cache import default_cache_dir
     from driftbench.sources.base import SourceContext, create_source
 
     cfg = compose(["model=synthetic", *overrides])
@@ -251,7 +251,7 @@ def synthetic_pair_rows() -> list[dict[str, str]]:
 
 
 def synthetic_derived_dir() -> Path:
-    from driftbench.cache import default_cache_dir
+    from driftbench.measure.cache import default_cache_dir
 
     d = default_cache_dir().parent / "clips" / "test-derived"
     d.mkdir(parents=True, exist_ok=True)

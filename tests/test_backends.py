@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from driftbench import verification as V
 from driftbench.errors import ModelNotFoundError, UsageError
 from driftbench.faces.base import KNOWN_BACKENDS, create_backend, preflight
-from driftbench.video import read_image
+from driftbench.measure.video import read_image
+from driftbench.validity import verification as V
 from tests.conftest import FACES, ROOT, SHARED_MODELS, VIDEO, needs_shared
 
 pytestmark = needs_shared
@@ -87,9 +87,9 @@ def photo_set() -> V.LabelledPhotos:
 def calibrate_into(tmp: Path, backend: str, options: dict[str, Any]) -> tuple[Path, str, dict[str, Any]]:
     """Calibrate a backend (the real `driftbench calibrate` code path, without the pose/age signals) into
     a thresholds file of its own: (file, threshold key, entry)."""
-    from driftbench import calibration
-    from driftbench.decouple import load_decoupler
-    from driftbench.signals import FaceAnalyzer
+    from driftbench.measure.decouple import load_decoupler
+    from driftbench.measure.signals import FaceAnalyzer
+    from driftbench.validity import calibration
 
     with FaceAnalyzer.create(backend, expression=False, age=False, device="cpu", backend_options=options) as a:
         t0 = time.perf_counter()
@@ -255,7 +255,7 @@ def test_dlib_verification_on_deepface_photos(dlib_backend, dlib_deepface):
     # the compressed cosine range documented in ../shared/README.md: different people still score ~0.8
     assert m["diff_mean"] > 0.7
     # the committed calibration is this backend's own, from the same weights
-    from driftbench.calibration import threshold_for, thresholds
+    from driftbench.validity.calibration import threshold_for, thresholds
 
     entry = thresholds()["backends"]["dlib"]
     assert entry["weights"] == dlib_backend.info.weights
@@ -289,7 +289,7 @@ def test_dlib_same_person_above_different_person_on_photos(dlib_backend):
 def test_dlib_end_to_end_run_on_a_real_clip(dlib_backend, tmp_path):
     row = run_clip(tmp_path, ["face=dlib"]).iloc[0]
     assert_no_identity_loss(row)
-    from driftbench.calibration import threshold_for
+    from driftbench.validity.calibration import threshold_for
 
     assert row["threshold"] == pytest.approx(threshold_for("dlib")[0], abs=1e-6)
 

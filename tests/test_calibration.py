@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from driftbench import calibration
-from driftbench.decouple import load_decoupler
 from driftbench.errors import UsageError
+from driftbench.measure.decouple import load_decoupler
+from driftbench.validity import calibration
 from tests.conftest import FACES, ROOT, VIDEO, needs_shared
 
 
@@ -48,9 +48,9 @@ def test_changed_decoupler_marks_thresholds_stale(tmp_path):
 def test_calibrate_on_real_photos_matches_the_stored_thresholds(analyzer):
     """Recalibrating on the 1830 labelled deepface pairs gives the packaged numbers, and the decoupled
     threshold is the one measured on decoupled scores."""
-    from driftbench import verification as V
-    from driftbench.cache import SignalCache
-    from driftbench.validate import photo_pairs
+    from driftbench.measure.cache import SignalCache
+    from driftbench.validity import verification as V
+    from driftbench.validity.validate import photo_pairs
 
     dec = load_decoupler("sface")
     entry = calibration.calibrate(analyzer, FACES / "deepface", dec)

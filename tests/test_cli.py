@@ -36,7 +36,7 @@ def test_unknown_subcommand_exits_2():
 
 def test_every_config_composes():
     """Every YAML in conf/ composes with its schema (a wrong key anywhere fails CI)."""
-    from driftbench.cli import compose
+    from driftbench.config import compose
 
     conf = ROOT / "conf"
     groups = [p for p in conf.iterdir() if p.is_dir()]
@@ -69,7 +69,7 @@ def hook(event, args):
         events.append((threading.current_thread().name, str(args[0]), time.perf_counter()))
 
 sys.addaudithook(hook)
-import driftbench.preload as preload
+import driftbench.measure.preload as preload
 
 waited = []
 wait = preload.Preload.wait

@@ -73,7 +73,8 @@ def test_config_dir_adds_the_users_groups_beside_the_shipped_ones(user_conf: Pat
         cfg = yaml.safe_load(res.stdout)
         assert cfg["model"]["label"] == "my_clips" and cfg["model"]["recursive"] is False  # typed by the schema
         assert cfg["mitigation"]["name"] == "reanchor" and cfg["mitigation"]["params"]["strength"] == 0.5
-    from driftbench.cli import parse_run_args, validate_overrides
+    from driftbench.cli.run import parse_run_args
+    from driftbench.config import validate_overrides
 
     ra = parse_run_args(["-cd", str(user_conf), "hydra.searchpath=[pkg://driftbench]", "model=my_clips"])
     assert ra.search_dirs == [str(user_conf)]
@@ -134,7 +135,8 @@ def test_hydra_run_dir_is_the_run_directory(tmp_path: Path) -> None:
 
 
 def test_hydra_sweep_dir_is_the_sweep_folder(tmp_path: Path) -> None:
-    from driftbench.cli import _run_dir_and_args, parse_run_args, validate_overrides
+    from driftbench.cli.run import _run_dir_and_args, parse_run_args
+    from driftbench.config import validate_overrides
 
     ra = parse_run_args(["-m", "mitigation=none,reanchor", f"hydra.sweep.dir={tmp_path}/sw-" + "${now:%Y}"])
     sweep, hydra_args = _run_dir_and_args(validate_overrides(ra.overrides, True), ra)

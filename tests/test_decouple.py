@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from driftbench import decouple as D
+from driftbench.measure import decouple as D
 from tests.conftest import FACES, VIDEO, needs_shared
 
 ARTEFACT = D.artefact_path("sface")
@@ -118,8 +118,8 @@ def test_sensitivity_recovers_a_known_slope():
 # -- real media -------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def photos(analyzer):
-    from driftbench.cache import SignalCache
-    from driftbench.validate import photo_pairs
+    from driftbench.measure.cache import SignalCache
+    from driftbench.validity.validate import photo_pairs
 
     return photo_pairs(analyzer, FACES / "deepface", SignalCache())
 
@@ -129,13 +129,13 @@ def driving():
     """liveportrait/driving: 10 identity-constant clips of 10 people (120 s), reference = first second."""
     from dataclasses import replace
 
-    from driftbench.cli import compose
-    from driftbench.measure import settings_from_config
-    from driftbench.validate import folder_clips, measure_clips
+    from driftbench.config import compose
+    from driftbench.measure.clip import settings_from_config
+    from driftbench.validity.validate import folder_clips, measure_clips
 
     cfg = compose(["device=cpu"])
     s = replace(settings_from_config(cfg, threshold=float("nan")), reference="first_frame")
-    from driftbench.measure import close_analyzer
+    from driftbench.measure.clip import close_analyzer
 
     m = measure_clips(folder_clips(VIDEO / "liveportrait" / "driving", cfg), s, "liveportrait")
     assert not m.problems
@@ -145,7 +145,7 @@ def driving():
 
 @needs_shared
 def test_different_person_separation_kept_on_real_photos(photos):
-    from driftbench.verification import verification_metrics
+    from driftbench.validity.verification import verification_metrics
 
     faces, pairs = photos
     assert faces["face_found"].all() and len(pairs) == 1830
@@ -186,9 +186,9 @@ def test_decoupling_raises_low_percentiles_of_the_control(driving):
 @needs_shared
 def test_refit_on_all_footage_reproduces_the_shipped_artefact(photos):
     """Golden: measuring the same footage and photos and fitting again gives the stored parameters."""
-    from driftbench.cli import compose
-    from driftbench.measure import close_analyzer, settings_from_config
-    from driftbench.validate import SharedPaths, control_footage
+    from driftbench.config import compose
+    from driftbench.measure.clip import close_analyzer, settings_from_config
+    from driftbench.validity.validate import SharedPaths, control_footage
 
     cfg = compose(["device=cpu"])
     try:
@@ -211,9 +211,9 @@ def test_no_false_identity_loss_on_the_liveportrait_control(driving):
     """The no-drift control (10 real clips, expressive): zero identity-loss events under the decoupled
     score and its calibrated threshold, with every 1 s bin above it (the 43 clips of data/video/real are
     checked by the slow full validate)."""
-    from driftbench import calibration
-    from driftbench.cli import compose
-    from driftbench.validate import control_rows, rescore
+    from driftbench.config import compose
+    from driftbench.validity import calibration
+    from driftbench.validity.validate import control_rows, rescore
 
     cfg = compose(["device=cpu"])
     thr_raw, _ = calibration.threshold_for("sface", score="raw")

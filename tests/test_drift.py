@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from driftbench import drift
-from driftbench.measure import MetricSettings
+from driftbench.measure import drift
+from driftbench.measure.clip import MetricSettings
 
 
 def test_time_to_loss_needs_a_run_of_min_duration():
@@ -90,7 +90,7 @@ def test_end_horizon_is_the_last_window_of_any_clip():
     """Issue 15: drift at the end (the clip's last window_s) exists for clips of any length."""
     from types import SimpleNamespace
 
-    from driftbench import drift
+    from driftbench.measure import drift
 
     t = np.arange(0, 12, 0.5)
     sim = np.where(t < 8, 0.9, 0.5)

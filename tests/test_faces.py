@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from driftbench.faces.base import create_backend
-from driftbench.video import read_image
+from driftbench.measure.video import read_image
 from tests.conftest import FACES, needs_shared
 
 pytestmark = needs_shared
@@ -53,7 +53,7 @@ def test_repaired_sface_matches_original_int8_graph():
     import onnxruntime as ort
 
     from driftbench.faces.onnx_fix import drop_dangling_inputs, load_fixed
-    from driftbench.models import store
+    from driftbench.weights import store
 
     path = store.resolve("sface").path
     original = drop_dangling_inputs(onnx.load(str(path)))
@@ -78,7 +78,7 @@ def test_age_engines_agree_on_real_faces(analyzer):
     """OpenCV DNN (default on CPU) and onnxruntime give the same age probabilities on real face chips."""
     from driftbench.faces.age import AgeEstimator, age_chip
     from driftbench.faces.landmarker import Landmarker
-    from driftbench.models import store
+    from driftbench.weights import store
 
     path = store.resolve("age").path
     chips = []
@@ -142,7 +142,7 @@ import importlib, json, sys
 if sys.argv[1] == "plain":
     import mediapipe
 from driftbench.faces.landmarker import Landmarker
-from driftbench.models import store
+from driftbench.weights import store
 Landmarker(store.resolve("face_landmarker").path).close()
 lean = sorted(m for m in ("matplotlib", "sounddevice") if m in sys.modules)
 import mediapipe as mp
@@ -184,7 +184,7 @@ def test_a_graph_that_fails_to_load_in_the_background_is_reported_even_without_f
     """SFace loads on a background thread; its error must reach the caller at the first embedding, and
     at the end of a clip in which no face was ever seen."""
     from driftbench.faces.sface import SFaceEmbedder
-    from driftbench.signals import FaceAnalyzer
+    from driftbench.measure.signals import FaceAnalyzer
 
     broken = tmp_path / "sface_broken.onnx"
     broken.write_bytes(b"not an onnx graph" * 100)

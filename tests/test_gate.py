@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from driftbench import gate
+from driftbench.results import gate
 from tests.conftest import ROOT
 from tests.realruns import PAIRS_MODEL as M
 from tests.realruns import copy_run, degraded_run

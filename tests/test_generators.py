@@ -45,7 +45,7 @@ def test_templates_keep_types_drop_empty_optionals_and_name_missing_variables() 
 def test_generator_configs_compose() -> None:
     from omegaconf import OmegaConf
 
-    from driftbench.cli import compose
+    from driftbench.config import compose
 
     for name in ("kling", "runway"):
         cfg = compose([f"model={name}", "model.yes=true", "model.durations=[30,60,120]"])
@@ -103,7 +103,7 @@ def test_dataset_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
 @needs_shared
 def test_identity_stress_suite(analyzer: Any, tmp_path: Path) -> None:
     from driftbench.generators.dataset import load_dataset
-    from driftbench.video import read_image
+    from driftbench.measure.video import read_image
 
     ds = load_dataset("identity_stress", derived_dir=tmp_path)
     assert ds.durations == (30.0, 60.0, 120.0)

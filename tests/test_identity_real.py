@@ -98,7 +98,7 @@ def test_splice_of_the_same_person_is_not_identity_loss(splice_run):
 
 
 def test_labelled_photos_same_person_above_different_person(analyzer):
-    from driftbench import verification as V
+    from driftbench.validity import verification as V
 
     faces = V.photo_faces(analyzer, V.deepface_photos(FACES / "deepface"))
     assert faces["face_found"].all()
@@ -114,7 +114,7 @@ def test_labelled_photos_same_person_above_different_person(analyzer):
 
 
 def test_calibrated_threshold_matches_the_photo_evidence():
-    from driftbench.calibration import threshold_for
+    from driftbench.validity.calibration import threshold_for
 
     thr, prov = threshold_for("sface", far=0.001, score="raw")
     assert 0.3 < thr < 0.5

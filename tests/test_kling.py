@@ -54,7 +54,7 @@ def keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def kling_source(url: str, cache: Path, dataset: Path, *extra: str, mitigation: tuple[str, str] = ("none", "none"),
                  model: str = "kling") -> Any:
-    from driftbench.cli import compose
+    from driftbench.config import compose
     from driftbench.sources.base import create_source
 
     cfg = compose([f"model={model}", f"model.base_url={url}", f"model.dataset={dataset}", "model.durations=[4,6]",

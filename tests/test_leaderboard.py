@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from driftbench import leaderboard as lbm
+from driftbench.results import leaderboard as lbm
 from tests.conftest import ROOT, needs_shared
 from tests.realruns import copy_run, dropout_run, run_pipeline, synthetic_pairs, write_manifest
 

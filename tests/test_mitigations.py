@@ -29,7 +29,7 @@ DUB_FPS = 5
 
 
 def test_registry_and_configs():
-    from driftbench.cli import compose
+    from driftbench.config import compose
 
     assert set(MITIGATIONS) == {"reanchor", "chain", "freeze", "paste"}
     for name, stage in (("reanchor", "auto"), ("chain", "auto"), ("freeze", "post"), ("paste", "post")):
@@ -72,9 +72,9 @@ def test_mirrored_reference_is_used_for_frames_turned_the_other_way():
 def test_apply_post_pairs_caches_and_skips(tmp_path, cache_dir):
     """A processed clip keeps its pairing keys; a second call is served from the cache; a missing
     file and a clip without any face become Skipped entries while the others go on."""
-    from driftbench.measure import MeasureSettings
+    from driftbench.measure.clip import MeasureSettings
+    from driftbench.mitigations.warp import Mp4Writer
     from driftbench.sources.base import Clip
-    from driftbench.warp import Mp4Writer
 
     noise = tmp_path / "noise.mp4"
     rng = np.random.default_rng(0)
@@ -181,7 +181,7 @@ def test_freeze_and_paste_reach_the_same_person_maximum_but_lose_expression(synt
 def test_leaderboard_flags_freeze_and_paste_and_ranks_reanchor(synthetic_runs):
     """Issue 8 end to end: the real freeze/paste mitigations win on identity but are flagged and excluded
     from the ranking, while reanchor keeps its expressivity and is ranked."""
-    from driftbench import leaderboard as lbm
+    from driftbench.results import leaderboard as lbm
 
     board = lbm.build(lbm.load_runs(list(synthetic_runs.values())))
     rows = board.rows.set_index("mitigation")
@@ -253,9 +253,9 @@ def test_sampled_mitigation_processes_only_the_measured_frames_and_matches_full_
     the source's timeline (same instants, same duration), and its sampled frames equal the full-rate
     output's at those instants up to H.264 re-encoding noise; chain anchors on the previous *sampled*
     output, so its frames after the first differ from a 25 fps chain (documented, not equal)."""
-    from driftbench import video
-    from driftbench.measure import MeasureSettings
-    from driftbench.signals import Sampling
+    from driftbench.measure import video
+    from driftbench.measure.clip import MeasureSettings
+    from driftbench.measure.signals import Sampling
     from driftbench.sources.base import Clip
 
     real = VIDEO / "real" / "tpsmm_driving.mp4"

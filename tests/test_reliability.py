@@ -220,13 +220,13 @@ def test_truncated_clip_is_censored_where_decoding_stopped(catalogue) -> None:
 
 def test_truncated_clip_is_not_cached_as_complete(catalogue, tmp_path) -> None:
     """A rerun must decode a truncated clip again (the file may be complete by then)."""
-    from driftbench.measure import MeasureSettings, measure_clip
-    from driftbench.signals import Sampling
+    from driftbench.measure.clip import MeasureSettings, measure_clip
+    from driftbench.measure.signals import Sampling
     from driftbench.sources.base import Clip
 
     _, _, run_dir, _ = catalogue
     clip = Clip("t", str(run_dir.parent / "dataset" / "fs_cut50.mp4"), "t")
-    from driftbench.measure import MetricSettings
+    from driftbench.measure.clip import MetricSettings
 
     settings = MeasureSettings(sampling=Sampling(1.0), cache_dir=str(tmp_path), device="cpu",
                                metrics=MetricSettings(min_samples=2))

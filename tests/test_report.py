@@ -164,7 +164,7 @@ def test_report_never_touches_video_or_models(anitalker: Path, tmp_path: Path) -
         "class B(importlib.abc.MetaPathFinder):\n"
         "    def find_spec(self, name, path=None, target=None):\n"
         "        if name.split('.')[0] in ('av', 'torch', 'mediapipe', 'onnxruntime', 'onnx') or name in "
-        "('driftbench.video', 'driftbench.signals', 'driftbench.measure') or name.startswith('driftbench.faces'):\n"
+        "('driftbench.measure.video', 'driftbench.measure.signals', 'driftbench.measure.clip') or name.startswith('driftbench.faces'):\n"
         "            raise ImportError('blocked for the test: ' + name)\n"
         "sys.meta_path.insert(0, B())\n"
         "from driftbench.cli import main\n"
@@ -247,7 +247,7 @@ def test_skipped_clips_are_shown_with_reason_and_fix(tmp_path: Path) -> None:
     assert empty.returncode == 1, empty.stderr[-2000:]
     html, _ = parse(tmp_path / "empty" / "report.html")
     assert "No clip was measured" in html and "no_face" in html
-    from driftbench import gate
+    from driftbench.results import gate
 
     assert gate.main([str(tmp_path / "empty"), "--baseline", str(ROOT / "metrics/baselines/generated.json")]) == 1
 

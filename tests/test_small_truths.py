@@ -33,8 +33,8 @@ def test_n_references_counts_the_references_used(tmp_path: Path) -> None:
 
 
 def test_ray_is_not_started_when_nothing_is_left_to_measure(monkeypatch: pytest.MonkeyPatch) -> None:
-    from driftbench import executors
-    from driftbench.measure import MeasureSettings
+    from driftbench.measure import executors
+    from driftbench.measure.clip import MeasureSettings
 
     started: list[str] = []
     fake = types.ModuleType("ray")

@@ -1,4 +1,4 @@
-"""driftbench.stats against independent reference implementations on the same numbers, and on real
+"""driftbench.results.stats against independent reference implementations on the same numbers, and on real
 run tables with the expected direction of the effect."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from driftbench import stats
+from driftbench.results import stats
 from tests.conftest import needs_shared
 from tests.realruns import anitalker_run
 

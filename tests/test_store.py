@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from driftbench.errors import ModelNotFoundError
-from driftbench.models import store
+from driftbench.weights import store
 from tests.conftest import SHARED_MODELS, needs_shared
 
 

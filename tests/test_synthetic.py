@@ -100,7 +100,7 @@ def test_schedules_give_the_documented_alpha():
 def test_bad_synthetic_config_is_a_usage_error(tmp_path):
     from omegaconf import OmegaConf
 
-    from driftbench.cli import compose
+    from driftbench.config import compose
     from driftbench.errors import UsageError
     from driftbench.sources.base import SourceContext
     from driftbench.sources.synthetic import SyntheticSource
@@ -208,7 +208,7 @@ def test_morph_keeps_the_source_expression_and_pose(embedded_run):
 
 @needs_shared
 def test_rerun_takes_every_clip_from_the_cache(embedded_run, cache_dir):
-    from driftbench.cli import compose
+    from driftbench.config import compose
     from driftbench.sources.base import SourceContext
     from driftbench.sources.synthetic import SyntheticSource
 
@@ -256,7 +256,7 @@ def test_real_footage_is_morphed_keeping_its_expression(tmp_path_factory, cache_
 
 # -- render only what the sampling measures (issue 15 / 20) -------------------------------------------------
 def test_step_onsets_are_spread_and_the_default_reaches_60_s():
-    from driftbench.cli import compose
+    from driftbench.config import compose
 
     cfg = compose(["model=synthetic"]).model
     assert float(cfg.duration_s) >= 60.0 and cfg.render == "sampled" and "none" in cfg.schedules
@@ -274,8 +274,8 @@ def test_sampled_indices_equal_the_decoders_choice(name, fps, start, end):
     """warp.sampled_indices on a clip's frame times picks exactly the frames video.sample yields."""
     import av
 
-    from driftbench import video
-    from driftbench.warp import sampled_indices
+    from driftbench.measure import video
+    from driftbench.mitigations.warp import sampled_indices
 
     path = VIDEO / name
     with av.open(str(path)) as c:
@@ -292,8 +292,8 @@ def test_sampled_render_reads_the_same_instants_as_full_rate(tmp_path):
     full-rate frames up to H.264 re-encoding."""
     from types import SimpleNamespace
 
-    from driftbench import video
-    from driftbench.cli import compose
+    from driftbench.config import compose
+    from driftbench.measure import video
     from driftbench.sources.base import SourceContext
     from driftbench.sources.synthetic import SyntheticSource
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from driftbench import validate as V
+from driftbench.validity import validate as V
 from tests.conftest import SHARED, VIDEO, needs_shared
 
 
@@ -70,8 +70,8 @@ def test_outputs_hold_the_same_rows_in_csv_json_and_markdown(tmp_path):
 
 # -- real media -------------------------------------------------------------------------------------------
 def _cfg_settings():
-    from driftbench.cli import compose
-    from driftbench.measure import settings_from_config
+    from driftbench.config import compose
+    from driftbench.measure.clip import settings_from_config
 
     cfg = compose(["device=cpu"])
     return cfg, settings_from_config(cfg, threshold=float("nan"))
@@ -80,7 +80,7 @@ def _cfg_settings():
 @pytest.fixture(scope="module")
 def generated_subset(tmp_path_factory):
     """infinitetalk_dub_9 (the drifting clip) and both negatives, measured as `validate` does."""
-    from driftbench.decouple import load_decoupler
+    from driftbench.measure.decouple import load_decoupler
 
     src = VIDEO / "generated"
     man = pd.read_csv(src / "manifest.csv", dtype=str, keep_default_na=False)
@@ -94,14 +94,14 @@ def generated_subset(tmp_path_factory):
     m = V.measure_clips(V.folder_clips(path, cfg), replace(s, reference="auto"), "generated")
     assert not m.problems and m.frames["clip_id"].nunique() == 3
     yield cfg, V.rescore(m.frames, load_decoupler("sface"), float(cfg.metrics.smooth_s))
-    from driftbench.measure import close_analyzer
+    from driftbench.measure.clip import close_analyzer
 
     close_analyzer()
 
 
 @needs_shared
 def test_infinitetalk_still_drifts_and_negatives_are_lost_under_the_decoupled_score(generated_subset):
-    from driftbench import calibration
+    from driftbench.validity import calibration
 
     cfg, frames = generated_subset
     thr_raw, _ = calibration.threshold_for("sface", score="raw")
@@ -142,7 +142,7 @@ def test_full_validate_passes_every_check(tmp_path):
 @needs_shared
 def test_synthetic_injected_drift_correlates_with_measured_drift(tmp_path):
     pytest.importorskip("driftbench.sources.synthetic", reason="synthetic source not installed")
-    from driftbench.decouple import load_decoupler
+    from driftbench.measure.decouple import load_decoupler
 
     cfg, s = _cfg_settings()
     rows = V.synthetic_rows(["device=cpu"], s, cfg.metrics, load_decoupler("sface"), tmp_path)

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from driftbench import video
 from driftbench.errors import ClipError
+from driftbench.measure import video
 from tests.conftest import VIDEO, needs_shared
 
 pytestmark = needs_shared

@@ -1,4 +1,4 @@
-"""Dense landmark-driven warps (driftbench.warp): spline exactness on known transforms, the blend
+"""Dense landmark-driven warps (driftbench.mitigations.warp): spline exactness on known transforms, the blend
 helpers, MP4 output, and identity transfer between two real people's photos from ../shared."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from driftbench import warp
+from driftbench.mitigations import warp
 from tests.conftest import FACES, needs_shared
 
 
@@ -98,7 +98,7 @@ def test_detail_weight_drops_where_the_source_was_foreshortened():
 
 
 def test_mp4_writer_roundtrip(tmp_path):
-    from driftbench import video
+    from driftbench.measure import video
 
     out = tmp_path / "clip.mp4"
     with warp.Mp4Writer(out, 12.5, 97, 64) as w:  # odd width is cropped to even
@@ -124,8 +124,8 @@ def test_dense_warp_transfers_identity_between_real_people():
     the texture (SFace: no longer Biden, much nearer Alex; the face shape stays Biden's, so not all
     the way), while Biden's geometry (landmarks) is kept."""
     from driftbench.faces.base import create_backend
+    from driftbench.measure.video import read_image
     from driftbench.mitigations.realign import REALIGN_DEFAULTS, transfer_faces
-    from driftbench.video import read_image
 
     sface = create_backend("sface", device="cpu", engine="opencv")
 

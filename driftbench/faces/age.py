@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from driftbench import engines
+from driftbench.faces import engines
 from driftbench.faces.base import similarity_matrix
 
 #: dlib get_face_chip_details canonical 5-point template (unit square, before padding)

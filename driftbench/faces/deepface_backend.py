@@ -34,7 +34,7 @@ import numpy as np
 
 from driftbench.errors import ModelNotFoundError, UsageError
 from driftbench.faces.base import ARCFACE_TEMPLATE_112, BackendInfo, Face, align_chip, l2_normalize, register
-from driftbench.models import store
+from driftbench.weights import store
 
 INSTALL_FIX = "pip install --no-deps 'deepface==0.0.103' && pip install 'driftbench[deepface]'"
 ENGINES = ("onnx", "pytorch", "tensorflow")
@@ -152,7 +152,7 @@ class DeepFaceBackend:
                  score_threshold: float = 0.6, detect_max_side: int = 640, batch_size: int = 16) -> None:
         import cv2
 
-        from driftbench import engines
+        from driftbench.faces import engines
         from driftbench.faces.sface import YuNetDetector
 
         self.preflight(download=download, model_name=model_name, engine=engine)

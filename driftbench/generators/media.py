@@ -1,7 +1,7 @@
 """Video and image plumbing for chained generation (PyAV + OpenCV): verify a downloaded clip, take its
 last frame, join segments, and encode images the way an API wants them.
 
-Why here and not in :mod:`driftbench.video`: that module samples clips for measurement; these helpers
+Why here and not in :mod:`driftbench.measure.video`: that module samples clips for measurement; these helpers
 only serve generation (they write files) and must stay importable without the face stack.
 """
 

@@ -1,4 +1,9 @@
-"""Mitigations: methods that should reduce drift. ``none`` is the baseline every leaderboard row is
+"""mitigations: methods that should reduce drift, the second stage (between the clip sources and measurement).
+They turn a source's clips into new clips (same clip_id, ``mitigation=<name>``); the face warps they share with the
+synthetic source live in :mod:`.warp`. May import sources.base (the Clip record), faces, measure.video and
+measure.cache, weights and io/errors/plugins; never results, report, runner or cli.
+
+Mitigations: methods that should reduce drift. ``none`` is the baseline every leaderboard row is
 paired against. Post-processing mitigations transform clips before measurement; generation-time
 strategies are handed to the model (clip source, which lists them in ``generation_mitigations``).
 
@@ -73,7 +78,7 @@ def apply_post(clips: list[Clip], cfg: Any, settings: Any, cache_dir: Path) -> t
 
     def mesh_factory() -> Any:
         if not mesh:
-            from driftbench.warp import FaceMesh
+            from driftbench.mitigations.warp import FaceMesh
 
             mesh.append(FaceMesh(download=bool(getattr(settings, "download", False))))
         return mesh[0]

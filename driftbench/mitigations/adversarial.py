@@ -58,7 +58,7 @@ class Paste(FrameProcessor):
     defaults = PASTE_DEFAULTS
 
     def process(self, batch: FrameBatch, info: RunInfo) -> list[np.ndarray]:
-        from driftbench.warp import (
+        from driftbench.mitigations.warp import (
             affine_warp,
             apply_affine,
             blend_into,

@@ -3,7 +3,7 @@ processing, H.264 output and the content-keyed cache.
 
 A mitigation is a :class:`FrameProcessor`: it gets the reference face once and then batches of frames
 with their 478 landmarks (None where no face was found) and returns the processed frames. The loop
-decodes with PyAV, finds landmarks with :class:`driftbench.warp.FaceMesh` (following the face from
+decodes with PyAV, finds landmarks with :class:`driftbench.mitigations.warp.FaceMesh` (following the face from
 frame to frame), writes the result as MP4 into the cache under a key made of the source clip's
 sha256, the mitigation's name and params, the reference's hash and the code version, and returns a
 :class:`Clip` that pairs with its source (same clip_id, character, prompt_id, seed).
@@ -99,7 +99,7 @@ def _json(obj: Any) -> str:
 
 def cache_key(source_sha: str, name: str, params: dict[str, Any], ref_digest: str, fps: float,
               render: str = "full") -> str:
-    from driftbench.warp import WARP_VERSION
+    from driftbench.mitigations.warp import WARP_VERSION
 
     blob = _json({"source": source_sha, "mitigation": name, "params": params, "reference": ref_digest,
                   "fps": round(fps, 6), "code": CODE_VERSION, "warp": WARP_VERSION, "render": render})
@@ -108,8 +108,8 @@ def cache_key(source_sha: str, name: str, params: dict[str, Any], ref_digest: st
 
 def reference_from_images(paths: tuple[str, ...], mesh: Any) -> RefFace | None:
     """The first reference image with a face (largest face)."""
-    from driftbench.models.store import cached_sha256
-    from driftbench.video import read_image
+    from driftbench.measure.video import read_image
+    from driftbench.weights.store import cached_sha256
 
     for p in paths:
         img = read_image(p)
@@ -120,7 +120,7 @@ def reference_from_images(paths: tuple[str, ...], mesh: Any) -> RefFace | None:
 
 
 def _frames(path: str, fps: float) -> Iterator[tuple[float, np.ndarray]]:
-    from driftbench import video
+    from driftbench.measure import video
 
     for fr in video.sample(path, fps):
         yield fr.t, fr.image
@@ -147,7 +147,7 @@ def mirror_reference(ref: RefFace, mesh: Any) -> RefFace | None:
 
 
 def output_fps(path: str, max_fps: float) -> float:
-    from driftbench import video
+    from driftbench.measure import video
 
     native = video.probe(path).fps or 25.0
     return min(native, float(max_fps)) if max_fps and max_fps > 0 else native
@@ -171,10 +171,10 @@ def process_clip(clip: Clip, proc: FrameProcessor, *, reference_mode: str, mesh_
     duration): measuring the output at the same sampling reads the same instants as a full-rate
     output. Processors whose frames depend on earlier frames (``chain``, ``freeze``) then see only the
     sampled frames: ``chain`` takes each frame's identity from the previous *sampled* output."""
-    from driftbench import video
-    from driftbench.cache import content_hash
     from driftbench.io import write_json
-    from driftbench.warp import Mp4Writer, stream_timeline
+    from driftbench.measure import video
+    from driftbench.measure.cache import content_hash
+    from driftbench.mitigations.warp import Mp4Writer, stream_timeline
 
     video.probe(clip.path)  # a missing or unreadable clip fails here with its own reason and fix
     source_sha = content_hash(clip.path)
@@ -187,7 +187,7 @@ def process_clip(clip: Clip, proc: FrameProcessor, *, reference_mode: str, mesh_
                         "add a reference to the manifest, or use reference=auto / first_frame",
                         reason="no_reference")
     if use_images:
-        from driftbench.models.store import cached_sha256
+        from driftbench.weights.store import cached_sha256
 
         ref_tag = "images:" + ",".join(cached_sha256(Path(p)) for p in clip.references)
     else:
@@ -270,7 +270,7 @@ def process_clip(clip: Clip, proc: FrameProcessor, *, reference_mode: str, mesh_
 
 
 def _size(path: str) -> tuple[int, int]:
-    from driftbench import video
+    from driftbench.measure import video
 
     info = video.probe(path)
     return info.width, info.height

@@ -1,7 +1,7 @@
 """``reanchor`` and ``chain``: per-frame re-alignment of the face to an identity source.
 
 Both warp an identity source face onto each frame's dense landmarks (thin-plate spline through
-MediaPipe's landmarks, :func:`driftbench.warp.tps_warp_layers`), colour-match it to the frame and
+MediaPipe's landmarks, :func:`driftbench.mitigations.warp.tps_warp_layers`), colour-match it to the frame and
 blend it in with a feathered face mask that leaves the frame's own eyes and inner mouth in place.
 Identity comes from the source face; expression and pose from the frame's geometry and its eyes and
 mouth.
@@ -55,7 +55,7 @@ REALIGN_DEFAULTS: dict[str, Any] = {
 
 
 def _keep_polys(keep: list[str]) -> list[tuple[int, ...]]:
-    from driftbench import warp
+    from driftbench.mitigations import warp
 
     polys: list[tuple[int, ...]] = []
     for k in keep:
@@ -73,7 +73,7 @@ def transfer_faces(src_images: Any, src_landmarks: np.ndarray, frames: list[np.n
 
     ``src_images``: one image shared by all frames, or one per frame; ``src_landmarks``: (478, 2)
     or (B, 478, 2)."""
-    from driftbench.warp import (
+    from driftbench.mitigations.warp import (
         Layer,
         apply_affine,
         blend_into,

@@ -1,6 +1,6 @@
 """Metric cards for the report's glossary: what each figure measures, its units, which direction is
 better, how its confidence interval is made, and the default gate tolerance (from
-:data:`driftbench.gate.TRACKED` where the gate tracks it). The module docstrings of drift, stats,
+:data:`driftbench.results.gate.TRACKED` where the gate tracks it). The module docstrings of drift, stats,
 leaderboard and expressivity hold the same cards next to the code that computes them."""
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ _CARDS: list[dict[str, str]] = [
 
 def cards() -> list[dict[str, Any]]:
     """The glossary, with each metric's default gate tolerance where the gate tracks it."""
-    from driftbench.gate import TRACKED
+    from driftbench.results.gate import TRACKED
 
     out = []
     for c in _CARDS:

@@ -19,8 +19,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from driftbench import stats
-from driftbench.leaderboard import Leaderboard, LeaderboardSettings, RunSet, build, load_runs, write
 from driftbench.report.figures import (
     bytes_to_uri,
     clip_multiples_figure,
@@ -28,6 +26,8 @@ from driftbench.report.figures import (
     scatter_figure,
     survival_figure,
 )
+from driftbench.results import stats
+from driftbench.results.leaderboard import Leaderboard, LeaderboardSettings, RunSet, build, load_runs, write
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -198,7 +198,7 @@ def _run_info(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _leaderboard_view(lb: Leaderboard) -> list[dict[str, Any]]:
-    from driftbench.leaderboard import END
+    from driftbench.results.leaderboard import END
 
     view = []
     hs = [f"{h:g}s" for h in lb.horizons]

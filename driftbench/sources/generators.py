@@ -140,7 +140,7 @@ class GeneratorSource:
     def jobs(self, dataset: Any, strategy: str, cache: Any) -> list[Any]:
         from driftbench.generators.base import ImageRef
         from driftbench.generators.chain import ChainJob
-        from driftbench.models.store import cached_sha256
+        from driftbench.weights.store import cached_sha256
 
         durations = [float(d) for d in (_get(self.cfg, "durations", []) or dataset.durations)]
         if not durations or any(d <= 0 for d in durations):

@@ -1,7 +1,7 @@
 """``model=synthetic``: clips with KNOWN identity drift, made from real faces.
 
 A real identity-constant face is morphed, frame by frame, toward another real person: the target's
-face is warped (dense thin-plate spline through MediaPipe's landmarks, :mod:`driftbench.warp`) onto
+face is warped (dense thin-plate spline through MediaPipe's landmarks, :mod:`driftbench.mitigations.warp`) onto
 the frame's face geometry, whose own shape moves toward the target's by the same amount, and
 cross-dissolved inside a feathered, colour-matched face mask with weight ``alpha(t)``. Expression and
 head motion stay those of the source, so a measured identity change is the injected one. Schedules
@@ -157,7 +157,7 @@ class PhotoSpec:
 def embedded_specs(download: bool) -> list[PhotoSpec]:
     """The package-shipped identities (astronaut, Tom Hanks, frontal faces of t1.jpg), in base order."""
     from driftbench.errors import ModelNotFoundError
-    from driftbench.models import store
+    from driftbench.weights import store
 
     specs: dict[str, PhotoSpec] = {}
     try:
@@ -174,8 +174,8 @@ def embedded_specs(download: bool) -> list[PhotoSpec]:
 
 
 def folder_specs(path: Path) -> list[PhotoSpec]:
-    from driftbench.models.store import cached_sha256
     from driftbench.sources.folder import IMAGE_SUFFIXES
+    from driftbench.weights.store import cached_sha256
 
     files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
@@ -186,7 +186,7 @@ def folder_specs(path: Path) -> list[PhotoSpec]:
 
 def load_portrait(spec: PhotoSpec, mesh: Any) -> Portrait | None:
     """Detect the spec's face and its landmarks; None when there is no usable face."""
-    from driftbench.video import read_image
+    from driftbench.measure.video import read_image
 
     image = read_image(spec.path)
     faces = mesh.faces(image)
@@ -209,7 +209,7 @@ def portrait_crop(p: Portrait, size: int, face_frac: float = FACE_FRAC) -> Portr
     """The portrait resampled to a ``size`` x ``size`` frame with its face centred (border reflected)."""
     import cv2
 
-    from driftbench.warp import FACE_OVAL
+    from driftbench.mitigations.warp import FACE_OVAL
 
     oval = p.landmarks[list(FACE_OVAL)]
     lo, hi = oval.min(0), oval.max(0)
@@ -283,7 +283,14 @@ _CORNERS = (61, 291, 78, 308)
 def deform(lm: np.ndarray, m: Motion, idx: slice | np.ndarray = slice(None)) -> np.ndarray:
     """Move (T, 478, 2) landmarks by the motion controls of frames ``idx``: jaw, smile, blink, brow
     and a yaw/pitch-like shift of the inner face (more at the nose than at the face's edge)."""
-    from driftbench.warp import BROWS, FACE_OVAL, LEFT_EYE, LEFT_LID_PAIRS, RIGHT_EYE, RIGHT_LID_PAIRS
+    from driftbench.mitigations.warp import (
+        BROWS,
+        FACE_OVAL,
+        LEFT_EYE,
+        LEFT_LID_PAIRS,
+        RIGHT_EYE,
+        RIGHT_LID_PAIRS,
+    )
 
     jaw, smile, blink, brow = m.jaw[idx], m.smile[idx], m.blink[idx], m.brow[idx]
     yaw, pitch = m.yaw[idx], m.pitch[idx]
@@ -340,7 +347,7 @@ def shape_offset(base_lm: np.ndarray, target_lm: np.ndarray) -> np.ndarray:
     the base (so only the shape differs, not position, size or roll). A similarity cannot remove a
     head turn, so a photo turned even 15 degrees would fold one side of the face: the offset is
     scaled by ``SHAPE_GAIN`` and each landmark's move capped at ``SHAPE_CAP`` of the face size."""
-    from driftbench.warp import apply_affine, control_indices, face_size, similarity_to
+    from driftbench.mitigations.warp import apply_affine, control_indices, face_size, similarity_to
 
     idx = control_indices()
     a = similarity_to(target_lm[idx], base_lm[idx])
@@ -352,7 +359,7 @@ def shape_offset(base_lm: np.ndarray, target_lm: np.ndarray) -> np.ndarray:
 
 def recolour_target(target: Portrait, base_image: np.ndarray, base_lm: np.ndarray) -> Portrait:
     """The target photo recoloured to the base face's skin tone and lighting (Lab statistics)."""
-    from driftbench.warp import color_match, face_size, oval_mask
+    from driftbench.mitigations.warp import color_match, face_size, oval_mask
 
     tm = oval_mask(target.landmarks, target.image.shape, shrink=0.08 * face_size(target.landmarks))
     bm = oval_mask(base_lm, base_image.shape, shrink=0.08 * face_size(base_lm))
@@ -364,7 +371,7 @@ def _paint_mouth(img: np.ndarray, lm: np.ndarray, strength: float, fs: float) ->
     """Darken the inner-mouth polygon (an opened mouth of a closed-mouth photo shows its interior)."""
     import cv2
 
-    from driftbench.warp import LIPS_INNER
+    from driftbench.mitigations.warp import LIPS_INNER
 
     if strength <= 0.01:
         return
@@ -386,8 +393,15 @@ def blend_frame(base_w: np.ndarray, target_w: np.ndarray, valid: np.ndarray, geo
     """Cross-dissolve the warped target into the warped base inside a feathered face mask. The eye
     openings and the inner mouth stay the base's: a target photo's open eyes or closed lips must not
     be squashed over a blink or stretched over an open mouth (the expression is the source's); so do
-    regions the target photo shows foreshortened (:func:`driftbench.warp.detail_weight`)."""
-    from driftbench.warp import LEFT_EYE, LIPS_INNER, RIGHT_EYE, detail_weight, face_size, region_mask
+    regions the target photo shows foreshortened (:func:`driftbench.mitigations.warp.detail_weight`)."""
+    from driftbench.mitigations.warp import (
+        LEFT_EYE,
+        LIPS_INNER,
+        RIGHT_EYE,
+        detail_weight,
+        face_size,
+        region_mask,
+    )
 
     fs = face_size(geometry)
     h, w = base_w.shape[:2]
@@ -403,7 +417,7 @@ def _with_anchors(target_pts: np.ndarray, geom_pts: np.ndarray, anchors: np.ndar
     """(B, N + A, 2) target control points plus where the output's fixed anchors fall in the target
     image (through each frame's similarity from the output geometry to the target face), so the
     target layer can share the base layer's spline system."""
-    from driftbench.warp import apply_affine, similarity_to
+    from driftbench.mitigations.warp import apply_affine, similarity_to
 
     out = []
     for g in geom_pts:
@@ -415,10 +429,10 @@ def _with_anchors(target_pts: np.ndarray, geom_pts: np.ndarray, anchors: np.ndar
 # -- clip writers -----------------------------------------------------------------------------------------
 def render_plan(t: np.ndarray, sampling: Any | None) -> np.ndarray:
     """Indices of the frames of timeline ``t`` a clip holds: every frame without a sampling (``full``),
-    else the frames :func:`driftbench.video.sample` measures at that sampling plus the last frame (so
+    else the frames :func:`driftbench.measure.video.sample` measures at that sampling plus the last frame (so
     the clip's header keeps the full clip's duration). Each frame is written at its own time, so the
     sampled clip is measured on the same instants as the full-rate one."""
-    from driftbench.warp import sampled_indices
+    from driftbench.mitigations.warp import sampled_indices
 
     if sampling is None or len(t) == 0:
         return np.arange(len(t))
@@ -435,7 +449,14 @@ def render_embedded(base: Portrait, target: Portrait, schedule: Schedule, cfg: A
     before encoding to the same frame of the full-rate clip."""
     from fractions import Fraction
 
-    from driftbench.warp import Layer, Mp4Writer, border_anchors, control_indices, face_size, tps_warp_layers
+    from driftbench.mitigations.warp import (
+        Layer,
+        Mp4Writer,
+        border_anchors,
+        control_indices,
+        face_size,
+        tps_warp_layers,
+    )
 
     size, fps = int(cfg.size), float(cfg.fps)
     n = max(1, round(float(cfg.duration_s) * fps))
@@ -498,9 +519,9 @@ def render_real(clip_path: str, target: Portrait, schedule: Schedule, cfg: Any, 
 
     import cv2
 
-    from driftbench import video
     from driftbench.errors import ClipError
-    from driftbench.warp import (
+    from driftbench.measure import video
+    from driftbench.mitigations.warp import (
         Layer,
         Mp4Writer,
         apply_affine,
@@ -640,7 +661,7 @@ class SyntheticSource:
                 "late_onset_s": c.late_onset_s, "render": _sampling_tag(self.sampling)}
 
     def _key(self, *parts: Any) -> str:
-        from driftbench.warp import WARP_VERSION
+        from driftbench.mitigations.warp import WARP_VERSION
 
         blob = json.dumps({"params": self._params(), "warp": WARP_VERSION, "parts": parts}, sort_keys=True,
                           default=str)
@@ -648,7 +669,7 @@ class SyntheticSource:
 
     def _mesh_(self) -> Any:
         if self._mesh is None:
-            from driftbench.warp import FaceMesh
+            from driftbench.mitigations.warp import FaceMesh
 
             self._mesh = FaceMesh(download=self.download)
         return self._mesh
@@ -763,8 +784,8 @@ class SyntheticSource:
         return clips
 
     def _real(self) -> list[Clip]:
-        from driftbench.cache import content_hash
         from driftbench.errors import ClipError
+        from driftbench.measure.cache import content_hash
         from driftbench.sources.folder import FolderSource
 
         src_path = Path(str(self.cfg.source)).expanduser()

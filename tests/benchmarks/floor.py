@@ -26,7 +26,7 @@ def floor_pipeline(path: str, fps: float = 2.0, mediapipe: bool = True) -> dict[
 
     from driftbench.faces.base import align_chip
     from driftbench.faces.onnx_fix import load_fixed
-    from driftbench.models import store
+    from driftbench.weights import store
 
     det = cv2.FaceDetectorYN.create(str(store.resolve("yunet").path), "", (320, 320), 0.6, 0.3, 50)
     net = cv2.dnn.readNetFromONNX(np.frombuffer(load_fixed(store.resolve("sface").path), np.uint8))

@@ -27,7 +27,7 @@ def _env(cache: str | None = None) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def frames():
-    from driftbench import video
+    from driftbench.measure import video
 
     return list(video.sample(CLIP_60S, 2.0))
 
@@ -36,7 +36,7 @@ def frames():
 def models():
     from driftbench.faces.base import create_backend
     from driftbench.faces.landmarker import Landmarker
-    from driftbench.models import store
+    from driftbench.weights import store
 
     backend = create_backend("sface", device="cpu")
     lm = Landmarker(store.resolve("face_landmarker").path)
@@ -45,7 +45,7 @@ def models():
 
 
 def test_stage_sample_decode(benchmark):
-    from driftbench import video
+    from driftbench.measure import video
 
     n = benchmark.pedantic(lambda: sum(1 for _ in video.sample(CLIP_60S, 2.0)), rounds=5, iterations=1)
     assert n == 120
@@ -81,7 +81,7 @@ def test_stage_expression_pose(benchmark, frames, models):
 
 
 def test_clip_end_to_end_models_loaded(benchmark):
-    from driftbench.signals import FaceAnalyzer, Sampling
+    from driftbench.measure.signals import FaceAnalyzer, Sampling
 
     with FaceAnalyzer.create("sface", device="cpu") as analyzer:
         analyzer.analyze_video(CLIP_60S, Sampling(2.0, end=2.0))  # warm: models loaded before timing
@@ -92,7 +92,7 @@ def test_clip_end_to_end_models_loaded(benchmark):
 
 def test_clip_30s_end_to_end(benchmark):
     """Issue 2's benchmark: processing a 30 s clip at 2 frames/s on CPU (models loaded)."""
-    from driftbench.signals import FaceAnalyzer, Sampling
+    from driftbench.measure.signals import FaceAnalyzer, Sampling
 
     with FaceAnalyzer.create("sface", device="cpu") as analyzer:
         analyzer.analyze_video(CLIP_60S, Sampling(2.0, end=2.0))

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.benchmark, needs_shared]
 PROBE = """
 import json, resource, sys, time
 t = time.perf_counter()
-from driftbench.signals import FaceAnalyzer, Sampling
+from driftbench.measure.signals import FaceAnalyzer, Sampling
 with FaceAnalyzer.create("sface", device="cpu") as a:
     df = a.analyze_video(sys.argv[1], Sampling(2.0))
 print(json.dumps({"samples": len(df), "seconds": time.perf_counter() - t,

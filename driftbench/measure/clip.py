@@ -15,10 +15,10 @@ from typing import Any
 
 import pandas as pd
 
-from driftbench import drift
-from driftbench.cache import SignalCache, content_hash, signal_key
 from driftbench.errors import ClipError, DriftbenchError, printable
-from driftbench.signals import FaceAnalyzer, Sampling
+from driftbench.measure import drift
+from driftbench.measure.cache import SignalCache, content_hash, signal_key
+from driftbench.measure.signals import FaceAnalyzer, Sampling
 from driftbench.sources.base import Clip
 
 log = logging.getLogger("driftbench")
@@ -133,7 +133,7 @@ def video_faces(path: str | Path, analyzer: FaceAnalyzer, sampling: Sampling, ca
 
 
 def image_faces(path: str | Path, analyzer: FaceAnalyzer, cache: SignalCache) -> pd.DataFrame:
-    from driftbench.video import read_image
+    from driftbench.measure.video import read_image
 
     image = read_image(path)  # first: a missing or unreadable reference is a ClipError, not a failed hash
     key = signal_key(content_hash(path), "image", analyzer.signature())
@@ -205,9 +205,9 @@ def measure_clip(clip: Clip, settings: MeasureSettings) -> ClipResult:
 
 
 def _measure(clip: Clip, s: MeasureSettings, warnings: list[str]) -> ClipResult:
-    from driftbench import video
-    from driftbench.decouple import load_decoupler
-    from driftbench.track import choose_faces
+    from driftbench.measure import video
+    from driftbench.measure.decouple import load_decoupler
+    from driftbench.measure.track import choose_faces
 
     analyzer = get_analyzer(s)
     cache = SignalCache(Path(s.cache_dir) if s.cache_dir else None, enabled=s.cache_enabled)

@@ -33,13 +33,12 @@ Metric cards (direction: for a mitigation, *more* retained is better; 1.0 = as l
 
 The real-footage reference figures are a versioned artefact (``driftbench/data/expressivity_reference.json``)
 with the data and the command that produced them; regenerate with
-``python -m driftbench.expressivity reference --shared ../shared`` (runs ``driftbench run`` on the real
+``driftbench dev expressivity-reference --shared ../shared`` (runs ``driftbench run`` on the real
 control footage, then reads its tables) or ``... reference --runs RUN_DIR ...`` from existing runs.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import subprocess
@@ -63,7 +62,7 @@ COPY_POSE_SCALE = 5.0
 COPY_EXPR_SCALE = 0.25
 #: default expressivity floor: a row keeping less than this share of its paired baseline is flagged
 DEFAULT_FLOOR = 0.70
-REFERENCE_PATH = Path(__file__).resolve().parent / "data" / "expressivity_reference.json"
+REFERENCE_PATH = Path(__file__).resolve().parents[1] / "data" / "expressivity_reference.json"
 REFERENCE_VERSION = 1
 
 UNITS = {"expr_spread": "blendshape L2", "expr_speed": "blendshape L2 / s", "pose_range": "degrees",
@@ -242,7 +241,7 @@ def load_reference(path: Path | None = None) -> dict[str, Any]:
     data = json.loads(p.read_text(encoding="utf-8"))
     if int(data.get("version", 0)) != REFERENCE_VERSION:
         raise ValueError(f"{p}: expressivity reference version {data.get('version')} != {REFERENCE_VERSION} -- "
-                         "fix: regenerate with `python -m driftbench.expressivity reference --shared ../shared`")
+                         "fix: regenerate with `driftbench dev expressivity-reference --shared ../shared`")
     return data
 
 
@@ -341,9 +340,9 @@ def build_reference(run_dirs: Sequence[Path], *, command: str = "") -> dict[str,
                  "files": sorted(Path(p).name for p in sources), "runs": run_records, "sha256_of_files": _files_digest(sources),
                  "source": "../shared/data/video/real (manifest.csv) and ../shared/data/video/liveportrait/driving "
                            "(reference=first_frame)"},
-        "code": {"module": "driftbench.expressivity", "index_components": list(INDEX_COMPONENTS),
+        "code": {"module": "driftbench.results.expressivity", "index_components": list(INDEX_COMPONENTS),
                  "ratio_cap": RATIO_CAP, "copy_scales": {"pose_deg": COPY_POSE_SCALE, "expr_l2": COPY_EXPR_SCALE},
-                 "command": command or "python -m driftbench.expressivity reference --shared ../shared"},
+                 "command": command or "driftbench dev expressivity-reference --shared ../shared"},
         "clips": [{"file": Path(str(r["path"])).name, **{c: r[c] for c in (*COMPONENTS, "ref_copy")}}
                   for r in table.sort_values("clip_id").to_dict(orient="records")],
     }
@@ -371,44 +370,3 @@ def _run_real(shared: Path, root: Path) -> list[Path]:
             raise SystemExit(f"driftbench run failed (exit {rc}) on {name}; see the log above")
         out.append(run_dir)
     return out
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m driftbench.expressivity",
-                                description="Expressivity tables and the real-footage reference artefact.")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("reference", help="(re)build driftbench/data/expressivity_reference.json")
-    src = r.add_mutually_exclusive_group(required=True)
-    src.add_argument("--shared", type=Path, help="../shared: measure its real footage with `driftbench run` first")
-    src.add_argument("--runs", type=Path, nargs="+", help="existing run directories of real footage")
-    r.add_argument("--work", type=Path, default=Path("reports/tmp/expressivity-reference"),
-                   help="where --shared puts its runs")
-    r.add_argument("--out", type=Path, default=REFERENCE_PATH)
-    t = sub.add_parser("table", help="per-clip expressivity of a run directory as CSV on stdout")
-    t.add_argument("run_dir", type=Path)
-    a = p.parse_args(argv)
-    if a.cmd == "table":
-        if not (a.run_dir / "frames.parquet").is_file():
-            print(f"{a.run_dir}: no frames.parquet -- fix: pass a run directory from `driftbench run`",
-                  file=sys.stderr)
-            return 2
-        thumbs = pd.read_parquet(a.run_dir / "thumbs.parquet") if (a.run_dir / "thumbs.parquet").is_file() else None
-        clips, _ = clip_expressivity(pd.read_parquet(a.run_dir / "frames.parquet"), thumbs)
-        clips.to_csv(sys.stdout, index=False, float_format="%.6f")
-        return 0
-    runs = a.runs if a.runs else _run_real(a.shared, a.work)
-    for d in runs:
-        if not (Path(d) / "frames.parquet").is_file():
-            print(f"{d}: no frames.parquet -- fix: pass run directories from `driftbench run`", file=sys.stderr)
-            return 2
-    cmd = "python -m driftbench.expressivity reference " + (
-        f"--shared {a.shared}" if a.shared else "--runs " + " ".join(str(x) for x in runs))
-    from driftbench.io import write_json
-
-    write_json(a.out, build_reference(runs, command=cmd))
-    print(a.out)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

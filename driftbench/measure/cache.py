@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from driftbench.io import atomic_path
-from driftbench.models.store import cached_sha256
+from driftbench.weights.store import cached_sha256
 
 
 def default_cache_dir() -> Path:

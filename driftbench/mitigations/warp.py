@@ -446,7 +446,7 @@ class FaceMesh:
     def __init__(self, *, download: bool = False, score_threshold: float = 0.6, device: str = "cpu") -> None:
         from driftbench.faces.landmarker import Landmarker
         from driftbench.faces.sface import YuNetDetector
-        from driftbench.models import store
+        from driftbench.weights import store
 
         det = store.resolve("yunet", download=download)
         lm = store.resolve("face_landmarker", download=download)
@@ -501,16 +501,16 @@ def apply_affine(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
 
 
 # -- MP4 output -----------------------------------------------------------------------------------------
-#: tolerance of sampling instants, seconds (the same as driftbench.video's)
+#: tolerance of sampling instants, seconds (the same as driftbench.measure.video's)
 _TIME_EPS = 1e-6
 
 
 def sampled_indices(times: np.ndarray, fps: float, start: float = 0.0, end: float | None = None) -> np.ndarray:
     """Indices of the frames (at ``times``, seconds from the first frame, increasing) that
-    :func:`driftbench.video.sample` measures at ``fps`` between ``start`` and ``end``: the first
+    :func:`driftbench.measure.video.sample` measures at ``fps`` between ``start`` and ``end``: the first
     frame at or after each instant ``start + k / fps``. A clip made of only these frames, each at its
     own time, is sampled to the same frames (tests/test_synthetic.py checks it on decoded clips)."""
-    from driftbench import video
+    from driftbench.measure import video
 
     eps = getattr(video, "_TIME_EPS", _TIME_EPS)
     period = 1.0 / float(fps)

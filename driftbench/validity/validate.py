@@ -16,15 +16,13 @@ writes one table (``validate.csv``, ``validate.json``, ``validate.md`` in ``--ou
 - Spearman correlation of injected and measured drift on synthetic clips.
 
 Each row is ``pass``/``fail`` against its target, or ``info``/``unavailable``. ``--fit`` refits the
-decoupler artefact (:mod:`driftbench.decouple`) on the same footage and photos, recalibrates the
+decoupler artefact (:mod:`driftbench.measure.decouple`) on the same footage and photos, recalibrates the
 backend's thresholds, then validates. Exit codes: 0 every check passes, 1 a check fails, 2 bad usage.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -37,7 +35,6 @@ import pandas as pd
 
 log = logging.getLogger("driftbench")
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 SECTIONS = ("verification", "decoupling", "control", "age", "generated", "synthetic")
 #: VALIDITY.md targets
 TARGET_D_PRIME = 7.1
@@ -114,8 +111,8 @@ def folder_clips(path: Path, cfg: Any) -> list[Any]:
 
 
 def measure_clips(clips: Sequence[Any], settings: Any, set_name: str) -> Measured:
-    from driftbench.cache import content_hash
-    from driftbench.measure import measure_clip
+    from driftbench.measure.cache import content_hash
+    from driftbench.measure.clip import measure_clip
 
     frames, info, problems = [], [], []
     for clip in clips:
@@ -150,8 +147,8 @@ def control_footage(paths: SharedPaths, cfg: Any, settings: Any) -> Measured:
 def photo_pairs(analyzer: Any, deepface_dir: Path, cache: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(faces, pairs) of the labelled deepface photos, as verification.photo_faces/pair_table compute
     them, with each photo's faces from the signal cache and both labels on every pair."""
-    from driftbench import verification as V
-    from driftbench.measure import image_faces
+    from driftbench.measure.clip import image_faces
+    from driftbench.validity import verification as V
 
     photos = V.deepface_photos(deepface_dir)
     faces_df = V.photo_faces(analyzer, photos, faces_of=lambda path: image_faces(path, analyzer, cache))
@@ -164,7 +161,7 @@ def photo_pairs(analyzer: Any, deepface_dir: Path, cache: Any) -> tuple[pd.DataF
 
 def rescore(frames: pd.DataFrame, decoupler: Any, smooth_s: float) -> pd.DataFrame:
     """sim_dec and both smoothed scores with the given decoupler (per clip, as measure does)."""
-    from driftbench.drift import smooth
+    from driftbench.measure.drift import smooth
 
     out = frames.copy()
     out["sim_dec"] = decoupler.apply(out)
@@ -178,7 +175,7 @@ def rescore(frames: pd.DataFrame, decoupler: Any, smooth_s: float) -> pd.DataFra
 
 def loss_onsets(frames: pd.DataFrame, col: str, threshold: float, min_loss_s: float, period: float
                 ) -> dict[str, float | None]:
-    from driftbench.drift import time_to_loss
+    from driftbench.measure.drift import time_to_loss
 
     return {cid: time_to_loss(g["t"].to_numpy(), g[f"{col}_smooth"].to_numpy(), threshold, min_loss_s, period)
             for cid, g in frames.groupby("clip_id", sort=True)}
@@ -192,8 +189,8 @@ def bin_medians(frames: pd.DataFrame, col: str, bin_s: float = 1.0) -> pd.Series
 # -- sections ---------------------------------------------------------------------------------------------
 def verification_rows(pairs: pd.DataFrame, faces: pd.DataFrame, decoupler: Any, backend: str,
                       deepface_dir: Path) -> list[Row]:
-    from driftbench import calibration
-    from driftbench.verification import verification_metrics
+    from driftbench.validity import calibration
+    from driftbench.validity.verification import verification_metrics
 
     same = pairs["same"].to_numpy(bool)
     raw = verification_metrics(pairs["sim_raw"].to_numpy(np.float64), same)
@@ -237,7 +234,7 @@ def verification_rows(pairs: pd.DataFrame, faces: pd.DataFrame, decoupler: Any, 
 def weights_rows(backend: str, weights: dict[str, str], decoupler: Any) -> list[Row]:
     """The stored thresholds and the decoupler must come from the weights in use (another detector file,
     e.g. YuNet int8 instead of fp32, moves every score)."""
-    from driftbench import calibration
+    from driftbench.validity import calibration
 
     stored = calibration.thresholds().get("backends", {}).get(backend, {}).get("weights") or {}
     fitted = getattr(decoupler, "record", {}).get("backend_weights") or {}
@@ -256,7 +253,7 @@ def weights_rows(backend: str, weights: dict[str, str], decoupler: Any) -> list[
 def published_rows(pairs: pd.DataFrame, dec_scores: np.ndarray, deepface_dir: Path) -> list[Row]:
     """deepface's own models on its 280 published pairs (distance -> similarity = -distance) beside ours
     on the same pairs."""
-    from driftbench.verification import verification_metrics
+    from driftbench.validity.verification import verification_metrics
 
     pub = pd.read_csv(deepface_dir / "face-recognition-pivot.csv")
     pub["a"] = pub["file_x"].map(lambda s: Path(s).name)
@@ -289,7 +286,7 @@ def published_rows(pairs: pd.DataFrame, dec_scores: np.ndarray, deepface_dir: Pa
 def decoupling_rows(control: pd.DataFrame, pairs: pd.DataFrame, decoupler: Any, *, n_splits: int,
                     age_stable: bool, heldout: dict[str, Any] | None = None) -> tuple[list[Row], dict[str, Any]]:
     """Held-out sensitivity rows (``heldout``: figures just computed by a fit, else computed here)."""
-    from driftbench import decouple as D
+    from driftbench.measure import decouple as D
 
     sec = "decoupling"
     rows = [Row(sec, "decoupler", None, f"{decoupler.name} v{decoupler.version}",
@@ -408,8 +405,8 @@ def control_rows(control: pd.DataFrame, thr_raw: float, thr_dec: float, metrics:
 
 
 def age_rows(st: dict[str, Any], decoupler: Any) -> list[Row]:
-    """Age stability (:func:`driftbench.decouple.age_stability`) and which case holds."""
-    from driftbench import decouple as D
+    """Age stability (:func:`driftbench.measure.decouple.age_stability`) and which case holds."""
+    from driftbench.measure import decouple as D
 
     sec = "age"
     if not st.get("available"):
@@ -489,8 +486,8 @@ def synthetic_rows(cfg_overrides: list[str], settings: Any, metrics: Any, decoup
                     "unavailable: synthetic source not installed (driftbench.sources.synthetic)")]
     from scipy.stats import spearmanr
 
-    from driftbench.cache import default_cache_dir
-    from driftbench.cli import compose
+    from driftbench.config import compose
+    from driftbench.measure.cache import default_cache_dir
     from driftbench.sources.base import SourceContext, create_source
 
     cfg = compose(["model=synthetic", *cfg_overrides])
@@ -565,8 +562,8 @@ def injected_alpha(meta: Any, t: np.ndarray) -> np.ndarray | None:
 def fit_artefact(control: Measured, faces: pd.DataFrame, pairs: pd.DataFrame, analyzer: Any, settings: Any,
                  backend: str, *, n_splits: int) -> Any:
     from driftbench import __version__
-    from driftbench import decouple as D
-    from driftbench.cache import content_hash
+    from driftbench.measure import decouple as D
+    from driftbench.measure.cache import content_hash
     from driftbench.runner import git_commit
 
     age = D.age_stability(control.frames)
@@ -577,7 +574,7 @@ def fit_artefact(control: Measured, faces: pd.DataFrame, pairs: pd.DataFrame, an
     if n_splits > 0:
         heldout["random_splits"] = D.heldout_splits(control.frames, pairs, n_splits=n_splits,
                                                     age_stable=bool(age.get("stable")))
-    from driftbench.verification import verification_metrics
+    from driftbench.validity.verification import verification_metrics
 
     dec = D.GatedLiftDecoupler(sel.params)
     same = pairs["same"].to_numpy(bool)
@@ -588,7 +585,7 @@ def fit_artefact(control: Measured, faces: pd.DataFrame, pairs: pd.DataFrame, an
     record = {
         "backend": backend,
         "created": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "about": "Decoupled identity similarity (driftbench.decouple, form gated-lift). Refit with "
+        "about": "Decoupled identity similarity (driftbench.measure.decouple, form gated-lift). Refit with "
                  f"`driftbench validate --fit face={backend}`.",
         "selection": {"features": list(sel.features), "cap_quantile": sel.cap_quantile, "candidates": sel.table,
                       "criterion": "lowest pooled held-out sensitivity (5 person-grouped folds) among candidates "
@@ -604,7 +601,7 @@ def fit_artefact(control: Measured, faces: pd.DataFrame, pairs: pd.DataFrame, an
                             "labels": "connected components of the pairs CSV's Yes pairs"},
             "sampling": settings.sampling.token(), "reference": "first_frame (mean embedding of the first 1 s)",
         },
-        "code": {"module": "driftbench/decouple.py", "sha256": D.code_sha256(), "git_commit": git_commit(),
+        "code": {"module": "driftbench/measure/decouple.py", "sha256": D.code_sha256(), "git_commit": git_commit(),
                  "driftbench": __version__, "command": f"driftbench validate --fit face={backend}"},
         "backend_engine": analyzer.info.engine,
         "backend_weights": analyzer.info.weights,
@@ -658,144 +655,3 @@ def summarize(rows: Sequence[Row]) -> str:
 
 
 # -- command ----------------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="driftbench validate", description=__doc__.split("\n\n")[0] if __doc__ else "",
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="Exit codes: 0 every check passes, 1 a check fails, 2 bad usage.")
-    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. face=sface sampling.fps=2")
-    p.add_argument("--shared", type=Path, default=Path("../shared"), help="the shared test material (default ../shared)")
-    p.add_argument("--out", type=Path, default=Path("reports/validate"), help="where the table is written")
-    p.add_argument("--fit", action="store_true",
-                   help="refit the decoupler artefact on the footage and photos, recalibrate thresholds, then validate")
-    p.add_argument("--splits", type=int, default=200, help="random held-out splits to score (0: skip)")
-    p.add_argument("--skip", action="append", default=[], choices=SECTIONS, help="leave a section out (repeatable)")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    try:
-        a = parser.parse_args(argv)
-    except SystemExit as exc:
-        return EXIT_OK if exc.code in (0, None) else EXIT_USAGE
-    from driftbench.cli import validate_overrides
-    from driftbench.errors import DriftbenchError, UsageError
-
-    if a.splits < 0:
-        print("driftbench validate: --splits must be >= 0 -- fix: e.g. --splits 200", file=sys.stderr)
-        return EXIT_USAGE
-    paths = SharedPaths(a.shared.resolve())
-    missing = paths.missing()
-    if missing:
-        print(f"driftbench validate: {missing[0]}: not found -- fix: --shared DIR pointing at the shared test "
-              "material (data/video/real, data/video/liveportrait/driving, data/video/generated, data/faces/deepface)",
-              file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        # the clip sources are validate's own (real, driving, generated, synthetic): compose with a folder
-        # model so that the default model's checks (e.g. an uninstalled synthetic source) do not apply
-        cfg = validate_overrides(["model=folder", f"model.path={paths.real}", *a.overrides], False)[0]
-    except UsageError as exc:
-        print(f"driftbench validate: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        rows, meta = run_suite(cfg, list(a.overrides), paths, a.out, fit=a.fit, n_splits=a.splits, skip=set(a.skip))
-    except UsageError as exc:
-        print(f"driftbench validate: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except DriftbenchError as exc:
-        print(f"driftbench validate: {exc}", file=sys.stderr)
-        return EXIT_FAIL
-    finally:
-        from driftbench.measure import close_analyzer
-
-        close_analyzer()
-    write_outputs(rows, a.out, meta)
-    print(to_markdown(rows))
-    print(summarize(rows))
-    print(str(a.out))
-    return EXIT_FAIL if any(r.status == "fail" for r in rows) else EXIT_OK
-
-
-def threshold_key(cfg: Any) -> str:
-    """The key of the backend model's thresholds and decoupler: the backend's name, or, where the
-    backends provide ``faces.base.preflight`` (per-model keys such as ``insightface:buffalo_l``), its key."""
-    try:
-        from driftbench.faces.base import preflight  # type: ignore[attr-defined]
-    except ImportError:
-        return str(cfg.face.backend)
-    return str(preflight(str(cfg.face.backend), dict(cfg.face.options), download=bool(cfg.fetch)))
-
-
-def run_suite(cfg: Any, overrides: list[str], paths: SharedPaths, out_dir: Path, *, fit: bool = False,
-              n_splits: int = 200, skip: set[str] | None = None) -> tuple[list[Row], dict[str, Any]]:
-    """Every section's rows and the metadata for validate.json."""
-    from driftbench import calibration
-    from driftbench.cache import SignalCache
-    from driftbench.decouple import age_stability, load_decoupler
-    from driftbench.errors import UsageError
-    from driftbench.measure import get_analyzer, settings_from_config
-    from driftbench.runner import git_commit, versions
-
-    skip = skip or set()
-    backend = threshold_key(cfg)
-    metrics = cfg.metrics
-    fps = float(cfg.sampling.fps)
-    settings = settings_from_config(cfg, threshold=float("nan"))
-    analyzer = get_analyzer(settings)
-    cache = SignalCache(Path(settings.cache_dir) if settings.cache_dir else None, enabled=settings.cache_enabled)
-    log.info("validate: photos (%s)", paths.deepface)
-    faces, pairs = photo_pairs(analyzer, paths.deepface, cache)
-    faces.attrs["dir"] = str(paths.deepface)
-    log.info("validate: identity-constant footage")
-    control = control_footage(paths, cfg, settings)
-    if control.frames.empty:
-        raise UsageError(f"{paths.real}: no identity-constant clip could be measured -- fix: check ../shared")
-    heldout: dict[str, Any] = {}
-    if fit:
-        log.info("validate: fitting the decoupler for %s", backend)
-        fitted = fit_artefact(control, faces, pairs, analyzer, settings, backend, n_splits=n_splits)
-        heldout = fitted.record.get("heldout", {})
-        entry = calibration.calibrate(analyzer, paths.deepface, load_decoupler(backend))
-        calibration.write_thresholds({backend: entry})
-    decoupler = load_decoupler(backend, settings.decoupler)
-    thr_raw, _ = calibration.threshold_for(backend, far=float(metrics.far), score="raw")
-    thr_dec, prov = calibration.threshold_for(backend, far=float(metrics.far), score="dec")
-    rows: list[Row] = [Row("verification", "measurement problems", None, len(control.problems), "0",
-                           check(not control.problems), "; ".join(control.problems[:3]))] if control.problems else []
-    details: dict[str, Any] = {}
-    frames = rescore(control.frames, decoupler, float(metrics.smooth_s))
-    age = age_stability(frames)
-    if "verification" not in skip:
-        rows += weights_rows(backend, analyzer.info.weights, decoupler)
-        rows += verification_rows(pairs, faces, decoupler, backend, paths.deepface)
-    if "decoupling" not in skip:
-        r, details = decoupling_rows(frames, pairs, decoupler, n_splits=n_splits, age_stable=bool(age.get("stable")),
-                                     heldout=heldout)
-        rows += r
-    if "control" not in skip:
-        from driftbench.calibration import thresholds
-
-        entry = thresholds().get("backends", {}).get(backend, {})
-        eer = ((float(entry["raw"]["eer_threshold"]), float(entry["dec"]["eer_threshold"]))
-               if "eer_threshold" in entry.get("raw", {}) and "eer_threshold" in entry.get("dec", {}) else None)
-        rows += control_rows(frames, thr_raw, thr_dec, metrics, fps, eer)
-    if "age" not in skip:
-        rows += age_rows(age, decoupler)
-    if "generated" not in skip:
-        log.info("validate: real generated clips")
-        gen = measure_clips(folder_clips(paths.generated, cfg), replace(settings, reference="auto"), "generated")
-        rows += [Row("generated", "measurement problems", None, len(gen.problems), "0", "fail",
-                     "; ".join(gen.problems[:3]))] if gen.problems else []
-        if not gen.frames.empty:
-            rows += generated_rows(rescore(gen.frames, decoupler, float(metrics.smooth_s)), thr_raw, thr_dec,
-                                   metrics, fps)
-    if "synthetic" not in skip:
-        log.info("validate: synthetic clips")
-        rows += synthetic_rows(overrides, settings, metrics, decoupler, out_dir)
-    meta = {"command": "validate", "backend": backend, "decoupler": decoupler.describe(),
-            "thresholds": {"raw": thr_raw, "dec": thr_dec, "provenance": prov}, "git_commit": git_commit(),
-            "versions": versions(), "shared": str(paths.root), "age": age, "heldout": details,
-            "sampling": settings.sampling.token(), "engine": analyzer.info.engine, "weights": analyzer.info.weights}
-    return rows, meta

