@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from driftbench.cli import gate as cli_gate
 from driftbench.results import gate
 from tests.conftest import ROOT
 from tests.realruns import PAIRS_MODEL as M
@@ -24,7 +25,7 @@ COMMITTED = ROOT / "metrics" / "baselines" / "generated.json"
 @pytest.fixture(scope="module")
 def baseline(anitalker: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("baseline") / "anitalker.json"
-    assert gate.main([str(anitalker), "--baseline", str(path), "--update"]) == 0
+    assert cli_gate.main([str(anitalker), "--baseline", str(path), "--update"]) == 0
     return path
 
 
@@ -111,7 +112,7 @@ def test_bad_usage_exits_2(case: str, anitalker: Path, baseline: Path, tmp_path:
         argv += ["--tolerance", "nonsense=1"]
     else:
         argv = []
-    assert gate.main(argv) == 2
+    assert cli_gate.main(argv) == 2
     if argv:
         assert "fix:" in capsys.readouterr().err or case == "bad-tolerance"
 
@@ -139,7 +140,7 @@ def test_example_workflow_runs_the_gate_on_a_committed_baseline() -> None:
     assert "driftbench run model=folder" in runs and "driftbench gate $RUN_DIR --baseline $BASELINE" in runs
     assert wf["env"]["BASELINE"].startswith("metrics/baselines/")
     # the gate's flags in the example exist
-    assert gate.main(["--help"]) == 0
+    assert cli_gate.main(["--help"]) == 0
 
 
 def test_a_clip_that_can_no_longer_be_measured_fails(anitalker: Path, baseline: Path, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from driftbench.cli import compare as cli_compare
 from driftbench.results import leaderboard as lbm
 from tests.conftest import ROOT, needs_shared
 from tests.realruns import copy_run, dropout_run, run_pipeline, synthetic_pairs, write_manifest
@@ -118,7 +119,7 @@ def test_compare_cli_bad_usage_exits_2(args: list[str], adversarial: Path, tmp_p
     argv = [str(adversarial) if a == "RUN" else a for a in args] + ["--out", str(tmp_path / "o"), "--no-html"]
     if not args:
         argv = []
-    assert lbm.main(argv) == 2
+    assert cli_compare.main(argv) == 2
     err = capsys.readouterr().err
     assert args == [] or "fix:" in err
 
@@ -219,9 +220,9 @@ def test_compare_horizons_no_clip_reached_exits_2_naming_them(tmp_path: Path,
     clips = _fake_clips({"none": [0.3, 0.31], "a": [0.1, 0.12]}, horizons=("5s",), duration=12.0)
     clips.drop(columns=["run", "stage"]).to_csv(run / "clips.csv", index=False)
     (run / "run.json").write_text(json.dumps({"config": {"metrics": {"horizons": [5, 30]}}}))
-    assert lbm.main([str(run), "--horizons", "10,30", "--no-html", "--out", str(tmp_path / "o")]) == 2
+    assert cli_compare.main([str(run), "--horizons", "10,30", "--no-html", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "10s was not measured" in err[0] and "no clip reached 30s" in err[0] and "fix:" in err[0]
-    assert lbm.main([str(run), "--horizons", "5", "--no-html", "--out", str(tmp_path / "o")]) == 0
+    assert cli_compare.main([str(run), "--horizons", "5", "--no-html", "--out", str(tmp_path / "o")]) == 0
     written = pd.read_csv(tmp_path / "o" / "leaderboard.csv")
     assert list(written["mitigation"]) == ["a", "none"]  # CSV rows in rank order

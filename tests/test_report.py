@@ -247,9 +247,9 @@ def test_skipped_clips_are_shown_with_reason_and_fix(tmp_path: Path) -> None:
     assert empty.returncode == 1, empty.stderr[-2000:]
     html, _ = parse(tmp_path / "empty" / "report.html")
     assert "No clip was measured" in html and "no_face" in html
-    from driftbench.results import gate
+    from driftbench.cli import gate as cli_gate
 
-    assert gate.main([str(tmp_path / "empty"), "--baseline", str(ROOT / "metrics/baselines/generated.json")]) == 1
+    assert cli_gate.main([str(tmp_path / "empty"), "--baseline", str(ROOT / "metrics/baselines/generated.json")]) == 1
 
 
 def test_terminal_summary_counts_and_names_the_worst_clip(tmp_path: Path) -> None:

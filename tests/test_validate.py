@@ -12,26 +12,27 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from driftbench.cli import validate as cli_validate
 from driftbench.validity import validate as V
 from tests.conftest import SHARED, VIDEO, needs_shared
 
 
 def test_bad_usage_exits_2(tmp_path, capsys):
-    assert V.main(["--no-such-option"]) == 2
-    assert V.main(["--splits", "-1", "--shared", str(SHARED)]) == 2
-    assert V.main(["--shared", str(tmp_path / "nowhere")]) == 2
+    assert cli_validate.main(["--no-such-option"]) == 2
+    assert cli_validate.main(["--splits", "-1", "--shared", str(SHARED)]) == 2
+    assert cli_validate.main(["--shared", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert "not found -- fix: --shared DIR" in err
 
 
 @needs_shared
 def test_bad_override_exits_2(capsys):
-    assert V.main(["--shared", str(SHARED), "face=nonexistent"]) == 2
+    assert cli_validate.main(["--shared", str(SHARED), "face=nonexistent"]) == 2
     assert "bad configuration" in capsys.readouterr().err
 
 
 def test_help_exits_0(capsys):
-    assert V.main(["--help"]) == 0
+    assert cli_validate.main(["--help"]) == 0
     assert "Exit codes" in capsys.readouterr().out
 
 
@@ -124,7 +125,7 @@ def test_full_validate_passes_every_check(tmp_path):
     """The whole suite on ../shared: zero false identity loss on the 53 identity-constant clips, the
     held-out sensitivity at most half of raw, separation kept, infinitetalk drifting, negatives lost,
     stable generated clips kept (synthetic clips are their own test)."""
-    code = V.main(["--shared", str(SHARED), "--out", str(tmp_path), "--splits", "20", "--skip", "synthetic",
+    code = cli_validate.main(["--shared", str(SHARED), "--out", str(tmp_path), "--splits", "20", "--skip", "synthetic",
                    "device=cpu"])
     rows = json.loads((tmp_path / "validate.json").read_text())["rows"]
     failed = [r for r in rows if r["status"] == "fail"]
