@@ -144,10 +144,7 @@ class GeneratorModelConfig(ModelConfig):
 @dataclass
 class FaceConfig:
     backend: str = "sface"
-    #: SFace engine: auto (OpenCV DNN on CPU, onnxruntime CUDA on GPU), opencv, onnxruntime
-    engine: str = "auto"
-    score_threshold: float = 0.6
-    batch_size: int = 16
+    #: the backend's own keyword options (conf/face/<backend>.yaml), handed to every backend the same way
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -339,13 +336,14 @@ def validate_config(cfg: Any) -> None:
                                                                 for h in horizons)):
         raise bad("metrics.horizons", list(horizons), "a non-empty list of positive seconds, e.g. [5,30,60,120]")
     for key, low in (("metrics.min_samples", 1), ("signals.max_faces", 1), ("executor.workers", 0),
-                     ("report.filmstrip_frames", 0), ("report.worst_frames", 0), ("face.batch_size", 1)):
+                     ("report.filmstrip_frames", 0), ("report.worst_frames", 0),
+                     ("face.options.batch_size", 1)):
         v = _num(cfg, key)
         if v is not None and int(v) < low:
             raise bad(key, v, f"an integer >= {low}")
-    thr = _num(cfg, "face.score_threshold")
+    thr = _num(cfg, "face.options.score_threshold")
     if thr is not None and not (0.0 < float(thr) <= 1.0):
-        raise bad("face.score_threshold", thr, "a detector score in (0, 1]")
+        raise bad("face.options.score_threshold", thr, "a detector score in (0, 1]")
     model = _num(cfg, "model")
     if model is not None:
         pattern = model.get("pattern") if hasattr(model, "get") else None

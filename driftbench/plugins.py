@@ -4,6 +4,11 @@
   (``factory(cfg, ctx) -> ClipSource``, see :mod:`driftbench.sources.base`).
 - ``driftbench.mitigations``: ``name = "pkg.module:Class"``, a post-processing mitigation for
   ``mitigation.name: name`` (a :class:`driftbench.mitigations.base.FrameProcessor` subclass).
+- ``driftbench.faces``: ``name = "pkg.module:Class"``, a face backend for ``face.backend: name``
+  (see :mod:`driftbench.faces`).
+
+Every family is a :class:`driftbench.registry.Registry`: driftbench's own names are lazy ``"module:attr"``
+entries; this lookup is its fallback for any other name.
 
 Their config options (``model/*.yaml``, ``mitigation/*.yaml``, a generator API described for the generic
 HTTP adapter) come from a config folder: ``driftbench run -cd DIR`` / ``hydra.searchpath``, or, for an

@@ -151,7 +151,7 @@ def test_registry_knows_every_backend_and_rejects_unknown_names():
     assert preflight("sface", {}) == "sface"
     with pytest.raises(UsageError, match="unknown face backend 'arcface'"):
         preflight("arcface", {})
-    with pytest.raises(KeyError):
+    with pytest.raises(UsageError, match="unknown face backend 'arcface'"):
         create_backend("arcface")
 
 

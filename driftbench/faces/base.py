@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from driftbench.registry import Registry
+
 #: InsightFace ``norm_crop`` template for a 112x112 ArcFace-style chip (also what SFace expects)
 ARCFACE_TEMPLATE_112 = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
@@ -115,37 +117,22 @@ class FaceBackend(Protocol):
         ...
 
 
-BACKENDS: dict[str, Callable[..., FaceBackend]] = {}
-
-
-def register(name: str) -> Callable[[Callable[..., FaceBackend]], Callable[..., FaceBackend]]:
-    def deco(factory: Callable[..., FaceBackend]) -> Callable[..., FaceBackend]:
-        BACKENDS[name] = factory
-        return factory
-
-    return deco
-
-
-#: every backend driftbench ships (``face=<name>``)
-KNOWN_BACKENDS = ("sface", "dlib", "insightface", "deepface")
-
-#: backends whose module is not named after them, so that it does not shadow the package it wraps
-_MODULES = {"insightface": "insightface_backend", "deepface": "deepface_backend"}
+#: every face backend driftbench ships (``face=<name>``), imported on first use; an installed package adds one
+#: through the ``driftbench.faces`` entry-point group
+BACKENDS: Registry[Callable[..., FaceBackend]] = Registry(
+    "face backend",
+    {"sface": "driftbench.faces.sface:SFaceBackend",
+     "dlib": "driftbench.faces.dlib:DlibBackend",
+     "insightface": "driftbench.faces.insightface_backend:InsightFaceBackend",
+     "deepface": "driftbench.faces.deepface_backend:DeepFaceBackend"},
+    entry_points="driftbench.faces",
+    fix="face=<one of sface, dlib, insightface, deepface>")
+KNOWN_BACKENDS = tuple(BACKENDS.entries)
 
 
 def backend_factory(name: str) -> Callable[..., FaceBackend]:
-    """The registered factory of a backend, importing its module lazily."""
-    import importlib
-
-    if name not in BACKENDS:
-        module = f"driftbench.faces.{_MODULES.get(name, name)}"
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module:
-                raise KeyError(f"unknown face backend {name!r}; known: {', '.join(KNOWN_BACKENDS)}") from None
-            raise
-    return BACKENDS[name]
+    """The factory of a backend (its module imported on first use); unknown -> UsageError."""
+    return BACKENDS.get(name)
 
 
 def create_backend(name: str, **options: Any) -> FaceBackend:
@@ -161,12 +148,7 @@ def preflight(name: str, options: dict[str, Any] | None = None, *, download: boo
     returns the threshold key, which differs per model for backends that load several models
     (``deepface:Facenet512``, ``insightface:buffalo_l``). Backends without one use their name.
     """
-    from driftbench.errors import UsageError
-
-    try:
-        factory = backend_factory(name)
-    except KeyError as exc:
-        raise UsageError(f"{exc.args[0]} -- fix: face=<one of {', '.join(KNOWN_BACKENDS)}>") from None
+    factory = backend_factory(name)
     check = getattr(factory, "preflight", None)
     return str(check(download=download, **(options or {}))) if check is not None else name
 

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from driftbench.errors import ModelNotFoundError, UsageError
-from driftbench.faces.base import ARCFACE_TEMPLATE_112, BackendInfo, Face, align_chip, l2_normalize, register
+from driftbench.faces.base import ARCFACE_TEMPLATE_112, BackendInfo, Face, align_chip, l2_normalize
 from driftbench.weights import store
 
 INSTALL_FIX = "pip install --no-deps 'deepface==0.0.103' && pip install 'driftbench[deepface]'"
@@ -129,7 +129,6 @@ def _weights_guard(model_name: str, download: bool, seen: list[Path]) -> Iterato
             weight_utils.download_weights_if_necessary = original
 
 
-@register("deepface")
 class DeepFaceBackend:
     """YuNet detection + YuNet-landmark alignment + a deepface recognition model (onnxruntime)."""
 

@@ -34,7 +34,6 @@ from driftbench.faces.base import (
     BackendInfo,
     Face,
     l2_normalize,
-    register,
     similarity_matrix,
 )
 from driftbench.weights import store
@@ -94,7 +93,6 @@ def euclidean_distance(cos_sim: np.ndarray | float, norm_a: np.ndarray | float =
     return np.sqrt(np.maximum(a * a + b * b - 2.0 * a * b * np.asarray(cos_sim, np.float64), 0.0))
 
 
-@register("dlib")
 class DlibBackend:
     """dlib HOG/CNN detector + 5-point alignment + ResNet 128-D (CC0 weights)."""
 

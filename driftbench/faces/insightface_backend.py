@@ -31,7 +31,7 @@ import numpy as np
 
 from driftbench.errors import ModelNotFoundError, UsageError
 from driftbench.faces import engines
-from driftbench.faces.base import BackendInfo, Face, l2_normalize, register
+from driftbench.faces.base import BackendInfo, Face, l2_normalize
 from driftbench.weights import store
 
 INSTALL_FIX = "pip install --no-deps 'insightface==2.1' && pip install 'driftbench[insightface]'"
@@ -108,7 +108,6 @@ def resolve_pack(pack: str, root: str = DEFAULT_ROOT, *, download: bool = False)
                              f"InsightFace download it into {folder}, or face.options.pack=/abs/folder")
 
 
-@register("insightface")
 class InsightFaceBackend:
     """SCRFD-style detection + 5-point ``norm_crop`` alignment + ArcFace-style embedding (InsightFace)."""
 

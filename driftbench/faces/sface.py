@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from driftbench.faces import engines
-from driftbench.faces.base import BackendInfo, Face, align_chip, l2_normalize, register
+from driftbench.faces.base import BackendInfo, Face, align_chip, l2_normalize
 from driftbench.weights import store
 
 #: longest side of the copy YuNet sees
@@ -138,7 +138,6 @@ class SFaceEmbedder:
         return l2_normalize(np.concatenate(out, axis=0))
 
 
-@register("sface")
 class SFaceBackend:
     """YuNet + SFace: the default, offline, Apache-2.0 backend."""
 

@@ -55,6 +55,7 @@ from driftbench.errors import UsageError
 from driftbench.generators.base import STEP_KINDS, GenerationError, StepInput
 from driftbench.generators.client import ApiClient, Classifier
 from driftbench.generators.media import prepare_image, to_base64, to_data_uri
+from driftbench.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -408,20 +409,13 @@ def wait_for(client: ApiClient, provider: HttpProvider, task_id: str, submit_url
     return state
 
 
-PROVIDERS: dict[str, Callable[[ProviderSettings], HttpProvider]] = {"http": HttpProvider}
+#: generator APIs by ``model.provider``: ``factory(ProviderSettings) -> HttpProvider``, imported on first use
+PROVIDERS: Registry[Callable[[ProviderSettings], HttpProvider]] = Registry(
+    "generator API (model.provider)",
+    {"http": "driftbench.generators.http:HttpProvider",
+     "kling": "driftbench.generators.kling:KlingProvider"},
+    fix="model.provider=<one of http, kling> (or provider: http with a model.api description)")
 
 
 def build_provider(settings: ProviderSettings) -> HttpProvider:
-    import importlib
-
-    name = settings.provider
-    if name not in PROVIDERS:
-        try:
-            importlib.import_module(f"driftbench.generators.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"driftbench.generators.{name}":
-                raise
-    if name not in PROVIDERS:
-        raise UsageError(f"model.provider={name!r} is unknown -- fix: one of {', '.join(sorted(PROVIDERS))} "
-                         "(or provider: http with a model.api description)")
-    return PROVIDERS[name](settings)
+    return PROVIDERS.get(settings.provider)(settings)

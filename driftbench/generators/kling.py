@@ -39,7 +39,7 @@ from typing import Any
 from driftbench.errors import UsageError
 from driftbench.generators.base import AuthFailed, GenerationError
 from driftbench.generators.client import Classifier
-from driftbench.generators.http import AUTH_TYPES, PROVIDERS, Auth, HttpProvider, ProviderSettings, deep_merge
+from driftbench.generators.http import AUTH_TYPES, Auth, HttpProvider, ProviderSettings, deep_merge
 
 BASE_URL = "https://api-singapore.klingai.com"
 
@@ -176,4 +176,3 @@ class KlingProvider(HttpProvider):
         return units * UNIT_USD
 
 
-PROVIDERS["kling"] = KlingProvider

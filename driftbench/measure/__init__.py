@@ -5,4 +5,7 @@ decoupled from pose and expression (:mod:`.decouple`), the per-clip and per-bin 
 (:mod:`.drift`), one clip end to end (:mod:`.clip`), the executors that map clips over processes or Ray
 (:mod:`.executors`), and background imports (:mod:`.preload`). May import faces, weights, sources.base (the Clip
 record), validity.verification (the decoupler's photo checks) and io/errors; never results, report, runner or cli.
-:mod:`.video` imports no Hydra."""
+:mod:`.video` imports no Hydra.
+
+Adding an executor: a function ``(clips, settings, *, workers, address, on_result)`` in :mod:`.executors`, one
+entry in :data:`.executors.EXECUTORS` and ``conf/executor/<name>.yaml``."""

@@ -282,9 +282,7 @@ def settings_from_config(cfg: Any, threshold: float, *, progress: bool = False) 
     m = cfg.metrics
     return MeasureSettings(
         backend=str(cfg.face.backend),
-        backend_options={"engine": str(cfg.face.engine), "score_threshold": float(cfg.face.score_threshold),
-                         "batch_size": int(cfg.face.batch_size), **dict(cfg.face.options)}
-        if cfg.face.backend == "sface" else dict(cfg.face.options),
+        backend_options=dict(cfg.face.options),
         expression=bool(cfg.signals.expression), age=bool(cfg.signals.age), max_faces=int(cfg.signals.max_faces),
         device=str(cfg.device), download=bool(cfg.fetch),
         sampling=Sampling(float(cfg.sampling.fps), float(cfg.sampling.start),

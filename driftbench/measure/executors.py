@@ -9,6 +9,7 @@ import os
 from collections.abc import Callable, Iterable
 
 from driftbench.measure.clip import ClipResult, MeasureSettings, close_analyzer, measure_clip
+from driftbench.registry import Registry
 from driftbench.sources.base import Clip
 
 
@@ -107,14 +108,25 @@ def run_ray(clips: list[Clip], settings: MeasureSettings, address: str | None,
             ray.shutdown()
 
 
+def local_executor(clips: list[Clip], settings: MeasureSettings, *, workers: int, address: str | None,
+                   on_result: Callable[[ClipResult], None]) -> None:
+    """``executor=local``: in-process, or a local process pool of ``workers`` (0: automatic)."""
+    run_local(clips, settings, workers or auto_workers(len(clips)), on_result)
+
+
+def ray_executor(clips: list[Clip], settings: MeasureSettings, *, workers: int, address: str | None,
+                 on_result: Callable[[ClipResult], None]) -> None:
+    """``executor=ray``: one Ray task per clip on the cluster at ``address`` (a local one when None)."""
+    run_ray(clips, settings, address, on_result)
+
+
+#: executors by ``executor.name``: ``executor(clips, settings, *, workers, address, on_result)``
+EXECUTORS: Registry[Callable[..., None]] = Registry(
+    "executor", {"local": "driftbench.measure.executors:local_executor",
+                 "ray": "driftbench.measure.executors:ray_executor"},
+    fix="executor=local or executor=ray")
+
+
 def execute(name: str, clips: Iterable[Clip], settings: MeasureSettings, *, workers: int = 0,
             address: str | None = None, on_result: Callable[[ClipResult], None]) -> None:
-    clips = list(clips)
-    if name == "local":
-        run_local(clips, settings, workers or auto_workers(len(clips)), on_result)
-    elif name == "ray":
-        run_ray(clips, settings, address, on_result)
-    else:
-        from driftbench.errors import UsageError
-
-        raise UsageError(f"unknown executor {name!r} -- fix: executor=local or executor=ray")
+    EXECUTORS.get(name)(list(clips), settings, workers=workers, address=address, on_result=on_result)

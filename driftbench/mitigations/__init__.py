@@ -3,6 +3,10 @@ They turn a source's clips into new clips (same clip_id, ``mitigation=<name>``);
 synthetic source live in :mod:`.warp`. May import sources.base (the Clip record), faces, measure.video and
 measure.cache, weights and io/errors/plugins; never results, report, runner or cli.
 
+Adding a post-processing mitigation: a module here with a :class:`.base.FrameProcessor` subclass; one entry
+``"name": "driftbench.mitigations.module:Class"`` in :data:`MITIGATIONS`; and ``conf/mitigation/<name>.yaml``. An
+installed package registers one under the ``driftbench.mitigations`` entry-point group.
+
 Mitigations: methods that should reduce drift. ``none`` is the baseline every leaderboard row is
 paired against. Post-processing mitigations transform clips before measurement; generation-time
 strategies are handed to the model (clip source, which lists them in ``generation_mitigations``).
@@ -35,35 +39,29 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from driftbench.mitigations.adversarial import Freeze, Paste
 from driftbench.mitigations.base import FrameProcessor, process_clip
-from driftbench.mitigations.realign import Chain, Reanchor
+from driftbench.registry import Registry
 from driftbench.sources.base import Clip, Skipped
 
 log = logging.getLogger("driftbench")
 
-#: post-processing mitigations by name
-MITIGATIONS: dict[str, type[FrameProcessor]] = {cls.name: cls for cls in (Reanchor, Chain, Freeze, Paste)}
-
-
 #: entry-point group through which an installed package adds post-processing mitigations (examples/plugin)
 ENTRY_POINTS = "driftbench.mitigations"
+
+#: post-processing mitigations by name (``mitigation.name``): FrameProcessor classes, imported on first use
+MITIGATIONS: Registry[type[FrameProcessor]] = Registry(
+    "post-processing mitigation",
+    {"reanchor": "driftbench.mitigations.realign:Reanchor",
+     "chain": "driftbench.mitigations.realign:Chain",
+     "freeze": "driftbench.mitigations.adversarial:Freeze",
+     "paste": "driftbench.mitigations.adversarial:Paste"},
+    entry_points=ENTRY_POINTS,
+    fix="choose from chain, freeze, paste, reanchor (or a generation-time one the model supports)")
 
 
 def create(name: str, params: dict[str, Any], device: str = "auto") -> FrameProcessor:
     """A configured processor; UsageError for an unknown name or param."""
-    from driftbench.errors import UsageError
-
-    if name not in MITIGATIONS:
-        from driftbench.plugins import load_entry_point
-
-        cls = load_entry_point(ENTRY_POINTS, name)
-        if cls is not None:
-            MITIGATIONS[name] = cls
-    if name not in MITIGATIONS:
-        raise UsageError(f"post-processing mitigation {name!r} does not exist -- fix: choose from "
-                         f"{', '.join(sorted(MITIGATIONS))} (or a generation-time one the model supports)")
-    return MITIGATIONS[name](params, device)
+    return MITIGATIONS.get(name)(params, device)
 
 
 def apply_post(clips: list[Clip], cfg: Any, settings: Any, cache_dir: Path) -> tuple[list[Clip], list[Skipped]]:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from driftbench.registry import Registry
+
 FIRST_FRAME = "first_frame"
 
 
@@ -86,74 +88,39 @@ class SourceContext:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-SOURCES: dict[str, Callable[[Any, SourceContext], ClipSource]] = {}
-
-
-def register(name: str) -> Callable[[Callable[[Any, SourceContext], ClipSource]], Callable[[Any, SourceContext], ClipSource]]:
-    def deco(factory: Callable[[Any, SourceContext], ClipSource]) -> Callable[[Any, SourceContext], ClipSource]:
-        SOURCES[name] = factory
-        return factory
-
-    return deco
-
-
-#: source module for each model name that is not a module of its own
-_MODULES = {"folder": "folder", "synthetic": "synthetic"}
-
-
-#: optional cheap checks run before any work (bad path, unreadable manifest -> UsageError, exit 2)
-PREFLIGHTS: dict[str, Callable[[Any], None]] = {}
-
-
 #: entry-point group through which an installed package adds clip sources (see examples/plugin)
 ENTRY_POINTS = "driftbench.sources"
 
-
-def _load(name: str) -> None:
-    import importlib
-
-    module = _MODULES.get(name)
-    if name not in SOURCES:
-        for mod in filter(None, [module, name, "generators"]):
-            try:
-                importlib.import_module(f"driftbench.sources.{mod}")
-            except ModuleNotFoundError as exc:
-                if exc.name != f"driftbench.sources.{mod}":
-                    raise
-            if name in SOURCES:
-                break
-    if name not in SOURCES:
-        from driftbench.plugins import load_entry_point
-
-        factory = load_entry_point(ENTRY_POINTS, name)
-        if factory is not None:
-            SOURCES.setdefault(name, factory)
+#: every clip source driftbench ships (``model.name``): ``factory(cfg, ctx) -> ClipSource``, imported on first
+#: use. A factory may carry ``preflight(cfg)``: cheap checks before any work (bad path, unreadable manifest ->
+#: UsageError, exit 2). A generic adapter's config (``provider: http``) falls back to its provider's source.
+SOURCES: Registry[Callable[[Any, SourceContext], ClipSource]] = Registry(
+    "model (clip source)",
+    {"folder": "driftbench.sources.folder:FolderSource",
+     "synthetic": "driftbench.sources.synthetic:SyntheticSource",
+     "kling": "driftbench.sources.generators:GeneratorSource",
+     "http": "driftbench.sources.generators:GeneratorSource"},
+    entry_points=ENTRY_POINTS,
+    fix="one of the conf/model options, see `driftbench run --help`")
 
 
 def _source_name(cfg: Any) -> str:
     """The registered source for a model config; a generic adapter's config (e.g. name: runway,
     provider: http) uses its provider's source."""
     name = str(cfg.name)
-    _load(name)
     provider = cfg.get("provider") if hasattr(cfg, "get") else getattr(cfg, "provider", None)
-    if name not in SOURCES and provider is not None:
-        _load(str(provider))
-        if provider in SOURCES:
-            name = str(provider)
-    if name not in SOURCES:
-        from driftbench.errors import UsageError
-
-        raise UsageError(f"unknown model (clip source) {name!r} -- fix: one of the conf/model options, see "
-                         "`driftbench run --help`")
+    if name not in SOURCES and provider is not None and str(provider) in SOURCES:
+        return str(provider)
+    SOURCES.get(name)  # unknown -> UsageError naming the fix
     return name
 
 
 def preflight(cfg: Any) -> None:
     """Cheap validation of a model config before any work (raises UsageError)."""
-    check = PREFLIGHTS.get(_source_name(cfg))
+    check = getattr(SOURCES.get(_source_name(cfg)), "preflight", None)
     if check is not None:
         check(cfg)
 
 
 def create_source(cfg: Any, ctx: SourceContext) -> ClipSource:
-    return SOURCES[_source_name(cfg)](cfg, ctx)
+    return SOURCES.get(_source_name(cfg))(cfg, ctx)

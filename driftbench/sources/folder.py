@@ -22,12 +22,9 @@ from typing import Any
 from driftbench.errors import UsageError, printable
 from driftbench.sources.base import (
     FIRST_FRAME,
-    PREFLIGHTS,
     Clip,
-    ClipSource,
     Skipped,
     SourceContext,
-    register,
 )
 
 MANIFEST_SUFFIXES = {".csv", ".yaml", ".yml", ".json"}
@@ -117,10 +114,11 @@ def preflight(cfg: Any) -> None:
     FolderSource(cfg, None).clips()
 
 
-PREFLIGHTS["folder"] = preflight
-
 
 class FolderSource:
+    #: cheap checks before any work, run by :func:`driftbench.sources.base.preflight`
+    preflight = staticmethod(preflight)
+
     def __init__(self, cfg: Any, ctx: SourceContext | None) -> None:
         self.cfg = cfg
         self.ctx = ctx
@@ -211,7 +209,3 @@ class FolderSource:
                 mitigation=str(_pick(row, "mitigation") or "none"), meta=meta))
         return clips
 
-
-@register("folder")
-def create(cfg: Any, ctx: SourceContext) -> ClipSource:
-    return FolderSource(cfg, ctx)

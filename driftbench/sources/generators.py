@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from driftbench.errors import UsageError
-from driftbench.sources.base import Clip, ClipSource, Skipped, SourceContext, register
+from driftbench.sources.base import Clip, Skipped, SourceContext
 
 log = logging.getLogger("driftbench")
 
@@ -124,7 +124,7 @@ class GeneratorSource:
                        credentials=" / ".join(getattr(provider.auth, "env_names", ()))) as client:
             meter = SpendMeter()
             runner = ChainRunner(provider, cache, client, settings, meter)
-            meter.limit = self.preflight(runner, jobs, provider)
+            meter.limit = self.spend_guard(runner, jobs, provider)
             results = self.run_jobs(runner, jobs)
         clips: list[Clip] = []
         for job, outcome in zip(jobs, results, strict=True):
@@ -175,7 +175,7 @@ class GeneratorSource:
         self._dataset_refs = {c.name: c.references for c in dataset.characters.values()}
         return jobs
 
-    def preflight(self, runner: Any, jobs: list[Any], provider: Any) -> float | None:
+    def spend_guard(self, runner: Any, jobs: list[Any], provider: Any) -> float | None:
         """Count and price what is not cached; refuse before any request unless confirmed and affordable.
         Returns the spending ceiling for this run."""
         plans = [runner.plan(job) for job in jobs]
@@ -264,12 +264,3 @@ class GeneratorSource:
                     character=job.character, references=refs, prompt_id=pid, seed=job.seed, model=self.name,
                     mitigation=label, meta=meta)
 
-
-@register("kling")
-def create_kling(cfg: Any, ctx: SourceContext) -> ClipSource:
-    return GeneratorSource(cfg, ctx)
-
-
-@register("http")
-def create_http(cfg: Any, ctx: SourceContext) -> ClipSource:
-    return GeneratorSource(cfg, ctx)

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from driftbench.errors import UsageError
-from driftbench.sources.base import Clip, ClipSource, Skipped, SourceContext, register
+from driftbench.sources.base import Clip, Skipped, SourceContext
 
 log = logging.getLogger("driftbench")
 
@@ -854,7 +854,3 @@ def _id_part(clip_id: str) -> str:
 
     return str(PurePosixPath(clip_id).with_suffix("")).replace(".", "_")
 
-
-@register("synthetic")
-def create(cfg: Any, ctx: SourceContext) -> ClipSource:
-    return SyntheticSource(cfg, ctx)
