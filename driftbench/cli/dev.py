@@ -1,7 +1,8 @@
 """``driftbench dev``: maintainer tasks that regenerate committed artefacts.
 
 ``driftbench dev expressivity-reference --shared ../shared`` rebuilds driftbench/data/expressivity_reference.json
-from real footage; ``driftbench dev expressivity-table RUN_DIR`` prints a run's per-clip expressivity as CSV.
+from real footage; ``driftbench dev expressivity-table RUN_DIR`` prints a run's per-clip expressivity as CSV;
+``driftbench dev metrics-readme`` regenerates metrics/README.md from the metric cards.
 """
 
 from __future__ import annotations
@@ -27,12 +28,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--work", type=Path, default=Path("reports/tmp/expressivity-reference"),
                    help="where --shared puts its runs")
     r.add_argument("--out", type=Path, default=REFERENCE_PATH)
+    m = sub.add_parser("metrics-readme", help="(re)write metrics/README.md from the metric cards")
+    m.add_argument("--out", type=Path, default=Path("metrics/README.md"))
     t = sub.add_parser("expressivity-table", help="per-clip expressivity of a run directory as CSV on stdout")
     t.add_argument("run_dir", type=Path)
     try:
         a = p.parse_args(argv)
     except SystemExit as exc:
         return 0 if exc.code == 0 else 2
+    if a.cmd == "metrics-readme":
+        from driftbench.results.cards import readme
+
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(readme(), encoding="utf-8")
+        print(a.out)
+        return 0
     if a.cmd == "expressivity-table":
         if not (a.run_dir / "frames.parquet").is_file():
             print(f"{a.run_dir}: no frames.parquet -- fix: pass a run directory from `driftbench run`",

@@ -27,6 +27,7 @@ from driftbench.report.figures import (
     survival_figure,
 )
 from driftbench.results import stats
+from driftbench.results.cards import headers as card_headers
 from driftbench.results.leaderboard import Leaderboard, LeaderboardSettings, RunSet, build, load_runs, write
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -47,17 +48,14 @@ BLENDSHAPE_NAMES = (
 #: columns of the per-clip table (clips.csv plus expressivity), with their headings
 #: drift first (the verdict where the run has one, drift at 30 s / 60 s / the end, loss, slope, lowest bin),
 #: then levels, then who the clip is
-TABLE_COLUMNS = [
-    ("clip_id", "clip"), ("drifting", "verdict"), ("drift_dec_at_30s", "drift@30s"), ("drift_dec_at_60s", "drift@60s"),
-    ("drift_dec_at_end", "drift@end"), ("drift_raw_at_end", "drift raw@end"), ("time_to_loss_s", "loss at s"),
-    ("slope_dec_per_min", "slope /min"), ("min_bin_dec", "min bin dec"),
-    ("duration_s", "duration s"), ("face_rate", "face rate"), ("opening_raw", "opening raw"),
-    ("opening_dec", "opening dec"), ("sim_dec_at_5s", "sim@5s"), ("sim_dec_at_30s", "sim@30s"),
-    ("sim_dec_at_60s", "sim@60s"), ("sim_dec_at_end", "sim@end"),
-    ("model", "model"), ("mitigation", "mitigation"), ("character", "character"),
-    ("prompt_id", "prompt"), ("seed", "seed"),
-    ("expressivity_vs_real", "expressivity vs real"), ("ref_copy", "ref copy"),
-]
+_HEADERS = {"clip_id": "clip", "drifting": "verdict", "duration_s": "duration s", "model": "model",
+            "mitigation": "mitigation", "character": "character", "prompt_id": "prompt", "seed": "seed",
+            **card_headers()}  # a metric column's header comes from its metric card
+TABLE_COLUMNS = [(c, _HEADERS[c]) for c in (
+    "clip_id", "drifting", "drift_dec_at_30s", "drift_dec_at_60s", "drift_dec_at_end", "drift_raw_at_end",
+    "time_to_loss_s", "slope_dec_per_min", "min_bin_dec", "duration_s", "face_rate", "opening_raw", "opening_dec",
+    "sim_dec_at_5s", "sim_dec_at_30s", "sim_dec_at_60s", "sim_dec_at_end", "model", "mitigation", "character",
+    "prompt_id", "seed", "expressivity_vs_real", "ref_copy")]
 #: at most this many clips get a small panel of their own in a single run's report
 MAX_MULTIPLES = 24
 TEXT_COLUMNS = frozenset({"clip_id", "model", "mitigation", "character", "prompt_id"})

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from driftbench.results import stats
+from driftbench.results import cards, stats
 
 BASELINE_FORMAT = 1
 
@@ -59,22 +59,9 @@ class Tracked:
     what: str
 
 
-TRACKED: dict[str, Tracked] = {
-    "sim_dec_at_30s": Tracked(+1, 0.02, "sim_dec_at_{T}s", "mean decoupled similarity at 30 s"),
-    "sim_dec_at_60s": Tracked(+1, 0.02, "sim_dec_at_{T}s", "mean decoupled similarity at 60 s"),
-    "drift_dec_at_30s": Tracked(-1, 0.02, "drift_dec_at_{T}s", "mean drift (opening - sim) at 30 s"),
-    "survival_at_30s": Tracked(+1, 0.05, "survival_at_{T}s", "share of clips still the same person at 30 s"),
-    "survival_at_60s": Tracked(+1, 0.05, "survival_at_{T}s", "share of clips still the same person at 60 s"),
-    "face_rate": Tracked(+1, 0.02, "face_rate", "share of samples with the character's face"),
-    "opening_dec": Tracked(+1, 0.02, "opening_{raw,dec}", "mean opening similarity (decoupled)"),
-    # clips of any length: the end of the clip, its lowest 1 s bin and its slope, raw beside decoupled
-    "drift_dec_at_end": Tracked(-1, 0.02, "drift_{raw,dec}_at_end", "drift over the clip's last window (decoupled)"),
-    "drift_raw_at_end": Tracked(-1, 0.02, "drift_{raw,dec}_at_end", "drift over the clip's last window (raw)"),
-    "min_bin_dec": Tracked(+1, 0.03, "min_bin_{raw,dec}", "lowest 1 s bin of the clip (decoupled)"),
-    "min_bin_raw": Tracked(+1, 0.03, "min_bin_{raw,dec}", "lowest 1 s bin of the clip (raw)"),
-    "slope_dec_per_min": Tracked(+1, 0.03, "slope_{raw,dec}_per_min", "Theil-Sen slope per minute (decoupled)"),
-    "slope_raw_per_min": Tracked(+1, 0.03, "slope_{raw,dec}_per_min", "Theil-Sen slope per minute (raw)"),
-}
+#: every column the gate tracks, from the metric cards (:mod:`driftbench.results.cards`), in card order
+TRACKED: dict[str, Tracked] = {col: Tracked(card.sign, g.tolerance, card.name, g.what)
+                               for col, (card, g) in cards.gated().items()}
 
 
 class GateUsageError(ValueError):
