@@ -457,7 +457,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _execute(cfg: Any, run_dir: Path, container: dict[Any, Any], cfg_hash: str, t_start: float) -> int:
-    from driftbench.measure.cache import default_cache_dir
+    from driftbench.measure.cache import signals_dir
     from driftbench.measure.executors import execute
     from driftbench.sources.base import create_source
     from driftbench.validity import calibration
@@ -468,7 +468,7 @@ def _execute(cfg: Any, run_dir: Path, container: dict[Any, Any], cfg_hash: str, 
     threshold, prov = calibration.threshold_for(key, far=float(cfg.metrics.far), score=score)
     progress = bool(cfg.progress) and sys.stderr.isatty()
     settings = settings_from_config(cfg, threshold, progress=progress)
-    cache_root = Path(cfg.cache.dir).expanduser() if cfg.cache.dir else default_cache_dir()
+    cache_root = Path(cfg.cache.dir).expanduser() if cfg.cache.dir else signals_dir()
     ctx = SourceContext(work_dir=run_dir / "work", cache_dir=cache_root.parent / "clips",
                         mitigation=cfg.mitigation, seed=int(cfg.seed), progress=progress,
                         options={"device": str(cfg.device), "fetch": bool(cfg.fetch),

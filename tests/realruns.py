@@ -37,11 +37,11 @@ def synthetic_clips(*overrides: str) -> dict[str, tuple[Path, Path]]:
     """``model=synthetic`` clips (package photos, procedural motion and drift): clip_id -> (mp4, the base
     identity's portrait). Rendered once into the user's clip cache (content-keyed, reused across sessions)."""
     from driftbench.config import compose
-    from driftbench.measure.cache import default_cache_dir
+    from driftbench.measure.cache import signals_dir
     from driftbench.sources.base import SourceContext, create_source
 
     cfg = compose(["model=synthetic", *overrides])
-    cache = default_cache_dir().parent / "clips"
+    cache = signals_dir().parent / "clips"
     src = create_source(cfg.model, SourceContext(work_dir=cache / "work", cache_dir=cache, progress=False))
     return {c.clip_id: (Path(c.path), Path(c.references[0])) for c in src.clips()}
 
@@ -251,9 +251,9 @@ def synthetic_pair_rows() -> list[dict[str, str]]:
 
 
 def synthetic_derived_dir() -> Path:
-    from driftbench.measure.cache import default_cache_dir
+    from driftbench.measure.cache import signals_dir
 
-    d = default_cache_dir().parent / "clips" / "test-derived"
+    d = signals_dir().parent / "clips" / "test-derived"
     d.mkdir(parents=True, exist_ok=True)
     return d
 

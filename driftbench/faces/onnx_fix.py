@@ -81,10 +81,10 @@ def load_fixed(path: str | Path, *, fold: bool = True, cache_dir: Path | None = 
     (``<cache>/derived/<source sha256>-<repair>.onnx``, written atomically) and later loads skip the
     ~0.3 s of constant folding (and of importing onnx, ~0.1 s). The source file itself is never modified.
     """
-    from driftbench.weights.store import cached_sha256, default_cache_dir
+    from driftbench.weights.store import cached_sha256, weights_dir
 
     src_hash = cached_sha256(Path(path))
-    derived = (cache_dir or default_cache_dir()) / "derived" / f"{src_hash[:24]}-{'fp32' if fold else 'inputs'}-v{REPAIR_VERSION}.onnx"
+    derived = (cache_dir or weights_dir()) / "derived" / f"{src_hash[:24]}-{'fp32' if fold else 'inputs'}-v{REPAIR_VERSION}.onnx"
     if derived.is_file():
         return derived.read_bytes()
     import onnx

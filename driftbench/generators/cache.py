@@ -29,8 +29,6 @@ from typing import Any
 
 from driftbench.io import dumps_json, write_text
 
-STATUSES = ("submitted", "succeed", "downloaded", "failed")
-
 
 def request_key(payload: dict[str, Any]) -> str:
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)

@@ -20,7 +20,8 @@ from driftbench.io import atomic_path
 from driftbench.weights.store import cached_sha256
 
 
-def default_cache_dir() -> Path:
+def signals_dir() -> Path:
+    """The per-frame signal cache ($DRIFTBENCH_CACHE, else ~/.cache/driftbench/signals; not the weights store)."""
     env = os.environ.get("DRIFTBENCH_CACHE")
     if env:
         return Path(env).expanduser()
@@ -36,7 +37,7 @@ def signal_key(content_sha256: str, sampling_token: str, signature: dict[str, An
 
 class SignalCache:
     def __init__(self, root: Path | None = None, enabled: bool = True) -> None:
-        self.root = Path(root) if root else default_cache_dir()
+        self.root = Path(root) if root else signals_dir()
         self.enabled = enabled
 
     def path_for(self, key: str) -> Path:

@@ -50,8 +50,6 @@ INTERIOR = (9, 151, 50, 280, 187, 411, 123, 352, 207, 427, 205, 425, 199, 175, 3
 #: upper / lower eyelid points facing each other (blinks move the first onto the second)
 RIGHT_LID_PAIRS = ((246, 7), (161, 163), (160, 144), (159, 145), (158, 153), (157, 154), (173, 155))
 LEFT_LID_PAIRS = ((466, 249), (388, 390), (387, 373), (386, 374), (385, 380), (384, 381), (398, 382))
-#: the five points (right eye, left eye, nose tip, right / left mouth corner) in YuNet's order
-FIVE_POINTS = ((468, 473), (1,), (61,), (291,))
 
 
 def control_indices() -> np.ndarray:

@@ -487,11 +487,11 @@ def synthetic_rows(cfg_overrides: list[str], settings: Any, metrics: Any, decoup
     from scipy.stats import spearmanr
 
     from driftbench.config import compose
-    from driftbench.measure.cache import default_cache_dir
+    from driftbench.measure.cache import signals_dir
     from driftbench.sources.base import SourceContext, create_source
 
     cfg = compose(["model=synthetic", *cfg_overrides])
-    root = Path(cfg.cache.dir).expanduser() if cfg.cache.dir else default_cache_dir()
+    root = Path(cfg.cache.dir).expanduser() if cfg.cache.dir else signals_dir()
     # the clips hold only the frames this sampling measures (model.render=sampled), as in a run
     ctx = SourceContext(work_dir=out_dir / "work", cache_dir=root.parent / "clips", mitigation=cfg.mitigation,
                         seed=int(cfg.seed), progress=False, options={"sampling": dict(vars(settings.sampling))})

