@@ -7,18 +7,27 @@ Metric cards (units: cosine similarity of identity embeddings unless stated; hig
 - ``sim_dec``: ``sim_raw`` decoupled from the expression / head-pose (/ age) difference to the
   reference (:mod:`driftbench.decouple`); what drift and identity loss are judged on.
 - ``sim_open``: cosine to the clip's own opening (mean embedding of its first ``opening_s``).
-- ``opening_{raw,dec}``: median similarity over the opening window [0, opening_s). Level, not drift.
+- ``opening_{raw,dec}``: median similarity over the opening window [start, start + opening_s): start is
+  the end of the frames the reference was built from (``reference_s`` for a first-frame reference, the
+  face's first second when it appears later), 0 for reference images (``opening_start_s``). A
+  first-frame reference's own frames would lift the opening and bias every drift upward. Level, not drift.
 - ``sim_{raw,dec}_at_{T}s``: median similarity over [T - window_s, T); empty when the clip is shorter
   than T. Higher is better.
 - ``drift_{raw,dec}_at_{T}s``: opening minus sim@T (positive = the face moved away from where it
   started). Lower is better.
+- ``sim_{raw,dec}_end`` / ``drift_{raw,dec}_end``: the same over the clip's last ``window_s``.
 - ``slope_{raw,dec}_per_min``: Theil-Sen slope of the per-bin medians, per minute (negative = drift).
 - ``auc_{raw,dec}``: time-normalised area under the binned curve (mean similarity over the clip).
 - ``time_to_loss_s``: onset of identity loss: the first sample of the first run of at least
-  ``min_loss_s`` in which the smoothed decoupled similarity stays below the backend's calibrated
-  threshold; empty (right-censored at ``duration_s``) when identity is never lost. ``lost`` is 0/1.
+  ``min_loss_s`` in which every sample is either below the backend's calibrated threshold (smoothed
+  decoupled similarity) or has no face of the character; empty (right-censored at ``duration_s``)
+  when identity is never lost. ``lost`` is 0/1. Losing the face is never a gain: a run without a face
+  is a loss like a run of another face (``loss_cause`` says which: ``identity`` when the run holds a
+  sample below the threshold, ``no_face`` when the face is missing throughout), and a clip in which
+  the face is never found stays in n and in survival, lost at its first sample.
 - ``face_rate``: share of samples where the character's face was found; stands beside every
-  identity figure (a method that loses the face is flagged, never rewarded).
+  identity figure (a method that loses the face is flagged, never rewarded). ``longest_no_face_s``:
+  the longest run of samples without the face (seconds, a sample counting one sampling period).
 """
 
 from __future__ import annotations
@@ -45,11 +54,25 @@ class Reference:
     mode: str  # "images" | "first_frame"
     n_faces: int  # how many faces (images or opening frames) were averaged
     thumb: bytes | None = None
+    #: end of the clip's frames the reference was built from (s); 0 for reference images
+    t_end: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {"mode": self.mode, "n_faces": self.n_faces, "yaw": self.yaw, "pitch": self.pitch,
-                "roll": self.roll, "age": self.age,
+                "roll": self.roll, "age": self.age, "t_end": self.t_end,
                 "blendshapes": None if self.blendshapes is None else [float(v) for v in self.blendshapes]}
+
+    @classmethod
+    def missing(cls, mode: str, dim: int = 128) -> Reference:
+        """No face to build the reference from (the face is never found): every similarity is NaN."""
+        return cls(embedding=np.full(dim, np.nan, dtype=np.float32), blendshapes=None, yaw=np.nan, pitch=np.nan,
+                   roll=np.nan, age=np.nan, mode=mode, n_faces=0)
+
+
+def opening_start(ref: Reference) -> float:
+    """Where the opening window starts: after the frames a first-frame reference was built from (they
+    would lift the opening), at 0 for reference images."""
+    return float(ref.t_end) if ref.mode == "first_frame" else 0.0
 
 
 def _mean_or_nan(values: pd.Series) -> float:
@@ -63,8 +86,9 @@ def _stack(series: pd.Series) -> np.ndarray | None:
     return np.stack(arrs) if arrs else None
 
 
-def reference_from_faces(rows: pd.DataFrame, mode: str) -> Reference:
-    """Average the given face rows (reference images' faces or the opening frames' faces)."""
+def reference_from_faces(rows: pd.DataFrame, mode: str, t_end: float = 0.0) -> Reference:
+    """Average the given face rows (reference images' faces or the opening frames' faces); ``t_end``:
+    the end of the clip's frames they come from (first-frame references)."""
     rows = rows[rows["emb"].notna()]
     if rows.empty:
         raise ValueError("no face to build the reference from")
@@ -76,12 +100,13 @@ def reference_from_faces(rows: pd.DataFrame, mode: str) -> Reference:
         blendshapes=None if bs is None else bs.mean(axis=0),
         yaw=_mean_or_nan(rows["yaw"]), pitch=_mean_or_nan(rows["pitch"]), roll=_mean_or_nan(rows["roll"]),
         age=float(pd.to_numeric(rows["age"], errors="coerce").median()) if rows["age"].notna().any() else np.nan,
-        mode=mode, n_faces=len(rows), thumb=thumb,
+        mode=mode, n_faces=len(rows), thumb=thumb, t_end=float(t_end),
     )
 
 
 def frame_table(track: pd.DataFrame, ref: Reference, *, opening_s: float = 2.0) -> pd.DataFrame:
-    """Per-sample similarities and differences to the reference (decoupling is applied later)."""
+    """Per-sample similarities and differences to the reference (decoupling is applied later).
+    ``sim_open`` compares with the mean embedding of the opening window (:func:`opening_start`)."""
     out = pd.DataFrame({
         "sample_index": track["sample_index"].astype("int32"),
         "t": track["t"].astype("float64"),
@@ -101,7 +126,9 @@ def frame_table(track: pd.DataFrame, ref: Reference, *, opening_s: float = 2.0) 
     if found.any():
         embs = np.stack([np.asarray(e, dtype=np.float32) for e in track.loc[found, "emb"]])
         sim[found] = embs @ ref.embedding
-        opening = found & (out["t"].to_numpy() < opening_s)
+        lo = opening_start(ref)
+        tt = out["t"].to_numpy()
+        opening = found & (tt >= lo - 1e-9) & (tt < lo + opening_s - 1e-9)
         if opening.any():
             open_emb = l2_normalize(np.stack([np.asarray(e, np.float32) for e in track.loc[opening, "emb"]])
                                     .mean(axis=0))
@@ -177,27 +204,51 @@ def smooth(t: np.ndarray, values: np.ndarray, window_s: float) -> np.ndarray:
     return out
 
 
+def loss_run(t: np.ndarray, smoothed: np.ndarray, threshold: float, min_loss_s: float,
+             period: float) -> tuple[float, str] | None:
+    """(onset, cause) of the first run of at least ``min_loss_s`` in which every sample is below
+    ``threshold`` or has no face (NaN); None if there is none.
+
+    Losing the face is never a gain: a sample without a face continues or starts a run like one of
+    another face. ``cause`` is ``identity`` when the run holds a sample below the threshold,
+    ``no_face`` when the face is missing throughout. A clip without any face is lost at its first
+    sample whatever its length. A run's length counts one sample period for its last sample (a run
+    of n samples at 2 frames/s lasts n * 0.5 s).
+    """
+    t = np.asarray(t, dtype=np.float64)
+    v = np.asarray(smoothed, dtype=np.float64)
+    if len(t) and not np.isfinite(v).any():
+        return float(t[0]), "no_face"
+    start: float | None = None
+    below = False
+    for ti, vi in zip(t, v, strict=True):
+        face = bool(np.isfinite(vi))
+        if not face or vi < threshold:
+            if start is None:
+                start, below = float(ti), False
+            below |= face
+            if float(ti) - start + period >= min_loss_s - 1e-9:
+                return start, "identity" if below else "no_face"
+        else:
+            start = None
+    return None
+
+
 def time_to_loss(t: np.ndarray, smoothed: np.ndarray, threshold: float, min_loss_s: float,
                  period: float) -> float | None:
-    """Onset of the first run of at least ``min_loss_s`` below ``threshold``; None if none.
+    """Onset of the first loss run (:func:`loss_run`: below ``threshold`` or without a face for at
+    least ``min_loss_s``); None if none."""
+    run = loss_run(t, smoothed, threshold, min_loss_s, period)
+    return None if run is None else run[0]
 
-    Samples without a face (NaN) neither start nor break a run. A run's length counts one sample
-    period for its last sample (a run of n samples at 2 frames/s lasts n * 0.5 s).
-    """
-    start: float | None = None
-    last: float | None = None
-    for ti, v in zip(t, smoothed, strict=True):
-        if not np.isfinite(v):
-            continue
-        if v < threshold:
-            if start is None:
-                start = float(ti)
-            last = float(ti)
-            if last - start + period >= min_loss_s - 1e-9:
-                return start
-        else:
-            start = last = None
-    return None
+
+def longest_no_face_s(face_found: np.ndarray, period: float) -> float:
+    """Longest run of consecutive samples without the face, in seconds (n samples last n periods)."""
+    best = cur = 0
+    for f in np.asarray(face_found, dtype=bool):
+        cur = 0 if f else cur + 1
+        best = max(best, cur)
+    return best * period
 
 
 def curve(frames: pd.DataFrame, bin_s: float = 1.0) -> pd.DataFrame:
@@ -260,12 +311,16 @@ def horizon_label(h: float) -> str:
 
 
 def clip_summary(frames: pd.DataFrame, curv: pd.DataFrame, *, duration_s: float, threshold: float,
-                 metrics: Any, fps: float) -> dict[str, Any]:
-    """Per-clip drift metrics (see the module docstring for each metric's card)."""
+                 metrics: Any, fps: float, opening_start_s: float = 0.0) -> dict[str, Any]:
+    """Per-clip drift metrics (see the module docstring for each metric's card). ``opening_start_s``:
+    :func:`opening_start` of the clip's reference."""
+    period = 1.0 / fps
     out: dict[str, Any] = {"duration_s": duration_s, "n_samples": len(frames),
-                           "face_rate": float(frames["face_found"].mean()) if len(frames) else 0.0}
+                           "face_rate": float(frames["face_found"].mean()) if len(frames) else 0.0,
+                           "longest_no_face_s": longest_no_face_s(frames["face_found"].to_numpy(), period),
+                           "opening_start_s": float(opening_start_s)}
     for kind, col in (("raw", "sim_raw"), ("dec", "sim_dec")):
-        opening = _window_median(frames, col, 0.0, float(metrics.opening_s))
+        opening = _window_median(frames, col, float(opening_start_s), float(opening_start_s) + float(metrics.opening_s))
         out[f"opening_{kind}"] = opening
         out[f"mean_{kind}"] = float(frames[col].mean()) if frames[col].notna().any() else np.nan
         for h in metrics.horizons:
@@ -277,15 +332,19 @@ def clip_summary(frames: pd.DataFrame, curv: pd.DataFrame, *, duration_s: float,
                 v = np.nan
             out[f"sim_{kind}_at_{lab}"] = v
             out[f"drift_{kind}_at_{lab}"] = opening - v if np.isfinite(v) and np.isfinite(opening) else np.nan
+        end = _window_median(frames, col, duration_s - float(metrics.window_s), duration_s + period)
+        out[f"sim_{kind}_end"] = end
+        out[f"drift_{kind}_end"] = opening - end if np.isfinite(end) and np.isfinite(opening) else np.nan
         out[f"slope_{kind}_per_min"] = _theil_sen_per_min(curv["t_mid"].to_numpy(), curv[col].to_numpy())
         out[f"auc_{kind}"] = _auc(curv["t_mid"].to_numpy(), curv[col].to_numpy())
     out["min_bin_raw"] = float(curv["sim_raw"].min()) if curv["sim_raw"].notna().any() else np.nan
     out["min_bin_dec"] = float(curv["sim_dec"].min()) if curv["sim_dec"].notna().any() else np.nan
     score_col = "sim_dec_smooth" if metrics.loss_score == "decoupled" else "sim_raw_smooth"
-    ttl = time_to_loss(frames["t"].to_numpy(), frames[score_col].to_numpy(), threshold,
-                       float(metrics.min_loss_s), 1.0 / fps)
+    run = loss_run(frames["t"].to_numpy(), frames[score_col].to_numpy(), threshold, float(metrics.min_loss_s),
+                   period)
     out["threshold"] = threshold
-    out["time_to_loss_s"] = ttl if ttl is not None else np.nan
-    out["lost"] = int(ttl is not None)
-    out["survival_time_s"] = ttl if ttl is not None else duration_s
+    out["time_to_loss_s"] = run[0] if run is not None else np.nan
+    out["lost"] = int(run is not None)
+    out["loss_cause"] = run[1] if run is not None else ""
+    out["survival_time_s"] = run[0] if run is not None else duration_s
     return out

@@ -218,19 +218,23 @@ def _measure(clip: Clip, s: MeasureSettings, warnings: list[str]) -> ClipResult:
                         reason="empty")
     track = choose_faces(faces, ref.embedding if ref is not None else None)
     if not track["face_found"].any():
-        raise ClipError(clip.path, "the character's face was not found in any sampled frame",
-                        "check that the clip shows a face (>= ~40 px); the reference cannot be matched",
-                        reason="no_face")
+        # losing the face is never a gain: the clip stays in n and in survival, lost at its first sample
+        warnings.append(f"{clip.path}: the character's face was not found in any sampled frame: counted as "
+                        "lost (loss_cause no_face) -- fix: check that the clip shows a face (>= ~40 px)")
+        if ref is None:
+            ref = drift.Reference.missing("first_frame")
     if ref is None:
         opening = track[track["face_found"] & (track["t"] < s.metrics.reference_s)]
+        ref_end = s.metrics.reference_s
         if opening.empty:  # the face appears later: the first second in which it is seen
             first_t = float(track.loc[track["face_found"], "t"].min())
-            opening = track[track["face_found"] & (track["t"] < first_t + s.metrics.reference_s)]
+            ref_end = first_t + s.metrics.reference_s
+            opening = track[track["face_found"] & (track["t"] < ref_end)]
             warnings.append(f"{clip.path}: no face in the first {s.metrics.reference_s:g} s; first_frame "
                             f"reference taken from {first_t:.1f} s")
-        ref = drift.reference_from_faces(opening, "first_frame")
+        ref = drift.reference_from_faces(opening, "first_frame", t_end=ref_end)
     frames = drift.frame_table(track, ref, opening_s=s.metrics.opening_s)
-    decoupler = load_decoupler(s.backend, s.decoupler)
+    decoupler = load_decoupler(analyzer.info.threshold_key or s.backend, s.decoupler)
     frames["sim_dec"] = decoupler.apply(frames)
     t = frames["t"].to_numpy()
     frames["sim_raw_smooth"] = drift.smooth(t, frames["sim_raw"].to_numpy(), s.metrics.smooth_s)
@@ -243,7 +247,7 @@ def _measure(clip: Clip, s: MeasureSettings, warnings: list[str]) -> ClipResult:
     duration = info.duration_s if info.duration_s > 0 and not truncated else \
         float(frames["t"].max() + 1.0 / max(info.fps, 1e-6))
     summary = drift.clip_summary(frames, curv, duration_s=duration, threshold=s.threshold, metrics=s.metrics,
-                                 fps=s.sampling.fps)
+                                 fps=s.sampling.fps, opening_start_s=drift.opening_start(ref))
     summary.update({"video_fps": info.fps, "width": info.width, "height": info.height, "codec": info.codec,
                     "reference_mode": ref.mode, "n_reference_faces": ref.n_faces,
                     "max_faces_seen": int(faces["n_faces"].max())})
