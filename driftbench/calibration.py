@@ -312,3 +312,67 @@ def domain_calibration(frames: Any, photo_pairs: Any, decoupler: Any, *, per_cli
             block["photo_far"] = float((p >= block["threshold"]).mean()) if len(p) else float("nan")
         out[score] = res
     return out
+
+
+# -- the drift verdict: calibrated on identity-constant real footage ---------------------------------------
+#: nominal one-sided tail probabilities the threshold may sit at (mean + z * SD of the clips' drift levels)
+DRIFT_TAILS = (1e-2, 5e-3, 2e-3, 1e-3, 5e-4, 2e-4, 1e-4, 5e-5, 2e-5, 1e-5)
+#: at most this share of held-out real clips may be flagged as drifting
+DRIFT_MAX_FPR = 0.01
+
+
+def _drift_threshold(levels: Any, tail: float) -> float:
+    import numpy as np
+    from scipy.stats import norm
+
+    v = np.asarray(levels, np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean() + norm.isf(tail) * v.std(ddof=1)) if len(v) > 1 else float("inf")
+
+
+def _lopo_rate(levels: Any, people: Any, tail: float) -> float:
+    import numpy as np
+
+    levels, people = np.asarray(levels, np.float64), np.asarray(people)
+    flagged = [bool(levels[i] > _drift_threshold(levels[people != people[i]], tail)) for i in range(len(levels))]
+    return float(np.mean(flagged)) if flagged else float("nan")
+
+
+def _choose_tail(levels: Any, people: Any) -> float:
+    """The largest tail (lowest threshold, most sensitive) whose leave-one-person-out rate of flagged
+    clips stays within DRIFT_MAX_FPR."""
+    for tail in DRIFT_TAILS:
+        if _lopo_rate(levels, people, tail) <= DRIFT_MAX_FPR:
+            return tail
+    return DRIFT_TAILS[-1]
+
+
+def calibrate_drift(levels: Any, people: Any, clips: Any, *, window_s: float, min_s: float, score: str = "dec"
+                    ) -> dict[str, Any]:
+    """The drift verdict's threshold from identity-constant real clips' drift levels
+    (:func:`driftbench.drift.drift_level`), people held out.
+
+    The threshold is mean + z * SD of the clips' levels, z at the largest tail of ``DRIFT_TAILS`` whose
+    leave-one-person-out flag rate is <= ``DRIFT_MAX_FPR``. ``heldout``: nested leave-one-person-out, the
+    tail chosen and the threshold computed without the held-out person's clips, then applied to them:
+    the share of held-out real clips flagged (and which). Clips too short for a run have level -inf:
+    they cannot be flagged and do not enter the fit."""
+    import numpy as np
+
+    levels, people, clips = np.asarray(levels, np.float64), np.asarray(people).astype(str), np.asarray(clips)
+    tail = _choose_tail(levels, people)
+    flagged = []
+    for p in np.unique(people):
+        tr, te = people != p, people == p
+        thr = _drift_threshold(levels[tr], _choose_tail(levels[tr], people[tr]))
+        flagged += [str(c) for c, lv in zip(clips[te], levels[te], strict=True) if lv > thr]
+    finite = np.isfinite(levels)
+    return {"score": score, "window_s": window_s, "min_s": min_s, "threshold": _drift_threshold(levels, tail),
+            "tail": tail, "rule": "mean + norm.isf(tail) * SD of the drift levels of identity-constant real clips; "
+                                  f"tail: the largest of {list(DRIFT_TAILS)} whose leave-one-person-out flag rate "
+                                  f"is <= {DRIFT_MAX_FPR:g}",
+            "n_clips": len(levels), "n_clips_with_level": int(finite.sum()), "n_people": len(np.unique(people)),
+            "level_mean": float(levels[finite].mean()), "level_sd": float(levels[finite].std(ddof=1)),
+            "level_max": float(levels[finite].max()),
+            "heldout": {"method": "nested leave-one-person-out", "n_flagged": len(flagged), "n_clips": len(levels),
+                        "rate": len(flagged) / len(levels) if len(levels) else float("nan"), "flagged": flagged}}

@@ -25,6 +25,13 @@ Metric cards (units: cosine similarity of identity embeddings unless stated; hig
   is a loss like a run of another face (``loss_cause`` says which: ``identity`` when the run holds a
   sample below the threshold, ``no_face`` when the face is missing throughout), and a clip in which
   the face is never found stays in n and in survival, lost at its first sample.
+- ``drifting`` / ``time_to_drift_s`` / ``drift_level``: drift below the identity-loss bar. The drift
+  series is the opening minus the trailing ``DRIFT_WINDOW_S`` median of the decoupled score; ``drift_level``
+  is the highest level it holds for ``DRIFT_MIN_S``; a clip is ``drifting`` when that exceeds the
+  threshold calibrated on identity-constant real footage (people held out, at most 1 % of held-out real
+  clips flagged; :func:`driftbench.calibration.calibrate_drift`), and ``time_to_drift_s`` is the onset of
+  the first such run (empty = censored at the end; ``drift_survival_time_s`` for Kaplan-Meier). Empty
+  where no calibrated verdict exists for the backend key.
 - ``face_rate``: share of samples where the character's face was found; stands beside every
   identity figure (a method that loses the face is flagged, never rewarded). ``longest_no_face_s``:
   the longest run of samples without the face (seconds, a sample counting one sampling period).
@@ -311,9 +318,11 @@ def horizon_label(h: float) -> str:
 
 
 def clip_summary(frames: pd.DataFrame, curv: pd.DataFrame, *, duration_s: float, threshold: float,
-                 metrics: Any, fps: float, opening_start_s: float = 0.0) -> dict[str, Any]:
+                 metrics: Any, fps: float, opening_start_s: float = 0.0,
+                 verdict: dict[str, Any] | None = None) -> dict[str, Any]:
     """Per-clip drift metrics (see the module docstring for each metric's card). ``opening_start_s``:
-    :func:`opening_start` of the clip's reference."""
+    :func:`opening_start` of the clip's reference; ``verdict``: the calibrated drift verdict
+    (:func:`load_drift_verdict`)."""
     period = 1.0 / fps
     out: dict[str, Any] = {"duration_s": duration_s, "n_samples": len(frames),
                            "face_rate": float(frames["face_found"].mean()) if len(frames) else 0.0,
@@ -347,4 +356,102 @@ def clip_summary(frames: pd.DataFrame, curv: pd.DataFrame, *, duration_s: float,
     out["lost"] = int(run is not None)
     out["loss_cause"] = run[1] if run is not None else ""
     out["survival_time_s"] = run[0] if run is not None else duration_s
+    out.update(verdict_summary(frames, verdict, duration_s=duration_s, opening_start_s=float(opening_start_s),
+                               opening_s=float(metrics.opening_s), period=period))
     return out
+
+
+# -- drift below the loss bar ----------------------------------------------------------------------------
+def drift_series(t: np.ndarray, sim: np.ndarray, opening: float, window_s: float) -> np.ndarray:
+    """Per sample: the opening minus the median of the score over the trailing window [t - window_s, t]
+    (NaN samples ignored; NaN where the window holds no face)."""
+    out = np.full(len(t), np.nan)
+    ok = np.isfinite(sim)
+    if not ok.any() or not np.isfinite(opening):
+        return out
+    s = pd.Series(np.asarray(sim, np.float64), index=pd.to_timedelta(np.asarray(t, np.float64), unit="s"))
+    med = s.rolling(pd.Timedelta(seconds=window_s + 1e-6), min_periods=1, closed="both").median().to_numpy()
+    return opening - med
+
+
+def sustained_drift(t: np.ndarray, d: np.ndarray, min_s: float, period: float) -> tuple[float, float | None]:
+    """(m, onset): ``m`` the largest level the drift series ``d`` stays at or above for a run of at least
+    ``min_s`` (each sample counting one period; samples without a value end a run), and the first
+    sample of such a run at level ``m``. (-inf, None) when no run is long enough."""
+    t = np.asarray(t, np.float64)
+    d = np.asarray(d, np.float64)
+    n_run = max(1, int(np.ceil(min_s / period - 1e-9)))
+    best, onset = -np.inf, None
+    for i in range(0, len(d) - n_run + 1):
+        w = d[i:i + n_run]
+        if not np.isfinite(w).all() or t[i + n_run - 1] - t[i] > min_s + period:
+            continue
+        m = float(w.min())
+        if m > best:
+            best, onset = m, float(t[i])
+    return best, onset
+
+
+def time_to_drift(t: np.ndarray, d: np.ndarray, threshold: float, min_s: float, period: float) -> float | None:
+    """Onset of drift: the first sample of the first run of at least ``min_s`` in which the drift series
+    stays above ``threshold``; None (censored) when there is none."""
+    t = np.asarray(t, np.float64)
+    d = np.asarray(d, np.float64)
+    start: float | None = None
+    for ti, di in zip(t, d, strict=True):
+        if np.isfinite(di) and di > threshold:
+            if start is None:
+                start = float(ti)
+            if float(ti) - start + period >= min_s - 1e-9:
+                return start
+        else:
+            start = None
+    return None
+
+
+#: drift verdict: trailing window of the drift series and the shortest run that counts
+DRIFT_WINDOW_S = 4.0
+DRIFT_MIN_S = 4.0
+
+
+def drift_level(frames: pd.DataFrame, col: str, *, opening_start_s: float, opening_s: float,
+                window_s: float = DRIFT_WINDOW_S, min_s: float = DRIFT_MIN_S, period: float = 0.5
+                ) -> tuple[float, np.ndarray]:
+    """(level, series): the drift series of score ``col`` after the opening (:func:`drift_series`) and the
+    highest level it holds for ``min_s`` (:func:`sustained_drift`; -inf when the clip is too short)."""
+    t = frames["t"].to_numpy(np.float64)
+    opening = _window_median(frames, col, opening_start_s, opening_start_s + opening_s)
+    d = drift_series(t, frames[col].to_numpy(np.float64), opening, window_s)
+    d[t < opening_start_s + opening_s - 1e-9] = np.nan
+    return sustained_drift(t, d, min_s, period)[0], d
+
+
+def load_drift_verdict(key: str) -> dict[str, Any] | None:
+    """The calibrated drift verdict of backend key ``key`` (:mod:`driftbench.artefacts` kind ``drift``)."""
+    import json
+
+    from driftbench import artefacts
+
+    path = artefacts.find("drift", key)
+    if path is None:
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {**data, "file": str(path)}
+
+
+def verdict_summary(frames: pd.DataFrame, verdict: dict[str, Any] | None, *, duration_s: float,
+                    opening_start_s: float, opening_s: float, period: float) -> dict[str, Any]:
+    """``drifting`` (0/1), ``time_to_drift_s`` (onset, empty = censored at the clip's end),
+    ``drift_survival_time_s`` and ``drift_level`` under a calibrated verdict (empty without one)."""
+    empty = {"drift_level": np.nan, "drift_threshold": np.nan, "drifting": np.nan, "time_to_drift_s": np.nan,
+             "drift_survival_time_s": np.nan}
+    if not verdict:
+        return empty
+    col = "sim_dec" if verdict.get("score", "dec") == "dec" else "sim_raw"
+    level, d = drift_level(frames, col, opening_start_s=opening_start_s, opening_s=opening_s,
+                           window_s=float(verdict["window_s"]), min_s=float(verdict["min_s"]), period=period)
+    thr = float(verdict["threshold"])
+    onset = time_to_drift(frames["t"].to_numpy(np.float64), d, thr, float(verdict["min_s"]), period)
+    return {"drift_level": level if np.isfinite(level) else np.nan, "drift_threshold": thr,
+            "drifting": int(onset is not None), "time_to_drift_s": onset if onset is not None else np.nan,
+            "drift_survival_time_s": onset if onset is not None else duration_s}

@@ -247,7 +247,8 @@ def _measure(clip: Clip, s: MeasureSettings, warnings: list[str]) -> ClipResult:
     duration = info.duration_s if info.duration_s > 0 and not truncated else \
         float(frames["t"].max() + 1.0 / max(info.fps, 1e-6))
     summary = drift.clip_summary(frames, curv, duration_s=duration, threshold=s.threshold, metrics=s.metrics,
-                                 fps=s.sampling.fps, opening_start_s=drift.opening_start(ref))
+                                 fps=s.sampling.fps, opening_start_s=drift.opening_start(ref),
+                                 verdict=drift.load_drift_verdict(analyzer.info.threshold_key or s.backend))
     summary.update({"video_fps": info.fps, "width": info.width, "height": info.height, "codec": info.codec,
                     "reference_mode": ref.mode, "n_reference_faces": ref.n_faces,
                     "max_faces_seen": int(faces["n_faces"].max())})
