@@ -126,3 +126,27 @@ def test_theil_sen_equals_scipy_on_random_data():
     x = np.array([0.0, 1.0, 1.0, 2.0])  # ties in x are skipped, as scipy does
     y = np.array([0.9, 0.8, 0.7, 0.6])
     assert drift.theil_sen_slope(x, y) == pytest.approx(theilslopes(y, x).slope)
+
+
+def test_drift_verdict_flags_a_sustained_drop_and_dates_its_onset():
+    t = np.arange(0, 40, 0.5)
+    sim = np.where(t < 20, 0.85, 0.70)  # a 0.15 drop at 20 s, held to the end
+    fr = _frames(t, sim)
+    level, _ = drift.drift_level(fr, "sim_dec", opening_start_s=1.0, opening_s=2.0, window_s=4.0, min_s=4.0)
+    assert level == pytest.approx(0.15)
+    verdict = {"threshold": 0.05, "window_s": 4.0, "min_s": 4.0, "score": "dec"}
+    s = drift.clip_summary(fr, drift.curve(fr, 1.0), duration_s=40.0, threshold=0.4, metrics=MetricSettings(),
+                           fps=2.0, opening_start_s=1.0, verdict=verdict)
+    # the trailing 4 s median crosses once more than half its window lies after the drop: 22 s
+    assert s["drifting"] == 1 and s["time_to_drift_s"] == pytest.approx(22.0)
+    assert s["drift_survival_time_s"] == s["time_to_drift_s"] and s["lost"] == 0
+    # a brief dip shorter than the run is not drift, and without a calibrated verdict the columns are empty
+    dip = np.where((t >= 20) & (t < 23), 0.6, 0.85)
+    s2 = drift.clip_summary(_frames(t, dip), drift.curve(_frames(t, dip), 1.0), duration_s=40.0, threshold=0.4,
+                            metrics=MetricSettings(), fps=2.0, opening_start_s=1.0, verdict=verdict)
+    assert s2["drifting"] == 0 and np.isnan(s2["time_to_drift_s"]) and s2["drift_survival_time_s"] == 40.0
+    s3 = drift.clip_summary(fr, drift.curve(fr, 1.0), duration_s=40.0, threshold=0.4, metrics=MetricSettings(),
+                            fps=2.0, opening_start_s=1.0)
+    assert np.isnan(s3["drifting"])
+    # too short for a run: no level
+    assert drift.sustained_drift(t[:4], np.full(4, 0.3), 4.0, 0.5) == (-np.inf, None)

@@ -220,7 +220,8 @@ def test_report_cli_bad_usage(tmp_path: Path) -> None:
 
 
 def test_skipped_clips_are_shown_with_reason_and_fix(tmp_path: Path) -> None:
-    """A real run where one clip shows no face: the report lists it with the reason and the fix."""
+    """A real run where one clip cannot be read and one shows no face: the report lists the first with the
+    reason and the fix; the second stays among the clips, lost (face loss is never a gain)."""
     if not (DATA / "video").is_dir():
         pytest.skip(f"../shared not found at {DATA}: real media and weights are needed")
     import numpy as np
@@ -228,22 +229,26 @@ def test_skipped_clips_are_shown_with_reason_and_fix(tmp_path: Path) -> None:
     from tests.realruns import VIDEO, run_pipeline, write_clip, write_manifest
 
     blank = write_clip(tmp_path / "blank.mp4", [np.full((128, 128, 3), 30, np.uint8)] * 50, 25.0)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"")
     manifest = write_manifest(tmp_path / "m.csv", [
         {"clip": str(VIDEO / "generated" / "hallo_7_1.mp4"), "reference": "first_frame"},
-        {"clip": str(blank), "reference": "first_frame"}])
+        {"clip": str(blank), "reference": "first_frame"}, {"clip": str(broken), "reference": "first_frame"}])
     res = run_pipeline(manifest, tmp_path / "run", "sampling.end=3")
     assert res.returncode == 1  # some clips failed, the rest written
     html_path = tmp_path / "run" / "report.html"  # rendered by `driftbench run` itself
     html, _ = parse(html_path)
-    assert "no_face" in html and "fix:" in html and "blank.mp4" in html
+    assert "empty" in html and "fix:" in html and "broken.mp4" in html
     report = json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))
-    assert [s["reason"] for s in report["skipped"]] == ["no_face"]
-    assert len(report["clips"]) == 1
+    assert [s["reason"] for s in report["skipped"]] == ["empty"]
+    assert len(report["clips"]) == 2
+    lost = [c for c in report["clips"] if "blank" in str(c.get("path", c.get("clip_id")))]
+    assert len(lost) == 1 and int(lost[0]["lost"]) == 1 and lost[0]["loss_cause"] == "no_face"
     # a run where nothing could be measured still gets its report (and the gate says 1, not a crash)
-    empty = run_pipeline(blank, tmp_path / "empty")
+    empty = run_pipeline(broken, tmp_path / "empty")
     assert empty.returncode == 1, empty.stderr[-2000:]
     html, _ = parse(tmp_path / "empty" / "report.html")
-    assert "No clip was measured" in html and "no_face" in html
+    assert "No clip was measured" in html and "empty" in html
     from driftbench import gate
 
     assert gate.main([str(tmp_path / "empty"), "--baseline", str(ROOT / "metrics/baselines/generated.json")]) == 1

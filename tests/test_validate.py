@@ -148,3 +148,109 @@ def test_synthetic_injected_drift_correlates_with_measured_drift(tmp_path):
     rows = V.synthetic_rows(["device=cpu"], s, cfg.metrics, load_decoupler("sface"), tmp_path)
     assert rows[0].status == "pass", rows[0]
     assert rows[0].dec > 0.5
+
+
+def _mini_shared(root: Path) -> Path:
+    """A small copy of ../shared's layout (links, no media copied): 4 real clips of 4 people, 2 driving
+    clips, infinitetalk_dub_9 and one stable generated clip, the deepface photos."""
+    real = root / "data" / "video" / "real"
+    drv = root / "data" / "video" / "liveportrait" / "driving"
+    gen = root / "data" / "video" / "generated"
+    for d in (real, drv, gen, root / "data" / "faces"):
+        d.mkdir(parents=True)
+    man = pd.read_csv(VIDEO / "real" / "manifest.csv", dtype=str, keep_default_na=False)
+    man = man[man["file"].isin(["tpsmm_driving.mp4", "retalking_face1.mp4", "hellomeme_jue.mp4",
+                                "pcavs_audio_00015.mp4"])]
+    for f in man["file"]:
+        (real / f).symlink_to(VIDEO / "real" / f)
+    man.to_csv(real / "manifest.csv", index=False)
+    for f in ("d0.mp4", "d20.mp4"):
+        (drv / f).symlink_to(VIDEO / "liveportrait" / "driving" / f)
+    gm = pd.read_csv(VIDEO / "generated" / "manifest.csv", dtype=str, keep_default_na=False)
+    gm = gm[gm["file"].isin([V.DRIFT_CLIP, "hallo_1_0.mp4"])]
+    for f in [*gm["file"], *(r for r in gm["reference"] if r != "first_frame")]:
+        (gen / f).symlink_to(VIDEO / "generated" / f)
+    gm.to_csv(gen / "manifest.csv", index=False)
+    (root / "data" / "faces" / "deepface").symlink_to(SHARED / "data" / "faces" / "deepface")
+    return root
+
+
+def _packaged_state() -> dict[str, float]:
+    from driftbench.artefacts import PACKAGED_ROOT
+
+    return {str(p): p.stat().st_mtime_ns for p in PACKAGED_ROOT.rglob("*.json")}
+
+
+def _run_one_clip(tmp: Path, env: dict[str, str]) -> tuple[dict, pd.DataFrame]:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    manifest = tmp / "clip.csv"
+    manifest.write_text(f"clip,reference\n{VIDEO / 'generated' / V.DRIFT_CLIP},first_frame\n")
+    out = tmp / "run"
+    r = subprocess.run([sys.executable, "-m", "driftbench", "run", "model=folder", f"model.path={manifest}",
+                        f"output.dir={out}", "report.html=false", "progress=false", "device=cpu"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=900, check=False, env={**os.environ, **env})
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads((out / "run.json").read_text()), pd.read_csv(out / "clips.csv")
+
+
+@pytest.mark.slow
+@needs_shared
+def test_validate_fit_writes_every_artefact_of_the_key_where_told_and_run_uses_them(tmp_path, monkeypatch):
+    """`validate --fit --artefacts DIR` writes the thresholds, the decoupler and the drift verdict of the
+    backend key in use into DIR (never into the package), and `run` with DRIFTBENCH_ARTEFACTS=DIR loads
+    all three (issue 14: `validate --fit` used to write under a key that `run` never loaded)."""
+    from driftbench import artefacts
+    from driftbench.cli import validate_overrides
+
+    shared = _mini_shared(tmp_path / "shared")
+    art = tmp_path / "artefacts"
+    before = _packaged_state()
+    monkeypatch.delenv(artefacts.ARTEFACTS_ENV, raising=False)
+    V.main(["--shared", str(shared), "--out", str(tmp_path / "out"), "--fit", "--artefacts", str(art),
+            "--splits", "0", "--skip", "synthetic", "device=cpu"])
+    cfg = validate_overrides(["model=folder", "device=cpu"], False)[0]
+    key = V.threshold_key(cfg)
+    for kind in artefacts.KINDS:
+        assert artefacts.artefact_path(kind, key, art).is_file(), kind
+    assert _packaged_state() == before, "validate --fit rewrote a packaged artefact"
+    meta = json.loads((tmp_path / "out" / "validate.json").read_text())
+    assert meta["thresholds"]["provenance"]["file"] == str(artefacts.artefact_path("thresholds", key, art))
+    dec = json.loads(artefacts.artefact_path("decouple", key, art).read_text())
+    drift_art = json.loads(artefacts.artefact_path("drift", key, art).read_text())
+    run, clips = _run_one_clip(tmp_path, {artefacts.ARTEFACTS_ENV: str(art)})
+    assert run["threshold"]["file"] == str(artefacts.artefact_path("thresholds", key, art))
+    assert run["decoupler"]["fit_id"] == dec["fit_id"]
+    assert clips["drift_threshold"].iloc[0] == pytest.approx(drift_art["threshold"])
+    assert "calibrated_on" in run["threshold"] and "domain" in run["threshold"]
+
+
+@needs_shared
+def test_calibrate_writes_to_the_artefact_dir_and_run_picks_it_up(tmp_path):
+    """`driftbench calibrate` writes the key's thresholds into DRIFTBENCH_ARTEFACTS (not the package), and a
+    run with the same variable uses them."""
+    import os
+    import subprocess
+    import sys
+
+    from driftbench import artefacts
+    from tests.conftest import FACES, ROOT
+
+    art = tmp_path / "artefacts"
+    before = _packaged_state()
+    env = {**os.environ, artefacts.ARTEFACTS_ENV: str(art)}
+    r = subprocess.run([sys.executable, "-m", "driftbench", "calibrate", "device=cpu", "--data",
+                        str(FACES / "deepface")], cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
+                       env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    written = Path(r.stdout.strip().splitlines()[-1])
+    assert written.parent == art / "thresholds" and written.is_file()
+    assert _packaged_state() == before
+    run, _ = _run_one_clip(tmp_path, {artefacts.ARTEFACTS_ENV: str(art)})
+    assert run["threshold"]["file"] == str(written)
+    stored = json.loads(written.read_text())
+    assert run["threshold"]["value"] == pytest.approx(stored["dec"]["threshold_at_far_0.001"])
