@@ -242,8 +242,18 @@ def test_skipped_clips_are_shown_with_reason_and_fix(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))
     assert [s["reason"] for s in report["skipped"]] == ["empty"]
     assert len(report["clips"]) == 2
-    lost = [c for c in report["clips"] if "blank" in str(c.get("path", c.get("clip_id")))]
-    assert len(lost) == 1 and int(lost[0]["lost"]) == 1 and lost[0]["loss_cause"] == "no_face"
+    import pandas as pd
+
+    clips = pd.read_csv(tmp_path / "run" / "clips.csv")
+    lost = clips[clips["path"].astype(str).str.endswith("blank.mp4")]
+    assert len(lost) == 1 and int(lost["lost"].iloc[0]) == 1 and lost["loss_cause"].iloc[0] == "no_face"
+    assert float(lost["survival_time_s"].iloc[0]) == 0.0 and float(lost["face_rate"].iloc[0]) == 0.0
+    # and the leaderboard row shows both: one clip skipped, one without any face
+    from driftbench import leaderboard as lbm
+
+    board = lbm.build(lbm.load_runs([tmp_path / "run"]))
+    assert int(board.rows["n_skipped"].sum()) == 1 and int(board.rows["n_no_face"].sum()) == 1
+    assert int(board.rows["n_lost_no_face"].sum()) == 1 and int(board.rows["n_lost"].sum()) >= 1
     # a run where nothing could be measured still gets its report (and the gate says 1, not a crash)
     empty = run_pipeline(broken, tmp_path / "empty")
     assert empty.returncode == 1, empty.stderr[-2000:]
