@@ -297,7 +297,7 @@ def weights_rows(backend: str, weights: dict[str, str], decoupler: Any) -> list[
         rows.append(Row("verification", f"weights in use = weights of the {what}", None, None, "identical",
                         check(not diff), "" if not diff else "differ: " + ", ".join(sorted({k for k, _ in diff}))
                         + f" -- fix: point DRIFTBENCH_MODELS at the calibrated weights, or refit with "
-                          f"`driftbench validate --fit face={backend}`"))
+                          f"`driftbench validate --fit face={backend.split(':')[0]}` with the weights in use"))
     return rows
 
 
@@ -579,7 +579,8 @@ def fit_drift_verdict(control: pd.DataFrame, metrics: Any, fps: float, backend: 
     cal = calibrate_drift(lv["level"], lv["person"], lv["clip_id"], window_s=drift.DRIFT_WINDOW_S,
                           min_s=drift.DRIFT_MIN_S)
     record = {"about": "Drift verdict calibrated on identity-constant real footage (driftbench.calibration."
-                       f"calibrate_drift); refit with `driftbench validate --fit face={backend}`.",
+                       f"calibrate_drift); refit with `driftbench validate --fit face={backend.split(':')[0]}` "
+                       f"with the weights of key {backend}.",
               "key": backend, "created": datetime.now(UTC).strftime("%Y-%m-%d"), **cal,
               "data": "data/video/real + liveportrait/driving, decoupled score out of fold (person-grouped folds)"}
     write_json(artefacts.artefact_path("drift", backend), record)
@@ -802,7 +803,7 @@ def fit_artefact(control: Measured, faces: pd.DataFrame, pairs: pd.DataFrame, an
         "backend": backend,
         "created": datetime.now(UTC).strftime("%Y-%m-%d"),
         "about": "Decoupled identity similarity (driftbench.decouple, form gated-lift). Refit with "
-                 f"`driftbench validate --fit face={backend}`.",
+                 f"`driftbench validate --fit face={backend.split(':')[0]}` with the weights of key {backend}.",
         "selection": {"features": list(sel.features), "cap_quantile": sel.cap_quantile, "candidates": sel.table,
                       "criterion": "lowest pooled held-out sensitivity (5 person-grouped folds) among candidates "
                                    "keeping the photo pairs' d', margin, TAR@FAR 0.1% and different-person mean"},
@@ -818,7 +819,7 @@ def fit_artefact(control: Measured, faces: pd.DataFrame, pairs: pd.DataFrame, an
             "sampling": settings.sampling.token(), "reference": "first_frame (mean embedding of the first 1 s)",
         },
         "code": {"module": "driftbench/decouple.py", "sha256": D.code_sha256(), "git_commit": git_commit(),
-                 "driftbench": __version__, "command": f"driftbench validate --fit face={backend}"},
+                 "driftbench": __version__, "command": f"driftbench validate --fit face={backend.split(':')[0]}"},
         "backend_engine": analyzer.info.engine,
         "backend_weights": analyzer.info.weights,
         "heldout": heldout,
