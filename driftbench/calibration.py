@@ -254,7 +254,7 @@ def _heldout_far(s: Any, fa: Any, fb: Any, k: int, nominal: float) -> tuple[int,
 
 
 def domain_far(scores: Any, groups_a: Any, groups_b: Any, *, fars: tuple[float, ...] = DOMAIN_FARS,
-               k: int = 5, seed: int = 0) -> dict[str, Any]:
+               k: int = 5, seed: int = 0, genuine: Any = None, genuine_groups: Any = None) -> dict[str, Any]:
     """False-accept calibration on different-person pairs (``scores``; each pair's two people in
     ``groups_a``/``groups_b``), held out by person.
 
@@ -265,7 +265,9 @@ def domain_far(scores: Any, groups_a: Any, groups_b: Any, *, fars: tuple[float, 
     through than their nominal rate). It is ``supported`` when at least ``MIN_IMPOSTORS_BEYOND`` pairs lie
     at or beyond it. Reported: the pooled held-out rate, its per-fold range and a Clopper-Pearson 95 %
     interval on the pooled count (optimistic: pairs share people). ``far_supported``: the smallest claimed
-    rate that is supported."""
+    rate that is supported. With ``genuine`` (same-person pair scores, their person in ``genuine_groups``):
+    ``heldout_tar``, the share of held-out people's same-person pairs at or above the threshold fitted on
+    the training people's different-person pairs."""
     import numpy as np
     from scipy.stats import binomtest
 
@@ -302,6 +304,19 @@ def domain_far(scores: Any, groups_a: Any, groups_b: Any, *, fars: tuple[float, 
             "heldout_far": held, "heldout_n_pairs": n_test,
             "heldout_far_range": [min(per_fold), max(per_fold)] if per_fold else None,
             "heldout_far_ci95": [float(ci.low), float(ci.high)] if ci is not None else None, "tried": tried}
+        if genuine is not None:
+            gs, gg = np.asarray(genuine, np.float64), np.asarray(genuine_groups).astype(str)
+            gf = np.array([fold_of.get(p, -1) for p in gg])
+            acc = tot = 0
+            for f in range(k):
+                train = (fa != f) & (fb != f)
+                if not train.any() or not (gf == f).any():
+                    continue
+                t = _threshold_at(s[train], nominal)
+                acc += int((gs[gf == f] >= t).sum())
+                tot += int((gf == f).sum())
+            out["by_far"][f"{far:g}"].update({"heldout_tar": acc / tot if tot else float("nan"),
+                                              "heldout_n_genuine": tot})
     supported = [f for f in fars if out["by_far"][f"{f:g}"]["supported"]]
     out["far_supported"] = min(supported) if supported else None
     return out
@@ -328,7 +343,10 @@ def domain_calibration(frames: Any, photo_pairs: Any, decoupler: Any, *, per_cli
     for score in ("raw", "dec"):
         v = vp["sim_raw"].to_numpy(np.float64) if score == "raw" else np.asarray(decoupler.apply(vp), np.float64)
         p = ph["sim_raw"].to_numpy(np.float64) if score == "raw" else np.asarray(decoupler.apply(ph), np.float64)
-        res = domain_far(np.concatenate([v, p]), a, b, fars=fars)
+        gen = photo_pairs[photo_pairs["same"].astype(bool)]
+        g = gen["sim_raw"].to_numpy(np.float64) if score == "raw" else np.asarray(decoupler.apply(gen), np.float64)
+        res = domain_far(np.concatenate([v, p]), a, b, fars=fars, genuine=g,
+                         genuine_groups=("photo:" + gen["label_a"].astype(str)).to_numpy(str))
         for block in res["by_far"].values():  # each domain's share beyond the pooled threshold
             block["video_far"] = float((v >= block["threshold"]).mean())
             block["photo_far"] = float((p >= block["threshold"]).mean()) if len(p) else float("nan")

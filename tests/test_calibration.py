@@ -75,12 +75,14 @@ def test_domain_far_holds_people_out_and_counts_pairs_beyond():
     b = rng.choice(people, 300000)
     keep = a != b
     s = rng.normal(0.1, 0.08, keep.sum())
-    res = calibration.domain_far(s, a[keep], b[keep], fars=(0.001, 0.00001))
+    res = calibration.domain_far(s, a[keep], b[keep], fars=(0.001, 0.00001), genuine=np.full(60, 0.8),
+                                 genuine_groups=[people[i % 30] for i in range(60)])
     blk = res["by_far"]["0.001"]
     # the threshold sits at the largest nominal rate whose person-held-out rate is within the claim
     assert blk["supported"] and blk["n_impostor_beyond"] >= 20 and blk["heldout_n_pairs"] > 0
     assert blk["heldout_far"] <= 0.001 and blk["nominal_far"] <= 0.001
     assert blk["n_impostor_beyond"] == int(blk["nominal_far"] * keep.sum())
+    assert blk["heldout_tar"] == 1.0 and blk["heldout_n_genuine"] == 60
     assert res["by_far"]["1e-05"]["supported"] is False  # < 3 pairs beyond: 0.001% is not claimed
     assert res["far_supported"] == 0.001
 
