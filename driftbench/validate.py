@@ -248,7 +248,7 @@ def verification_rows(pairs: pd.DataFrame, faces: pd.DataFrame, decoupler: Any, 
                          "on the photo pairs; ") + f"{prov.get('file')}"
                         + ("" if ok else " -- stale: fix: run `driftbench validate --fit`")))
     except Exception as exc:  # a missing entry is a failed check, not a crash
-        rows.append(Row(sec, "stored decoupled threshold (thresholds.json)", None, None, "present", "fail", str(exc)))
+        rows.append(Row(sec, "stored decoupled threshold (thresholds artefact)", None, None, "present", "fail", str(exc)))
     rows.extend(published_rows(pairs, dec_scores, deepface_dir))
     rows.extend(domain_rows(backend))
     return rows
@@ -293,7 +293,7 @@ def weights_rows(backend: str, weights: dict[str, str], decoupler: Any) -> list[
     stored = calibration.thresholds().get("backends", {}).get(backend, {}).get("weights") or {}
     fitted = getattr(decoupler, "record", {}).get("backend_weights") or {}
     rows = []
-    for what, ref in (("thresholds.json", stored), ("decoupler artefact", fitted)):
+    for what, ref in (("thresholds artefact", stored), ("decoupler artefact", fitted)):
         if not ref:
             continue
         diff = sorted(set(ref.items()) ^ set(weights.items()))

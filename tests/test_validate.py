@@ -254,3 +254,15 @@ def test_calibrate_writes_to_the_artefact_dir_and_run_picks_it_up(tmp_path):
     assert run["threshold"]["file"] == str(written)
     stored = json.loads(written.read_text())
     assert run["threshold"]["value"] == pytest.approx(stored["dec"]["threshold_at_far_0.001"])
+
+
+def test_docs_tables_equal_the_committed_validate_json():
+    """docs/VALIDITY-RESULTS.md quotes the tables of docs/validate.json, the run it names (regenerate both:
+    `driftbench validate --out DIR`, copy DIR/validate.json to docs/, then `python -c "from driftbench.validate
+    import render_docs; render_docs()"`)."""
+    from tests.conftest import ROOT
+
+    doc = (ROOT / "docs" / "VALIDITY-RESULTS.md").read_text(encoding="utf-8")
+    block = V.docs_block(ROOT / "docs" / "validate.json")
+    assert doc.count(V.DOCS_BEGIN) == 1
+    assert block in doc, "docs/VALIDITY-RESULTS.md's validate tables differ from docs/validate.json: rerun render_docs"
