@@ -407,6 +407,11 @@ def calibrate_drift(levels: Any, people: Any, clips: Any, *, window_s: float, mi
         thr = _drift_threshold(levels[tr], _choose_tail(levels[tr], people[tr]))
         flagged += [str(c) for c, lv in zip(clips[te], levels[te], strict=True) if lv > thr]
     finite = np.isfinite(levels)
+    if finite.sum() < 2:
+        from driftbench.errors import UsageError
+
+        raise UsageError(f"drift verdict: {int(finite.sum())} identity-constant clip(s) long enough for a drift "
+                         "level (>= about 8 s) -- fix: calibrate on more or longer identity-constant footage")
     return {"score": score, "window_s": window_s, "min_s": min_s, "threshold": _drift_threshold(levels, tail),
             "tail": tail, "rule": "mean + norm.isf(tail) * SD of the drift levels of identity-constant real clips; "
                                   f"tail: the largest of {list(DRIFT_TAILS)} whose leave-one-person-out flag rate "
