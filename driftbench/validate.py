@@ -17,7 +17,8 @@ writes one table (``validate.csv``, ``validate.json``, ``validate.md`` in ``--ou
 
 Each row is ``pass``/``fail`` against its target, or ``info``/``unavailable``. ``--fit`` refits the
 decoupler artefact (:mod:`driftbench.decouple`) on the same footage and photos, recalibrates the
-backend's thresholds (photos and video impostor pairs) and the drift verdict, all for the backend key in use
+backend's thresholds (photos and video impostor pairs) and the drift verdict (``--calibrate``: these two only,
+with the installed decoupler), all for the backend key in use
 (backend + weights variant), writes them where :mod:`driftbench.artefacts` says (``--artefacts DIR``), then
 validates with them. Exit codes: 0 every check passes, 1 a check fails, 2 bad usage.
 """
@@ -913,6 +914,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("reports/validate"), help="where the table is written")
     p.add_argument("--fit", action="store_true",
                    help="refit the decoupler artefact on the footage and photos, recalibrate thresholds, then validate")
+    p.add_argument("--calibrate", action="store_true",
+                   help="recalibrate the thresholds (photos + different-person video pairs) and the drift verdict "
+                        "with the decoupler installed for the key (no refit), then validate")
     p.add_argument("--artefacts", type=Path, default=None,
                    help="directory the fitted artefacts (thresholds, decoupler, drift verdict) are written to and "
                         "read from first (default: $DRIFTBENCH_ARTEFACTS, else ~/.local/share/driftbench/artefacts; "
@@ -956,7 +960,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"driftbench validate: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        rows, meta = run_suite(cfg, list(a.overrides), paths, a.out, fit=a.fit, n_splits=a.splits, skip=set(a.skip))
+        rows, meta = run_suite(cfg, list(a.overrides), paths, a.out, fit=a.fit, calibrate=a.calibrate,
+                               n_splits=a.splits, skip=set(a.skip))
     except UsageError as exc:
         print(f"driftbench validate: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -985,6 +990,7 @@ def threshold_key(cfg: Any) -> str:
 
 
 def run_suite(cfg: Any, overrides: list[str], paths: SharedPaths, out_dir: Path, *, fit: bool = False,
+              calibrate: bool = False,
               n_splits: int = 200, skip: set[str] | None = None) -> tuple[list[Row], dict[str, Any]]:
     """Every section's rows and the metadata for validate.json."""
     from driftbench import calibration
@@ -1013,6 +1019,8 @@ def run_suite(cfg: Any, overrides: list[str], paths: SharedPaths, out_dir: Path,
         log.info("validate: fitting the decoupler for %s", backend)
         fitted = fit_artefact(control, faces, pairs, analyzer, settings, backend, n_splits=n_splits)
         heldout = fitted.record.get("heldout", {})
+    if fit or calibrate:
+        # thresholds (photos + different-person video pairs) from the decoupler now installed for this key
         fitted_dec = load_decoupler(backend)
         entry = calibration.calibrate(analyzer, paths.deepface, fitted_dec)
         log.info("validate: false-accept calibration on different-person video frame pairs")
@@ -1023,7 +1031,7 @@ def run_suite(cfg: Any, overrides: list[str], paths: SharedPaths, out_dir: Path,
     log.info("validate: out-of-fold decoupled scores of the identity-constant footage")
     oof = (oof_rescore(control.frames, pairs, float(metrics.smooth_s))
            if getattr(decoupler, "name", "none") != "none" else rescore(control.frames, decoupler, float(metrics.smooth_s)))
-    if fit:
+    if fit or calibrate:
         log.info("validate: calibrating the drift verdict for %s", backend)
         fit_drift_verdict(oof, metrics, fps, backend)
     from driftbench.drift import load_drift_verdict
