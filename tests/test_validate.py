@@ -143,7 +143,7 @@ def test_full_validate_passes_every_check(tmp_path):
     assert by["identity-loss events (53 clips, 51 people)"]["dec"] == 0
     assert by["held-out sensitivity ratio (decoupled / raw)"]["dec"] <= 0.5
     assert sum(r["metric"].startswith("negative ") for r in rows) == 2
-    assert sum(r["metric"].startswith("stable ") for r in rows) == 14
+    assert sum(r["metric"].startswith("stable ") and r["metric"].endswith(".mp4") for r in rows) == 14
     for ext in ("csv", "md"):
         assert (tmp_path / f"validate.{ext}").is_file()
 
