@@ -254,6 +254,9 @@ def test_skipped_clips_are_shown_with_reason_and_fix(tmp_path: Path) -> None:
     board = lbm.build(lbm.load_runs([tmp_path / "run"]))
     assert int(board.rows["n_skipped"].sum()) == 1 and int(board.rows["n_no_face"].sum()) == 1
     assert int(board.rows["n_lost_no_face"].sum()) == 1 and int(board.rows["n_lost"].sum()) >= 1
+    # the drift verdict's Kaplan-Meier curve stands beside identity survival
+    assert report["drift_survival"] and "Kaplan-Meier drift-free survival" in html
+    assert sum(v["n"] for v in report["drift_survival"].values()) == 2
     # a run where nothing could be measured still gets its report (and the gate says 1, not a crash)
     empty = run_pipeline(broken, tmp_path / "empty")
     assert empty.returncode == 1, empty.stderr[-2000:]

@@ -262,6 +262,7 @@ def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench rep
                                "curve": _json_records(km, ["t", "survival", "lo", "hi", "at_risk"])}
     survival_uri = survival_figure(km_frames, "Kaplan-Meier identity survival (95% band; | = censored)") \
         if km_frames else None
+    drift_survival_uri, drift_json = drift_survival(clips)
     rank_col = lb.rank_by.removesuffix("_mean")
     scatter_uri = None
     if not lb.rows.empty and (~lb.rows["baseline"]).any() and f"{rank_col}_mean" in lb.rows:
@@ -281,7 +282,7 @@ def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench rep
         n_clips=len(clips), n_skipped=len(skipped), threshold=threshold,
         leaderboard=_leaderboard_view(lb), horizons=[f"{h:g}s" for h in lb.horizons],
         settings=lb.to_json()["settings"], notes=lb.notes, scatter=scatter_uri, figures=figures,
-        survival_uri=survival_uri, survival=survival_json, table_cols=cols, rows=_clip_rows(clips, cols, {*TEXT_COLUMNS, "run"}),
+        survival_uri=survival_uri, survival=survival_json, drift_survival_uri=drift_survival_uri, table_cols=cols, rows=_clip_rows(clips, cols, {*TEXT_COLUMNS, "run"}),
         strips=strips, worst=worst, skipped=skipped, glossary=glossary,
     )
     html_path = out_dir / html_name
@@ -294,7 +295,7 @@ def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench rep
         write_csv(out_dir / "expressivity_bins.csv", lb.bin_expressivity, sort_by=["clip_id", "t_start"])
     report = {
         "title": title, "runs": [{k: v for k, v in r.items() if k != "config"} for r in runs],
-        "leaderboard": lb.to_json(), "survival": survival_json, "curve_bands": band_json,
+        "leaderboard": lb.to_json(), "survival": survival_json, "drift_survival": drift_json, "curve_bands": band_json,
         "clips": _json_records(table, [c for c, _ in cols]),
         "worst_frames": [{k: v for k, v in w.items() if k not in ("uri", "ref")} for w in worst],
         "skipped": [{k: stats.finite_or_none(v) for k, v in s.items()} for s in skipped],
@@ -342,3 +343,27 @@ def render_sweep(sweep_dir: Path, *, title: str = "driftbench sweep") -> Path:
         raise FileNotFoundError(f"{sweep_dir}: no job directory with run.json and clips.csv -- fix: pass the sweep "
                                 "directory that `driftbench run -m` printed")
     return render_runs(dirs, Path(sweep_dir), title=title)
+
+
+def drift_survival(clips: pd.DataFrame) -> tuple[str | None, dict[str, Any]]:
+    """Kaplan-Meier drift-free survival per model / mitigation (``time_to_drift_s`` below the loss bar, clips
+    without a calibrated drift verdict left out): the figure beside identity survival, and its curves."""
+    if clips.empty or "drifting" not in clips or "drift_survival_time_s" not in clips:
+        return None, {}
+    frames, out = {}, {}
+    names = clips["model"].astype(str) + "/" + clips["mitigation"].astype(str)
+    for name, g in clips.groupby(names, sort=True):
+        ev = pd.to_numeric(g["drifting"], errors="coerce")
+        t = pd.to_numeric(g["drift_survival_time_s"], errors="coerce")
+        ok = ev.notna() & t.notna()
+        if not ok.any():
+            continue
+        sv = stats.kaplan_meier(t[ok], ev[ok])
+        km = sv.to_frame()
+        km.attrs["censored_t"] = t[ok & (ev == 0)].tolist()
+        frames[str(name)] = km
+        out[str(name)] = {"n": sv.n, "n_drifting": sv.n_lost, "median_s": sv.median,
+                          "curve": _json_records(km, ["t", "survival", "lo", "hi", "at_risk"])}
+    if not frames:
+        return None, {}
+    return survival_figure(frames, "Kaplan-Meier drift-free survival (95% band; | = censored)"), out
