@@ -274,3 +274,42 @@ def test_docs_tables_equal_the_committed_validate_json():
     block = V.docs_block(ROOT / "docs" / "validate.json")
     assert doc.count(V.DOCS_BEGIN) == 1
     assert block in doc, "docs/VALIDITY-RESULTS.md's validate tables differ from docs/validate.json: rerun render_docs"
+
+
+@needs_shared
+def test_default_weights_run_with_the_artefacts_fitted_for_their_key(tmp_path, monkeypatch):
+    """Without DRIFTBENCH_MODELS a fresh install resolves the int8bq YuNet (key sface:yunet-int8bq): `run`
+    applies the thresholds, the decoupler and the drift verdict fitted for that key (issue 14: it applied the
+    decoupler fitted with the fp32 detector), and run.json says so."""
+    import os
+    import subprocess
+    import sys
+
+    from driftbench import artefacts
+    from driftbench.models import store
+    from tests.conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DRIFTBENCH_MODELS", artefacts.ARTEFACTS_ENV)}
+    env["XDG_DATA_HOME"] = str(tmp_path / "no-user-artefacts")
+    monkeypatch.delenv("DRIFTBENCH_MODELS")
+    found = store.find("yunet")
+    if found is None or "int8bq" not in found.path.name:
+        pytest.skip("the embedded default's int8bq YuNet is not in the model store: run `driftbench fetch`")
+    key = "sface:yunet-int8bq"
+    manifest = tmp_path / "clip.csv"
+    manifest.write_text(f"clip,reference\n{VIDEO / 'generated' / V.DRIFT_CLIP},first_frame\n")
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "driftbench", "run", "model=folder", f"model.path={manifest}",
+                        f"output.dir={out}", "report.html=false", "progress=false", "device=cpu"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=900, check=False, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    run = json.loads((out / "run.json").read_text())
+    packaged = {kind: json.loads((artefacts.PACKAGED_ROOT / kind / "sface_yunet-int8bq.json").read_text())
+                for kind in artefacts.KINDS}
+    assert run["threshold"]["backend"] == key
+    assert run["threshold"]["file"] == str(artefacts.PACKAGED_ROOT / "thresholds" / "sface_yunet-int8bq.json")
+    assert run["decoupler"]["fit_id"] == packaged["decouple"]["fit_id"]
+    assert run["drift_verdict"]["threshold"] == packaged["drift"]["threshold"]
+    assert run["threshold"]["domain"]["n_impostor_beyond"] >= 20
+    clips = pd.read_csv(out / "clips.csv")
+    assert int(clips["drifting"].iloc[0]) == 1  # infinitetalk_dub_9 drifts below the loss bar
