@@ -46,9 +46,11 @@ TABLE_COLUMNS = [
     ("opening_dec", "opening dec"), ("sim_dec_at_5s", "sim@5s"), ("sim_dec_at_30s", "sim@30s"),
     ("sim_dec_at_60s", "sim@60s"), ("drift_dec_at_30s", "drift@30s"), ("drift_dec_at_60s", "drift@60s"),
     ("slope_dec_per_min", "slope /min"), ("min_bin_dec", "min bin dec"), ("time_to_loss_s", "loss at s"),
+    ("loss_cause", "loss cause"), ("longest_no_face_s", "longest no face s"), ("drift_dec_end", "drift at end"),
+    ("time_to_drift_s", "drifting from s"),
     ("expressivity_vs_real", "expressivity vs real"), ("ref_copy", "ref copy"),
 ]
-TEXT_COLUMNS = frozenset({"clip_id", "model", "mitigation", "character", "prompt_id"})
+TEXT_COLUMNS = frozenset({"clip_id", "model", "mitigation", "character", "prompt_id", "loss_cause"})
 SORT_JS = (TEMPLATES / "sort.js").read_text(encoding="utf-8")
 CSP_SCRIPT_HASH = "sha256-" + base64.b64encode(hashlib.sha256(SORT_JS.encode("utf-8")).digest()).decode("ascii")
 
