@@ -440,6 +440,11 @@ def load_drift_verdict(key: str) -> dict[str, Any] | None:
     return {**data, "file": str(path)}
 
 
+def drift_verdict_stale(verdict: dict[str, Any], decoupler: dict[str, Any]) -> bool:
+    """True when the verdict was calibrated on another decoupler fit than ``decoupler`` (its describe())."""
+    return (verdict.get("decoupler") or {}) != {k: decoupler.get(k) for k in ("name", "fit_id")}
+
+
 def verdict_summary(frames: pd.DataFrame, verdict: dict[str, Any] | None, *, duration_s: float,
                     opening_start_s: float, opening_s: float, period: float) -> dict[str, Any]:
     """``drifting`` (0/1), ``time_to_drift_s`` (onset, empty = censored at the clip's end),

@@ -381,10 +381,16 @@ def _backend_env(settings: Any, worker_env: dict[str, Any], key: str | None = No
     clip, else (everything resumed or skipped) where the model store finds the weights. The decoupler and
     the drift verdict are those of the backend key (backend + weights variant) the clips were measured with."""
     from driftbench.decouple import load_decoupler
-    from driftbench.drift import load_drift_verdict
+    from driftbench.drift import drift_verdict_stale, load_drift_verdict
 
-    out: dict[str, Any] = {"decoupler": load_decoupler(key or settings.backend, settings.decoupler).describe(),
-                           "drift_verdict": load_drift_verdict(key or settings.backend), "device": settings.device}
+    dec = load_decoupler(key or settings.backend, settings.decoupler).describe()
+    verdict = load_drift_verdict(key or settings.backend)
+    if verdict is not None:
+        verdict["stale"] = drift_verdict_stale(verdict, dec)
+        if verdict["stale"]:
+            log.warning("%s: the drift verdict was calibrated with another decoupler fit -- fix: run `driftbench "
+                        "validate --calibrate`", verdict.get("file"))
+    out: dict[str, Any] = {"decoupler": dec, "drift_verdict": verdict, "device": settings.device}
     if worker_env:
         out.update(worker_env)
     else:

@@ -575,8 +575,10 @@ def drift_levels(frames: pd.DataFrame, metrics: Any, fps: float, score: str = "d
     return pd.DataFrame(rows)
 
 
-def fit_drift_verdict(control: pd.DataFrame, metrics: Any, fps: float, backend: str) -> dict[str, Any]:
-    """Calibrate the drift verdict on (out-of-fold scored) identity-constant footage and write its artefact."""
+def fit_drift_verdict(control: pd.DataFrame, metrics: Any, fps: float, backend: str,
+                      decoupler: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Calibrate the drift verdict on (out-of-fold scored) identity-constant footage and write its artefact
+    (``decoupler``: the description of the decoupler installed for the key, recorded for staleness checks)."""
     from driftbench import artefacts, drift
     from driftbench.calibration import calibrate_drift
     from driftbench.io import write_json
@@ -585,16 +587,16 @@ def fit_drift_verdict(control: pd.DataFrame, metrics: Any, fps: float, backend: 
     cal = calibrate_drift(lv["level"], lv["person"], lv["clip_id"], window_s=drift.DRIFT_WINDOW_S,
                           min_s=drift.DRIFT_MIN_S)
     record = {"about": "Drift verdict calibrated on identity-constant real footage (driftbench.calibration."
-                       f"calibrate_drift); refit with `driftbench validate --fit face={backend.split(':')[0]}` "
+                       f"calibrate_drift); recompute with `driftbench validate --calibrate face={backend.split(':')[0]}` "
                        f"with the weights of key {backend}.",
-              "key": backend, "created": datetime.now(UTC).strftime("%Y-%m-%d"), **cal,
+              "decoupler": {k: (decoupler or {}).get(k) for k in ("name", "fit_id")}, "key": backend, "created": datetime.now(UTC).strftime("%Y-%m-%d"), **cal,
               "data": "data/video/real + liveportrait/driving, decoupled score out of fold (person-grouped folds)"}
     write_json(artefacts.artefact_path("drift", backend), record)
     return record
 
 
 def verdict_rows(control: pd.DataFrame, gen: pd.DataFrame | None, verdict: dict[str, Any] | None, metrics: Any,
-                 fps: float) -> list[Row]:
+                 fps: float, decoupler_desc: dict[str, Any]) -> list[Row]:
     """Drift below the loss bar: held-out false flags on real footage, infinitetalk_dub_9 flagged, the
     stable generated clips not."""
     if not verdict:
@@ -602,6 +604,11 @@ def verdict_rows(control: pd.DataFrame, gen: pd.DataFrame | None, verdict: dict[
                     "no drift verdict for this backend key -- fix: `driftbench validate --fit`")]
     thr = float(verdict["threshold"])
     ho = verdict.get("heldout", {})
+    live = {k: decoupler_desc.get(k) for k in ("name", "fit_id")}
+    if verdict.get("decoupler") != live:
+        return [Row("control", "drift verdict", None, None, "calibrated with the installed decoupler", "fail",
+                    f"{verdict.get('file')}: calibrated with decoupler {verdict.get('decoupler')}, installed {live} "
+                    "-- fix: `driftbench validate --calibrate`")]
     lv = drift_levels(control, metrics, fps)
     rows = [Row("control", "drift verdict: held-out real clips flagged drifting", None, ho.get("rate"),
                 "<= 1% (people held out)", check(ho.get("rate", 1.0) <= 0.01 + 1e-12),
@@ -1035,7 +1042,7 @@ def run_suite(cfg: Any, overrides: list[str], paths: SharedPaths, out_dir: Path,
            if getattr(decoupler, "name", "none") != "none" else rescore(control.frames, decoupler, float(metrics.smooth_s)))
     if fit or calibrate:
         log.info("validate: calibrating the drift verdict for %s", backend)
-        fit_drift_verdict(oof, metrics, fps, backend)
+        fit_drift_verdict(oof, metrics, fps, backend, load_decoupler(backend).describe())
     from driftbench.drift import load_drift_verdict
 
     verdict = load_drift_verdict(backend)
@@ -1073,7 +1080,7 @@ def run_suite(cfg: Any, overrides: list[str], paths: SharedPaths, out_dir: Path,
             gen_frames = rescore(gen.frames, decoupler, float(metrics.smooth_s))
             rows += generated_rows(gen_frames, thr_raw, thr_dec, metrics, fps)
     if "control" not in skip:
-        rows += verdict_rows(oof, gen_frames, verdict, metrics, fps)
+        rows += verdict_rows(oof, gen_frames, verdict, metrics, fps, decoupler.describe())
     if "synthetic" not in skip:
         log.info("validate: synthetic clips")
         rows += synthetic_rows(overrides, settings, metrics, decoupler, out_dir)

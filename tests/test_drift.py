@@ -150,3 +150,10 @@ def test_drift_verdict_flags_a_sustained_drop_and_dates_its_onset():
     assert np.isnan(s3["drifting"])
     # too short for a run: no level
     assert drift.sustained_drift(t[:4], np.full(4, 0.3), 4.0, 0.5) == (-np.inf, None)
+
+
+def test_a_drift_verdict_of_another_decoupler_fit_is_stale():
+    v = {"threshold": 0.08, "decoupler": {"name": "gated-lift", "fit_id": "abc"}}
+    assert not drift.drift_verdict_stale(v, {"name": "gated-lift", "fit_id": "abc", "params": {}})
+    assert drift.drift_verdict_stale(v, {"name": "gated-lift", "fit_id": "def"})
+    assert drift.drift_verdict_stale({"threshold": 0.08}, {"name": "none"})

@@ -310,6 +310,7 @@ def test_default_weights_run_with_the_artefacts_fitted_for_their_key(tmp_path, m
     assert run["threshold"]["file"] == str(artefacts.PACKAGED_ROOT / "thresholds" / "sface_yunet-int8bq.json")
     assert run["decoupler"]["fit_id"] == packaged["decouple"]["fit_id"]
     assert run["drift_verdict"]["threshold"] == packaged["drift"]["threshold"]
+    assert run["drift_verdict"]["stale"] is False  # calibrated with the decoupler run applied
     assert run["threshold"]["domain"]["n_impostor_beyond"] >= 20
     clips = pd.read_csv(out / "clips.csv")
     assert int(clips["drifting"].iloc[0]) == 1  # infinitetalk_dub_9 drifts below the loss bar
