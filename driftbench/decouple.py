@@ -217,7 +217,10 @@ def load_decoupler(backend: str, name: str = "default") -> Decoupler:
 
     if name in ("none", ""):
         return IdentityDecoupler()
-    path = artefact_path(backend, name)
+    from driftbench import artefacts
+
+    # the user's fitted artefact (driftbench.artefacts: $DRIFTBENCH_ARTEFACTS or the user dir) before the packaged one
+    path = (artefacts.find("decouple", backend) if name == "default" else None) or artefact_path(backend, name)
     if not path.is_file():
         if name != "default":
             raise UsageError(f"{path}: no decoupler artefact named {name!r} for face backend {backend!r} "

@@ -17,7 +17,10 @@ writes one table (``validate.csv``, ``validate.json``, ``validate.md`` in ``--ou
 
 Each row is ``pass``/``fail`` against its target, or ``info``/``unavailable``. ``--fit`` refits the
 decoupler artefact (:mod:`driftbench.decouple`) on the same footage and photos, recalibrates the
-backend's thresholds, then validates. Exit codes: 0 every check passes, 1 a check fails, 2 bad usage.
+backend's thresholds (photos and video impostor pairs) and the drift verdict (``--calibrate``: these two only,
+with the installed decoupler), all for the backend key in use
+(backend + weights variant), writes them where :mod:`driftbench.artefacts` says (``--artefacts DIR``), then
+validates with them. Exit codes: 0 every check passes, 1 a check fails, 2 bad usage.
 """
 
 from __future__ import annotations
@@ -123,11 +126,16 @@ def measure_clips(clips: Sequence[Any], settings: Any, set_name: str) -> Measure
         if res.status != "ok" or res.frames is None:
             problems.append(f"{set_name}: {res.message}")
             continue
-        f = res.frames.drop(columns=["blendshapes"], errors="ignore").copy()
+        f = res.frames.copy()
+        if "emb" not in f:
+            f["emb"] = track_embeddings(clip, settings, f)
         f.insert(0, "clip_id", clip.clip_id)
         f.insert(1, "person", f"{set_name}:{clip.character}")
         f.insert(2, "set", set_name)
         f["case"] = str(clip.meta.get("case", ""))
+        # where the clip's opening starts (after a first-frame reference's own frames) and how long it is
+        f["opening_start_s"] = float(res.summary.get("opening_start_s", 0.0))
+        f["duration_s"] = float(res.summary.get("duration_s", np.nan))
         f["generator"] = str(clip.meta.get("generator", clip.model))
         frames.append(f)
         info.append({"set": set_name, "clip": Path(clip.path).name, "person": f"{set_name}:{clip.character}",
@@ -136,6 +144,22 @@ def measure_clips(clips: Sequence[Any], settings: Any, set_name: str) -> Measure
         log.info("validate: %s %s (%d samples%s)", set_name, clip.clip_id, len(f), ", cached" if res.cache_hit else "")
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return Measured(df, info, problems)
+
+
+def track_embeddings(clip: Any, settings: Any, frames: pd.DataFrame) -> list[Any]:
+    """Each sample's embedding of the character's face (None without one), as measure_clip chose it, from
+    the signal cache (for frame pairs across clips: :func:`driftbench.calibration.video_impostor_pairs`)."""
+    from driftbench.cache import SignalCache
+    from driftbench.measure import get_analyzer, video_faces
+    from driftbench.track import choose_faces
+
+    if settings.reference != "first_frame":
+        return [None] * len(frames)
+    cache = SignalCache(Path(settings.cache_dir) if settings.cache_dir else None, enabled=settings.cache_enabled)
+    faces, _, _ = video_faces(clip.path, get_analyzer(settings), settings.sampling, cache)
+    track = choose_faces(faces, None).set_index("sample_index")
+    emb = track["emb"].where(track["face_found"].astype(bool), None)
+    return [emb.get(int(i)) for i in frames["sample_index"]]
 
 
 def control_footage(paths: SharedPaths, cfg: Any, settings: Any) -> Measured:
@@ -164,16 +188,9 @@ def photo_pairs(analyzer: Any, deepface_dir: Path, cache: Any) -> tuple[pd.DataF
 
 def rescore(frames: pd.DataFrame, decoupler: Any, smooth_s: float) -> pd.DataFrame:
     """sim_dec and both smoothed scores with the given decoupler (per clip, as measure does)."""
-    from driftbench.drift import smooth
-
     out = frames.copy()
     out["sim_dec"] = decoupler.apply(out)
-    for col in ("sim_raw", "sim_dec"):
-        sm = np.full(len(out), np.nan)
-        for _, idx in out.groupby("clip_id", sort=False).indices.items():
-            sm[idx] = smooth(out["t"].to_numpy(np.float64)[idx], out[col].to_numpy(np.float64)[idx], smooth_s)
-        out[f"{col}_smooth"] = sm
-    return out
+    return rescore_smooth(out, smooth_s)
 
 
 def loss_onsets(frames: pd.DataFrame, col: str, threshold: float, min_loss_s: float, period: float
@@ -215,7 +232,9 @@ def verification_rows(pairs: pd.DataFrame, faces: pd.DataFrame, decoupler: Any, 
         Row(sec, "worst-pair margin (worst same - worst different)", raw["margin"], dec["margin"],
             f">= +{TARGET_MARGIN}", check(dec["margin"] >= TARGET_MARGIN)),
         Row(sec, "mean different-person score", raw["diff_mean"], dec["diff_mean"], "not raised",
-            check(dec["diff_mean"] <= raw["diff_mean"] + 1e-9)),
+            check(dec["diff_mean"] <= raw["diff_mean"] + 1e-9),
+            "BY CONSTRUCTION: the decoupler leaves every different-person score unchanged (fitted on these pairs)"
+            if np.allclose(np.asarray(dec_scores)[~same], pairs["sim_raw"].to_numpy(np.float64)[~same]) else ""),
         Row(sec, "worst different-person / worst same-person score", f"{raw['diff_max']:.3f} / {raw['same_min']:.3f}",
             f"{dec['diff_max']:.3f} / {dec['same_min']:.3f}", "", "info"),
     ]
@@ -224,14 +243,49 @@ def verification_rows(pairs: pd.DataFrame, faces: pd.DataFrame, decoupler: Any, 
         thr, prov = calibration.threshold_for(backend, far=0.001, score="dec")
         stored_fit = (prov.get("decoupler") or {}).get("fit_id")
         live_fit = decoupler.describe().get("fit_id")
-        ok = abs(thr - dec["threshold_at_far_0.001"]) <= 1e-4 and stored_fit == live_fit
-        rows.append(Row(sec, "stored decoupled threshold (thresholds.json)", None, thr,
-                        "= threshold measured on sim_dec, same decoupler fit", check(ok),
-                        "" if ok else "stale -- fix: run `driftbench calibrate`"))
+        domain = str(prov.get("calibrated_on", "")).startswith("video")
+        ok = (domain or abs(thr - dec["threshold_at_far_0.001"]) <= 1e-4) and stored_fit == live_fit
+        rows.append(Row(sec, "stored decoupled threshold (thresholds artefact)", None, thr,
+                        "calibrated on sim_dec of this decoupler fit", check(ok),
+                        ("on different-person video + photo pairs (see the FAR row below); " if domain else
+                         "on the photo pairs; ") + f"{prov.get('file')}"
+                        + ("" if ok else " -- stale: fix: run `driftbench validate --fit`")))
     except Exception as exc:  # a missing entry is a failed check, not a crash
-        rows.append(Row(sec, "stored decoupled threshold (thresholds.json)", None, None, "present", "fail", str(exc)))
+        rows.append(Row(sec, "stored decoupled threshold (thresholds artefact)", None, None, "present", "fail", str(exc)))
     rows.extend(published_rows(pairs, dec_scores, deepface_dir))
+    rows.extend(domain_rows(backend))
     return rows
+
+
+def domain_rows(backend: str, far: float = 0.001) -> list[Row]:
+    """The loss threshold's false-accept rate in the domain: different-person frame pairs of
+    identity-constant video and photos, threshold from training people applied to held-out ones."""
+    from driftbench import calibration
+
+    entry = calibration.thresholds().get("backends", {}).get(backend, {})
+    dom = entry.get("domain")
+    if not dom:
+        return [Row("verification", f"loss threshold's FAR {far:.1%} on video impostor pairs", None, None,
+                    f">= {calibration.MIN_IMPOSTORS_BEYOND} impostor pairs beyond", "fail",
+                    "no domain calibration stored -- fix: `driftbench validate --fit`")]
+    cells, notes, ok = [], [], True
+    for score in ("raw", "dec"):
+        b = dom[score]["by_far"][f"{far:g}"]
+        ok &= bool(b["supported"])
+        ci = b.get("heldout_far_ci95") or [np.nan, np.nan]
+        cells.append(f"thr {b['threshold']:.3f}, {b['n_impostor_beyond']} beyond, held-out FAR {b['heldout_far']:.2%}"
+                     + (f", held-out photo TAR {b['heldout_tar']:.1%}" if "heldout_tar" in b else ""))
+        ok &= b.get("heldout_tar", 1.0) >= 1.0 - 1e-12
+        notes.append(f"{score}: held-out FAR 95% CI {ci[0]:.2%}-{ci[1]:.2%} (per fold {b['heldout_far_range'][0]:.2%}-"
+                     f"{b['heldout_far_range'][1]:.2%}), video {b['video_far']:.2%} / photos {b['photo_far']:.2%} beyond")
+    d = dom["data"]
+    return [Row("verification", f"loss threshold at FAR {far:.1%}: different-person pairs beyond it (video + photos)",
+                cells[0], cells[1], f">= {calibration.MIN_IMPOSTORS_BEYOND} beyond, held-out FAR <= {far:.1%}, held-out "
+                "TAR 100%",
+                check(ok), f"{d['video_pairs']} video pairs ({d['video_people']} people, {d['video_clips']} clips) + "
+                f"{d['photo_pairs']} photo pairs; {dom['dec']['k_folds']} folds of people: threshold from training "
+                f"people, applied to pairs of held-out people; smallest supported FAR {dom['dec']['far_supported']}; "
+                + "; ".join(notes) + " (CI optimistic: pairs share people)")]
 
 
 def weights_rows(backend: str, weights: dict[str, str], decoupler: Any) -> list[Row]:
@@ -242,14 +296,14 @@ def weights_rows(backend: str, weights: dict[str, str], decoupler: Any) -> list[
     stored = calibration.thresholds().get("backends", {}).get(backend, {}).get("weights") or {}
     fitted = getattr(decoupler, "record", {}).get("backend_weights") or {}
     rows = []
-    for what, ref in (("thresholds.json", stored), ("decoupler artefact", fitted)):
+    for what, ref in (("thresholds artefact", stored), ("decoupler artefact", fitted)):
         if not ref:
             continue
         diff = sorted(set(ref.items()) ^ set(weights.items()))
         rows.append(Row("verification", f"weights in use = weights of the {what}", None, None, "identical",
                         check(not diff), "" if not diff else "differ: " + ", ".join(sorted({k for k, _ in diff}))
                         + f" -- fix: point DRIFTBENCH_MODELS at the calibrated weights, or refit with "
-                          f"`driftbench validate --fit face={backend}`"))
+                          f"`driftbench validate --fit face={backend.split(':')[0]}` with the weights in use"))
     return rows
 
 
@@ -376,8 +430,12 @@ def control_rows(control: pd.DataFrame, thr_raw: float, thr_dec: float, metrics:
     lost_dec = {k: v for k, v in loss_onsets(control, "sim_dec", thr_dec, metrics.min_loss_s, period).items()
                 if v is not None}
     n_clips = control["clip_id"].nunique()
+    ok = control["sim_raw"].notna()
+    lifted = bool((control.loc[ok, "sim_dec"] >= control.loc[ok, "sim_raw"] - 1e-12).all())
+    by_construction = ("BY CONSTRUCTION given raw (sim_dec >= sim_raw on every frame and threshold dec <= raw): "
+                       if lifted and thr_dec <= thr_raw + 1e-12 and not lost_raw else "")
     rows = [Row(sec, f"identity-loss events ({n_clips} clips, {control['person'].nunique()} people)", len(lost_raw),
-                len(lost_dec), "0 (decoupled)", check(not lost_dec),
+                len(lost_dec), "0 (decoupled)", check(not lost_dec), by_construction +
                 ("raw lost: " + ", ".join(sorted(lost_raw)) + "; " if lost_raw else "")
                 + ("decoupled lost: " + ", ".join(sorted(lost_dec)) if lost_dec else "")
                 + f"thresholds raw {thr_raw:.3f}, decoupled {thr_dec:.3f}; smoothing {metrics.smooth_s:g} s, "
@@ -392,7 +450,8 @@ def control_rows(control: pd.DataFrame, thr_raw: float, thr_dec: float, metrics:
             Row(sec, f"{name}: 1st / 5th percentile of frames", f"{np.quantile(raw, 0.01):.3f} / "
                 f"{np.quantile(raw, 0.05):.3f}", f"{np.quantile(dec, 0.01):.3f} / {np.quantile(dec, 0.05):.3f}",
                 "decoupled >= raw", check(np.quantile(dec, 0.01) >= np.quantile(raw, 0.01)
-                                          and np.quantile(dec, 0.05) >= np.quantile(raw, 0.05))),
+                                          and np.quantile(dec, 0.05) >= np.quantile(raw, 0.05)),
+                "BY CONSTRUCTION: sim_dec >= sim_raw on every frame" if lifted else ""),
             Row(sec, f"{name}: minimum / mean / SD of frames", f"{raw.min():.3f} / {raw.mean():.3f} / {raw.std():.3f}",
                 f"{dec.min():.3f} / {dec.mean():.3f} / {dec.std():.3f}", "", "info",
                 f"{len(raw)} frames, {sub['clip_id'].nunique()} clips"),
@@ -404,6 +463,175 @@ def control_rows(control: pd.DataFrame, thr_raw: float, thr_dec: float, metrics:
                             float((dec < eer[1]).mean()), "", "info",
                             f"EER thresholds raw {eer[0]:.3f}, decoupled {eer[1]:.3f} (VALIDITY.md: 0.85% of "
                             "liveportrait frames raw)"))
+    return rows
+
+
+#: identity-constant footage: the median drift at every horizon (and at the end) lies within this of 0
+TARGET_NULL_DRIFT = 0.01
+
+
+def clip_drifts(frames: pd.DataFrame, metrics: Any, fps: float) -> pd.DataFrame:
+    """Per clip, the drift metrics of :func:`driftbench.drift.clip_summary` (opening after the reference's
+    own frames, drift at every horizon the clip reaches and at its end) on the given (rescored) frames."""
+    from driftbench import drift
+
+    rows = []
+    for cid, g in frames.groupby("clip_id", sort=True):
+        g = g.sort_values("t")
+        dur = float(g["duration_s"].iloc[0]) if "duration_s" in g else float(g["t"].max() + 1.0 / fps)
+        start = float(g["opening_start_s"].iloc[0]) if "opening_start_s" in g else 0.0
+        s = drift.clip_summary(g, drift.curve(g, float(metrics.bin_s)), duration_s=dur, threshold=float("nan"),
+                               metrics=metrics, fps=fps, opening_start_s=start)
+        rows.append({"clip_id": cid, "person": g["person"].iloc[0] if "person" in g else "", "duration_s": dur,
+                     **{k: v for k, v in s.items() if k.startswith(("drift_", "opening_", "slope_"))}})
+    return pd.DataFrame(rows)
+
+
+def null_drift_rows(drifts: pd.DataFrame, metrics: Any, *, n_boot: int = 999, seed: int = 0) -> list[Row]:
+    """Median drift of identity-constant clips at every horizon a clip reaches and at its end: an unbiased
+    opening puts it at 0 (issue 14: the opening used to hold a first-frame reference's own frames)."""
+    from scipy.stats import bootstrap
+
+    from driftbench.drift import horizon_label
+
+    rows = []
+    for lab in [*(f"at_{horizon_label(float(h))}" for h in metrics.horizons), "at_end"]:
+        cells: list[float | None] = []
+        ok, notes = True, []
+        for kind in ("raw", "dec"):
+            v = drifts[f"drift_{kind}_{lab}"].dropna().to_numpy(np.float64)
+            if len(v) == 0:
+                cells.append(None)
+                continue
+            med = float(np.median(v))
+            ok &= abs(med) <= TARGET_NULL_DRIFT
+            cells.append(med)
+            if len(v) >= 3:
+                ci = bootstrap((v,), np.median, n_resamples=n_boot, method="percentile", random_state=seed)
+                notes.append(f"{kind} 95% CI {ci.confidence_interval.low:+.3f}..{ci.confidence_interval.high:+.3f}")
+        n = int(drifts[f"drift_raw_{lab}"].notna().sum())
+        if n == 0:
+            rows.append(Row("control", f"median drift {lab.replace('_', ' ')} (identity-constant clips)", None, None,
+                            f"within +-{TARGET_NULL_DRIFT:g}", "unavailable", "no clip reaches this horizon"))
+            continue
+        rows.append(Row("control", f"median drift {lab.replace('_', ' ')} (identity-constant clips)", cells[0],
+                        cells[1], f"within +-{TARGET_NULL_DRIFT:g} (raw and decoupled)", check(ok),
+                        f"{n} clips reach it; opening [reference_s, reference_s + opening_s) after the first-frame "
+                        f"reference; " + "; ".join(notes) + " (bootstrap over clips)"))
+    return rows
+
+
+def fit_decoupler(frames: pd.DataFrame, pairs: pd.DataFrame) -> Any:
+    """A decoupler fitted on these frames and photo pairs only: the hook out-of-fold scoring uses
+    (``decouple.fit_decoupler`` where the module provides one, else the gated lift's fit)."""
+    from driftbench import decouple as D
+
+    fit = getattr(D, "fit_decoupler", None)
+    if fit is not None:
+        return fit(frames, pairs)
+    age = D.age_stability(frames)
+    return D.GatedLiftDecoupler(D.fit(frames, pairs, age_stable=bool(age.get("stable"))).params)
+
+
+def oof_rescore(frames: pd.DataFrame, pairs: pd.DataFrame, smooth_s: float, *, k: int = 5) -> pd.DataFrame:
+    """:func:`rescore` out of fold: each person's frames scored by a decoupler fitted without that person
+    (person-grouped folds), so no control figure is in sample."""
+    from sklearn.model_selection import GroupKFold
+
+    people = frames["person"].to_numpy()
+    k = min(k, len(np.unique(people)))
+    out = frames.copy()
+    dec = np.full(len(frames), np.nan)
+    for tr, te in GroupKFold(n_splits=k).split(np.zeros(len(frames)), groups=people):
+        d = fit_decoupler(frames.iloc[tr].reset_index(drop=True), pairs)
+        dec[te] = d.apply(frames.iloc[te].reset_index(drop=True))
+    out["sim_dec"] = dec
+    return rescore_smooth(out, smooth_s)
+
+
+def rescore_smooth(frames: pd.DataFrame, smooth_s: float) -> pd.DataFrame:
+    from driftbench.drift import smooth
+
+    out = frames.copy()
+    for col in ("sim_raw", "sim_dec"):
+        sm = np.full(len(out), np.nan)
+        for _, idx in out.groupby("clip_id", sort=False).indices.items():
+            sm[idx] = smooth(out["t"].to_numpy(np.float64)[idx], out[col].to_numpy(np.float64)[idx], smooth_s)
+        out[f"{col}_smooth"] = sm
+    return out
+
+
+def drift_levels(frames: pd.DataFrame, metrics: Any, fps: float, score: str = "dec") -> pd.DataFrame:
+    """Per clip: its drift level (:func:`driftbench.drift.drift_level`) on the raw or decoupled score."""
+    from driftbench import drift
+
+    rows = []
+    for cid, g in frames.groupby("clip_id", sort=True):
+        g = g.sort_values("t")
+        start = float(g["opening_start_s"].iloc[0]) if "opening_start_s" in g else 0.0
+        level, _ = drift.drift_level(g, "sim_dec" if score == "dec" else "sim_raw", opening_start_s=start,
+                                     opening_s=float(metrics.opening_s), period=1.0 / fps)
+        rows.append({"clip_id": cid, "person": g["person"].iloc[0], "level": level})
+    return pd.DataFrame(rows)
+
+
+def fit_drift_verdict(control: pd.DataFrame, metrics: Any, fps: float, backend: str,
+                      decoupler: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Calibrate the drift verdict on (out-of-fold scored) identity-constant footage and write its artefact
+    (``decoupler``: the description of the decoupler installed for the key, recorded for staleness checks)."""
+    from driftbench import artefacts, drift
+    from driftbench.calibration import calibrate_drift
+    from driftbench.io import write_json
+
+    lv = drift_levels(control, metrics, fps)
+    cal = calibrate_drift(lv["level"], lv["person"], lv["clip_id"], window_s=drift.DRIFT_WINDOW_S,
+                          min_s=drift.DRIFT_MIN_S)
+    record = {"about": "Drift verdict calibrated on identity-constant real footage (driftbench.calibration."
+                       f"calibrate_drift); recompute with `driftbench validate --calibrate face={backend.split(':')[0]}` "
+                       f"with the weights of key {backend}.",
+              "decoupler": {k: (decoupler or {}).get(k) for k in ("name", "fit_id")}, "key": backend, "created": datetime.now(UTC).strftime("%Y-%m-%d"), **cal,
+              "data": "data/video/real + liveportrait/driving, decoupled score out of fold (person-grouped folds)"}
+    write_json(artefacts.artefact_path("drift", backend), record)
+    return record
+
+
+def verdict_rows(control: pd.DataFrame, gen: pd.DataFrame | None, verdict: dict[str, Any] | None, metrics: Any,
+                 fps: float, decoupler_desc: dict[str, Any]) -> list[Row]:
+    """Drift below the loss bar: held-out false flags on real footage, infinitetalk_dub_9 flagged, the
+    stable generated clips not."""
+    if not verdict:
+        return [Row("control", "drift verdict", None, None, "calibrated", "fail",
+                    "no drift verdict for this backend key -- fix: `driftbench validate --fit`")]
+    thr = float(verdict["threshold"])
+    ho = verdict.get("heldout", {})
+    live = {k: decoupler_desc.get(k) for k in ("name", "fit_id")}
+    if verdict.get("decoupler") != live:
+        return [Row("control", "drift verdict", None, None, "calibrated with the installed decoupler", "fail",
+                    f"{verdict.get('file')}: calibrated with decoupler {verdict.get('decoupler')}, installed {live} "
+                    "-- fix: `driftbench validate --calibrate`")]
+    lv = drift_levels(control, metrics, fps)
+    rows = [Row("control", "drift verdict: held-out real clips flagged drifting", None, ho.get("rate"),
+                "<= 1% (people held out)", check(ho.get("rate", 1.0) <= 0.01 + 1e-12),
+                f"{ho.get('n_flagged')} of {ho.get('n_clips')} clips, nested leave-one-person-out "
+                f"({', '.join(ho.get('flagged', [])) or 'none'}); threshold {thr:.3f} on the drift level "
+                f"(opening - trailing {verdict['window_s']:g} s median held {verdict['min_s']:g} s), tail "
+                f"{verdict['tail']:g}; clips flagged with these scores: {int((lv['level'] > thr).sum())}")]
+    if gen is None or gen.empty:
+        return rows
+    g = drift_levels(gen, metrics, fps)
+    g["name"] = g["clip_id"].map(lambda c: Path(str(c)).name)
+    gen_case = gen.groupby("clip_id")["case"].first()
+    drifting = g[g["name"] == DRIFT_CLIP]
+    if not drifting.empty:
+        lvl = float(drifting["level"].iloc[0])
+        rows.append(Row("generated", f"{DRIFT_CLIP}: drift verdict", None, "drifting" if lvl > thr else "not drifting",
+                        "drifting", check(lvl > thr), f"drift level {lvl:.3f} vs threshold {thr:.3f}"))
+    stable = g[(g["name"] != DRIFT_CLIP) & ~g["name"].str.startswith("negative")
+               & ~g["clip_id"].map(gen_case).astype(str).str.contains("negative")]
+    flagged = stable[stable["level"] > thr]
+    rows.append(Row("generated", f"stable generated clips flagged drifting ({len(stable)} clips)", None, len(flagged),
+                    "0", check(flagged.empty), f"highest drift level {stable['level'].max():.3f} vs threshold "
+                    f"{thr:.3f}" + (f"; flagged: {', '.join(flagged['name'])}" if len(flagged) else "")))
     return rows
 
 
@@ -589,7 +817,7 @@ def fit_artefact(control: Measured, faces: pd.DataFrame, pairs: pd.DataFrame, an
         "backend": backend,
         "created": datetime.now(UTC).strftime("%Y-%m-%d"),
         "about": "Decoupled identity similarity (driftbench.decouple, form gated-lift). Refit with "
-                 f"`driftbench validate --fit face={backend}`.",
+                 f"`driftbench validate --fit face={backend.split(':')[0]}` with the weights of key {backend}.",
         "selection": {"features": list(sel.features), "cap_quantile": sel.cap_quantile, "candidates": sel.table,
                       "criterion": "lowest pooled held-out sensitivity (5 person-grouped folds) among candidates "
                                    "keeping the photo pairs' d', margin, TAR@FAR 0.1% and different-person mean"},
@@ -605,12 +833,14 @@ def fit_artefact(control: Measured, faces: pd.DataFrame, pairs: pd.DataFrame, an
             "sampling": settings.sampling.token(), "reference": "first_frame (mean embedding of the first 1 s)",
         },
         "code": {"module": "driftbench/decouple.py", "sha256": D.code_sha256(), "git_commit": git_commit(),
-                 "driftbench": __version__, "command": f"driftbench validate --fit face={backend}"},
+                 "driftbench": __version__, "command": f"driftbench validate --fit face={backend.split(':')[0]}"},
         "backend_engine": analyzer.info.engine,
         "backend_weights": analyzer.info.weights,
         "heldout": heldout,
     }
-    return D.write_artefact(D.artefact_path(backend), sel.params, record)
+    from driftbench import artefacts
+
+    return D.write_artefact(artefacts.artefact_path("decouple", backend), sel.params, record)
 
 
 # -- output -----------------------------------------------------------------------------------------------
@@ -650,6 +880,33 @@ def write_outputs(rows: Sequence[Row], out_dir: Path, meta: dict[str, Any]) -> N
     write_text(out_dir / "validate.md", f"# driftbench validate\n\n{summary}\n\n{to_markdown(rows)}")
 
 
+DOCS_BEGIN = "<!-- validate-table:begin (generated from docs/validate.json by driftbench.validate.render_docs) -->"
+DOCS_END = "<!-- validate-table:end -->"
+
+
+def docs_block(json_path: Path) -> str:
+    """The tables of a validate.json, as ``docs/VALIDITY-RESULTS.md`` quotes them."""
+    import json
+
+    data = json.loads(json_path.read_text(encoding="utf-8"))
+    rows = [Row(**r) for r in data["rows"]]
+    head = (f"`{data.get('command_line', 'driftbench validate')}` at {data.get('git_commit')}, backend "
+            f"`{data.get('backend')}`, decoupler {data.get('decoupler', {}).get('name')} "
+            f"{data.get('decoupler', {}).get('fit_id', '')}: {summarize(rows)}")
+    return f"{DOCS_BEGIN}\n{head}\n\n{to_markdown(rows)}\n{DOCS_END}"
+
+
+def render_docs(doc_path: Path = Path("docs/VALIDITY-RESULTS.md"), json_path: Path = Path("docs/validate.json")) -> None:
+    """Rewrite the generated block of ``doc_path`` from ``json_path`` (tests/test_validate.py checks they agree)."""
+    text = doc_path.read_text(encoding="utf-8")
+    block = docs_block(json_path)
+    if DOCS_BEGIN in text and DOCS_END in text:
+        text = text[:text.index(DOCS_BEGIN)] + block + text[text.index(DOCS_END) + len(DOCS_END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    doc_path.write_text(text, encoding="utf-8")
+
+
 def summarize(rows: Sequence[Row]) -> str:
     n = {s: sum(1 for r in rows if r.status == s) for s in ("pass", "fail", "info", "unavailable")}
     failed = [f"{r.section}: {r.metric}" for r in rows if r.status == "fail"]
@@ -667,6 +924,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("reports/validate"), help="where the table is written")
     p.add_argument("--fit", action="store_true",
                    help="refit the decoupler artefact on the footage and photos, recalibrate thresholds, then validate")
+    p.add_argument("--calibrate", action="store_true",
+                   help="recalibrate the thresholds (photos + different-person video pairs) and the drift verdict "
+                        "with the decoupler installed for the key (no refit), then validate")
+    p.add_argument("--artefacts", type=Path, default=None,
+                   help="directory the fitted artefacts (thresholds, decoupler, drift verdict) are written to and "
+                        "read from first (default: $DRIFTBENCH_ARTEFACTS, else ~/.local/share/driftbench/artefacts; "
+                        "driftbench/data writes the packaged ones, for committing)")
     p.add_argument("--splits", type=int, default=200, help="random held-out splits to score (0: skip)")
     p.add_argument("--skip", action="append", default=[], choices=SECTIONS, help="leave a section out (repeatable)")
     return p
@@ -685,6 +949,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.splits < 0:
         print("driftbench validate: --splits must be >= 0 -- fix: e.g. --splits 200", file=sys.stderr)
         return EXIT_USAGE
+    if a.artefacts is not None:
+        import os
+
+        from driftbench.artefacts import ARTEFACTS_ENV
+
+        os.environ[ARTEFACTS_ENV] = str(a.artefacts.expanduser().resolve())
     paths = SharedPaths(a.shared.resolve())
     missing = paths.missing()
     if missing:
@@ -700,7 +970,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"driftbench validate: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        rows, meta = run_suite(cfg, list(a.overrides), paths, a.out, fit=a.fit, n_splits=a.splits, skip=set(a.skip))
+        rows, meta = run_suite(cfg, list(a.overrides), paths, a.out, fit=a.fit, calibrate=a.calibrate,
+                               n_splits=a.splits, skip=set(a.skip))
     except UsageError as exc:
         print(f"driftbench validate: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -729,6 +1000,7 @@ def threshold_key(cfg: Any) -> str:
 
 
 def run_suite(cfg: Any, overrides: list[str], paths: SharedPaths, out_dir: Path, *, fit: bool = False,
+              calibrate: bool = False,
               n_splits: int = 200, skip: set[str] | None = None) -> tuple[list[Row], dict[str, Any]]:
     """Every section's rows and the metadata for validate.json."""
     from driftbench import calibration
@@ -757,9 +1029,24 @@ def run_suite(cfg: Any, overrides: list[str], paths: SharedPaths, out_dir: Path,
         log.info("validate: fitting the decoupler for %s", backend)
         fitted = fit_artefact(control, faces, pairs, analyzer, settings, backend, n_splits=n_splits)
         heldout = fitted.record.get("heldout", {})
-        entry = calibration.calibrate(analyzer, paths.deepface, load_decoupler(backend))
+    if fit or calibrate:
+        # thresholds (photos + different-person video pairs) from the decoupler now installed for this key
+        fitted_dec = load_decoupler(backend)
+        entry = calibration.calibrate(analyzer, paths.deepface, fitted_dec)
+        log.info("validate: false-accept calibration on different-person video frame pairs")
+        entry["domain"] = calibration.domain_calibration(control.frames, pairs, fitted_dec)
         calibration.write_thresholds({backend: entry})
     decoupler = load_decoupler(backend, settings.decoupler)
+    # every control figure out of fold: a person's clips scored by a decoupler fitted without that person
+    log.info("validate: out-of-fold decoupled scores of the identity-constant footage")
+    oof = (oof_rescore(control.frames, pairs, float(metrics.smooth_s))
+           if getattr(decoupler, "name", "none") != "none" else rescore(control.frames, decoupler, float(metrics.smooth_s)))
+    if fit or calibrate:
+        log.info("validate: calibrating the drift verdict for %s", backend)
+        fit_drift_verdict(oof, metrics, fps, backend, load_decoupler(backend).describe())
+    from driftbench.drift import load_drift_verdict
+
+    verdict = load_drift_verdict(backend)
     thr_raw, _ = calibration.threshold_for(backend, far=float(metrics.far), score="raw")
     thr_dec, prov = calibration.threshold_for(backend, far=float(metrics.far), score="dec")
     rows: list[Row] = [Row("verification", "measurement problems", None, len(control.problems), "0",
@@ -780,22 +1067,28 @@ def run_suite(cfg: Any, overrides: list[str], paths: SharedPaths, out_dir: Path,
         entry = thresholds().get("backends", {}).get(backend, {})
         eer = ((float(entry["raw"]["eer_threshold"]), float(entry["dec"]["eer_threshold"]))
                if "eer_threshold" in entry.get("raw", {}) and "eer_threshold" in entry.get("dec", {}) else None)
-        rows += control_rows(frames, thr_raw, thr_dec, metrics, fps, eer)
+        rows += control_rows(oof, thr_raw, thr_dec, metrics, fps, eer)
+        rows += null_drift_rows(clip_drifts(oof, metrics, fps), metrics)
     if "age" not in skip:
         rows += age_rows(age, decoupler)
+    gen_frames = None
     if "generated" not in skip:
         log.info("validate: real generated clips")
         gen = measure_clips(folder_clips(paths.generated, cfg), replace(settings, reference="auto"), "generated")
         rows += [Row("generated", "measurement problems", None, len(gen.problems), "0", "fail",
                      "; ".join(gen.problems[:3]))] if gen.problems else []
         if not gen.frames.empty:
-            rows += generated_rows(rescore(gen.frames, decoupler, float(metrics.smooth_s)), thr_raw, thr_dec,
-                                   metrics, fps)
+            gen_frames = rescore(gen.frames, decoupler, float(metrics.smooth_s))
+            rows += generated_rows(gen_frames, thr_raw, thr_dec, metrics, fps)
+    if "control" not in skip:
+        rows += verdict_rows(oof, gen_frames, verdict, metrics, fps, decoupler.describe())
     if "synthetic" not in skip:
         log.info("validate: synthetic clips")
         rows += synthetic_rows(overrides, settings, metrics, decoupler, out_dir)
-    meta = {"command": "validate", "backend": backend, "decoupler": decoupler.describe(),
-            "thresholds": {"raw": thr_raw, "dec": thr_dec, "provenance": prov}, "git_commit": git_commit(),
+    meta = {"command": "validate", "command_line": " ".join(["driftbench validate", *sys.argv[2:]]) if
+            sys.argv[1:2] == ["validate"] else "driftbench validate", "backend": backend, "decoupler": decoupler.describe(),
+            "thresholds": {"raw": thr_raw, "dec": thr_dec, "provenance": prov}, "drift_verdict": verdict,
+            "control_scores": "out of fold (person-grouped folds)", "git_commit": git_commit(),
             "versions": versions(), "shared": str(paths.root), "age": age, "heldout": details,
             "sampling": settings.sampling.token(), "engine": analyzer.info.engine, "weights": analyzer.info.weights}
     return rows, meta

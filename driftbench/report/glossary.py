@@ -16,7 +16,8 @@ _CARDS: list[dict[str, str]] = [
      "units": "cosine similarity", "direction": "higher is better", "ci": BOOT},
     {"metric": "sim_raw_at_{T}s", "what": "raw cosine similarity of the identity embeddings, median over [T-2 s, T)",
      "units": "cosine similarity", "direction": "higher is better", "ci": BOOT},
-    {"metric": "opening_{raw,dec}", "what": "median similarity over the first 2 s: the clip's level, not drift",
+    {"metric": "opening_{raw,dec}", "what": "median similarity over 2 s after the frames a first-frame reference is "
+     "built from ([1, 3 s); [0, 2 s) with reference images): the clip's level, not drift",
      "units": "cosine similarity", "direction": "higher is better", "ci": BOOT},
     {"metric": "drift_dec_at_{T}s", "what": "opening minus sim@T: how far the face moved away from where it started",
      "units": "cosine similarity", "direction": "lower is better", "ci": BOOT},
@@ -28,8 +29,15 @@ _CARDS: list[dict[str, str]] = [
     {"metric": "slope_{raw,dec}_per_min", "what": "Theil-Sen slope of the 1 s bin medians", "units": "cosine / min",
      "direction": "closer to 0 (negative = drift)", "ci": BOOT},
     {"metric": "time_to_loss_s", "what": "onset of the first run of >= 2 s in which the smoothed decoupled similarity "
-     "stays below the backend's calibrated threshold (FAR 0.1%); empty = never lost (right-censored)",
+     "stays below the backend's calibrated threshold (FAR 0.1%) or the face is missing (loss_cause identity / "
+     "no_face; a clip without any face is lost at 0); empty = never lost (right-censored)",
      "units": "seconds", "direction": "later (or never) is better", "ci": "Kaplan-Meier (scipy.stats.ecdf)"},
+    {"metric": "time_to_drift_s", "what": "onset of drift below the loss bar: the first 5 s run in which the opening "
+     "minus the trailing 5 s median exceeds what identity-constant real footage shows (<= 1% of held-out real "
+     "clips); drifting = 0/1; empty = censored", "units": "seconds", "direction": "later (or never) is better",
+     "ci": "Kaplan-Meier (scipy.stats.ecdf)"},
+    {"metric": "longest_no_face_s", "what": "longest run of samples without the character's face",
+     "units": "seconds", "direction": "lower is better", "ci": BOOT},
     {"metric": "survival_at_{T}s", "what": "Kaplan-Meier share of clips still the same person at T s; clips that "
      "end without a loss are censored at their duration; empty (not measurable) when no clip was observed to T, "
      "even one lost earlier",
