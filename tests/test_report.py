@@ -307,7 +307,8 @@ def test_single_run_opens_with_identity_per_clip_and_a_sweep_with_its_leaderboar
     assert curves_at < board_at
     assert "one panel per clip" in html and "clips still observed per bin" in html
     heads = re.findall(r"<th class=\"[^\"]*\">([^<]+)</th>", html.split('id="clips-table"', 1)[1])
-    assert heads[:4] == ["clip", "drift@30s", "drift@60s", "drift@end"]
+    # the drift verdict badge stands beside the clip where the run has one (it does since issue 14)
+    assert heads[:5] == ["clip", "verdict", "drift@30s", "drift@60s", "drift@end"]
     both = render_run(copy_run(anitalker, tmp_path / "both")).read_text(encoding="utf-8")
     curves_at, board_at = order(both)
     assert board_at < curves_at and "one panel per clip" not in both
