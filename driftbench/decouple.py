@@ -193,6 +193,111 @@ class GatedLiftDecoupler:
         return out
 
 
+# -- the uncapped form (second round) ---------------------------------------------------------------------
+SHIFT_FORM = "gated-shift"
+SHIFT_VERSION = "1"
+#: candidate feature sets of the uncapped form, chosen by person-grouped CV on the training people
+SHIFT_FEATURE_SETS: tuple[tuple[str, ...], ...] = (("d_yaw", "d_pitch", "d_expr"), ("d_yaw", "d_pitch", "d_roll", "d_expr"))
+#: a difference counts at most up to this quantile of the training footage's (no extrapolation beyond the
+#: head turns and expressions the fit has seen)
+SHIFT_SUPPORT_QUANTILE = 0.99
+
+
+@dataclass(frozen=True)
+class GatedShiftParams:
+    features: tuple[str, ...]
+    weights: tuple[float, ...]  # similarity lost per unit of each feature (>= 0)
+    support: tuple[float, ...]  # each |difference| is clipped here (the fit's support)
+    gate_lo: float
+    gate_hi: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"features": list(self.features), "weights": [float(w) for w in self.weights],
+                "support": [float(v) for v in self.support], "gate_lo": float(self.gate_lo),
+                "gate_hi": float(self.gate_hi)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> GatedShiftParams:
+        return cls(tuple(d["features"]), tuple(float(w) for w in d["weights"]),
+                   tuple(float(v) for v in d["support"]), float(d["gate_lo"]), float(d["gate_hi"]))
+
+
+def gated_shift(sim_raw: np.ndarray, explained: np.ndarray, p: GatedShiftParams) -> np.ndarray:
+    """``sim_raw + gate(sim_raw) * explained``: no cap, so a same-person frame moves by exactly its
+    pose/expression-explained amount (nothing saturates, an identity change shifts the score one for
+    one); below the different-person range the score stays raw."""
+    s = np.asarray(sim_raw, dtype=np.float64)
+    gate = _smoothstep((s - p.gate_lo) / max(p.gate_hi - p.gate_lo, 1e-9))
+    return s + gate * np.maximum(np.asarray(explained, dtype=np.float64), 0.0)
+
+
+class GatedShiftDecoupler:
+    """The uncapped, gated additive correction (see :func:`gated_shift`)."""
+
+    name = SHIFT_FORM
+
+    def __init__(self, params: GatedShiftParams, record: dict[str, Any] | None = None,
+                 path: Path | None = None) -> None:
+        self.params = params
+        self.record = record or {}
+        self.path = path
+        self.version = str(self.record.get("version", SHIFT_VERSION))
+
+    def explained(self, table: pd.DataFrame) -> np.ndarray:
+        x = np.minimum(feature_matrix(table, self.params.features), np.asarray(self.params.support, np.float64))
+        return x @ np.asarray(self.params.weights, dtype=np.float64)
+
+    def apply(self, table: pd.DataFrame) -> np.ndarray:
+        return gated_shift(table["sim_raw"].to_numpy(dtype=np.float64), self.explained(table), self.params)
+
+    def fit_id(self) -> str:
+        blob = json.dumps({"form": SHIFT_FORM, "params": self.params.to_json()}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "version": self.version, "fit_id": self.fit_id(),
+                               "params": self.params.to_json()}
+        for key in ("backend", "created"):
+            if key in self.record:
+                out[key] = self.record[key]
+        out["age"] = {"used": AGE_FEATURE in self.params.features,
+                      "stable_on_control": (self.record.get("age") or {}).get("stable")}
+        if self.path is not None:
+            out["artefact"] = self.path.name
+        return out
+
+
+def fit_shift_params(frames: pd.DataFrame, pairs: pd.DataFrame, features: Sequence[str]) -> GatedShiftParams:
+    """Weights: within-clip NNLS on ``frames`` (:func:`fit_weights`); support: the frames' quantile of
+    each difference; gate: :func:`gate_from_pairs` on ``pairs`` (training identities only)."""
+    lo, hi = gate_from_pairs(pairs)
+    w = fit_weights(frames, features)
+    x = feature_matrix(frames, features)
+    support = np.quantile(x, SHIFT_SUPPORT_QUANTILE, axis=0) if len(x) else np.zeros(len(features))
+    return GatedShiftParams(tuple(features), tuple(float(v) for v in w), tuple(float(v) for v in support), lo, hi)
+
+
+def within_clip_residual_var(frames: pd.DataFrame, score: np.ndarray) -> float:
+    """Mean within-clip variance of a score (what a shift that removes pose/expression must lower)."""
+    return float(pd.Series(np.asarray(score, np.float64)).groupby(frames["clip_id"].to_numpy()).var(ddof=1).mean())
+
+
+def select_shift(frames: pd.DataFrame, pairs: pd.DataFrame, *, inner_k: int = 5) -> tuple[GatedShiftParams, list[dict[str, Any]]]:
+    """The feature set with the lowest person-held-out within-clip variance (inner CV on ``frames``),
+    then fitted on all of ``frames``."""
+    frames = frames.reset_index(drop=True)
+    folds = _group_folds(frames["person"].to_numpy(), inner_k)
+    rows: list[dict[str, Any]] = []
+    for feats in SHIFT_FEATURE_SETS:
+        dec = np.full(len(frames), np.nan)
+        for tr, te in folds:
+            p = fit_shift_params(frames.iloc[tr], pairs, feats)
+            dec[te] = GatedShiftDecoupler(p).apply(frames.iloc[te])
+        rows.append({"features": list(feats), "cv_within_clip_var": within_clip_residual_var(frames, dec)})
+    best = min(range(len(rows)), key=lambda i: float(rows[i]["cv_within_clip_var"]))
+    return fit_shift_params(frames, pairs, SHIFT_FEATURE_SETS[best]), rows
+
+
 # -- artefacts --------------------------------------------------------------------------------------------
 def artefact_path(backend: str, name: str = "default", root: Path | None = None) -> Path:
     """``default`` -> ``<root>/<backend>.json``; another name -> ``<root>/<backend>-<name>.json``, or a
