@@ -282,20 +282,22 @@ def within_clip_residual_var(frames: pd.DataFrame, score: np.ndarray) -> float:
     return float(pd.Series(np.asarray(score, np.float64)).groupby(frames["clip_id"].to_numpy()).var(ddof=1).mean())
 
 
-def select_shift(frames: pd.DataFrame, pairs: pd.DataFrame, *, inner_k: int = 5) -> tuple[GatedShiftParams, list[dict[str, Any]]]:
+def select_shift(frames: pd.DataFrame, pairs: pd.DataFrame, *, inner_k: int = 5,
+                 feature_sets: Sequence[tuple[str, ...]] = SHIFT_FEATURE_SETS
+                 ) -> tuple[GatedShiftParams, list[dict[str, Any]]]:
     """The feature set with the lowest person-held-out within-clip variance (inner CV on ``frames``),
     then fitted on all of ``frames``."""
     frames = frames.reset_index(drop=True)
     folds = _group_folds(frames["person"].to_numpy(), inner_k)
     rows: list[dict[str, Any]] = []
-    for feats in SHIFT_FEATURE_SETS:
+    for feats in feature_sets:
         dec = np.full(len(frames), np.nan)
         for tr, te in folds:
             p = fit_shift_params(frames.iloc[tr], pairs, feats)
             dec[te] = GatedShiftDecoupler(p).apply(frames.iloc[te])
         rows.append({"features": list(feats), "cv_within_clip_var": within_clip_residual_var(frames, dec)})
     best = min(range(len(rows)), key=lambda i: float(rows[i]["cv_within_clip_var"]))
-    return fit_shift_params(frames, pairs, SHIFT_FEATURE_SETS[best]), rows
+    return fit_shift_params(frames, pairs, tuple(feature_sets)[best]), rows
 
 
 # -- artefacts --------------------------------------------------------------------------------------------
@@ -312,6 +314,20 @@ def artefact_path(backend: str, name: str = "default", root: Path | None = None)
     return root / (f"{safe}.json" if name == "default" else f"{safe}-{name}.json")
 
 
+def weights_key(backend: str) -> str:
+    """The key decouplers are fitted per: a weights key such as ``sface:yunet-int8bq`` as given, a bare
+    backend name resolved to the key of the weights this machine finds (``sface`` with ../shared's fp32
+    YuNet, ``sface:yunet-int8bq`` with the detector a fresh install gets)."""
+    if ":" in backend:
+        return backend
+    try:
+        from driftbench.faces.base import preflight
+
+        return str(preflight(backend, {}, download=False))
+    except Exception:  # an unknown or uninstalled backend: its own name (its load reports the problem)
+        return backend
+
+
 def load_decoupler(backend: str, name: str = "default") -> Decoupler:
     """The decoupler for a face backend; ``none`` disables decoupling.
 
@@ -322,6 +338,7 @@ def load_decoupler(backend: str, name: str = "default") -> Decoupler:
 
     if name in ("none", ""):
         return IdentityDecoupler()
+    backend = weights_key(backend)
     path = artefact_path(backend, name)
     if not path.is_file():
         if name != "default":
@@ -333,13 +350,16 @@ def load_decoupler(backend: str, name: str = "default") -> Decoupler:
     return read_artefact(path)
 
 
-def read_artefact(path: Path) -> GatedLiftDecoupler:
+def read_artefact(path: Path) -> GatedLiftDecoupler | GatedShiftDecoupler:
     from driftbench.errors import UsageError
 
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-        if record.get("form") != FORM:
-            raise ValueError(f"form {record.get('form')!r}, expected {FORM!r}")
+        form = record.get("form")
+        if form == SHIFT_FORM:
+            return GatedShiftDecoupler(GatedShiftParams.from_json(record["params"]), record, path)
+        if form != FORM:
+            raise ValueError(f"form {form!r}, expected {SHIFT_FORM!r} or {FORM!r}")
         params = GatedLiftParams.from_json(record["params"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"{path}: unreadable decoupler artefact ({exc}) -- fix: restore it from git or refit "
@@ -347,13 +367,19 @@ def read_artefact(path: Path) -> GatedLiftDecoupler:
     return GatedLiftDecoupler(params, record, path)
 
 
-def write_artefact(path: Path, params: GatedLiftParams, record: dict[str, Any]) -> GatedLiftDecoupler:
+def write_artefact(path: Path, params: GatedLiftParams | GatedShiftParams, record: dict[str, Any]
+                   ) -> GatedLiftDecoupler | GatedShiftDecoupler:
     from driftbench.io import dumps_json, write_json
 
     # the stored (rounded) parameters are the model: identify it by them
-    params = GatedLiftParams.from_json(json.loads(dumps_json(params.to_json())))
-    dec = GatedLiftDecoupler(params, record, path)
-    write_json(path, {**record, "form": FORM, "version": dec.version, "params": params.to_json(),
+    dec: GatedLiftDecoupler | GatedShiftDecoupler
+    if isinstance(params, GatedShiftParams):
+        params = GatedShiftParams.from_json(json.loads(dumps_json(params.to_json())))
+        dec, form = GatedShiftDecoupler(params, record, path), SHIFT_FORM
+    else:
+        params = GatedLiftParams.from_json(json.loads(dumps_json(params.to_json())))
+        dec, form = GatedLiftDecoupler(params, record, path), FORM
+    write_json(path, {**record, "form": form, "version": dec.version, "params": params.to_json(),
                       "fit_id": dec.fit_id()})
     return read_artefact(path)
 
@@ -498,10 +524,25 @@ def select_and_fit(frames: pd.DataFrame, pairs: pd.DataFrame, *, age_stable: boo
     return Selection(fitted[best], feats, q, rows)
 
 
-def fit(frames: pd.DataFrame, pairs: pd.DataFrame, *, age_stable: bool = False) -> Selection:
-    """The decoupler's parameters from identity-constant footage frames (columns clip_id, person,
-    sim_raw, d_*) and labelled photo pairs (same, sim_raw, d_*)."""
+def fit_lift(frames: pd.DataFrame, pairs: pd.DataFrame, *, age_stable: bool = False) -> Selection:
+    """The first release's capped gated lift (kept to compare against; no longer written)."""
     return select_and_fit(fit_frames(frames), pairs, age_stable=age_stable)
+
+
+@dataclass
+class ShiftSelection:
+    params: GatedShiftParams
+    table: list[dict[str, Any]] = field(default_factory=list)
+
+
+def fit(frames: pd.DataFrame, pairs: pd.DataFrame, *, age_stable: bool = False) -> ShiftSelection:
+    """The decoupler (form ``gated-shift``) from identity-constant footage frames (columns clip_id,
+    person, t, face_found, sim_raw, d_*) and labelled photo pairs (same, sim_raw): the feature set by
+    person-grouped CV on the frames, weights and support on all of them, the gate from the pairs.
+    Age enters the candidates only when it is stable on the control footage."""
+    sets = SHIFT_FEATURE_SETS + (tuple((*fs, AGE_FEATURE) for fs in SHIFT_FEATURE_SETS) if age_stable else ())
+    params, table = select_shift(fit_frames(frames), pairs, feature_sets=sets)
+    return ShiftSelection(params, table)
 
 
 def fit_frames(frames: pd.DataFrame, reference_s: float = 1.0) -> pd.DataFrame:

@@ -230,10 +230,6 @@ def _measure(clip: Clip, s: MeasureSettings, warnings: list[str]) -> ClipResult:
                             f"reference taken from {first_t:.1f} s")
         ref = drift.reference_from_faces(opening, "first_frame")
     frames = drift.frame_table(track, ref, opening_s=s.metrics.opening_s)
-    # the embeddings travel with the frames: an embedding-space decoupler compares each frame's to the
-    # reference's (one shared array for every row)
-    frames["emb"] = track["emb"].to_numpy()
-    frames["ref_emb"] = pd.Series([ref.embedding] * len(frames), index=frames.index, dtype=object)
     decoupler = load_decoupler(analyzer.info.threshold_key or s.backend, s.decoupler)
     frames["sim_dec"] = decoupler.apply(frames)
     t = frames["t"].to_numpy()

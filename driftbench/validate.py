@@ -27,7 +27,6 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -563,53 +562,11 @@ def injected_alpha(meta: Any, t: np.ndarray) -> np.ndarray | None:
 # -- fitting the artefact ---------------------------------------------------------------------------------
 def fit_artefact(control: Measured, faces: pd.DataFrame, pairs: pd.DataFrame, analyzer: Any, settings: Any,
                  backend: str, *, n_splits: int) -> Any:
-    from driftbench import __version__
-    from driftbench import decouple as D
-    from driftbench.cache import content_hash
-    from driftbench.runner import git_commit
+    """The decoupler artefact of the weights key ``backend`` (:func:`driftbench.decouple_eval.fit_artefact`;
+    ``n_splits`` is no longer used: held-out figures come from person and identity folds)."""
+    from driftbench.decouple_eval import fit_artefact as fit_shift
 
-    age = D.age_stability(control.frames)
-    sel = D.fit(control.frames, pairs, age_stable=bool(age.get("stable")))
-    ho = D.heldout_footage(control.frames, pairs, age_stable=bool(age.get("stable")))
-    ho.pop("dec_scores", None)
-    heldout: dict[str, Any] = {"footage_kfold": ho}
-    if n_splits > 0:
-        heldout["random_splits"] = D.heldout_splits(control.frames, pairs, n_splits=n_splits,
-                                                    age_stable=bool(age.get("stable")))
-    from driftbench.verification import verification_metrics
-
-    dec = D.GatedLiftDecoupler(sel.params)
-    same = pairs["same"].to_numpy(bool)
-    heldout["photo_all_pairs"] = {"raw": verification_metrics(pairs["sim_raw"].to_numpy(np.float64), same),
-                                  "dec": verification_metrics(dec.apply(pairs), same),
-                                  "note": "gate from these pairs: in-sample; see random_splits for held-out identities"}
-    photos_dir = Path(str(faces.attrs.get("dir", "")))
-    record = {
-        "backend": backend,
-        "created": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "about": "Decoupled identity similarity (driftbench.decouple, form gated-lift). Refit with "
-                 f"`driftbench validate --fit face={backend}`.",
-        "selection": {"features": list(sel.features), "cap_quantile": sel.cap_quantile, "candidates": sel.table,
-                      "criterion": "lowest pooled held-out sensitivity (5 person-grouped folds) among candidates "
-                                   "keeping the photo pairs' d', margin, TAR@FAR 0.1% and different-person mean"},
-        "age": {**age, "used": D.AGE_FEATURE in sel.features},
-        "data": {
-            "footage": control.clips,
-            "fit_frames": "samples with a face at t >= 1 s (outside the first-frame reference window)",
-            "n_fit_frames": len(D.fit_frames(control.frames)),
-            "photos": [{"file": f, "label": lab, "sha256": content_hash(photos_dir / f) if photos_dir.name else None}
-                       for f, lab in zip(faces["file"], faces["label"], strict=True)],
-            "photo_pairs": {"n_same": int(same.sum()), "n_diff": int((~same).sum()),
-                            "labels": "connected components of the pairs CSV's Yes pairs"},
-            "sampling": settings.sampling.token(), "reference": "first_frame (mean embedding of the first 1 s)",
-        },
-        "code": {"module": "driftbench/decouple.py", "sha256": D.code_sha256(), "git_commit": git_commit(),
-                 "driftbench": __version__, "command": f"driftbench validate --fit face={backend}"},
-        "backend_engine": analyzer.info.engine,
-        "backend_weights": analyzer.info.weights,
-        "heldout": heldout,
-    }
-    return D.write_artefact(D.artefact_path(backend), sel.params, record)
+    return fit_shift(control.frames, control.clips, faces, pairs, analyzer, settings, backend)
 
 
 # -- output -----------------------------------------------------------------------------------------------
@@ -770,9 +727,20 @@ def run_suite(cfg: Any, overrides: list[str], paths: SharedPaths, out_dir: Path,
         rows += weights_rows(backend, analyzer.info.weights, decoupler)
         rows += verification_rows(pairs, faces, decoupler, backend, paths.deepface)
     if "decoupling" not in skip:
-        r, details = decoupling_rows(frames, pairs, decoupler, n_splits=n_splits, age_stable=bool(age.get("stable")),
-                                     heldout=heldout)
-        rows += r
+        from driftbench import decouple as D
+
+        if isinstance(decoupler, D.GatedShiftDecoupler):
+            from driftbench.decouple_eval import validate_section
+
+            log.info("validate: decoupling figures held out by person (morphs rendered once, then cached)")
+            r, details = validate_section(frames, pairs, faces, paths.root, overrides, backend,
+                                          morphs="synthetic" not in skip)
+            rows += [Row("decoupling", "decoupler", None, f"{decoupler.name} v{decoupler.version}",
+                         "fitted on identity-constant footage", "info", str(decoupler.describe().get("params"))), *r]
+        else:
+            r, details = decoupling_rows(frames, pairs, decoupler, n_splits=n_splits,
+                                         age_stable=bool(age.get("stable")), heldout=heldout)
+            rows += r
     if "control" not in skip:
         from driftbench.calibration import thresholds
 
