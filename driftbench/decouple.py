@@ -6,9 +6,31 @@ A decoupler maps a table with ``sim_raw`` and the differences ``d_yaw``, ``d_pit
 frame to the reference or per photo pair, to ``sim_dec``. ``none`` is the identity
 (``sim_dec == sim_raw``).
 
-The fitted form (``gated-lift``), chosen because it is the one family that met every validity
-target in ../shared/VALIDITY.md (likelihood ratios barely decouple; ungated corrections lift
-different-person photo pairs, whose pose/expression differences are larger than the footage's)::
+The shipped form (``gated-shift``, second round) has no cap::
+
+    explained = sum_k w_k * min(|d_k|, support_k)       # drop that pose/expression explain, w_k >= 0
+    gate      = smoothstep((sim_raw - gate_lo) / (gate_hi - gate_lo))
+    sim_dec   = sim_raw + gate * explained
+
+Above the different-person range a frame moves by exactly its pose/expression-explained amount, so an
+identity change moves the decoupled score one for one and stable clips keep their differences (the
+first release's capped lift, ``gated-lift`` below, pinned stable clips at its cap 0.9334 and hid part
+of an identity drop wherever the cap bound). ``support_k`` is the 99th percentile of each difference
+on the fitting footage: a head turn beyond what the fit has seen is not extrapolated. ``w`` is the
+within-clip NNLS fit described below; the feature set is chosen by person-grouped CV (lowest held-out
+within-clip variance); the gate comes from the labelled photo pairs as below. It is judged by
+scale-free, person-held-out figures (:mod:`driftbench.decouple_eval`: within-clip R^2 of pose and
+expression, detectability of real footage morphed toward other people, drift kept, order of the
+generated clips' levels, separation with training-identity thresholds). Decouplers are fitted per
+weights key (``sface``: fp32 YuNet; ``sface:yunet-int8bq``: the detector a fresh install resolves):
+:func:`weights_key` resolves a bare backend name to the key of the weights this machine finds.
+Embedding-space compensation (nuisance attribute projection, within-class covariance normalisation,
+a pose/expression-predicted reference) was measured and barely moved the R^2 (0.30-0.40 held out).
+
+The first release's form (``gated-lift``), still readable, chosen then because it was the one family
+that met every first-round target in ../shared/VALIDITY.md (likelihood ratios barely decouple; ungated
+corrections lift different-person photo pairs, whose pose/expression differences are larger than the
+footage's)::
 
     explained = sum_k w_k * d_k                         # drop that pose/expression explain, w_k >= 0
     headroom  = max(0, typical - sim_raw)               # never lift past the typical same-person score
