@@ -231,3 +231,18 @@ def test_morph_figures_on_real_footage():
     assert E.DRIFT_RATIO_RANGE[0] <= m["drift_ratio"] <= E.DRIFT_RATIO_RANGE[1]
     for col in ("raw", "dec"):
         assert m[f"spearman_shuffle_{col}"]["median"] > m[f"spearman_shuffle-self_{col}"]["median"] + 0.3
+
+
+def test_synthetic_clip_rows_use_the_clip_as_unit():
+    rng = np.random.default_rng(4)
+    frames, truth = [], {}
+    for c in range(5):
+        a = np.linspace(0, 0.8, 24)
+        sim = 0.9 - 0.3 * a + rng.normal(0, 0.01, 24)
+        frames.append(pd.DataFrame({"clip_id": f"c{c}", "face_found": True, "sim_raw": sim, "sim_dec": sim + 0.01}))
+        truth[f"c{c}"] = a
+    frames.append(pd.DataFrame({"clip_id": "still", "face_found": True, "sim_raw": np.full(24, 0.9),
+                                "sim_dec": np.full(24, 0.9)}))
+    truth["still"] = np.zeros(24)  # a constant schedule is left out, not counted as a zero correlation
+    (row,) = E.synthetic_clip_rows(pd.concat(frames, ignore_index=True), truth, n_boot=99)
+    assert row.status == "pass" and row.dec > 0.9 and "5 clips" in row.note
