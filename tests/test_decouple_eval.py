@@ -246,3 +246,16 @@ def test_synthetic_clip_rows_use_the_clip_as_unit():
     truth["still"] = np.zeros(24)  # a constant schedule is left out, not counted as a zero correlation
     (row,) = E.synthetic_clip_rows(pd.concat(frames, ignore_index=True), truth, n_boot=99)
     assert row.status == "pass" and row.dec > 0.9 and "5 clips" in row.note
+
+
+def test_embedding_space_candidates_reduce_to_cosine_without_compensation():
+    rng = np.random.default_rng(5)
+    e = rng.normal(size=(40, 8))
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    frames = pd.DataFrame({"clip_id": np.repeat(["a", "b"], 20), "emb": list(e), "ref_emb": [e[0]] * 40})
+    cos = e @ e[0]
+    assert np.allclose(E.NapDecoupler(frames, 0).apply(frames), cos)
+    # fully shrunk WCCN whitens by a multiple of the identity: cosine again
+    assert np.allclose(E.WccnDecoupler(frames, 1.0).apply(frames), cos)
+    # a table without embeddings (e.g. a clip with reference images) gets no score rather than a wrong one
+    assert np.isnan(E.NapDecoupler(frames, 2).apply(pd.DataFrame({"sim_raw": [0.5]}))).all()
