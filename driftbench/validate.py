@@ -522,15 +522,10 @@ def null_drift_rows(drifts: pd.DataFrame, metrics: Any, *, n_boot: int = 999, se
 
 
 def fit_decoupler(frames: pd.DataFrame, pairs: pd.DataFrame) -> Any:
-    """A decoupler fitted on these frames and photo pairs only: the hook out-of-fold scoring uses
-    (``decouple.fit_decoupler`` where the module provides one, else the gated lift's fit)."""
+    """A decoupler fitted on these frames and photo pairs only: the hook out-of-fold scoring uses."""
     from driftbench import decouple as D
 
-    fit = getattr(D, "fit_decoupler", None)
-    if fit is not None:
-        return fit(frames, pairs)
-    age = D.age_stability(frames)
-    return D.GatedLiftDecoupler(D.fit(frames, pairs, age_stable=bool(age.get("stable"))).params)
+    return D.fit_decoupler(frames, pairs)
 
 
 def oof_rescore(frames: pd.DataFrame, pairs: pd.DataFrame, smooth_s: float, *, k: int = 5) -> pd.DataFrame:
@@ -733,6 +728,7 @@ def synthetic_rows(cfg_overrides: list[str], settings: Any, metrics: Any, decoup
                     "no synthetic clip measured: " + "; ".join(m.problems[:3]))]
     frames = rescore(m.frames, decoupler, metrics.smooth_s)
     pts = []
+    truths: dict[str, np.ndarray] = {}
     ends: list[tuple[float, float, float]] = []  # (injected alpha at the end, raw drift, decoupled drift)
     for clip in clips:
         g = frames[frames["clip_id"] == clip.clip_id]
@@ -741,6 +737,7 @@ def synthetic_rows(cfg_overrides: list[str], settings: Any, metrics: Any, decoup
         truth = injected_alpha(clip.meta, g["t"].to_numpy(np.float64))
         if truth is None:
             continue
+        truths[clip.clip_id] = truth
         t = g["t"].to_numpy(np.float64)
         first, last = g[t < metrics.opening_s], g[t >= t.max() - metrics.window_s]
         ends.append((float(truth[-1]), float(first["sim_raw"].median() - last["sim_raw"].median()),
@@ -757,9 +754,13 @@ def synthetic_rows(cfg_overrides: list[str], settings: Any, metrics: Any, decoup
     ok = np.isfinite(arr).all(axis=1)
     rr, pr = spearmanr(arr[ok, 0], arr[ok, 1])
     rd, pd_ = spearmanr(arr[ok, 0], arr[ok, 2])
+    from driftbench.decouple_eval import synthetic_clip_rows
+
     rows = [Row(sec, "Spearman(injected alpha, measured drift) per 1 s bin", float(rr), float(rd), "> 0 (p < 0.05)",
                 check(bool(rd > 0 and pd_ < 0.05)),
-                f"{len(clips)} clips, {int(ok.sum())} bins; p raw {pr:.1e}, decoupled {pd_:.1e}; drift = opening - bin")]
+                f"{len(clips)} clips, {int(ok.sum())} bins; p raw {pr:.1e}, decoupled {pd_:.1e}; drift = opening - bin "
+                "(pooled bins are autocorrelated: the per-clip row below is the figure)"),
+            *synthetic_clip_rows(frames, truths)]
     e = np.asarray(ends, dtype=np.float64).reshape(-1, 3)
     drifting, still = e[e[:, 0] > 0], e[e[:, 0] <= 0]
     if len(drifting):
@@ -792,55 +793,11 @@ def injected_alpha(meta: Any, t: np.ndarray) -> np.ndarray | None:
 # -- fitting the artefact ---------------------------------------------------------------------------------
 def fit_artefact(control: Measured, faces: pd.DataFrame, pairs: pd.DataFrame, analyzer: Any, settings: Any,
                  backend: str, *, n_splits: int) -> Any:
-    from driftbench import __version__
-    from driftbench import decouple as D
-    from driftbench.cache import content_hash
-    from driftbench.runner import git_commit
+    """The decoupler artefact of the weights key ``backend`` (:func:`driftbench.decouple_eval.fit_artefact`;
+    ``n_splits`` is no longer used: held-out figures come from person and identity folds)."""
+    from driftbench.decouple_eval import fit_artefact as fit_shift
 
-    age = D.age_stability(control.frames)
-    sel = D.fit(control.frames, pairs, age_stable=bool(age.get("stable")))
-    ho = D.heldout_footage(control.frames, pairs, age_stable=bool(age.get("stable")))
-    ho.pop("dec_scores", None)
-    heldout: dict[str, Any] = {"footage_kfold": ho}
-    if n_splits > 0:
-        heldout["random_splits"] = D.heldout_splits(control.frames, pairs, n_splits=n_splits,
-                                                    age_stable=bool(age.get("stable")))
-    from driftbench.verification import verification_metrics
-
-    dec = D.GatedLiftDecoupler(sel.params)
-    same = pairs["same"].to_numpy(bool)
-    heldout["photo_all_pairs"] = {"raw": verification_metrics(pairs["sim_raw"].to_numpy(np.float64), same),
-                                  "dec": verification_metrics(dec.apply(pairs), same),
-                                  "note": "gate from these pairs: in-sample; see random_splits for held-out identities"}
-    photos_dir = Path(str(faces.attrs.get("dir", "")))
-    record = {
-        "backend": backend,
-        "created": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "about": "Decoupled identity similarity (driftbench.decouple, form gated-lift). Refit with "
-                 f"`driftbench validate --fit face={backend.split(':')[0]}` with the weights of key {backend}.",
-        "selection": {"features": list(sel.features), "cap_quantile": sel.cap_quantile, "candidates": sel.table,
-                      "criterion": "lowest pooled held-out sensitivity (5 person-grouped folds) among candidates "
-                                   "keeping the photo pairs' d', margin, TAR@FAR 0.1% and different-person mean"},
-        "age": {**age, "used": D.AGE_FEATURE in sel.features},
-        "data": {
-            "footage": control.clips,
-            "fit_frames": "samples with a face at t >= 1 s (outside the first-frame reference window)",
-            "n_fit_frames": len(D.fit_frames(control.frames)),
-            "photos": [{"file": f, "label": lab, "sha256": content_hash(photos_dir / f) if photos_dir.name else None}
-                       for f, lab in zip(faces["file"], faces["label"], strict=True)],
-            "photo_pairs": {"n_same": int(same.sum()), "n_diff": int((~same).sum()),
-                            "labels": "connected components of the pairs CSV's Yes pairs"},
-            "sampling": settings.sampling.token(), "reference": "first_frame (mean embedding of the first 1 s)",
-        },
-        "code": {"module": "driftbench/decouple.py", "sha256": D.code_sha256(), "git_commit": git_commit(),
-                 "driftbench": __version__, "command": f"driftbench validate --fit face={backend.split(':')[0]}"},
-        "backend_engine": analyzer.info.engine,
-        "backend_weights": analyzer.info.weights,
-        "heldout": heldout,
-    }
-    from driftbench import artefacts
-
-    return D.write_artefact(artefacts.artefact_path("decouple", backend), sel.params, record)
+    return fit_shift(control.frames, control.clips, faces, pairs, analyzer, settings, backend)
 
 
 # -- output -----------------------------------------------------------------------------------------------
@@ -1058,9 +1015,20 @@ def run_suite(cfg: Any, overrides: list[str], paths: SharedPaths, out_dir: Path,
         rows += weights_rows(backend, analyzer.info.weights, decoupler)
         rows += verification_rows(pairs, faces, decoupler, backend, paths.deepface)
     if "decoupling" not in skip:
-        r, details = decoupling_rows(frames, pairs, decoupler, n_splits=n_splits, age_stable=bool(age.get("stable")),
-                                     heldout=heldout)
-        rows += r
+        from driftbench import decouple as D
+
+        if isinstance(decoupler, D.GatedShiftDecoupler):
+            from driftbench.decouple_eval import validate_section
+
+            log.info("validate: decoupling figures held out by person (morphs rendered once, then cached)")
+            r, details = validate_section(frames, pairs, faces, paths.root, overrides, backend,
+                                          morphs="synthetic" not in skip)
+            rows += [Row("decoupling", "decoupler", None, f"{decoupler.name} v{decoupler.version}",
+                         "fitted on identity-constant footage", "info", str(decoupler.describe().get("params"))), *r]
+        else:
+            r, details = decoupling_rows(frames, pairs, decoupler, n_splits=n_splits,
+                                         age_stable=bool(age.get("stable")), heldout=heldout)
+            rows += r
     if "control" not in skip:
         from driftbench.calibration import thresholds
 

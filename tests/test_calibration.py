@@ -31,7 +31,7 @@ def test_stored_decoupled_threshold_belongs_to_the_installed_decoupler():
     thr, prov = calibration.threshold_for("sface", score="dec")
     live = load_decoupler("sface").describe()
     assert prov["score"] == "dec" and prov["stale"] is False
-    assert prov["decoupler"]["fit_id"] == live["fit_id"] and live["name"] == "gated-lift"
+    assert prov["decoupler"]["fit_id"] == live["fit_id"] and live["name"] == "gated-shift"
     assert 0.2 < thr < 0.6
 
 
