@@ -192,7 +192,7 @@ class MetricsConfig:
     far: float = 0.001
     #: which similarity drives loss detection: decoupled (default) or raw
     loss_score: LossScore = LossScore.decoupled
-    #: a clip with fewer sampled frames showing the face is reported as too short (skipped.csv), not scored
+    #: a clip with fewer sampled frames is reported as too short (skipped.csv), not scored
     min_samples: int = 3
 
 

@@ -546,7 +546,7 @@ def _execute(cfg: Any, run_dir: Path, container: dict[Any, Any], cfg_hash: str, 
         "cache_hits": cache_hits,
         "resumed_clips": resumed,
         "mitigation": {"name": str(cfg.mitigation.name), "stage": stage},
-        **_backend_env(settings, env),
+        **_backend_env(settings, env, key),
     }
     t_tables = time.perf_counter() - t0
     if cfg.report.html:
@@ -584,13 +584,21 @@ def _exit_code(counts: dict[str, Any]) -> int:
     return ExitCode.OK if counts["not_measured"] == 0 and counts["source_skipped"] == 0 else ExitCode.FAIL
 
 
-def _backend_env(settings: Any, worker_env: dict[str, Any]) -> dict[str, Any]:
+def _backend_env(settings: Any, worker_env: dict[str, Any], key: str | None = None) -> dict[str, Any]:
     """Backend, engine and weights as recorded in run.json: as reported by a worker that measured a
-    clip, else (everything resumed or skipped) where the model store finds the weights."""
+    clip, else (everything resumed or skipped) where the model store finds the weights. The decoupler and
+    the drift verdict are those of the backend key (backend + weights variant) the clips were measured with."""
     from driftbench.measure.decouple import load_decoupler
+    from driftbench.measure.drift import drift_verdict_stale, load_drift_verdict
 
-    out: dict[str, Any] = {"decoupler": load_decoupler(settings.backend, settings.decoupler).describe(),
-                           "device": settings.device}
+    dec = load_decoupler(key or settings.backend, settings.decoupler).describe()
+    verdict = load_drift_verdict(key or settings.backend)
+    if verdict is not None:
+        verdict["stale"] = drift_verdict_stale(verdict, dec)
+        if verdict["stale"]:
+            log.warning("%s: the drift verdict was calibrated with another decoupler fit -- fix: run `driftbench "
+                        "validate --calibrate`", verdict.get("file"))
+    out: dict[str, Any] = {"decoupler": dec, "drift_verdict": verdict, "device": settings.device}
     if worker_env:
         out.update(worker_env)
     else:

@@ -50,7 +50,9 @@ def test_flagged_rows_can_be_ranked_on_request_and_the_floor_is_configurable(adv
     runs = lbm.load_runs([adversarial])
     board = lbm.build(runs, lbm.LeaderboardSettings(horizons=H, include_flagged=True))
     ranks = board.rows.set_index("mitigation")["rank"]
-    assert ranks["freeze"] == 1 and ranks["reencode"] == 3  # a frozen face would top an unguarded board
+    # a frozen or pasted face would top an unguarded board (with the opening after the first-frame reference's
+    # frames, the pasted reference drifts -0.011 and edges out the frozen face's 0)
+    assert {ranks["freeze"], ranks["paste"]} == {1, 2} and ranks["reencode"] == 3
     assert board.rows.set_index("mitigation").loc["freeze", "flags"]  # still shown flagged
     loose = lbm.build(runs, lbm.LeaderboardSettings(horizons=H, floor=0.0, copy_limit=1.0))
     assert not loose.rows.set_index("mitigation").loc["freeze", "excluded"]

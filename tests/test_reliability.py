@@ -95,9 +95,9 @@ def _build(ds: Path) -> list[Case]:
     add("faststart_intact", "faststart.mp4", "ok")
     # extreme resolution (8K is measured in its own process, see test_8k_clip_*) and no face at all
     media.reencode(SRC, ds / "tiny16.mp4", size=(16, 16), fps=5)
-    add("tiny_16x16", "tiny16.mp4", "no_face")
+    add("tiny_16x16", "tiny16.mp4", "lost_no_face")
     media.reencode(SRC, ds / "blurred.mp4", fps=5, transform=media.blur_all)
-    add("character_never_appears", "blurred.mp4", "no_face")
+    add("character_never_appears", "blurred.mp4", "lost_no_face")
 
     # references
     shutil.copy(TWO_PEOPLE, ds / "two_people.jpg")
@@ -168,6 +168,16 @@ def test_each_case_has_its_outcome(catalogue) -> None:
     ds = run_dir.parent / "dataset"
     wrong = []
     for c in cases:
+        if c.expect == "lost_no_face":
+            # losing the face is never a gain: measured, kept in n and survival, lost at its first sample
+            if c.clip_id not in clips.index:
+                wrong.append(f"{c.clip_id}: expected measured as lost (no face), got {skipped.loc[c.clip_id, 'message']}")
+                continue
+            row = clips.loc[c.clip_id]
+            if not (int(row["lost"]) == 1 and row["loss_cause"] == "no_face" and float(row["face_rate"]) == 0.0
+                    and float(row["survival_time_s"]) == 0.0 and "-- fix: " in row["warnings"]):
+                wrong.append(f"{c.clip_id}: expected lost with cause no_face, got {row.to_dict()}")
+            continue
         if c.expect in ("ok", "truncated"):
             if c.clip_id not in clips.index:
                 wrong.append(f"{c.clip_id}: expected measured, got {skipped.loc[c.clip_id, 'message']}")

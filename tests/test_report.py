@@ -223,30 +223,48 @@ def test_report_cli_bad_usage(tmp_path: Path) -> None:
 
 
 def test_skipped_clips_are_shown_with_reason_and_fix(tmp_path: Path) -> None:
-    """A real run where one clip shows no face: the report lists it with the reason and the fix (the clip with
-    a face: ../shared's hallo_7_1, or an embedded synthetic clip)."""
+    """A real run where one clip cannot be read and one shows no face: the report lists the first with the
+    reason and the fix; the second stays among the clips, lost (face loss is never a gain). The clip with a
+    face: ../shared's hallo_7_1, or an embedded synthetic clip."""
     import numpy as np
 
     from tests.realruns import HAVE_SHARED, VIDEO, run_pipeline, synthetic_pairs, write_clip, write_manifest
 
     face = VIDEO / "generated" / "hallo_7_1.mp4" if HAVE_SHARED else next(iter(synthetic_pairs().values()))[0]
     blank = write_clip(tmp_path / "blank.mp4", [np.full((128, 128, 3), 30, np.uint8)] * 50, 25.0)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"")
     manifest = write_manifest(tmp_path / "m.csv", [
         {"clip": str(face), "reference": "first_frame"},
-        {"clip": str(blank), "reference": "first_frame"}])
+        {"clip": str(blank), "reference": "first_frame"}, {"clip": str(broken), "reference": "first_frame"}])
     res = run_pipeline(manifest, tmp_path / "run", "sampling.end=3")
     assert res.returncode == 1  # some clips failed, the rest written
     html_path = tmp_path / "run" / "report.html"  # rendered by `driftbench run` itself
     html, _ = parse(html_path)
-    assert "no_face" in html and "fix:" in html and "blank.mp4" in html
+    assert "empty" in html and "fix:" in html and "broken.mp4" in html
     report = json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))
-    assert [s["reason"] for s in report["skipped"]] == ["no_face"]
-    assert len(report["clips"]) == 1
+    assert [s["reason"] for s in report["skipped"]] == ["empty"]
+    assert len(report["clips"]) == 2
+    import pandas as pd
+
+    clips = pd.read_csv(tmp_path / "run" / "clips.csv")
+    lost = clips[clips["path"].astype(str).str.endswith("blank.mp4")]
+    assert len(lost) == 1 and int(lost["lost"].iloc[0]) == 1 and lost["loss_cause"].iloc[0] == "no_face"
+    assert float(lost["survival_time_s"].iloc[0]) == 0.0 and float(lost["face_rate"].iloc[0]) == 0.0
+    # and the leaderboard row shows both: one clip skipped, one without any face
+    from driftbench.results import leaderboard as lbm
+
+    board = lbm.build(lbm.load_runs([tmp_path / "run"]))
+    assert int(board.rows["n_skipped"].sum()) == 1 and int(board.rows["n_no_face"].sum()) == 1
+    assert int(board.rows["n_lost_no_face"].sum()) == 1 and int(board.rows["n_lost"].sum()) >= 1
+    # the drift verdict's Kaplan-Meier curve stands beside identity survival
+    assert report["drift_survival"] and "Kaplan-Meier drift-free survival" in html
+    assert sum(v["n"] for v in report["drift_survival"].values()) == 2
     # a run where nothing could be measured still gets its report (and the gate says 1, not a crash)
-    empty = run_pipeline(blank, tmp_path / "empty")
+    empty = run_pipeline(broken, tmp_path / "empty")
     assert empty.returncode == 1, empty.stderr[-2000:]
     html, _ = parse(tmp_path / "empty" / "report.html")
-    assert "No clip was measured" in html and "no_face" in html
+    assert "No clip was measured" in html and "empty" in html
     from driftbench.cli import gate as cli_gate
 
     assert cli_gate.main([str(tmp_path / "empty"), "--baseline", str(ROOT / "metrics/baselines/generated.json")]) == 1
@@ -289,7 +307,8 @@ def test_single_run_opens_with_identity_per_clip_and_a_sweep_with_its_leaderboar
     assert curves_at < board_at
     assert "one panel per clip" in html and "clips still observed per bin" in html
     heads = re.findall(r"<th class=\"[^\"]*\">([^<]+)</th>", html.split('id="clips-table"', 1)[1])
-    assert heads[:4] == ["clip", "drift@30s", "drift@60s", "drift@end"]
+    # the drift verdict badge stands beside the clip where the run has one (it does since issue 14)
+    assert heads[:5] == ["clip", "verdict", "drift@30s", "drift@60s", "drift@end"]
     both = render_run(copy_run(anitalker, tmp_path / "both")).read_text(encoding="utf-8")
     curves_at, board_at = order(both)
     assert board_at < curves_at and "one panel per clip" not in both

@@ -19,7 +19,8 @@ def cmd_calibrate(argv: Sequence[str]) -> int:
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. face=sface")
     p.add_argument("--data", type=Path, default=Path("../shared/data/faces/deepface"),
                    help="deepface-style folder: photos + face-recognition-pivot.csv")
-    p.add_argument("--out", type=Path, default=None, help="thresholds file (default: the packaged one)")
+    p.add_argument("--out", type=Path, default=None, help="one thresholds file to merge the entry into (default: the key's artefact in "
+                        "$DRIFTBENCH_ARTEFACTS or ~/.local/share/driftbench/artefacts, never the installed package)")
     a = p.parse_args(argv)
     from driftbench.errors import DriftbenchError, UsageError
 
@@ -47,7 +48,7 @@ def cmd_calibrate(argv: Sequence[str]) -> int:
         return ExitCode.USAGE if isinstance(exc, UsageError) else ExitCode.FAIL
     with FaceAnalyzer.create(backend, device=str(cfg.device), download=bool(cfg.fetch),
                              backend_options=options) as analyzer:
-        entry = calibration.calibrate(analyzer, a.data, load_decoupler(backend))
+        entry = calibration.calibrate(analyzer, a.data, load_decoupler(key))
     path = calibration.write_thresholds({key: entry}, a.out)
     for score in ("raw", "dec"):
         m = entry[score]

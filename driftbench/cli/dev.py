@@ -2,22 +2,76 @@
 
 ``driftbench dev expressivity-reference --shared ../shared`` rebuilds driftbench/data/expressivity_reference.json
 from real footage; ``driftbench dev expressivity-table RUN_DIR`` prints a run's per-clip expressivity as CSV;
-``driftbench dev metrics-readme`` regenerates metrics/README.md from the metric cards.
+``driftbench dev metrics-readme`` regenerates metrics/README.md from the metric cards; ``driftbench dev decouple-eval
+[--out docs/decoupling] [OVERRIDES]`` measures the decoupling figures of docs/DECOUPLING.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from driftbench.results.expressivity import REFERENCE_PATH, _run_real, build_reference, clip_expressivity
+from driftbench.validity.decouple_eval import figures, load_material, morph_material, summary_lines
+
+
+def decouple_eval(argv: Sequence[str] | None = None) -> int:
+    """``driftbench dev decouple-eval``: measure the decoupling figures (docs/DECOUPLING.md)."""
+    import argparse
+    import json
+
+    from driftbench.io import dumps_json
+
+    ap = argparse.ArgumentParser(prog="driftbench dev decouple-eval",
+                                 description="Figures that judge a decoupled score (docs/DECOUPLING.md).")
+    ap.add_argument("overrides", nargs="*")
+    ap.add_argument("--shared", type=Path, default=Path("../shared"))
+    ap.add_argument("--out", type=Path, default=Path("reports/decouple_eval"))
+    ap.add_argument("--methods", default="raw,gated-lift,gated-shift")
+    ap.add_argument("--work", type=Path, default=None, help="where morphs are rendered (default OUT/morphs)")
+    ap.add_argument("--no-morphs", action="store_true")
+    ap.add_argument("--boot", type=int, default=999)
+    ap.add_argument("--md-from", type=Path, default=None, help="only rewrite the markdown of a figures JSON")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    if a.md_from is not None:
+        saved = json.loads(a.md_from.read_text(encoding="utf-8"))
+        key = next(iter(saved.values()))["key"]
+        md = [f"# Decoupling figures, weights key `{key}`", "",
+              "Measured by `driftbench dev decouple-eval --out docs/decoupling --methods "
+              f"{','.join(saved)}` ({'with' if key == 'sface' else 'without'} DRIFTBENCH_MODELS=../shared/models; "
+              f"held out by person, 95% bootstrap CIs over people or clips); the numbers are in {a.md_from.name}.", ""]
+        for name, fig in saved.items():
+            md += [f"## {name}", "", *summary_lines(fig), ""]
+        a.md_from.with_suffix(".md").write_text("\n".join(md), encoding="utf-8")
+        return 0
+    a.out.mkdir(parents=True, exist_ok=True)
+    mat = load_material(a.shared, a.overrides)
+    morphs = None if a.no_morphs else morph_material(mat, a.shared, a.work or a.out / "morphs", a.overrides)
+    out_json = a.out / f"figures-{mat.key.replace(':', '_')}.json"
+    # methods not measured now keep their stored figures (the markdown is rewritten from the merged file)
+    allfig: dict[str, Any] = json.loads(out_json.read_text(encoding="utf-8")) if out_json.is_file() else {}
+    lines = [f"# Decoupling figures, weights key `{mat.key}`", "",
+             f"`driftbench dev decouple-eval {' '.join(argv if argv is not None else sys.argv[1:])}`", ""]
+    for name in a.methods.split(","):
+        fig = figures(mat, morphs, name, n_boot=a.boot)
+        allfig[name] = fig
+        lines += [f"## {name}", "", *summary_lines(fig), ""]
+        print("\n".join(lines[-len(summary_lines(fig)) - 3:]), flush=True)
+    out_json.write_text(dumps_json(json.loads(json.dumps(
+        allfig, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))), encoding="utf-8")
+    return decouple_eval(["--md-from", str(out_json)])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv and argv[0] == "decouple-eval":
+        return decouple_eval(argv[1:])
     p = argparse.ArgumentParser(prog="driftbench dev",
                                 description="Maintainer tasks that regenerate committed artefacts.")
     sub = p.add_subparsers(dest="cmd", required=True)

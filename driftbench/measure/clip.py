@@ -219,21 +219,25 @@ def _measure(clip: Clip, s: MeasureSettings, warnings: list[str]) -> ClipResult:
         raise ClipError(clip.path, "no frame could be sampled", "check the clip's length and sampling.start/end",
                         reason="empty")
     track = choose_faces(faces, ref.embedding if ref is not None else None)
-    if not track["face_found"].any():
-        raise ClipError(clip.path, "the character's face was not found in any sampled frame",
-                        "check that the clip shows a face (>= ~40 px); the reference cannot be matched",
-                        reason="no_face")
     _check_samples(clip, track, s, info.duration_s)
+    if not track["face_found"].any():
+        # losing the face is never a gain: the clip stays in n and in survival, lost at its first sample
+        warnings.append(f"{clip.path}: the character's face was not found in any sampled frame: counted as "
+                        "lost (loss_cause no_face) -- fix: check that the clip shows a face (>= ~40 px)")
+        if ref is None:
+            ref = drift.Reference.missing("first_frame")
     if ref is None:
         opening = track[track["face_found"] & (track["t"] < s.metrics.reference_s)]
+        ref_end = s.metrics.reference_s
         if opening.empty:  # the face appears later: the first second in which it is seen
             first_t = float(track.loc[track["face_found"], "t"].min())
-            opening = track[track["face_found"] & (track["t"] < first_t + s.metrics.reference_s)]
+            ref_end = first_t + s.metrics.reference_s
+            opening = track[track["face_found"] & (track["t"] < ref_end)]
             warnings.append(f"{clip.path}: no face in the first {s.metrics.reference_s:g} s; first_frame "
                             f"reference taken from {first_t:.1f} s")
-        ref = drift.reference_from_faces(opening, "first_frame")
+        ref = drift.reference_from_faces(opening, "first_frame", t_end=ref_end)
     frames = drift.frame_table(track, ref, opening_s=s.metrics.opening_s)
-    decoupler = load_decoupler(s.backend, s.decoupler)
+    decoupler = load_decoupler(analyzer.info.threshold_key or s.backend, s.decoupler)
     frames["sim_dec"] = decoupler.apply(frames)
     t = frames["t"].to_numpy()
     frames["sim_raw_smooth"] = drift.smooth(t, frames["sim_raw"].to_numpy(), s.metrics.smooth_s)
@@ -246,7 +250,8 @@ def _measure(clip: Clip, s: MeasureSettings, warnings: list[str]) -> ClipResult:
     duration = info.duration_s if info.duration_s > 0 and not truncated else \
         float(frames["t"].max() + 1.0 / max(info.fps, 1e-6))
     summary = drift.clip_summary(frames, curv, duration_s=duration, threshold=s.threshold, metrics=s.metrics,
-                                 fps=s.sampling.fps)
+                                 fps=s.sampling.fps, opening_start_s=drift.opening_start(ref),
+                                 verdict=drift.load_drift_verdict(analyzer.info.threshold_key or s.backend))
     summary.update({"video_fps": info.fps, "width": info.width, "height": info.height, "codec": info.codec,
                     "reference_mode": ref.mode, "n_reference_faces": ref.n_faces,
                     "max_faces_seen": int(faces["n_faces"].max())})
@@ -259,22 +264,20 @@ def _measure(clip: Clip, s: MeasureSettings, warnings: list[str]) -> ClipResult:
 
 
 def _check_samples(clip: Clip, track: pd.DataFrame, s: MeasureSettings, duration_s: float) -> None:
-    """A score from one or two samples is noise: below ``metrics.min_samples`` sampled frames showing
-    the face, the clip is reported (too short / too few faces) instead of scored."""
+    """A score from one or two samples is noise: a clip with fewer than ``metrics.min_samples`` sampled
+    frames (a still image renamed .mp4, a 0.2 s clip) is reported as too short instead of scored. A clip
+    long enough whose face is rarely or never seen is scored: losing the face is never a gain (its
+    samples without the face count towards identity loss, see :mod:`driftbench.measure.drift`)."""
     need = int(s.metrics.min_samples)
-    n, n_face = len(track), int(track["face_found"].sum())
-    if n_face >= need:
+    n = len(track)
+    if n >= need:
         return
     fps = s.sampling.fps
-    if n < need:
-        length = f"{duration_s:.2f} s" if duration_s > 0 else "a single frame"
-        raise ClipError(clip.path, f"too short to score: {n} frame(s) sampled at sampling.fps={fps:g} (the clip "
-                        f"lasts {length}), metrics.min_samples={need} needed",
-                        f"use a clip of at least {need / fps:.1f} s (a video, not a still image), raise "
-                        "sampling.fps, or lower metrics.min_samples", reason="too_short")
-    raise ClipError(clip.path, f"the face is seen in only {n_face} of {n} sampled frames, metrics.min_samples="
-                    f"{need} needed to score the clip", "check that the character stays in view, raise "
-                    "sampling.fps, or lower metrics.min_samples", reason="too_few_faces")
+    length = f"{duration_s:.2f} s" if duration_s > 0 else "a single frame"
+    raise ClipError(clip.path, f"too short to score: {n} frame(s) sampled at sampling.fps={fps:g} (the clip "
+                    f"lasts {length}), metrics.min_samples={need} needed",
+                    f"use a clip of at least {need / fps:.1f} s (a video, not a still image), raise "
+                    "sampling.fps, or lower metrics.min_samples", reason="too_short")
 
 
 def settings_from_config(cfg: Any, threshold: float, *, progress: bool = False) -> MeasureSettings:

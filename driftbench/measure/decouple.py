@@ -6,9 +6,31 @@ A decoupler maps a table with ``sim_raw`` and the differences ``d_yaw``, ``d_pit
 frame to the reference or per photo pair, to ``sim_dec``. ``none`` is the identity
 (``sim_dec == sim_raw``).
 
-The fitted form (``gated-lift``), chosen because it is the one family that met every validity
-target in ../shared/VALIDITY.md (likelihood ratios barely decouple; ungated corrections lift
-different-person photo pairs, whose pose/expression differences are larger than the footage's)::
+The shipped form (``gated-shift``, second round) has no cap::
+
+    explained = sum_k w_k * min(|d_k|, support_k)       # drop that pose/expression explain, w_k >= 0
+    gate      = smoothstep((sim_raw - gate_lo) / (gate_hi - gate_lo))
+    sim_dec   = sim_raw + gate * explained
+
+Above the different-person range a frame moves by exactly its pose/expression-explained amount, so an
+identity change moves the decoupled score one for one and stable clips keep their differences (the
+first release's capped lift, ``gated-lift`` below, pinned stable clips at its cap 0.9334 and hid part
+of an identity drop wherever the cap bound). ``support_k`` is the 99th percentile of each difference
+on the fitting footage: a head turn beyond what the fit has seen is not extrapolated. ``w`` is the
+within-clip NNLS fit described below; the feature set is chosen by person-grouped CV (lowest held-out
+within-clip variance); the gate comes from the labelled photo pairs as below. It is judged by
+scale-free, person-held-out figures (:mod:`driftbench.validity.decouple_eval`: within-clip R^2 of pose and
+expression, detectability of real footage morphed toward other people, drift kept, order of the
+generated clips' levels, separation with training-identity thresholds). Decouplers are fitted per
+weights key (``sface``: fp32 YuNet; ``sface:yunet-int8bq``: the detector a fresh install resolves):
+:func:`weights_key` resolves a bare backend name to the key of the weights this machine finds.
+Embedding-space compensation (nuisance attribute projection, within-class covariance normalisation,
+a pose/expression-predicted reference) was measured and barely moved the R^2 (0.30-0.40 held out).
+
+The first release's form (``gated-lift``), still readable, chosen then because it was the one family
+that met every first-round target in ../shared/VALIDITY.md (likelihood ratios barely decouple; ungated
+corrections lift different-person photo pairs, whose pose/expression differences are larger than the
+footage's)::
 
     explained = sum_k w_k * d_k                         # drop that pose/expression explain, w_k >= 0
     headroom  = max(0, typical - sim_raw)               # never lift past the typical same-person score
@@ -193,6 +215,113 @@ class GatedLiftDecoupler:
         return out
 
 
+# -- the uncapped form (second round) ---------------------------------------------------------------------
+SHIFT_FORM = "gated-shift"
+SHIFT_VERSION = "1"
+#: candidate feature sets of the uncapped form, chosen by person-grouped CV on the training people
+SHIFT_FEATURE_SETS: tuple[tuple[str, ...], ...] = (("d_yaw", "d_pitch", "d_expr"), ("d_yaw", "d_pitch", "d_roll", "d_expr"))
+#: a difference counts at most up to this quantile of the training footage's (no extrapolation beyond the
+#: head turns and expressions the fit has seen)
+SHIFT_SUPPORT_QUANTILE = 0.99
+
+
+@dataclass(frozen=True)
+class GatedShiftParams:
+    features: tuple[str, ...]
+    weights: tuple[float, ...]  # similarity lost per unit of each feature (>= 0)
+    support: tuple[float, ...]  # each |difference| is clipped here (the fit's support)
+    gate_lo: float
+    gate_hi: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"features": list(self.features), "weights": [float(w) for w in self.weights],
+                "support": [float(v) for v in self.support], "gate_lo": float(self.gate_lo),
+                "gate_hi": float(self.gate_hi)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> GatedShiftParams:
+        return cls(tuple(d["features"]), tuple(float(w) for w in d["weights"]),
+                   tuple(float(v) for v in d["support"]), float(d["gate_lo"]), float(d["gate_hi"]))
+
+
+def gated_shift(sim_raw: np.ndarray, explained: np.ndarray, p: GatedShiftParams) -> np.ndarray:
+    """``sim_raw + gate(sim_raw) * explained``: no cap, so a same-person frame moves by exactly its
+    pose/expression-explained amount (nothing saturates, an identity change shifts the score one for
+    one); below the different-person range the score stays raw."""
+    s = np.asarray(sim_raw, dtype=np.float64)
+    gate = _smoothstep((s - p.gate_lo) / max(p.gate_hi - p.gate_lo, 1e-9))
+    return s + gate * np.maximum(np.asarray(explained, dtype=np.float64), 0.0)
+
+
+class GatedShiftDecoupler:
+    """The uncapped, gated additive correction (see :func:`gated_shift`)."""
+
+    name = SHIFT_FORM
+
+    def __init__(self, params: GatedShiftParams, record: dict[str, Any] | None = None,
+                 path: Path | None = None) -> None:
+        self.params = params
+        self.record = record or {}
+        self.path = path
+        self.version = str(self.record.get("version", SHIFT_VERSION))
+
+    def explained(self, table: pd.DataFrame) -> np.ndarray:
+        x = np.minimum(feature_matrix(table, self.params.features), np.asarray(self.params.support, np.float64))
+        return x @ np.asarray(self.params.weights, dtype=np.float64)
+
+    def apply(self, table: pd.DataFrame) -> np.ndarray:
+        return gated_shift(table["sim_raw"].to_numpy(dtype=np.float64), self.explained(table), self.params)
+
+    def fit_id(self) -> str:
+        blob = json.dumps({"form": SHIFT_FORM, "params": self.params.to_json()}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "version": self.version, "fit_id": self.fit_id(),
+                               "params": self.params.to_json()}
+        for key in ("backend", "created"):
+            if key in self.record:
+                out[key] = self.record[key]
+        out["age"] = {"used": AGE_FEATURE in self.params.features,
+                      "stable_on_control": (self.record.get("age") or {}).get("stable")}
+        if self.path is not None:
+            out["artefact"] = self.path.name
+        return out
+
+
+def fit_shift_params(frames: pd.DataFrame, pairs: pd.DataFrame, features: Sequence[str]) -> GatedShiftParams:
+    """Weights: within-clip NNLS on ``frames`` (:func:`fit_weights`); support: the frames' quantile of
+    each difference; gate: :func:`gate_from_pairs` on ``pairs`` (training identities only)."""
+    lo, hi = gate_from_pairs(pairs)
+    w = fit_weights(frames, features)
+    x = feature_matrix(frames, features)
+    support = np.quantile(x, SHIFT_SUPPORT_QUANTILE, axis=0) if len(x) else np.zeros(len(features))
+    return GatedShiftParams(tuple(features), tuple(float(v) for v in w), tuple(float(v) for v in support), lo, hi)
+
+
+def within_clip_residual_var(frames: pd.DataFrame, score: np.ndarray) -> float:
+    """Mean within-clip variance of a score (what a shift that removes pose/expression must lower)."""
+    return float(pd.Series(np.asarray(score, np.float64)).groupby(frames["clip_id"].to_numpy()).var(ddof=1).mean())
+
+
+def select_shift(frames: pd.DataFrame, pairs: pd.DataFrame, *, inner_k: int = 5,
+                 feature_sets: Sequence[tuple[str, ...]] = SHIFT_FEATURE_SETS
+                 ) -> tuple[GatedShiftParams, list[dict[str, Any]]]:
+    """The feature set with the lowest person-held-out within-clip variance (inner CV on ``frames``),
+    then fitted on all of ``frames``."""
+    frames = frames.reset_index(drop=True)
+    folds = _group_folds(frames["person"].to_numpy(), inner_k)
+    rows: list[dict[str, Any]] = []
+    for feats in feature_sets:
+        dec = np.full(len(frames), np.nan)
+        for tr, te in folds:
+            p = fit_shift_params(frames.iloc[tr], pairs, feats)
+            dec[te] = GatedShiftDecoupler(p).apply(frames.iloc[te])
+        rows.append({"features": list(feats), "cv_within_clip_var": within_clip_residual_var(frames, dec)})
+    best = min(range(len(rows)), key=lambda i: float(rows[i]["cv_within_clip_var"]))
+    return fit_shift_params(frames, pairs, tuple(feature_sets)[best]), rows
+
+
 # -- artefacts --------------------------------------------------------------------------------------------
 def artefact_path(backend: str, name: str = "default", root: Path | None = None) -> Path:
     """``default`` -> ``<root>/<backend>.json``; another name -> ``<root>/<backend>-<name>.json``, or a
@@ -207,6 +336,20 @@ def artefact_path(backend: str, name: str = "default", root: Path | None = None)
     return root / (f"{safe}.json" if name == "default" else f"{safe}-{name}.json")
 
 
+def weights_key(backend: str) -> str:
+    """The key decouplers are fitted per: a weights key such as ``sface:yunet-int8bq`` as given, a bare
+    backend name resolved to the key of the weights this machine finds (``sface`` with ../shared's fp32
+    YuNet, ``sface:yunet-int8bq`` with the detector a fresh install gets)."""
+    if ":" in backend:
+        return backend
+    try:
+        from driftbench.faces.base import preflight
+
+        return str(preflight(backend, {}, download=False))
+    except Exception:  # an unknown or uninstalled backend: its own name (its load reports the problem)
+        return backend
+
+
 def load_decoupler(backend: str, name: str = "default") -> Decoupler:
     """The decoupler for a face backend; ``none`` disables decoupling.
 
@@ -217,7 +360,11 @@ def load_decoupler(backend: str, name: str = "default") -> Decoupler:
 
     if name in ("none", ""):
         return IdentityDecoupler()
-    path = artefact_path(backend, name)
+    from driftbench.weights import artefacts
+
+    backend = weights_key(backend)
+    # the user's fitted artefact (driftbench.weights.artefacts: $DRIFTBENCH_ARTEFACTS or the user dir) before the packaged one
+    path = (artefacts.find("decouple", backend) if name == "default" else None) or artefact_path(backend, name)
     if not path.is_file():
         if name != "default":
             raise UsageError(f"{path}: no decoupler artefact named {name!r} for face backend {backend!r} "
@@ -228,13 +375,16 @@ def load_decoupler(backend: str, name: str = "default") -> Decoupler:
     return read_artefact(path)
 
 
-def read_artefact(path: Path) -> GatedLiftDecoupler:
+def read_artefact(path: Path) -> GatedLiftDecoupler | GatedShiftDecoupler:
     from driftbench.errors import UsageError
 
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-        if record.get("form") != FORM:
-            raise ValueError(f"form {record.get('form')!r}, expected {FORM!r}")
+        form = record.get("form")
+        if form == SHIFT_FORM:
+            return GatedShiftDecoupler(GatedShiftParams.from_json(record["params"]), record, path)
+        if form != FORM:
+            raise ValueError(f"form {form!r}, expected {SHIFT_FORM!r} or {FORM!r}")
         params = GatedLiftParams.from_json(record["params"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"{path}: unreadable decoupler artefact ({exc}) -- fix: restore it from git or refit "
@@ -242,13 +392,19 @@ def read_artefact(path: Path) -> GatedLiftDecoupler:
     return GatedLiftDecoupler(params, record, path)
 
 
-def write_artefact(path: Path, params: GatedLiftParams, record: dict[str, Any]) -> GatedLiftDecoupler:
+def write_artefact(path: Path, params: GatedLiftParams | GatedShiftParams, record: dict[str, Any]
+                   ) -> GatedLiftDecoupler | GatedShiftDecoupler:
     from driftbench.io import dumps_json, write_json
 
     # the stored (rounded) parameters are the model: identify it by them
-    params = GatedLiftParams.from_json(json.loads(dumps_json(params.to_json())))
-    dec = GatedLiftDecoupler(params, record, path)
-    write_json(path, {**record, "form": FORM, "version": dec.version, "params": params.to_json(),
+    dec: GatedLiftDecoupler | GatedShiftDecoupler
+    if isinstance(params, GatedShiftParams):
+        params = GatedShiftParams.from_json(json.loads(dumps_json(params.to_json())))
+        dec, form = GatedShiftDecoupler(params, record, path), SHIFT_FORM
+    else:
+        params = GatedLiftParams.from_json(json.loads(dumps_json(params.to_json())))
+        dec, form = GatedLiftDecoupler(params, record, path), FORM
+    write_json(path, {**record, "form": form, "version": dec.version, "params": params.to_json(),
                       "fit_id": dec.fit_id()})
     return read_artefact(path)
 
@@ -393,10 +549,31 @@ def select_and_fit(frames: pd.DataFrame, pairs: pd.DataFrame, *, age_stable: boo
     return Selection(fitted[best], feats, q, rows)
 
 
-def fit(frames: pd.DataFrame, pairs: pd.DataFrame, *, age_stable: bool = False) -> Selection:
-    """The decoupler's parameters from identity-constant footage frames (columns clip_id, person,
-    sim_raw, d_*) and labelled photo pairs (same, sim_raw, d_*)."""
+def fit_lift(frames: pd.DataFrame, pairs: pd.DataFrame, *, age_stable: bool = False) -> Selection:
+    """The first release's capped gated lift (kept to compare against; no longer written)."""
     return select_and_fit(fit_frames(frames), pairs, age_stable=age_stable)
+
+
+@dataclass
+class ShiftSelection:
+    params: GatedShiftParams
+    table: list[dict[str, Any]] = field(default_factory=list)
+
+
+def fit(frames: pd.DataFrame, pairs: pd.DataFrame, *, age_stable: bool = False) -> ShiftSelection:
+    """The decoupler (form ``gated-shift``) from identity-constant footage frames (columns clip_id,
+    person, t, face_found, sim_raw, d_*) and labelled photo pairs (same, sim_raw): the feature set by
+    person-grouped CV on the frames, weights and support on all of them, the gate from the pairs.
+    Age enters the candidates only when it is stable on the control footage."""
+    sets = SHIFT_FEATURE_SETS + (tuple((*fs, AGE_FEATURE) for fs in SHIFT_FEATURE_SETS) if age_stable else ())
+    params, table = select_shift(fit_frames(frames), pairs, feature_sets=sets)
+    return ShiftSelection(params, table)
+
+
+def fit_decoupler(frames: pd.DataFrame, pairs: pd.DataFrame) -> GatedShiftDecoupler:
+    """A decoupler fitted on these frames and photo pairs only (out-of-fold scoring in validate)."""
+    age = age_stability(frames)
+    return GatedShiftDecoupler(fit(frames, pairs, age_stable=bool(age.get("stable"))).params)
 
 
 def fit_frames(frames: pd.DataFrame, reference_s: float = 1.0) -> pd.DataFrame:

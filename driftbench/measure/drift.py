@@ -7,7 +7,10 @@ Metric cards (units: cosine similarity of identity embeddings unless stated; hig
 - ``sim_dec``: ``sim_raw`` decoupled from the expression / head-pose (/ age) difference to the
   reference (:mod:`driftbench.measure.decouple`); what drift and identity loss are judged on.
 - ``sim_open``: cosine to the clip's own opening (mean embedding of its first ``opening_s``).
-- ``opening_{raw,dec}``: median similarity over the opening window [0, opening_s). Level, not drift.
+- ``opening_{raw,dec}``: median similarity over the opening window [start, start + opening_s): start is
+  the end of the frames the reference was built from (``reference_s`` for a first-frame reference, the
+  face's first second when it appears later), 0 for reference images (``opening_start_s``). A
+  first-frame reference's own frames would lift the opening and bias every drift upward. Level, not drift.
 - ``sim_{raw,dec}_at_{T}s``: median similarity over [T - window_s, T); empty when the clip is shorter
   than T. Higher is better.
 - ``drift_{raw,dec}_at_{T}s``: opening minus sim@T (positive = the face moved away from where it
@@ -17,10 +20,22 @@ Metric cards (units: cosine similarity of identity embeddings unless stated; hig
 - ``slope_{raw,dec}_per_min``: Theil-Sen slope of the per-bin medians, per minute (negative = drift).
 - ``auc_{raw,dec}``: time-normalised area under the binned curve (mean similarity over the clip).
 - ``time_to_loss_s``: onset of identity loss: the first sample of the first run of at least
-  ``min_loss_s`` in which the smoothed decoupled similarity stays below the backend's calibrated
-  threshold; empty (right-censored at ``duration_s``) when identity is never lost. ``lost`` is 0/1.
+  ``min_loss_s`` in which every sample is either below the backend's calibrated threshold (smoothed
+  decoupled similarity) or has no face of the character; empty (right-censored at ``duration_s``)
+  when identity is never lost. ``lost`` is 0/1. Losing the face is never a gain: a run without a face
+  is a loss like a run of another face (``loss_cause`` says which: ``identity`` when the run holds a
+  sample below the threshold, ``no_face`` when the face is missing throughout), and a clip in which
+  the face is never found stays in n and in survival, lost at its first sample.
+- ``drifting`` / ``time_to_drift_s`` / ``drift_level``: drift below the identity-loss bar. The drift
+  series is the opening minus the trailing ``DRIFT_WINDOW_S`` median of the decoupled score; ``drift_level``
+  is the highest level it holds for ``DRIFT_MIN_S``; a clip is ``drifting`` when that exceeds the
+  threshold calibrated on identity-constant real footage (people held out, at most 1 % of held-out real
+  clips flagged; :func:`driftbench.validity.calibration.calibrate_drift`), and ``time_to_drift_s`` is the onset of
+  the first such run (empty = censored at the end; ``drift_survival_time_s`` for Kaplan-Meier). Empty
+  where no calibrated verdict exists for the backend key.
 - ``face_rate``: share of samples where the character's face was found; stands beside every
-  identity figure (a method that loses the face is flagged, never rewarded).
+  identity figure (a method that loses the face is flagged, never rewarded). ``longest_no_face_s``:
+  the longest run of samples without the face (seconds, a sample counting one sampling period).
 """
 
 from __future__ import annotations
@@ -47,11 +62,25 @@ class Reference:
     mode: str  # "images" | "first_frame"
     n_faces: int  # how many faces (images or opening frames) were averaged
     thumb: bytes | None = None
+    #: end of the clip's frames the reference was built from (s); 0 for reference images
+    t_end: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {"mode": self.mode, "n_faces": self.n_faces, "yaw": self.yaw, "pitch": self.pitch,
-                "roll": self.roll, "age": self.age,
+                "roll": self.roll, "age": self.age, "t_end": self.t_end,
                 "blendshapes": None if self.blendshapes is None else [float(v) for v in self.blendshapes]}
+
+    @classmethod
+    def missing(cls, mode: str, dim: int = 128) -> Reference:
+        """No face to build the reference from (the face is never found): every similarity is NaN."""
+        return cls(embedding=np.full(dim, np.nan, dtype=np.float32), blendshapes=None, yaw=np.nan, pitch=np.nan,
+                   roll=np.nan, age=np.nan, mode=mode, n_faces=0)
+
+
+def opening_start(ref: Reference) -> float:
+    """Where the opening window starts: after the frames a first-frame reference was built from (they
+    would lift the opening), at 0 for reference images."""
+    return float(ref.t_end) if ref.mode == "first_frame" else 0.0
 
 
 def _mean_or_nan(values: pd.Series) -> float:
@@ -65,8 +94,9 @@ def _stack(series: pd.Series) -> np.ndarray | None:
     return np.stack(arrs) if arrs else None
 
 
-def reference_from_faces(rows: pd.DataFrame, mode: str) -> Reference:
-    """Average the given face rows (reference images' faces or the opening frames' faces)."""
+def reference_from_faces(rows: pd.DataFrame, mode: str, t_end: float = 0.0) -> Reference:
+    """Average the given face rows (reference images' faces or the opening frames' faces); ``t_end``:
+    the end of the clip's frames they come from (first-frame references)."""
     rows = rows[rows["emb"].notna()]
     if rows.empty:
         raise ValueError("no face to build the reference from")
@@ -78,12 +108,13 @@ def reference_from_faces(rows: pd.DataFrame, mode: str) -> Reference:
         blendshapes=None if bs is None else bs.mean(axis=0),
         yaw=_mean_or_nan(rows["yaw"]), pitch=_mean_or_nan(rows["pitch"]), roll=_mean_or_nan(rows["roll"]),
         age=float(pd.to_numeric(rows["age"], errors="coerce").median()) if rows["age"].notna().any() else np.nan,
-        mode=mode, n_faces=len(rows), thumb=thumb,
+        mode=mode, n_faces=len(rows), thumb=thumb, t_end=float(t_end),
     )
 
 
 def frame_table(track: pd.DataFrame, ref: Reference, *, opening_s: float = 2.0) -> pd.DataFrame:
-    """Per-sample similarities and differences to the reference (decoupling is applied later)."""
+    """Per-sample similarities and differences to the reference (decoupling is applied later).
+    ``sim_open`` compares with the mean embedding of the opening window (:func:`opening_start`)."""
     out = pd.DataFrame({
         "sample_index": track["sample_index"].astype("int32"),
         "t": track["t"].astype("float64"),
@@ -103,7 +134,9 @@ def frame_table(track: pd.DataFrame, ref: Reference, *, opening_s: float = 2.0) 
     if found.any():
         embs = np.stack([np.asarray(e, dtype=np.float32) for e in track.loc[found, "emb"]])
         sim[found] = embs @ ref.embedding
-        opening = found & (out["t"].to_numpy() < opening_s)
+        lo = opening_start(ref)
+        tt = out["t"].to_numpy()
+        opening = found & (tt >= lo - 1e-9) & (tt < lo + opening_s - 1e-9)
         if opening.any():
             open_emb = l2_normalize(np.stack([np.asarray(e, np.float32) for e in track.loc[opening, "emb"]])
                                     .mean(axis=0))
@@ -179,27 +212,51 @@ def smooth(t: np.ndarray, values: np.ndarray, window_s: float) -> np.ndarray:
     return out
 
 
+def loss_run(t: np.ndarray, smoothed: np.ndarray, threshold: float, min_loss_s: float,
+             period: float) -> tuple[float, str] | None:
+    """(onset, cause) of the first run of at least ``min_loss_s`` in which every sample is below
+    ``threshold`` or has no face (NaN); None if there is none.
+
+    Losing the face is never a gain: a sample without a face continues or starts a run like one of
+    another face. ``cause`` is ``identity`` when the run holds a sample below the threshold,
+    ``no_face`` when the face is missing throughout. A clip without any face is lost at its first
+    sample whatever its length. A run's length counts one sample period for its last sample (a run
+    of n samples at 2 frames/s lasts n * 0.5 s).
+    """
+    t = np.asarray(t, dtype=np.float64)
+    v = np.asarray(smoothed, dtype=np.float64)
+    if len(t) and not np.isfinite(v).any():
+        return float(t[0]), "no_face"
+    start: float | None = None
+    below = False
+    for ti, vi in zip(t, v, strict=True):
+        face = bool(np.isfinite(vi))
+        if not face or vi < threshold:
+            if start is None:
+                start, below = float(ti), False
+            below |= face
+            if float(ti) - start + period >= min_loss_s - 1e-9:
+                return start, "identity" if below else "no_face"
+        else:
+            start = None
+    return None
+
+
 def time_to_loss(t: np.ndarray, smoothed: np.ndarray, threshold: float, min_loss_s: float,
                  period: float) -> float | None:
-    """Onset of the first run of at least ``min_loss_s`` below ``threshold``; None if none.
+    """Onset of the first loss run (:func:`loss_run`: below ``threshold`` or without a face for at
+    least ``min_loss_s``); None if none."""
+    run = loss_run(t, smoothed, threshold, min_loss_s, period)
+    return None if run is None else run[0]
 
-    Samples without a face (NaN) neither start nor break a run. A run's length counts one sample
-    period for its last sample (a run of n samples at 2 frames/s lasts n * 0.5 s).
-    """
-    start: float | None = None
-    last: float | None = None
-    for ti, v in zip(t, smoothed, strict=True):
-        if not np.isfinite(v):
-            continue
-        if v < threshold:
-            if start is None:
-                start = float(ti)
-            last = float(ti)
-            if last - start + period >= min_loss_s - 1e-9:
-                return start
-        else:
-            start = last = None
-    return None
+
+def longest_no_face_s(face_found: np.ndarray, period: float) -> float:
+    """Longest run of consecutive samples without the face, in seconds (n samples last n periods)."""
+    best = cur = 0
+    for f in np.asarray(face_found, dtype=bool):
+        cur = 0 if f else cur + 1
+        best = max(best, cur)
+    return best * period
 
 
 def curve(frames: pd.DataFrame, bin_s: float = 1.0) -> pd.DataFrame:
@@ -277,12 +334,18 @@ def end_horizon(frames: pd.DataFrame, col: str, opening: float, *, duration_s: f
 
 
 def clip_summary(frames: pd.DataFrame, curv: pd.DataFrame, *, duration_s: float, threshold: float,
-                 metrics: Any, fps: float) -> dict[str, Any]:
-    """Per-clip drift metrics (see the module docstring for each metric's card)."""
+                 metrics: Any, fps: float, opening_start_s: float = 0.0,
+                 verdict: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Per-clip drift metrics (see the module docstring for each metric's card). ``opening_start_s``:
+    :func:`opening_start` of the clip's reference; ``verdict``: the calibrated drift verdict
+    (:func:`load_drift_verdict`)."""
+    period = 1.0 / fps
     out: dict[str, Any] = {"duration_s": duration_s, "n_samples": len(frames),
-                           "face_rate": float(frames["face_found"].mean()) if len(frames) else 0.0}
+                           "face_rate": float(frames["face_found"].mean()) if len(frames) else 0.0,
+                           "longest_no_face_s": longest_no_face_s(frames["face_found"].to_numpy(), period),
+                           "opening_start_s": float(opening_start_s)}
     for kind, col in (("raw", "sim_raw"), ("dec", "sim_dec")):
-        opening = _window_median(frames, col, 0.0, float(metrics.opening_s))
+        opening = _window_median(frames, col, float(opening_start_s), float(opening_start_s) + float(metrics.opening_s))
         out[f"opening_{kind}"] = opening
         out[f"mean_{kind}"] = float(frames[col].mean()) if frames[col].notna().any() else np.nan
         for h in metrics.horizons:
@@ -301,10 +364,115 @@ def clip_summary(frames: pd.DataFrame, curv: pd.DataFrame, *, duration_s: float,
     out["min_bin_raw"] = float(curv["sim_raw"].min()) if curv["sim_raw"].notna().any() else np.nan
     out["min_bin_dec"] = float(curv["sim_dec"].min()) if curv["sim_dec"].notna().any() else np.nan
     score_col = "sim_dec_smooth" if metrics.loss_score == "decoupled" else "sim_raw_smooth"
-    ttl = time_to_loss(frames["t"].to_numpy(), frames[score_col].to_numpy(), threshold,
-                       float(metrics.min_loss_s), 1.0 / fps)
+    run = loss_run(frames["t"].to_numpy(), frames[score_col].to_numpy(), threshold, float(metrics.min_loss_s),
+                   period)
     out["threshold"] = threshold
-    out["time_to_loss_s"] = ttl if ttl is not None else np.nan
-    out["lost"] = int(ttl is not None)
-    out["survival_time_s"] = ttl if ttl is not None else duration_s
+    out["time_to_loss_s"] = run[0] if run is not None else np.nan
+    out["lost"] = int(run is not None)
+    out["loss_cause"] = run[1] if run is not None else ""
+    out["survival_time_s"] = run[0] if run is not None else duration_s
+    out.update(verdict_summary(frames, verdict, duration_s=duration_s, opening_start_s=float(opening_start_s),
+                               opening_s=float(metrics.opening_s), period=period))
     return out
+
+
+# -- drift below the loss bar ----------------------------------------------------------------------------
+def drift_series(t: np.ndarray, sim: np.ndarray, opening: float, window_s: float) -> np.ndarray:
+    """Per sample: the opening minus the median of the score over the trailing window [t - window_s, t]
+    (NaN samples ignored; NaN where the window holds no face)."""
+    out = np.full(len(t), np.nan)
+    ok = np.isfinite(sim)
+    if not ok.any() or not np.isfinite(opening):
+        return out
+    s = pd.Series(np.asarray(sim, np.float64), index=pd.to_timedelta(np.asarray(t, np.float64), unit="s"))
+    med = s.rolling(pd.Timedelta(seconds=window_s + 1e-6), min_periods=1, closed="both").median().to_numpy()
+    return opening - med
+
+
+def sustained_drift(t: np.ndarray, d: np.ndarray, min_s: float, period: float) -> tuple[float, float | None]:
+    """(m, onset): ``m`` the largest level the drift series ``d`` stays at or above for a run of at least
+    ``min_s`` (each sample counting one period; samples without a value end a run), and the first
+    sample of such a run at level ``m``. (-inf, None) when no run is long enough."""
+    t = np.asarray(t, np.float64)
+    d = np.asarray(d, np.float64)
+    n_run = max(1, int(np.ceil(min_s / period - 1e-9)))
+    best, onset = -np.inf, None
+    for i in range(0, len(d) - n_run + 1):
+        w = d[i:i + n_run]
+        if not np.isfinite(w).all() or t[i + n_run - 1] - t[i] > min_s + period:
+            continue
+        m = float(w.min())
+        if m > best:
+            best, onset = m, float(t[i])
+    return best, onset
+
+
+def time_to_drift(t: np.ndarray, d: np.ndarray, threshold: float, min_s: float, period: float) -> float | None:
+    """Onset of drift: the first sample of the first run of at least ``min_s`` in which the drift series
+    stays above ``threshold``; None (censored) when there is none."""
+    t = np.asarray(t, np.float64)
+    d = np.asarray(d, np.float64)
+    start: float | None = None
+    for ti, di in zip(t, d, strict=True):
+        if np.isfinite(di) and di > threshold:
+            if start is None:
+                start = float(ti)
+            if float(ti) - start + period >= min_s - 1e-9:
+                return start
+        else:
+            start = None
+    return None
+
+
+#: drift verdict: trailing window of the drift series and the shortest run that counts (4 s / 4 s was tried
+#: first: 1 of the 53 identity-constant clips, paddlegan_fom_dv, was flagged when held out)
+DRIFT_WINDOW_S = 5.0
+DRIFT_MIN_S = 5.0
+
+
+def drift_level(frames: pd.DataFrame, col: str, *, opening_start_s: float, opening_s: float,
+                window_s: float = DRIFT_WINDOW_S, min_s: float = DRIFT_MIN_S, period: float = 0.5
+                ) -> tuple[float, np.ndarray]:
+    """(level, series): the drift series of score ``col`` after the opening (:func:`drift_series`) and the
+    highest level it holds for ``min_s`` (:func:`sustained_drift`; -inf when the clip is too short)."""
+    t = frames["t"].to_numpy(np.float64)
+    opening = _window_median(frames, col, opening_start_s, opening_start_s + opening_s)
+    d = drift_series(t, frames[col].to_numpy(np.float64), opening, window_s)
+    d[t < opening_start_s + opening_s - 1e-9] = np.nan
+    return sustained_drift(t, d, min_s, period)[0], d
+
+
+def load_drift_verdict(key: str) -> dict[str, Any] | None:
+    """The calibrated drift verdict of backend key ``key`` (:mod:`driftbench.weights.artefacts` kind ``drift``)."""
+    import json
+
+    from driftbench.weights import artefacts
+
+    path = artefacts.find("drift", key)
+    if path is None:
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {**data, "file": str(path)}
+
+
+def drift_verdict_stale(verdict: dict[str, Any], decoupler: dict[str, Any]) -> bool:
+    """True when the verdict was calibrated on another decoupler fit than ``decoupler`` (its describe())."""
+    return (verdict.get("decoupler") or {}) != {k: decoupler.get(k) for k in ("name", "fit_id")}
+
+
+def verdict_summary(frames: pd.DataFrame, verdict: dict[str, Any] | None, *, duration_s: float,
+                    opening_start_s: float, opening_s: float, period: float) -> dict[str, Any]:
+    """``drifting`` (0/1), ``time_to_drift_s`` (onset, empty = censored at the clip's end),
+    ``drift_survival_time_s`` and ``drift_level`` under a calibrated verdict (empty without one)."""
+    empty = {"drift_level": np.nan, "drift_threshold": np.nan, "drifting": np.nan, "time_to_drift_s": np.nan,
+             "drift_survival_time_s": np.nan}
+    if not verdict:
+        return empty
+    col = "sim_dec" if verdict.get("score", "dec") == "dec" else "sim_raw"
+    level, d = drift_level(frames, col, opening_start_s=opening_start_s, opening_s=opening_s,
+                           window_s=float(verdict["window_s"]), min_s=float(verdict["min_s"]), period=period)
+    thr = float(verdict["threshold"])
+    onset = time_to_drift(frames["t"].to_numpy(np.float64), d, thr, float(verdict["min_s"]), period)
+    return {"drift_level": level if np.isfinite(level) else np.nan, "drift_threshold": thr,
+            "drifting": int(onset is not None), "time_to_drift_s": onset if onset is not None else np.nan,
+            "drift_survival_time_s": onset if onset is not None else duration_s}

@@ -50,15 +50,15 @@ BLENDSHAPE_NAMES = (
 #: then levels, then who the clip is
 _HEADERS = {"clip_id": "clip", "drifting": "verdict", "duration_s": "duration s", "model": "model",
             "mitigation": "mitigation", "character": "character", "prompt_id": "prompt", "seed": "seed",
-            **card_headers()}  # a metric column's header comes from its metric card
+            "loss_cause": "loss cause", **card_headers()}  # a metric column's header comes from its metric card
 TABLE_COLUMNS = [(c, _HEADERS[c]) for c in (
     "clip_id", "drifting", "drift_dec_at_30s", "drift_dec_at_60s", "drift_dec_at_end", "drift_raw_at_end",
     "time_to_loss_s", "slope_dec_per_min", "min_bin_dec", "duration_s", "face_rate", "opening_raw", "opening_dec",
-    "sim_dec_at_5s", "sim_dec_at_30s", "sim_dec_at_60s", "sim_dec_at_end", "model", "mitigation", "character",
-    "prompt_id", "seed", "expressivity_vs_real", "ref_copy")]
+    "sim_dec_at_5s", "sim_dec_at_30s", "sim_dec_at_60s", "sim_dec_at_end", "time_to_drift_s", "loss_cause",
+    "longest_no_face_s", "model", "mitigation", "character", "prompt_id", "seed", "expressivity_vs_real", "ref_copy")]
 #: at most this many clips get a small panel of their own in a single run's report
 MAX_MULTIPLES = 24
-TEXT_COLUMNS = frozenset({"clip_id", "model", "mitigation", "character", "prompt_id"})
+TEXT_COLUMNS = frozenset({"clip_id", "model", "mitigation", "character", "prompt_id", "loss_cause"})
 SORT_JS = (TEMPLATES / "sort.js").read_text(encoding="utf-8")
 CSP_SCRIPT_HASH = "sha256-" + base64.b64encode(hashlib.sha256(SORT_JS.encode("utf-8")).digest()).decode("ascii")
 
@@ -308,6 +308,7 @@ def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench rep
                                "curve": _json_records(km, ["t", "survival", "lo", "hi", "at_risk"])}
     survival_uri = survival_figure(km_frames, "Kaplan-Meier identity survival (95% band; | = censored)") \
         if km_frames else None
+    drift_survival_uri, drift_json = drift_survival(clips)
     rank_col = lb.rank_by.removesuffix("_mean")
     scatter_uri = None
     if not lb.rows.empty and (~lb.rows["baseline"]).any() and f"{rank_col}_mean" in lb.rows:
@@ -328,7 +329,7 @@ def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench rep
         leaderboard=_leaderboard_view(lb), horizons=[f"{h:g}s" for h in lb.horizons], sweep=sweep,
         rank_by=lb.rank_by,
         settings=lb.to_json()["settings"], notes=lb.notes, scatter=scatter_uri, figures=figures,
-        survival_uri=survival_uri, survival=survival_json, table_cols=cols, rows=_clip_rows(clips, cols, {*TEXT_COLUMNS, "run"}),
+        survival_uri=survival_uri, survival=survival_json, drift_survival_uri=drift_survival_uri, table_cols=cols, rows=_clip_rows(clips, cols, {*TEXT_COLUMNS, "run"}),
         strips=strips, worst=worst, skipped=skipped, glossary=glossary,
     )
     html_path = out_dir / html_name
@@ -341,7 +342,7 @@ def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench rep
         write_csv(out_dir / "expressivity_bins.csv", lb.bin_expressivity, sort_by=["clip_id", "t_start"])
     report = {
         "title": title, "runs": [{k: v for k, v in r.items() if k != "config"} for r in runs],
-        "leaderboard": lb.to_json(), "survival": survival_json, "curve_bands": band_json,
+        "leaderboard": lb.to_json(), "survival": survival_json, "drift_survival": drift_json, "curve_bands": band_json,
         "clips": _json_records(table, [c for c, _ in cols]),
         "worst_frames": [{k: v for k, v in w.items() if k not in ("uri", "ref")} for w in worst],
         "skipped": [{k: stats.finite_or_none(v) for k, v in s.items()} for s in skipped],
@@ -389,3 +390,27 @@ def render_sweep(sweep_dir: Path, *, title: str = "driftbench sweep") -> Path:
         raise FileNotFoundError(f"{sweep_dir}: no job directory with run.json and clips.csv -- fix: pass the sweep "
                                 "directory that `driftbench run -m` printed")
     return render_runs(dirs, Path(sweep_dir), title=title)
+
+
+def drift_survival(clips: pd.DataFrame) -> tuple[str | None, dict[str, Any]]:
+    """Kaplan-Meier drift-free survival per model / mitigation (``time_to_drift_s`` below the loss bar, clips
+    without a calibrated drift verdict left out): the figure beside identity survival, and its curves."""
+    if clips.empty or "drifting" not in clips or "drift_survival_time_s" not in clips:
+        return None, {}
+    frames, out = {}, {}
+    names = clips["model"].astype(str) + "/" + clips["mitigation"].astype(str)
+    for name, g in clips.groupby(names, sort=True):
+        ev = pd.to_numeric(g["drifting"], errors="coerce")
+        t = pd.to_numeric(g["drift_survival_time_s"], errors="coerce")
+        ok = ev.notna() & t.notna()
+        if not ok.any():
+            continue
+        sv = stats.kaplan_meier(t[ok], ev[ok])
+        km = sv.to_frame()
+        km.attrs["censored_t"] = t[ok & (ev == 0)].tolist()
+        frames[str(name)] = km
+        out[str(name)] = {"n": sv.n, "n_drifting": sv.n_lost, "median_s": sv.median,
+                          "curve": _json_records(km, ["t", "survival", "lo", "hi", "at_risk"])}
+    if not frames:
+        return None, {}
+    return survival_figure(frames, "Kaplan-Meier drift-free survival (95% band; | = censored)"), out

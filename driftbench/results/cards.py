@@ -49,8 +49,9 @@ CARDS: tuple[MetricCard, ...] = (
                 ("sim_dec_at_end", "sim@end"))),
     MetricCard("sim_raw_at_{T}s", "raw cosine similarity of the identity embeddings, median over [T-2 s, T)",
                "cosine similarity", "higher is better", BOOT, HORIZON_T, +1),
-    MetricCard("opening_{raw,dec}", "median similarity over the first 2 s: the clip's level, not drift",
-               "cosine similarity", "higher is better", BOOT, "the clip's first 2 s", +1,
+    MetricCard("opening_{raw,dec}", "median similarity over 2 s after the frames a first-frame reference is built "
+               "from ([1, 3 s); [0, 2 s) with reference images): the clip's level, not drift",
+               "cosine similarity", "higher is better", BOOT, "the clip's opening 2 s", +1,
                (Gated("opening_dec", 0.02, "mean opening similarity (decoupled)"),),
                (("opening_raw", "opening raw"), ("opening_dec", "opening dec"))),
     MetricCard("drift_dec_at_{T}s", "opening minus sim@T: how far the face moved away from where it started",
@@ -74,9 +75,17 @@ CARDS: tuple[MetricCard, ...] = (
                 Gated("slope_raw_per_min", 0.03, "Theil-Sen slope per minute (raw)")),
                (("slope_dec_per_min", "slope /min"),)),
     MetricCard("time_to_loss_s", "onset of the first run of >= 2 s in which the smoothed decoupled similarity stays "
-               "below the backend's calibrated threshold (FAR 0.1%); empty = never lost (right-censored)",
+               "below the backend's calibrated threshold (FAR 0.1%) or the face is missing (loss_cause identity / no_face; a "
+               "clip without any face is lost at 0); empty = never lost (right-censored)",
                "seconds", "later (or never) is better", "Kaplan-Meier (scipy.stats.ecdf)", "whole clip", +1,
                columns=(("time_to_loss_s", "loss at s"),)),
+    MetricCard("time_to_drift_s", "onset of drift below the loss bar: the first 5 s run in which the opening minus "
+               "the trailing 5 s median exceeds what identity-constant real footage shows (<= 1% of held-out real "
+               "clips); drifting = 0/1; empty = censored", "seconds", "later (or never) is better",
+               "Kaplan-Meier (scipy.stats.ecdf)", "whole clip (5 s windows)", +1,
+               columns=(("time_to_drift_s", "drifting from s"),)),
+    MetricCard("longest_no_face_s", "longest run of samples without the character's face", "seconds",
+               "lower is better", BOOT, "whole clip", -1, columns=(("longest_no_face_s", "longest no face s"),)),
     MetricCard("survival_at_{T}s", "Kaplan-Meier share of clips still the same person at T s; clips that end without "
                "a loss are censored at their duration; empty (not measurable) when no clip was observed to T, even "
                "one lost earlier", "share 0-1", "higher is better", "exponential Greenwood (log-log), 95%",

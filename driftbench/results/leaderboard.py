@@ -432,6 +432,13 @@ def _build(runset: RunSet, s: LeaderboardSettings) -> Leaderboard:
         for lab in labels:
             row.update(_est(f"sim_dec_at_{lab}", stats.bootstrap_mean(_col(g, f"sim_dec_at_{lab}"), seed=s.seed)))
             row.update(_est(f"drift_dec_at_{lab}", stats.bootstrap_mean(_col(g, f"drift_dec_at_{lab}"), seed=s.seed)))
+        # face loss is never a gain: what was not measured, and clips without the face, stand beside every row
+        sk = runset.skipped
+        row["n_skipped"] = int(sk["run"].astype(str).isin(set(g["run"].astype(str))).sum()) \
+            if not sk.empty and "run" in sk else 0
+        row["n_no_face"] = int((pd.to_numeric(_col(g, "face_rate"), errors="coerce") == 0).sum())
+        row["n_lost_no_face"] = int((g["loss_cause"].astype(str) == "no_face").sum()) if "loss_cause" in g else 0
+        row["n_drifting"] = int((pd.to_numeric(_col(g, "drifting"), errors="coerce") == 1).sum())
         for h in horizons:
             sv = surv.at(h)
             row.update({f"survival_at_{_h(h)}": sv.value, f"survival_at_{_h(h)}_lo": sv.lo,

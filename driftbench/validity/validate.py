@@ -17,14 +17,17 @@ writes one table (``validate.csv``, ``validate.json``, ``validate.md`` in ``--ou
 
 Each row is ``pass``/``fail`` against its target, or ``info``/``unavailable``. ``--fit`` refits the
 decoupler artefact (:mod:`driftbench.measure.decouple`) on the same footage and photos, recalibrates the
-backend's thresholds, then validates. Exit codes: 0 every check passes, 1 a check fails, 2 bad usage.
+backend's thresholds (photos and video impostor pairs) and the drift verdict (``--calibrate``: these two only,
+with the installed decoupler), all for the backend key in use
+(backend + weights variant), writes them where :mod:`driftbench.weights.artefacts` says (``--artefacts DIR``), then
+validates with them. Exit codes: 0 every check passes, 1 a check fails, 2 bad usage.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
@@ -33,158 +36,28 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from driftbench.validity.material import (
+    DRIFT_CLIP,
+    MIN_DRIFT,
+    MIN_DRIFT_SHARE,
+    TARGET_D_PRIME,
+    TARGET_MARGIN,
+    TARGET_RATIO,
+    Measured,
+    Row,
+    SharedPaths,
+    bin_medians,
+    check,
+    control_footage,
+    folder_clips,
+    loss_onsets,
+    measure_clips,
+    photo_pairs,
+    rescore,
+    rescore_smooth,
+)
+
 log = logging.getLogger("driftbench")
-
-SECTIONS = ("verification", "decoupling", "control", "age", "generated", "synthetic")
-#: VALIDITY.md targets
-TARGET_D_PRIME = 7.1
-TARGET_MARGIN = 0.08
-TARGET_RATIO = 0.5
-DRIFT_CLIP = "infinitetalk_dub_9.mp4"
-#: infinitetalk's decoupled drift must stay at least this large, and at least this share of the raw one
-MIN_DRIFT = 0.10
-MIN_DRIFT_SHARE = 0.5
-
-
-@dataclass
-class Row:
-    section: str
-    metric: str
-    raw: Any = None
-    dec: Any = None
-    target: str = ""
-    status: str = "info"  # pass | fail | info | unavailable
-    note: str = ""
-
-
-def check(ok: bool) -> str:
-    return "pass" if ok else "fail"
-
-
-@dataclass
-class SharedPaths:
-    root: Path
-
-    @property
-    def real(self) -> Path:
-        return self.root / "data" / "video" / "real" / "manifest.csv"
-
-    @property
-    def driving(self) -> Path:
-        return self.root / "data" / "video" / "liveportrait" / "driving"
-
-    @property
-    def generated(self) -> Path:
-        return self.root / "data" / "video" / "generated" / "manifest.csv"
-
-    @property
-    def deepface(self) -> Path:
-        return self.root / "data" / "faces" / "deepface"
-
-    def missing(self) -> list[Path]:
-        return [p for p in (self.real, self.driving, self.generated, self.deepface / "face-recognition-pivot.csv")
-                if not p.exists()]
-
-
-# -- measuring --------------------------------------------------------------------------------------------
-@dataclass
-class Measured:
-    frames: pd.DataFrame  # one row per sample of every clip (clip_id, person, set, t, sim_raw, d_*, ...)
-    clips: list[dict[str, Any]] = field(default_factory=list)  # provenance per clip
-    problems: list[str] = field(default_factory=list)
-
-
-def folder_clips(path: Path, cfg: Any) -> list[Any]:
-    """Clips of a folder or manifest through the ``folder`` source (same parsing as ``driftbench run``)."""
-    from omegaconf import OmegaConf
-
-    from driftbench.sources.base import SourceContext, create_source
-
-    model = OmegaConf.create({"name": "folder", "path": str(path), "pattern": "*.mp4", "recursive": False,
-                              "label": path.parent.name if path.is_file() else path.name})
-    ctx = SourceContext(work_dir=Path("."), cache_dir=Path("."), seed=int(cfg.seed), progress=False)
-    source = create_source(model, ctx)
-    clips = source.clips()
-    for s in source.skipped:
-        log.warning("validate: skipped %s", s.message)
-    return clips
-
-
-def measure_clips(clips: Sequence[Any], settings: Any, set_name: str) -> Measured:
-    from driftbench.measure.cache import content_hash
-    from driftbench.measure.clip import measure_clip
-
-    frames, info, problems = [], [], []
-    for clip in clips:
-        res = measure_clip(clip, settings)
-        if res.status != "ok" or res.frames is None:
-            problems.append(f"{set_name}: {res.message}")
-            continue
-        f = res.frames.drop(columns=["blendshapes"], errors="ignore").copy()
-        f.insert(0, "clip_id", clip.clip_id)
-        f.insert(1, "person", f"{set_name}:{clip.character}")
-        f.insert(2, "set", set_name)
-        f["case"] = str(clip.meta.get("case", ""))
-        f["generator"] = str(clip.meta.get("generator", clip.model))
-        frames.append(f)
-        info.append({"set": set_name, "clip": Path(clip.path).name, "person": f"{set_name}:{clip.character}",
-                     "sha256": content_hash(clip.path), "n_samples": len(f), "reference": res.summary.get(
-                         "reference_mode"), "meta": {k: v for k, v in clip.meta.items() if k.startswith("gt_")}})
-        log.info("validate: %s %s (%d samples%s)", set_name, clip.clip_id, len(f), ", cached" if res.cache_hit else "")
-    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return Measured(df, info, problems)
-
-
-def control_footage(paths: SharedPaths, cfg: Any, settings: Any) -> Measured:
-    """Identity-constant real footage, reference = the clip's first second."""
-    s = replace(settings, reference="first_frame")
-    real = measure_clips(folder_clips(paths.real, cfg), s, "real")
-    driving = measure_clips(folder_clips(paths.driving, cfg), s, "liveportrait")
-    return Measured(pd.concat([real.frames, driving.frames], ignore_index=True), real.clips + driving.clips,
-                    real.problems + driving.problems)
-
-
-def photo_pairs(analyzer: Any, deepface_dir: Path, cache: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(faces, pairs) of the labelled deepface photos, as verification.photo_faces/pair_table compute
-    them, with each photo's faces from the signal cache and both labels on every pair."""
-    from driftbench.measure.clip import image_faces
-    from driftbench.validity import verification as V
-
-    photos = V.deepface_photos(deepface_dir)
-    faces_df = V.photo_faces(analyzer, photos, faces_of=lambda path: image_faces(path, analyzer, cache))
-    pairs = V.pair_table(faces_df)
-    labels = dict(zip(faces_df["file"], faces_df["label"], strict=True))
-    pairs["label_a"] = pairs["a"].map(labels)
-    pairs["label_b"] = pairs["b"].map(labels)
-    return faces_df, pairs
-
-
-def rescore(frames: pd.DataFrame, decoupler: Any, smooth_s: float) -> pd.DataFrame:
-    """sim_dec and both smoothed scores with the given decoupler (per clip, as measure does)."""
-    from driftbench.measure.drift import smooth
-
-    out = frames.copy()
-    out["sim_dec"] = decoupler.apply(out)
-    for col in ("sim_raw", "sim_dec"):
-        sm = np.full(len(out), np.nan)
-        for _, idx in out.groupby("clip_id", sort=False).indices.items():
-            sm[idx] = smooth(out["t"].to_numpy(np.float64)[idx], out[col].to_numpy(np.float64)[idx], smooth_s)
-        out[f"{col}_smooth"] = sm
-    return out
-
-
-def loss_onsets(frames: pd.DataFrame, col: str, threshold: float, min_loss_s: float, period: float
-                ) -> dict[str, float | None]:
-    from driftbench.measure.drift import time_to_loss
-
-    return {cid: time_to_loss(g["t"].to_numpy(), g[f"{col}_smooth"].to_numpy(), threshold, min_loss_s, period)
-            for cid, g in frames.groupby("clip_id", sort=True)}
-
-
-def bin_medians(frames: pd.DataFrame, col: str, bin_s: float = 1.0) -> pd.Series:
-    b = np.floor(frames["t"].to_numpy() / bin_s + 1e-9).astype(int)
-    return frames.groupby(b)[col].median()
-
 
 # -- sections ---------------------------------------------------------------------------------------------
 def verification_rows(pairs: pd.DataFrame, faces: pd.DataFrame, decoupler: Any, backend: str,
@@ -212,7 +85,9 @@ def verification_rows(pairs: pd.DataFrame, faces: pd.DataFrame, decoupler: Any, 
         Row(sec, "worst-pair margin (worst same - worst different)", raw["margin"], dec["margin"],
             f">= +{TARGET_MARGIN}", check(dec["margin"] >= TARGET_MARGIN)),
         Row(sec, "mean different-person score", raw["diff_mean"], dec["diff_mean"], "not raised",
-            check(dec["diff_mean"] <= raw["diff_mean"] + 1e-9)),
+            check(dec["diff_mean"] <= raw["diff_mean"] + 1e-9),
+            "BY CONSTRUCTION: the decoupler leaves every different-person score unchanged (fitted on these pairs)"
+            if np.allclose(np.asarray(dec_scores)[~same], pairs["sim_raw"].to_numpy(np.float64)[~same]) else ""),
         Row(sec, "worst different-person / worst same-person score", f"{raw['diff_max']:.3f} / {raw['same_min']:.3f}",
             f"{dec['diff_max']:.3f} / {dec['same_min']:.3f}", "", "info"),
     ]
@@ -221,14 +96,49 @@ def verification_rows(pairs: pd.DataFrame, faces: pd.DataFrame, decoupler: Any, 
         thr, prov = calibration.threshold_for(backend, far=0.001, score="dec")
         stored_fit = (prov.get("decoupler") or {}).get("fit_id")
         live_fit = decoupler.describe().get("fit_id")
-        ok = abs(thr - dec["threshold_at_far_0.001"]) <= 1e-4 and stored_fit == live_fit
-        rows.append(Row(sec, "stored decoupled threshold (thresholds.json)", None, thr,
-                        "= threshold measured on sim_dec, same decoupler fit", check(ok),
-                        "" if ok else "stale -- fix: run `driftbench calibrate`"))
+        domain = str(prov.get("calibrated_on", "")).startswith("video")
+        ok = (domain or abs(thr - dec["threshold_at_far_0.001"]) <= 1e-4) and stored_fit == live_fit
+        rows.append(Row(sec, "stored decoupled threshold (thresholds artefact)", None, thr,
+                        "calibrated on sim_dec of this decoupler fit", check(ok),
+                        ("on different-person video + photo pairs (see the FAR row below); " if domain else
+                         "on the photo pairs; ") + f"{prov.get('file')}"
+                        + ("" if ok else " -- stale: fix: run `driftbench validate --fit`")))
     except Exception as exc:  # a missing entry is a failed check, not a crash
-        rows.append(Row(sec, "stored decoupled threshold (thresholds.json)", None, None, "present", "fail", str(exc)))
+        rows.append(Row(sec, "stored decoupled threshold (thresholds artefact)", None, None, "present", "fail", str(exc)))
     rows.extend(published_rows(pairs, dec_scores, deepface_dir))
+    rows.extend(domain_rows(backend))
     return rows
+
+
+def domain_rows(backend: str, far: float = 0.001) -> list[Row]:
+    """The loss threshold's false-accept rate in the domain: different-person frame pairs of
+    identity-constant video and photos, threshold from training people applied to held-out ones."""
+    from driftbench.validity import calibration
+
+    entry = calibration.thresholds().get("backends", {}).get(backend, {})
+    dom = entry.get("domain")
+    if not dom:
+        return [Row("verification", f"loss threshold's FAR {far:.1%} on video impostor pairs", None, None,
+                    f">= {calibration.MIN_IMPOSTORS_BEYOND} impostor pairs beyond", "fail",
+                    "no domain calibration stored -- fix: `driftbench validate --fit`")]
+    cells, notes, ok = [], [], True
+    for score in ("raw", "dec"):
+        b = dom[score]["by_far"][f"{far:g}"]
+        ok &= bool(b["supported"])
+        ci = b.get("heldout_far_ci95") or [np.nan, np.nan]
+        cells.append(f"thr {b['threshold']:.3f}, {b['n_impostor_beyond']} beyond, held-out FAR {b['heldout_far']:.2%}"
+                     + (f", held-out photo TAR {b['heldout_tar']:.1%}" if "heldout_tar" in b else ""))
+        ok &= b.get("heldout_tar", 1.0) >= 1.0 - 1e-12
+        notes.append(f"{score}: held-out FAR 95% CI {ci[0]:.2%}-{ci[1]:.2%} (per fold {b['heldout_far_range'][0]:.2%}-"
+                     f"{b['heldout_far_range'][1]:.2%}), video {b['video_far']:.2%} / photos {b['photo_far']:.2%} beyond")
+    d = dom["data"]
+    return [Row("verification", f"loss threshold at FAR {far:.1%}: different-person pairs beyond it (video + photos)",
+                cells[0], cells[1], f">= {calibration.MIN_IMPOSTORS_BEYOND} beyond, held-out FAR <= {far:.1%}, held-out "
+                "TAR 100%",
+                check(ok), f"{d['video_pairs']} video pairs ({d['video_people']} people, {d['video_clips']} clips) + "
+                f"{d['photo_pairs']} photo pairs; {dom['dec']['k_folds']} folds of people: threshold from training "
+                f"people, applied to pairs of held-out people; smallest supported FAR {dom['dec']['far_supported']}; "
+                + "; ".join(notes) + " (CI optimistic: pairs share people)")]
 
 
 def weights_rows(backend: str, weights: dict[str, str], decoupler: Any) -> list[Row]:
@@ -239,14 +149,14 @@ def weights_rows(backend: str, weights: dict[str, str], decoupler: Any) -> list[
     stored = calibration.thresholds().get("backends", {}).get(backend, {}).get("weights") or {}
     fitted = getattr(decoupler, "record", {}).get("backend_weights") or {}
     rows = []
-    for what, ref in (("thresholds.json", stored), ("decoupler artefact", fitted)):
+    for what, ref in (("thresholds artefact", stored), ("decoupler artefact", fitted)):
         if not ref:
             continue
         diff = sorted(set(ref.items()) ^ set(weights.items()))
         rows.append(Row("verification", f"weights in use = weights of the {what}", None, None, "identical",
                         check(not diff), "" if not diff else "differ: " + ", ".join(sorted({k for k, _ in diff}))
                         + f" -- fix: point DRIFTBENCH_MODELS at the calibrated weights, or refit with "
-                          f"`driftbench validate --fit face={backend}`"))
+                          f"`driftbench validate --fit face={backend.split(':')[0]}` with the weights in use"))
     return rows
 
 
@@ -373,8 +283,12 @@ def control_rows(control: pd.DataFrame, thr_raw: float, thr_dec: float, metrics:
     lost_dec = {k: v for k, v in loss_onsets(control, "sim_dec", thr_dec, metrics.min_loss_s, period).items()
                 if v is not None}
     n_clips = control["clip_id"].nunique()
+    ok = control["sim_raw"].notna()
+    lifted = bool((control.loc[ok, "sim_dec"] >= control.loc[ok, "sim_raw"] - 1e-12).all())
+    by_construction = ("BY CONSTRUCTION given raw (sim_dec >= sim_raw on every frame and threshold dec <= raw): "
+                       if lifted and thr_dec <= thr_raw + 1e-12 and not lost_raw else "")
     rows = [Row(sec, f"identity-loss events ({n_clips} clips, {control['person'].nunique()} people)", len(lost_raw),
-                len(lost_dec), "0 (decoupled)", check(not lost_dec),
+                len(lost_dec), "0 (decoupled)", check(not lost_dec), by_construction +
                 ("raw lost: " + ", ".join(sorted(lost_raw)) + "; " if lost_raw else "")
                 + ("decoupled lost: " + ", ".join(sorted(lost_dec)) if lost_dec else "")
                 + f"thresholds raw {thr_raw:.3f}, decoupled {thr_dec:.3f}; smoothing {metrics.smooth_s:g} s, "
@@ -389,7 +303,8 @@ def control_rows(control: pd.DataFrame, thr_raw: float, thr_dec: float, metrics:
             Row(sec, f"{name}: 1st / 5th percentile of frames", f"{np.quantile(raw, 0.01):.3f} / "
                 f"{np.quantile(raw, 0.05):.3f}", f"{np.quantile(dec, 0.01):.3f} / {np.quantile(dec, 0.05):.3f}",
                 "decoupled >= raw", check(np.quantile(dec, 0.01) >= np.quantile(raw, 0.01)
-                                          and np.quantile(dec, 0.05) >= np.quantile(raw, 0.05))),
+                                          and np.quantile(dec, 0.05) >= np.quantile(raw, 0.05)),
+                "BY CONSTRUCTION: sim_dec >= sim_raw on every frame" if lifted else ""),
             Row(sec, f"{name}: minimum / mean / SD of frames", f"{raw.min():.3f} / {raw.mean():.3f} / {raw.std():.3f}",
                 f"{dec.min():.3f} / {dec.mean():.3f} / {dec.std():.3f}", "", "info",
                 f"{len(raw)} frames, {sub['clip_id'].nunique()} clips"),
@@ -401,6 +316,161 @@ def control_rows(control: pd.DataFrame, thr_raw: float, thr_dec: float, metrics:
                             float((dec < eer[1]).mean()), "", "info",
                             f"EER thresholds raw {eer[0]:.3f}, decoupled {eer[1]:.3f} (VALIDITY.md: 0.85% of "
                             "liveportrait frames raw)"))
+    return rows
+
+
+#: identity-constant footage: the median drift at every horizon (and at the end) lies within this of 0
+TARGET_NULL_DRIFT = 0.01
+
+
+def clip_drifts(frames: pd.DataFrame, metrics: Any, fps: float) -> pd.DataFrame:
+    """Per clip, the drift metrics of :func:`driftbench.measure.drift.clip_summary` (opening after the reference's
+    own frames, drift at every horizon the clip reaches and at its end) on the given (rescored) frames."""
+    from driftbench.measure import drift
+
+    rows = []
+    for cid, g in frames.groupby("clip_id", sort=True):
+        g = g.sort_values("t")
+        dur = float(g["duration_s"].iloc[0]) if "duration_s" in g else float(g["t"].max() + 1.0 / fps)
+        start = float(g["opening_start_s"].iloc[0]) if "opening_start_s" in g else 0.0
+        s = drift.clip_summary(g, drift.curve(g, float(metrics.bin_s)), duration_s=dur, threshold=float("nan"),
+                               metrics=metrics, fps=fps, opening_start_s=start)
+        rows.append({"clip_id": cid, "person": g["person"].iloc[0] if "person" in g else "", "duration_s": dur,
+                     **{k: v for k, v in s.items() if k.startswith(("drift_", "opening_", "slope_"))}})
+    return pd.DataFrame(rows)
+
+
+def null_drift_rows(drifts: pd.DataFrame, metrics: Any, *, n_boot: int = 999, seed: int = 0) -> list[Row]:
+    """Median drift of identity-constant clips at every horizon a clip reaches and at its end: an unbiased
+    opening puts it at 0 (issue 14: the opening used to hold a first-frame reference's own frames)."""
+    from scipy.stats import bootstrap
+
+    from driftbench.measure.drift import horizon_label
+
+    rows = []
+    for lab in [*(f"at_{horizon_label(float(h))}" for h in metrics.horizons), "at_end"]:
+        cells: list[float | None] = []
+        ok, notes = True, []
+        for kind in ("raw", "dec"):
+            v = drifts[f"drift_{kind}_{lab}"].dropna().to_numpy(np.float64)
+            if len(v) == 0:
+                cells.append(None)
+                continue
+            med = float(np.median(v))
+            ok &= abs(med) <= TARGET_NULL_DRIFT
+            cells.append(med)
+            if len(v) >= 3:
+                ci = bootstrap((v,), np.median, n_resamples=n_boot, method="percentile", random_state=seed)
+                notes.append(f"{kind} 95% CI {ci.confidence_interval.low:+.3f}..{ci.confidence_interval.high:+.3f}")
+        n = int(drifts[f"drift_raw_{lab}"].notna().sum())
+        if n == 0:
+            rows.append(Row("control", f"median drift {lab.replace('_', ' ')} (identity-constant clips)", None, None,
+                            f"within +-{TARGET_NULL_DRIFT:g}", "unavailable", "no clip reaches this horizon"))
+            continue
+        rows.append(Row("control", f"median drift {lab.replace('_', ' ')} (identity-constant clips)", cells[0],
+                        cells[1], f"within +-{TARGET_NULL_DRIFT:g} (raw and decoupled)", check(ok),
+                        f"{n} clips reach it; opening [reference_s, reference_s + opening_s) after the first-frame "
+                        f"reference; " + "; ".join(notes) + " (bootstrap over clips)"))
+    return rows
+
+
+def fit_decoupler(frames: pd.DataFrame, pairs: pd.DataFrame) -> Any:
+    """A decoupler fitted on these frames and photo pairs only: the hook out-of-fold scoring uses."""
+    from driftbench.measure import decouple as D
+
+    return D.fit_decoupler(frames, pairs)
+
+
+def oof_rescore(frames: pd.DataFrame, pairs: pd.DataFrame, smooth_s: float, *, k: int = 5) -> pd.DataFrame:
+    """:func:`rescore` out of fold: each person's frames scored by a decoupler fitted without that person
+    (person-grouped folds), so no control figure is in sample."""
+    from sklearn.model_selection import GroupKFold
+
+    people = frames["person"].to_numpy()
+    k = min(k, len(np.unique(people)))
+    out = frames.copy()
+    dec = np.full(len(frames), np.nan)
+    for tr, te in GroupKFold(n_splits=k).split(np.zeros(len(frames)), groups=people):
+        d = fit_decoupler(frames.iloc[tr].reset_index(drop=True), pairs)
+        dec[te] = d.apply(frames.iloc[te].reset_index(drop=True))
+    out["sim_dec"] = dec
+    return rescore_smooth(out, smooth_s)
+
+
+
+
+def drift_levels(frames: pd.DataFrame, metrics: Any, fps: float, score: str = "dec") -> pd.DataFrame:
+    """Per clip: its drift level (:func:`driftbench.measure.drift.drift_level`) on the raw or decoupled score."""
+    from driftbench.measure import drift
+
+    rows = []
+    for cid, g in frames.groupby("clip_id", sort=True):
+        g = g.sort_values("t")
+        start = float(g["opening_start_s"].iloc[0]) if "opening_start_s" in g else 0.0
+        level, _ = drift.drift_level(g, "sim_dec" if score == "dec" else "sim_raw", opening_start_s=start,
+                                     opening_s=float(metrics.opening_s), period=1.0 / fps)
+        rows.append({"clip_id": cid, "person": g["person"].iloc[0], "level": level})
+    return pd.DataFrame(rows)
+
+
+def fit_drift_verdict(control: pd.DataFrame, metrics: Any, fps: float, backend: str,
+                      decoupler: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Calibrate the drift verdict on (out-of-fold scored) identity-constant footage and write its artefact
+    (``decoupler``: the description of the decoupler installed for the key, recorded for staleness checks)."""
+    from driftbench.io import write_json
+    from driftbench.measure import drift
+    from driftbench.validity.calibration import calibrate_drift
+    from driftbench.weights import artefacts
+
+    lv = drift_levels(control, metrics, fps)
+    cal = calibrate_drift(lv["level"], lv["person"], lv["clip_id"], window_s=drift.DRIFT_WINDOW_S,
+                          min_s=drift.DRIFT_MIN_S)
+    record = {"about": "Drift verdict calibrated on identity-constant real footage (driftbench.validity.calibration."
+                       f"calibrate_drift); recompute with `driftbench validate --calibrate face={backend.split(':')[0]}` "
+                       f"with the weights of key {backend}.",
+              "decoupler": {k: (decoupler or {}).get(k) for k in ("name", "fit_id")}, "key": backend, "created": datetime.now(UTC).strftime("%Y-%m-%d"), **cal,
+              "data": "data/video/real + liveportrait/driving, decoupled score out of fold (person-grouped folds)"}
+    write_json(artefacts.artefact_path("drift", backend), record)
+    return record
+
+
+def verdict_rows(control: pd.DataFrame, gen: pd.DataFrame | None, verdict: dict[str, Any] | None, metrics: Any,
+                 fps: float, decoupler_desc: dict[str, Any]) -> list[Row]:
+    """Drift below the loss bar: held-out false flags on real footage, infinitetalk_dub_9 flagged, the
+    stable generated clips not."""
+    if not verdict:
+        return [Row("control", "drift verdict", None, None, "calibrated", "fail",
+                    "no drift verdict for this backend key -- fix: `driftbench validate --fit`")]
+    thr = float(verdict["threshold"])
+    ho = verdict.get("heldout", {})
+    live = {k: decoupler_desc.get(k) for k in ("name", "fit_id")}
+    if verdict.get("decoupler") != live:
+        return [Row("control", "drift verdict", None, None, "calibrated with the installed decoupler", "fail",
+                    f"{verdict.get('file')}: calibrated with decoupler {verdict.get('decoupler')}, installed {live} "
+                    "-- fix: `driftbench validate --calibrate`")]
+    lv = drift_levels(control, metrics, fps)
+    rows = [Row("control", "drift verdict: held-out real clips flagged drifting", None, ho.get("rate"),
+                "<= 1% (people held out)", check(ho.get("rate", 1.0) <= 0.01 + 1e-12),
+                f"{ho.get('n_flagged')} of {ho.get('n_clips')} clips, nested leave-one-person-out "
+                f"({', '.join(ho.get('flagged', [])) or 'none'}); threshold {thr:.3f} on the drift level "
+                f"(opening - trailing {verdict['window_s']:g} s median held {verdict['min_s']:g} s), tail "
+                f"{verdict['tail']:g}; clips flagged with these scores: {int((lv['level'] > thr).sum())}")]
+    if gen is None or gen.empty:
+        return rows
+    g = drift_levels(gen, metrics, fps)
+    g["name"] = g["clip_id"].map(lambda c: Path(str(c)).name)
+    gen_case = gen.groupby("clip_id")["case"].first()
+    drifting = g[g["name"] == DRIFT_CLIP]
+    if not drifting.empty:
+        lvl = float(drifting["level"].iloc[0])
+        rows.append(Row("generated", f"{DRIFT_CLIP}: drift verdict", None, "drifting" if lvl > thr else "not drifting",
+                        "drifting", check(lvl > thr), f"drift level {lvl:.3f} vs threshold {thr:.3f}"))
+    stable = g[(g["name"] != DRIFT_CLIP) & ~g["name"].str.startswith("negative")
+               & ~g["clip_id"].map(gen_case).astype(str).str.contains("negative")]
+    flagged = stable[stable["level"] > thr]
+    rows.append(Row("generated", f"stable generated clips flagged drifting ({len(stable)} clips)", None, len(flagged),
+                    "0", check(flagged.empty), f"highest drift level {stable['level'].max():.3f} vs threshold "
+                    f"{thr:.3f}" + (f"; flagged: {', '.join(flagged['name'])}" if len(flagged) else "")))
     return rows
 
 
@@ -502,6 +572,7 @@ def synthetic_rows(cfg_overrides: list[str], settings: Any, metrics: Any, decoup
                     "no synthetic clip measured: " + "; ".join(m.problems[:3]))]
     frames = rescore(m.frames, decoupler, metrics.smooth_s)
     pts = []
+    truths: dict[str, np.ndarray] = {}
     ends: list[tuple[float, float, float]] = []  # (injected alpha at the end, raw drift, decoupled drift)
     for clip in clips:
         g = frames[frames["clip_id"] == clip.clip_id]
@@ -510,6 +581,7 @@ def synthetic_rows(cfg_overrides: list[str], settings: Any, metrics: Any, decoup
         truth = injected_alpha(clip.meta, g["t"].to_numpy(np.float64))
         if truth is None:
             continue
+        truths[clip.clip_id] = truth
         t = g["t"].to_numpy(np.float64)
         first, last = g[t < metrics.opening_s], g[t >= t.max() - metrics.window_s]
         ends.append((float(truth[-1]), float(first["sim_raw"].median() - last["sim_raw"].median()),
@@ -526,9 +598,13 @@ def synthetic_rows(cfg_overrides: list[str], settings: Any, metrics: Any, decoup
     ok = np.isfinite(arr).all(axis=1)
     rr, pr = spearmanr(arr[ok, 0], arr[ok, 1])
     rd, pd_ = spearmanr(arr[ok, 0], arr[ok, 2])
+    from driftbench.validity.decouple_eval import synthetic_clip_rows
+
     rows = [Row(sec, "Spearman(injected alpha, measured drift) per 1 s bin", float(rr), float(rd), "> 0 (p < 0.05)",
                 check(bool(rd > 0 and pd_ < 0.05)),
-                f"{len(clips)} clips, {int(ok.sum())} bins; p raw {pr:.1e}, decoupled {pd_:.1e}; drift = opening - bin")]
+                f"{len(clips)} clips, {int(ok.sum())} bins; p raw {pr:.1e}, decoupled {pd_:.1e}; drift = opening - bin "
+                "(pooled bins are autocorrelated: the per-clip row below is the figure)"),
+            *synthetic_clip_rows(frames, truths)]
     e = np.asarray(ends, dtype=np.float64).reshape(-1, 3)
     drifting, still = e[e[:, 0] > 0], e[e[:, 0] <= 0]
     if len(drifting):
@@ -561,97 +637,124 @@ def injected_alpha(meta: Any, t: np.ndarray) -> np.ndarray | None:
 # -- fitting the artefact ---------------------------------------------------------------------------------
 def fit_artefact(control: Measured, faces: pd.DataFrame, pairs: pd.DataFrame, analyzer: Any, settings: Any,
                  backend: str, *, n_splits: int) -> Any:
-    from driftbench import __version__
-    from driftbench.measure import decouple as D
-    from driftbench.measure.cache import content_hash
-    from driftbench.runner import git_commit
+    """The decoupler artefact of the weights key ``backend`` (:func:`driftbench.validity.decouple_eval.fit_artefact`;
+    ``n_splits`` is no longer used: held-out figures come from person and identity folds)."""
+    from driftbench.validity.decouple_eval import fit_artefact as fit_shift
 
-    age = D.age_stability(control.frames)
-    sel = D.fit(control.frames, pairs, age_stable=bool(age.get("stable")))
-    ho = D.heldout_footage(control.frames, pairs, age_stable=bool(age.get("stable")))
-    ho.pop("dec_scores", None)
-    heldout: dict[str, Any] = {"footage_kfold": ho}
-    if n_splits > 0:
-        heldout["random_splits"] = D.heldout_splits(control.frames, pairs, n_splits=n_splits,
-                                                    age_stable=bool(age.get("stable")))
-    from driftbench.validity.verification import verification_metrics
-
-    dec = D.GatedLiftDecoupler(sel.params)
-    same = pairs["same"].to_numpy(bool)
-    heldout["photo_all_pairs"] = {"raw": verification_metrics(pairs["sim_raw"].to_numpy(np.float64), same),
-                                  "dec": verification_metrics(dec.apply(pairs), same),
-                                  "note": "gate from these pairs: in-sample; see random_splits for held-out identities"}
-    photos_dir = Path(str(faces.attrs.get("dir", "")))
-    record = {
-        "backend": backend,
-        "created": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "about": "Decoupled identity similarity (driftbench.measure.decouple, form gated-lift). Refit with "
-                 f"`driftbench validate --fit face={backend}`.",
-        "selection": {"features": list(sel.features), "cap_quantile": sel.cap_quantile, "candidates": sel.table,
-                      "criterion": "lowest pooled held-out sensitivity (5 person-grouped folds) among candidates "
-                                   "keeping the photo pairs' d', margin, TAR@FAR 0.1% and different-person mean"},
-        "age": {**age, "used": D.AGE_FEATURE in sel.features},
-        "data": {
-            "footage": control.clips,
-            "fit_frames": "samples with a face at t >= 1 s (outside the first-frame reference window)",
-            "n_fit_frames": len(D.fit_frames(control.frames)),
-            "photos": [{"file": f, "label": lab, "sha256": content_hash(photos_dir / f) if photos_dir.name else None}
-                       for f, lab in zip(faces["file"], faces["label"], strict=True)],
-            "photo_pairs": {"n_same": int(same.sum()), "n_diff": int((~same).sum()),
-                            "labels": "connected components of the pairs CSV's Yes pairs"},
-            "sampling": settings.sampling.token(), "reference": "first_frame (mean embedding of the first 1 s)",
-        },
-        "code": {"module": "driftbench/measure/decouple.py", "sha256": D.code_sha256(), "git_commit": git_commit(),
-                 "driftbench": __version__, "command": f"driftbench validate --fit face={backend}"},
-        "backend_engine": analyzer.info.engine,
-        "backend_weights": analyzer.info.weights,
-        "heldout": heldout,
-    }
-    return D.write_artefact(D.artefact_path(backend), sel.params, record)
+    return fit_shift(control.frames, control.clips, faces, pairs, analyzer, settings, backend)
 
 
-# -- output -----------------------------------------------------------------------------------------------
-def _fmt(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, bool | np.bool_):
-        return str(bool(v))
-    if isinstance(v, int | np.integer):
-        return str(int(v))
-    if isinstance(v, float | np.floating):
-        return "" if not np.isfinite(v) else f"{float(v):.3f}" if abs(float(v)) >= 1e-3 or v == 0 else f"{float(v):.2e}"
-    return str(v)
+def threshold_key(cfg: Any) -> str:
+    """The key of the backend model's thresholds and decoupler: the backend's name, or, where the
+    backends provide ``faces.base.preflight`` (per-model keys such as ``insightface:buffalo_l``), its key."""
+    try:
+        from driftbench.faces.base import preflight  # type: ignore[attr-defined]
+    except ImportError:
+        return str(cfg.face.backend)
+    return str(preflight(str(cfg.face.backend), dict(cfg.face.options), download=bool(cfg.fetch)))
 
 
-def to_markdown(rows: Sequence[Row]) -> str:
-    out = []
-    for sec in SECTIONS:
-        sub = [r for r in rows if r.section == sec]
-        if not sub:
-            continue
-        out += [f"### {sec}", "", "| metric | raw | decoupled | target | status | note |", "|---|---|---|---|---|---|"]
-        for r in sub:
-            cells = [r.metric, _fmt(r.raw), _fmt(r.dec), r.target, r.status, r.note]
-            out.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
-        out.append("")
-    return "\n".join(out)
+def run_suite(cfg: Any, overrides: list[str], paths: SharedPaths, out_dir: Path, *, fit: bool = False,
+              calibrate: bool = False,
+              n_splits: int = 200, skip: set[str] | None = None) -> tuple[list[Row], dict[str, Any]]:
+    """Every section's rows and the metadata for validate.json."""
+    from driftbench.errors import UsageError
+    from driftbench.measure.cache import SignalCache
+    from driftbench.measure.clip import get_analyzer, settings_from_config
+    from driftbench.measure.decouple import age_stability, load_decoupler
+    from driftbench.runner import git_commit, versions
+    from driftbench.validity import calibration
 
+    skip = skip or set()
+    backend = threshold_key(cfg)
+    metrics = cfg.metrics
+    fps = float(cfg.sampling.fps)
+    settings = settings_from_config(cfg, threshold=float("nan"))
+    analyzer = get_analyzer(settings)
+    cache = SignalCache(Path(settings.cache_dir) if settings.cache_dir else None, enabled=settings.cache_enabled)
+    log.info("validate: photos (%s)", paths.deepface)
+    faces, pairs = photo_pairs(analyzer, paths.deepface, cache)
+    faces.attrs["dir"] = str(paths.deepface)
+    log.info("validate: identity-constant footage")
+    control = control_footage(paths, cfg, settings)
+    if control.frames.empty:
+        raise UsageError(f"{paths.real}: no identity-constant clip could be measured -- fix: check ../shared")
+    heldout: dict[str, Any] = {}
+    if fit:
+        log.info("validate: fitting the decoupler for %s", backend)
+        fitted = fit_artefact(control, faces, pairs, analyzer, settings, backend, n_splits=n_splits)
+        heldout = fitted.record.get("heldout", {})
+    if fit or calibrate:
+        # thresholds (photos + different-person video pairs) from the decoupler now installed for this key
+        fitted_dec = load_decoupler(backend)
+        entry = calibration.calibrate(analyzer, paths.deepface, fitted_dec)
+        log.info("validate: false-accept calibration on different-person video frame pairs")
+        entry["domain"] = calibration.domain_calibration(control.frames, pairs, fitted_dec)
+        calibration.write_thresholds({backend: entry})
+    decoupler = load_decoupler(backend, settings.decoupler)
+    # every control figure out of fold: a person's clips scored by a decoupler fitted without that person
+    log.info("validate: out-of-fold decoupled scores of the identity-constant footage")
+    oof = (oof_rescore(control.frames, pairs, float(metrics.smooth_s))
+           if getattr(decoupler, "name", "none") != "none" else rescore(control.frames, decoupler, float(metrics.smooth_s)))
+    if fit or calibrate:
+        log.info("validate: calibrating the drift verdict for %s", backend)
+        fit_drift_verdict(oof, metrics, fps, backend, load_decoupler(backend).describe())
+    from driftbench.measure.drift import load_drift_verdict
 
-def write_outputs(rows: Sequence[Row], out_dir: Path, meta: dict[str, Any]) -> None:
-    from driftbench.io import write_csv, write_json, write_text
+    verdict = load_drift_verdict(backend)
+    thr_raw, _ = calibration.threshold_for(backend, far=float(metrics.far), score="raw")
+    thr_dec, prov = calibration.threshold_for(backend, far=float(metrics.far), score="dec")
+    rows: list[Row] = [Row("verification", "measurement problems", None, len(control.problems), "0",
+                           check(not control.problems), "; ".join(control.problems[:3]))] if control.problems else []
+    details: dict[str, Any] = {}
+    frames = rescore(control.frames, decoupler, float(metrics.smooth_s))
+    age = age_stability(frames)
+    if "verification" not in skip:
+        rows += weights_rows(backend, analyzer.info.weights, decoupler)
+        rows += verification_rows(pairs, faces, decoupler, backend, paths.deepface)
+    if "decoupling" not in skip:
+        from driftbench.measure import decouple as D
 
-    table = pd.DataFrame([{**asdict(r), "raw": _fmt(r.raw), "dec": _fmt(r.dec)} for r in rows])
-    write_csv(out_dir / "validate.csv", table)
-    write_json(out_dir / "validate.json", {**meta, "rows": [asdict(r) for r in rows]})
-    summary = summarize(rows)
-    write_text(out_dir / "validate.md", f"# driftbench validate\n\n{summary}\n\n{to_markdown(rows)}")
+        if isinstance(decoupler, D.GatedShiftDecoupler):
+            from driftbench.validity.decouple_eval import validate_section
 
+            log.info("validate: decoupling figures held out by person (morphs rendered once, then cached)")
+            r, details = validate_section(frames, pairs, faces, paths.root, overrides, backend,
+                                          morphs="synthetic" not in skip)
+            rows += [Row("decoupling", "decoupler", None, f"{decoupler.name} v{decoupler.version}",
+                         "fitted on identity-constant footage", "info", str(decoupler.describe().get("params"))), *r]
+        else:
+            r, details = decoupling_rows(frames, pairs, decoupler, n_splits=n_splits,
+                                         age_stable=bool(age.get("stable")), heldout=heldout)
+            rows += r
+    if "control" not in skip:
+        from driftbench.validity.calibration import thresholds
 
-def summarize(rows: Sequence[Row]) -> str:
-    n = {s: sum(1 for r in rows if r.status == s) for s in ("pass", "fail", "info", "unavailable")}
-    failed = [f"{r.section}: {r.metric}" for r in rows if r.status == "fail"]
-    return (f"{n['pass']} passed, {n['fail']} failed, {n['unavailable']} unavailable, {n['info']} informational"
-            + (". Failed: " + "; ".join(failed) if failed else ""))
-
-
-# -- command ----------------------------------------------------------------------------------------------
+        entry = thresholds().get("backends", {}).get(backend, {})
+        eer = ((float(entry["raw"]["eer_threshold"]), float(entry["dec"]["eer_threshold"]))
+               if "eer_threshold" in entry.get("raw", {}) and "eer_threshold" in entry.get("dec", {}) else None)
+        rows += control_rows(oof, thr_raw, thr_dec, metrics, fps, eer)
+        rows += null_drift_rows(clip_drifts(oof, metrics, fps), metrics)
+    if "age" not in skip:
+        rows += age_rows(age, decoupler)
+    gen_frames = None
+    if "generated" not in skip:
+        log.info("validate: real generated clips")
+        gen = measure_clips(folder_clips(paths.generated, cfg), replace(settings, reference="auto"), "generated")
+        rows += [Row("generated", "measurement problems", None, len(gen.problems), "0", "fail",
+                     "; ".join(gen.problems[:3]))] if gen.problems else []
+        if not gen.frames.empty:
+            gen_frames = rescore(gen.frames, decoupler, float(metrics.smooth_s))
+            rows += generated_rows(gen_frames, thr_raw, thr_dec, metrics, fps)
+    if "control" not in skip:
+        rows += verdict_rows(oof, gen_frames, verdict, metrics, fps, decoupler.describe())
+    if "synthetic" not in skip:
+        log.info("validate: synthetic clips")
+        rows += synthetic_rows(overrides, settings, metrics, decoupler, out_dir)
+    meta = {"command": "validate", "command_line": " ".join(["driftbench validate", *sys.argv[2:]]) if
+            sys.argv[1:2] == ["validate"] else "driftbench validate", "backend": backend, "decoupler": decoupler.describe(),
+            "thresholds": {"raw": thr_raw, "dec": thr_dec, "provenance": prov}, "drift_verdict": verdict,
+            "control_scores": "out of fold (person-grouped folds)", "git_commit": git_commit(),
+            "versions": versions(), "shared": str(paths.root), "age": age, "heldout": details,
+            "sampling": settings.sampling.token(), "engine": analyzer.info.engine, "weights": analyzer.info.weights}
+    return rows, meta

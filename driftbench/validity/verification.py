@@ -129,6 +129,9 @@ def pair_table(faces: pd.DataFrame) -> pd.DataFrame:
     sim = np.einsum("nd,nd->n", emb[i], emb[j])
     out = pd.DataFrame({"a": ok["file"].to_numpy()[i], "b": ok["file"].to_numpy()[j], "same": same,
                         "sim_raw": sim})
+    # the embeddings, as in a frame table (frame = b, reference = a), for embedding-space decouplers
+    out["emb"] = pd.Series(list(emb[j]), dtype=object)
+    out["ref_emb"] = pd.Series(list(emb[i]), dtype=object)
     for col in ("yaw", "pitch", "roll"):
         v = pd.to_numeric(ok[col], errors="coerce").to_numpy()
         out[f"d_{col}"] = np.abs(v[i] - v[j])
