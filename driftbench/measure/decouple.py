@@ -80,8 +80,7 @@ ARTEFACT_DIR = Path(__file__).resolve().parents[1] / "data" / "decouple"
 FORM = "gated-lift"
 #: bump when the form or the fitting procedure changes meaning
 FORM_VERSION = "1"
-#: pose/expression differences a decoupler may use, and the age term (only when age is stable)
-POSE_EXPR_FEATURES = ("d_yaw", "d_pitch", "d_roll", "d_expr")
+#: the age term a decoupler may use (only when age is stable)
 AGE_FEATURE = "abs_d_age"
 #: candidate feature sets (pitch and roll only help if cross-validation says so)
 FEATURE_SETS: tuple[tuple[str, ...], ...] = (("d_yaw", "d_expr"), ("d_yaw", "d_pitch", "d_expr"),
@@ -162,7 +161,8 @@ def feature_matrix(table: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
     return np.stack(cols, axis=1) if cols else np.zeros((len(table), 0))
 
 
-def _smoothstep(x: np.ndarray) -> np.ndarray:
+def smoothstep(x: np.ndarray) -> np.ndarray:
+    """3x^2 - 2x^3 on x clipped to [0, 1]: a C1 ramp from 0 to 1 (the decoupler's gate; the synthetic morph's mask)."""
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3.0 - 2.0 * x)
 
@@ -176,7 +176,7 @@ def gated_lift(sim_raw: np.ndarray, explained: np.ndarray, p: GatedLiftParams) -
     s = np.asarray(sim_raw, dtype=np.float64)
     headroom = np.maximum(0.0, p.typical - s)
     lift = np.maximum(0.0, _softmin(np.maximum(explained, 0.0), headroom, p.softness))
-    gate = _smoothstep((s - p.gate_lo) / max(p.gate_hi - p.gate_lo, 1e-9))
+    gate = smoothstep((s - p.gate_lo) / max(p.gate_hi - p.gate_lo, 1e-9))
     return s + gate * lift
 
 
@@ -249,7 +249,7 @@ def gated_shift(sim_raw: np.ndarray, explained: np.ndarray, p: GatedShiftParams)
     pose/expression-explained amount (nothing saturates, an identity change shifts the score one for
     one); below the different-person range the score stays raw."""
     s = np.asarray(sim_raw, dtype=np.float64)
-    gate = _smoothstep((s - p.gate_lo) / max(p.gate_hi - p.gate_lo, 1e-9))
+    gate = smoothstep((s - p.gate_lo) / max(p.gate_hi - p.gate_lo, 1e-9))
     return s + gate * np.maximum(np.asarray(explained, dtype=np.float64), 0.0)
 
 

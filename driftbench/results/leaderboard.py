@@ -386,21 +386,21 @@ def build(runset: RunSet, settings: LeaderboardSettings | None = None) -> Leader
     return lb
 
 
-def _build(runset: RunSet, s: LeaderboardSettings) -> Leaderboard:
-    horizons = tuple(s.horizons or DEFAULT_HORIZONS)
+def _build(runset: RunSet, settings: LeaderboardSettings) -> Leaderboard:
+    horizons = tuple(settings.horizons or DEFAULT_HORIZONS)
     labels = _labels(horizons)
     clips = runset.clips.copy()
     notes = list(runset.warnings)
     try:
-        reference = expr.load_reference(s.reference_path)
+        reference = expr.load_reference(settings.reference_path)
     except (OSError, ValueError, KeyError) as exc:
         reference = {}
         notes.append(f"expressivity reference unavailable ({exc}); vs-real figures and the copy limit are empty")
     if not runset.frames.empty:
-        ce, be = expr.clip_expressivity(runset.frames, runset.thumbs if not runset.thumbs.empty else None)
+        clip_expr, bin_expr = expr.clip_expressivity(runset.frames, runset.thumbs if not runset.thumbs.empty else None)
     else:
-        ce = pd.DataFrame(columns=["clip_id", *expr.COMPONENTS, "ref_copy"])
-        be = pd.DataFrame()
+        clip_expr = pd.DataFrame(columns=["clip_id", *expr.COMPONENTS, "ref_copy"])
+        bin_expr = pd.DataFrame()
         notes.append("no frames.parquet: expressivity not computed")
     if reference:
         fps = {float((r.get("config") or {}).get("sampling", {}).get("fps", np.nan)) for r in runset.runs.values()}
@@ -408,53 +408,53 @@ def _build(runset: RunSet, s: LeaderboardSettings) -> Leaderboard:
         if ref_fps and fps - ref_fps:
             notes.append(f"runs sampled at {sorted(fps)} frames/s but the expressivity reference at "
                          f"{sorted(ref_fps)}: vs-real figures compare different rates")
-        ce["expressivity_vs_real"] = expr.index_against(ce, expr.reference_medians(reference))
-        if not be.empty:
-            be["expressivity_vs_real"] = expr.index_against(be, expr.reference_bin_medians(reference))
+        clip_expr["expressivity_vs_real"] = expr.index_against(clip_expr, expr.reference_medians(reference))
+        if not bin_expr.empty:
+            bin_expr["expressivity_vs_real"] = expr.index_against(bin_expr, expr.reference_bin_medians(reference))
     else:
-        ce["expressivity_vs_real"] = np.nan
+        clip_expr["expressivity_vs_real"] = np.nan
     bin_retained: list[pd.DataFrame] = []
-    clips = clips.merge(ce, on="clip_id", how="left") if not clips.empty else clips
-    copy_lim = s.copy_limit if s.copy_limit is not None else (expr.copy_limit(reference) if reference else np.nan)
+    clips = clips.merge(clip_expr, on="clip_id", how="left") if not clips.empty else clips
+    copy_lim = settings.copy_limit if settings.copy_limit is not None else (expr.copy_limit(reference) if reference else np.nan)
     rows: list[dict[str, Any]] = []
     pairs_out: dict[str, pd.DataFrame] = {}
     survival: dict[str, stats.Survival] = {}
     groups = clips.groupby(list(stats.GROUP_KEY), sort=True) if not clips.empty else []
-    for (model, mit), g in groups:
+    for (model, mit), group_clips in groups:
         name = f"{model}/{mit}"
         is_base = str(mit) == stats.BASELINE
-        surv = stats.survival_from_clips(g)
+        surv = stats.survival_from_clips(group_clips)
         survival[name] = surv
-        stage = ",".join(sorted(set(g["stage"].astype(str)))) if "stage" in g else ""
+        stage = ",".join(sorted(set(group_clips["stage"].astype(str)))) if "stage" in group_clips else ""
         row: dict[str, Any] = {"model": model, "mitigation": mit, "stage": stage, "baseline": is_base,
-                               "n_clips": len(g), "runs": ",".join(sorted(set(g["run"].astype(str))))}
-        row.update(_est("face_rate", stats.bootstrap_mean(_col(g, "face_rate"), seed=s.seed)))
+                               "n_clips": len(group_clips), "runs": ",".join(sorted(set(group_clips["run"].astype(str))))}
+        row.update(_est("face_rate", stats.bootstrap_mean(_col(group_clips, "face_rate"), seed=settings.seed)))
         for lab in labels:
-            row.update(_est(f"sim_dec_at_{lab}", stats.bootstrap_mean(_col(g, f"sim_dec_at_{lab}"), seed=s.seed)))
-            row.update(_est(f"drift_dec_at_{lab}", stats.bootstrap_mean(_col(g, f"drift_dec_at_{lab}"), seed=s.seed)))
+            row.update(_est(f"sim_dec_at_{lab}", stats.bootstrap_mean(_col(group_clips, f"sim_dec_at_{lab}"), seed=settings.seed)))
+            row.update(_est(f"drift_dec_at_{lab}", stats.bootstrap_mean(_col(group_clips, f"drift_dec_at_{lab}"), seed=settings.seed)))
         # face loss is never a gain: what was not measured, and clips without the face, stand beside every row
-        sk = runset.skipped
-        row["n_skipped"] = int(sk["run"].astype(str).isin(set(g["run"].astype(str))).sum()) \
-            if not sk.empty and "run" in sk else 0
-        row["n_no_face"] = int((pd.to_numeric(_col(g, "face_rate"), errors="coerce") == 0).sum())
-        row["n_lost_no_face"] = int((g["loss_cause"].astype(str) == "no_face").sum()) if "loss_cause" in g else 0
-        row["n_drifting"] = int((pd.to_numeric(_col(g, "drifting"), errors="coerce") == 1).sum())
+        skipped = runset.skipped
+        row["n_skipped"] = int(skipped["run"].astype(str).isin(set(group_clips["run"].astype(str))).sum()) \
+            if not skipped.empty and "run" in skipped else 0
+        row["n_no_face"] = int((pd.to_numeric(_col(group_clips, "face_rate"), errors="coerce") == 0).sum())
+        row["n_lost_no_face"] = int((group_clips["loss_cause"].astype(str) == "no_face").sum()) if "loss_cause" in group_clips else 0
+        row["n_drifting"] = int((pd.to_numeric(_col(group_clips, "drifting"), errors="coerce") == 1).sum())
         for h in horizons:
-            sv = surv.at(h)
-            row.update({f"survival_at_{_h(h)}": sv.value, f"survival_at_{_h(h)}_lo": sv.lo,
-                        f"survival_at_{_h(h)}_hi": sv.hi, f"survival_at_{_h(h)}_n": sv.n})
+            surv_h = surv.at(h)
+            row.update({f"survival_at_{_h(h)}": surv_h.value, f"survival_at_{_h(h)}_lo": surv_h.lo,
+                        f"survival_at_{_h(h)}_hi": surv_h.hi, f"survival_at_{_h(h)}_n": surv_h.n})
         row.update({"n_lost": surv.n_lost, "median_survival_s": surv.median, "median_survival_lo": surv.median_lo,
                     "median_survival_hi": surv.median_hi})
-        row.update(_est("expressivity_vs_real", stats.bootstrap_mean(_col(g, "expressivity_vs_real"), seed=s.seed)))
-        row.update(_est("ref_copy", stats.bootstrap_mean(_col(g, "ref_copy"), seed=s.seed)))
+        row.update(_est("expressivity_vs_real", stats.bootstrap_mean(_col(group_clips, "expressivity_vs_real"), seed=settings.seed)))
+        row.update(_est("ref_copy", stats.bootstrap_mean(_col(group_clips, "ref_copy"), seed=settings.seed)))
         flags: list[str] = []
         n_pairs = 0
         if not is_base:
             base = clips[(clips["model"] == model) & (clips["mitigation"].astype(str) == stats.BASELINE)]
-            pairing = stats.pair_with_baseline(g, base)
-            p = pairing.pairs
-            n_pairs = len(p)
-            pairs_out[name] = p
+            pairing = stats.pair_with_baseline(group_clips, base)
+            pairs = pairing.pairs
+            n_pairs = len(pairs)
+            pairs_out[name] = pairs
             if pairing.ambiguous:
                 notes.append(f"{name}: {len(pairing.ambiguous)} pair key(s) held by several clips were left out: "
                              f"{', '.join(pairing.ambiguous[:3])}")
@@ -463,55 +463,55 @@ def _build(runset: RunSet, s: LeaderboardSettings) -> Leaderboard:
                              "(character, prompt_id, seed)")
             for lab in labels:
                 # drift reduction = baseline drift - mitigation drift
-                pc = stats.paired_compare(_col(p, f"drift_dec_at_{lab}_b"), _col(p, f"drift_dec_at_{lab}_t"),
-                                          seed=s.seed)
-                row.update(_paired(f"drift_reduction_{lab}", pc))
+                drift_cmp = stats.paired_compare(_col(pairs, f"drift_dec_at_{lab}_b"), _col(pairs, f"drift_dec_at_{lab}_t"),
+                                          seed=settings.seed)
+                row.update(_paired(f"drift_reduction_{lab}", drift_cmp))
                 row.update(_paired(f"sim_gain_{lab}", stats.paired_compare(
-                    _col(p, f"sim_dec_at_{lab}_t"), _col(p, f"sim_dec_at_{lab}_b"), seed=s.seed)))
+                    _col(pairs, f"sim_dec_at_{lab}_t"), _col(pairs, f"sim_dec_at_{lab}_b"), seed=settings.seed)))
                 # raw beside decoupled: decoupling lifts expression/pose-explained drops toward a cap, so
                 # two stable clips at a high level can differ raw and tie decoupled
                 row.update(_paired(f"sim_gain_raw_{lab}", stats.paired_compare(
-                    _col(p, f"sim_raw_at_{lab}_t"), _col(p, f"sim_raw_at_{lab}_b"), seed=s.seed)))
-            st_t, st_b = stats.restricted_survival_pairs(p) if n_pairs else (np.array([]), np.array([]))
-            row.update(_paired("survival_gain_s", stats.paired_compare(st_t, st_b, seed=s.seed)))
+                    _col(pairs, f"sim_raw_at_{lab}_t"), _col(pairs, f"sim_raw_at_{lab}_b"), seed=settings.seed)))
+            surv_time_t, surv_time_b = stats.restricted_survival_pairs(pairs) if n_pairs else (np.array([]), np.array([]))
+            row.update(_paired("survival_gain_s", stats.paired_compare(surv_time_t, surv_time_b, seed=settings.seed)))
             base_surv = stats.survival_from_clips(base)
             for h in horizons:
                 row[f"survival_at_{_h(h)}_gain"] = row[f"survival_at_{_h(h)}"] - base_surv.at(h).value
             row["logrank_p"] = stats.logrank_p(
-                _col(g, "survival_time_s").to_numpy(), _col(g, "lost").fillna(0).to_numpy(),
+                _col(group_clips, "survival_time_s").to_numpy(), _col(group_clips, "lost").fillna(0).to_numpy(),
                 _col(base, "survival_time_s").to_numpy(), _col(base, "lost").fillna(0).to_numpy())
-            fr = stats.paired_compare(_col(p, "face_rate_t"), _col(p, "face_rate_b"), seed=s.seed)
-            row.update(_paired("face_rate_delta", fr))
+            face_rate_cmp = stats.paired_compare(_col(pairs, "face_rate_t"), _col(pairs, "face_rate_b"), seed=settings.seed)
+            row.update(_paired("face_rate_delta", face_rate_cmp))
             if n_pairs:
                 retained = expr.index_against(
-                    p.rename(columns={f"{c}_t": c for c in expr.INDEX_COMPONENTS})[list(expr.INDEX_COMPONENTS)],
-                    p.rename(columns={f"{c}_b": c for c in expr.INDEX_COMPONENTS})[list(expr.INDEX_COMPONENTS)])
-                p["expressivity_retained"] = retained
-                if not be.empty:
-                    for ct, cb in zip(p["clip_id_t"], p["clip_id_b"], strict=True):
-                        bin_retained.append(expr.retained_per_bin(be[be["clip_id"] == ct], be[be["clip_id"] == cb]))
+                    pairs.rename(columns={f"{c}_t": c for c in expr.INDEX_COMPONENTS})[list(expr.INDEX_COMPONENTS)],
+                    pairs.rename(columns={f"{c}_b": c for c in expr.INDEX_COMPONENTS})[list(expr.INDEX_COMPONENTS)])
+                pairs["expressivity_retained"] = retained
+                if not bin_expr.empty:
+                    for ct, cb in zip(pairs["clip_id_t"], pairs["clip_id_b"], strict=True):
+                        bin_retained.append(expr.retained_per_bin(bin_expr[bin_expr["clip_id"] == ct], bin_expr[bin_expr["clip_id"] == cb]))
             else:
                 retained = np.array([])
-            row.update(_est("expressivity_retained", stats.bootstrap_mean(retained, seed=s.seed)))
-            row.update(_paired("ref_copy_delta", stats.paired_compare(_col(p, "ref_copy_t"), _col(p, "ref_copy_b"),
-                                                                      seed=s.seed)))
+            row.update(_est("expressivity_retained", stats.bootstrap_mean(retained, seed=settings.seed)))
+            row.update(_paired("ref_copy_delta", stats.paired_compare(_col(pairs, "ref_copy_t"), _col(pairs, "ref_copy_b"),
+                                                                      seed=settings.seed)))
             if n_pairs == 0:
                 flags.append("no paired mitigation=none clip (same character, prompt_id, seed)")
-            er = row["expressivity_retained_mean"]
-            if np.isfinite(er) and er < s.floor:
-                flags.append(f"expressivity retained {er:.0%} of the baseline < floor {s.floor:.0%}")
-            if np.isfinite(fr.delta.value) and fr.delta.value < -s.face_rate_tolerance:
-                flags.append(f"loses the face more often than its baseline (face rate {fr.delta.value:+.1%})")
-        rc = row["ref_copy_mean"]
-        if np.isfinite(rc) and np.isfinite(copy_lim) and rc > copy_lim:
-            flags.append(f"reference-copy score {rc:.2f} > {copy_lim:.2f} (the most real footage shows): "
+            expr_retained = row["expressivity_retained_mean"]
+            if np.isfinite(expr_retained) and expr_retained < settings.floor:
+                flags.append(f"expressivity retained {expr_retained:.0%} of the baseline < floor {settings.floor:.0%}")
+            if np.isfinite(face_rate_cmp.delta.value) and face_rate_cmp.delta.value < -settings.face_rate_tolerance:
+                flags.append(f"loses the face more often than its baseline (face rate {face_rate_cmp.delta.value:+.1%})")
+        ref_copy_mean = row["ref_copy_mean"]
+        if np.isfinite(ref_copy_mean) and np.isfinite(copy_lim) and ref_copy_mean > copy_lim:
+            flags.append(f"reference-copy score {ref_copy_mean:.2f} > {copy_lim:.2f} (the most real footage shows): "
                          "the face copies the reference")
         row["n_pairs"] = n_pairs
         row["flags"] = "; ".join(flags)
-        row["excluded"] = bool(flags) and not s.include_flagged and not is_base
+        row["excluded"] = bool(flags) and not settings.include_flagged and not is_base
         rows.append(row)
-    if not be.empty:
-        be = be.merge(pd.concat(bin_retained, ignore_index=True) if bin_retained else
+    if not bin_expr.empty:
+        bin_expr = bin_expr.merge(pd.concat(bin_retained, ignore_index=True) if bin_retained else
                       pd.DataFrame(columns=["clip_id", "t_start", "expressivity_retained"]),
                       on=["clip_id", "t_start"], how="left")
     table = pd.DataFrame(rows)
@@ -522,7 +522,7 @@ def _build(runset: RunSet, s: LeaderboardSettings) -> Leaderboard:
         # p-values adjusted across the leaderboard's rows (Holm), the raw p beside
         for col in [c for c in _paired_columns(horizons) if c.endswith("_p")]:
             table[f"{col}_holm"] = holm(table[col])
-        rank_by = s.rank_by or f"drift_reduction_{_h(RANK_HORIZON)}_mean"
+        rank_by = settings.rank_by or f"drift_reduction_{_h(RANK_HORIZON)}_mean"
         table = rank_rows(table, rank_by)
         lead = ["rank", "model", "mitigation", "stage", "baseline", "n_clips", "n_pairs", "significant", "tied_with",
                 "flags", "excluded"]
@@ -536,7 +536,7 @@ def _build(runset: RunSet, s: LeaderboardSettings) -> Leaderboard:
             .drop(columns=["_r", "_v"]).reset_index(drop=True)
     from dataclasses import replace
 
-    return Leaderboard(table, pairs_out, ce, be, survival, replace(s, rank_by=s.rank_by), reference, notes)
+    return Leaderboard(table, pairs_out, clip_expr, bin_expr, survival, replace(settings, rank_by=settings.rank_by), reference, notes)
 
 
 def write(lb: Leaderboard, out_dir: Path) -> tuple[Path, Path]:

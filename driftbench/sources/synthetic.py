@@ -270,11 +270,6 @@ def procedural_motion(t: np.ndarray, rng: np.random.Generator, size: int, motion
     )
 
 
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
-
-
 _UPPER_LIP = (185, 40, 39, 37, 0, 267, 269, 270, 409, 191, 80, 81, 82, 13, 312, 311, 310, 415)
 _LOWER_LIP = (146, 91, 181, 84, 17, 314, 405, 321, 375, 95, 88, 178, 87, 14, 317, 402, 318, 324)
 _CORNERS = (61, 291, 78, 308)
@@ -283,6 +278,7 @@ _CORNERS = (61, 291, 78, 308)
 def deform(lm: np.ndarray, m: Motion, idx: slice | np.ndarray = slice(None)) -> np.ndarray:
     """Move (T, 478, 2) landmarks by the motion controls of frames ``idx``: jaw, smile, blink, brow
     and a yaw/pitch-like shift of the inner face (more at the nose than at the face's edge)."""
+    from driftbench.measure.decouple import smoothstep
     from driftbench.mitigations.warp import (
         BROWS,
         FACE_OVAL,
@@ -304,7 +300,7 @@ def deform(lm: np.ndarray, m: Motion, idx: slice | np.ndarray = slice(None)) -> 
     u = np.einsum("tnk,tk->tn", rel, ex)
     v = np.einsum("tnk,tk->tn", rel, ey)
     # jaw: everything below the mouth drops, less towards the sides of the face
-    w = _smoothstep(v / (0.12 * iod[:, None])) * (1.0 - _smoothstep((np.abs(u) - 0.55 * iod[:, None])
+    w = smoothstep(v / (0.12 * iod[:, None])) * (1.0 - smoothstep((np.abs(u) - 0.55 * iod[:, None])
                                                                     / (0.6 * iod[:, None])))
     w[:, list(_LOWER_LIP)] = 1.0
     w[:, list(_UPPER_LIP)] = 0.0
