@@ -53,7 +53,7 @@ def write_outputs(rows: Sequence[Row], out_dir: Path, meta: dict[str, Any]) -> N
     write_text(out_dir / "validate.md", f"# driftbench validate\n\n{summary}\n\n{to_markdown(rows)}")
 
 
-DOCS_BEGIN = "<!-- validate-table:begin (generated from docs/validate.json by driftbench.validity.validate.render_docs) -->"
+DOCS_BEGIN = "<!-- validate-table:begin (generated from docs/validate.json by driftbench.validity.output.render_docs) -->"
 DOCS_END = "<!-- validate-table:end -->"
 
 
