@@ -24,11 +24,13 @@ class Registry(Generic[T]):
     """name -> object, from lazy ``"module:attr"`` entries, then from installed plug-ins (entry points)."""
 
     def __init__(self, kind: str, entries: dict[str, str], *, entry_points: str | None = None,
-                 fix: str = "") -> None:
+                 fix: str = "", unknown: str = "") -> None:
         self.kind = kind  #: what a name names, for messages ("face backend", "mitigation")
         self.entries = dict(entries)  #: driftbench's own: name -> "module:attr"
         self.entry_points = entry_points  #: the entry-point group of installed plug-ins, if any
         self.fix = fix  #: how to pick a valid name, for the unknown-name message
+        #: the unknown-name message, when a family words it its own way ({name!r} and {fix} are filled in)
+        self.unknown = unknown or "unknown {kind} {name!r} -- fix: {fix}"
         self._loaded: dict[str, T] = {}
 
     def register(self, name: str, target: str | T) -> None:
@@ -77,5 +79,5 @@ class Registry(Generic[T]):
             from driftbench.errors import UsageError
 
             fix = self.fix or f"one of {', '.join(self.names())}"
-            raise UsageError(f"unknown {self.kind} {name!r} -- fix: {fix}")
+            raise UsageError(self.unknown.format(kind=self.kind, name=name, fix=fix))
         return obj

@@ -414,7 +414,8 @@ PROVIDERS: Registry[Callable[[ProviderSettings], HttpProvider]] = Registry(
     "generator API (model.provider)",
     {"http": "driftbench.generators.http:HttpProvider",
      "kling": "driftbench.generators.kling:KlingProvider"},
-    fix="model.provider=<one of http, kling> (or provider: http with a model.api description)")
+    fix="one of http, kling (or provider: http with a model.api description)",
+    unknown="model.provider={name!r} is unknown -- fix: {fix}")
 
 
 def build_provider(settings: ProviderSettings) -> HttpProvider:

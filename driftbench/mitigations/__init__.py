@@ -56,7 +56,8 @@ MITIGATIONS: Registry[type[FrameProcessor]] = Registry(
      "freeze": "driftbench.mitigations.adversarial:Freeze",
      "paste": "driftbench.mitigations.adversarial:Paste"},
     entry_points=ENTRY_POINTS,
-    fix="choose from chain, freeze, paste, reanchor (or a generation-time one the model supports)")
+    fix="choose from chain, freeze, paste, reanchor (or a generation-time one the model supports)",
+    unknown="post-processing mitigation {name!r} does not exist -- fix: {fix}")
 
 
 def create(name: str, params: dict[str, Any], device: str = "auto") -> FrameProcessor:
