@@ -197,3 +197,26 @@ def test_a_graph_that_fails_to_load_in_the_background_is_reported_even_without_f
         analyzer.backend.embedder = SFaceEmbedder(broken)
         with pytest.raises(Exception, match=r"onnx\.ModelProto"):
             analyzer.analyze_image(np.zeros((240, 320, 3), np.uint8))
+
+
+def test_sface_torch_engine_matches_opencv_on_real_faces():
+    """Issue 20's GPU path: SFace converted by onnx2torch (engine 'torch', what a machine with only torch's
+    CUDA runs) gives the OpenCV engine's embeddings on real faces. Skipped where onnx2torch is not
+    importable (it needs a torchvision matching torch); tests/benchmarks/gpu_check.py measures the same
+    parity, plus YuNet's, and throughput, on a lent GPU."""
+    pytest.importorskip("onnx2torch")
+    import cv2
+
+    from driftbench.faces.sface import SFaceEmbedder
+    from driftbench.models import store
+
+    backend = create_backend("sface", device="cpu")
+    chips = []
+    for p in sorted((FACES / "photos").glob("*"))[:8]:
+        img = cv2.imread(str(p))
+        if img is not None and (faces := backend.detect(img)):
+            chips.append(backend.align(img, faces[0]))
+    assert len(chips) >= 5
+    ref = backend.embed(chips)
+    got = SFaceEmbedder(store.resolve("sface").path, engine="torch", device="cpu").embed(chips)
+    assert np.allclose((ref * got).sum(1), 1.0, atol=1e-4)
