@@ -44,8 +44,9 @@ def similarity_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
     The closed-form least-squares (Umeyama 1991) solution that insightface's ``norm_crop`` computes with
     scikit-image's ``SimilarityTransform.estimate`` (tests/test_faces.py checks it against
-    scikit-image), in numpy: a 2x2 SVD, ~30 us, where OpenCV's estimateAffinePartial2D with
-    Levenberg-Marquardt refinement took ~3 ms a call on the hot path (issue 20's profile).
+    scikit-image), in numpy (a 2x2 SVD, ~35 us). OpenCV's estimateAffinePartial2D costs as much alone, but
+    its RANSAC runs through OpenCV's thread pool, which the detector and SFace keep busy from other
+    threads: in a run it waited ~3 ms a call (8% of the main thread's samples in issue 20's profile).
     """
     s = np.asarray(src, dtype=np.float64).reshape(-1, 2)
     d = np.asarray(dst, dtype=np.float64).reshape(-1, 2)
