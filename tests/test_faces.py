@@ -220,3 +220,23 @@ def test_sface_torch_engine_matches_opencv_on_real_faces():
     ref = backend.embed(chips)
     got = SFaceEmbedder(store.resolve("sface").path, engine="torch", device="cpu").embed(chips)
     assert np.allclose((ref * got).sum(1), 1.0, atol=1e-4)
+
+
+def test_torch_engine_without_onnx2torch_is_a_usage_error(tmp_path):
+    """face.engine=torch where onnx2torch is missing: exit 2 and a one-line fix, before any clip is measured."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, VIDEO
+
+    if importlib.util.find_spec("onnx2torch") is not None:
+        pytest.skip("onnx2torch is installed here")
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "a.mp4").symlink_to(VIDEO / "real/edtalk_pose_source2.mp4")
+    p = subprocess.run([sys.executable, "-m", "driftbench", "run", "model=folder", f"model.path={tmp_path / 'clips'}",
+                        f"output.dir={tmp_path / 'run'}", "face.engine=torch"], cwd=ROOT, capture_output=True,
+                       text=True, check=False)
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert "face.engine=torch" in p.stderr and "torch-gpu" in p.stderr
+    assert not (tmp_path / "run" / "parts").exists()
