@@ -283,6 +283,15 @@ def _check_samples(clip: Clip, track: pd.DataFrame, s: MeasureSettings, duration
 def settings_from_config(cfg: Any, threshold: float, *, progress: bool = False) -> MeasureSettings:
     """Plain settings for workers from the composed run config (the one place configs become objects)."""
     m = cfg.metrics
+    if cfg.face.backend == "sface" and str(cfg.face.engine) == "torch":
+        import importlib.util
+
+        if importlib.util.find_spec("onnx2torch") is None or importlib.util.find_spec("torch") is None:
+            from driftbench.errors import UsageError
+
+            raise UsageError("face.engine=torch needs torch and onnx2torch, not installed here -- fix: pip install "
+                             "'driftbench[torch-gpu]' (onnx2torch needs a torchvision matching your torch), or "
+                             "use face.engine=auto")
     return MeasureSettings(
         backend=str(cfg.face.backend),
         backend_options={"engine": str(cfg.face.engine), "score_threshold": float(cfg.face.score_threshold),
