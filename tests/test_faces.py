@@ -95,8 +95,9 @@ def test_age_engines_agree_on_real_faces(analyzer):
 
 
 def test_similarity_alignment_is_the_least_squares_umeyama_solution():
-    """Our OpenCV-based similarity estimate equals scikit-image's Umeyama (what insightface uses), up to
-    the Levenberg-Marquardt refinement's tolerance."""
+    """Our closed-form similarity estimate equals scikit-image's Umeyama (what insightface uses) to
+    float precision (the former OpenCV Levenberg-Marquardt estimate only came within ~0.05 px), for
+    5 points and for the 2 eye points the dlib backend aligns with."""
     from skimage.transform import SimilarityTransform
 
     from driftbench.faces.base import ARCFACE_TEMPLATE_112, similarity_matrix
@@ -108,9 +109,11 @@ def test_similarity_alignment_is_the_least_squares_umeyama_solution():
         src = ARCFACE_TEMPLATE_112 @ rot.T + rng.uniform(0, 800, 2) + rng.normal(0, 4, (5, 2))
         ref = SimilarityTransform.from_estimate(src, ARCFACE_TEMPLATE_112).params[:2]
         got = similarity_matrix(src, ARCFACE_TEMPLATE_112)
-        # the same chip: every landmark lands within 0.05 px (of a 112 px chip) of Umeyama's placement
+        # the same chip: every landmark lands where Umeyama places it
         pts = np.c_[src, np.ones(5)]
-        assert np.abs(pts @ got.T - pts @ ref.T).max() < 0.05
+        assert np.abs(pts @ got.T - pts @ ref.T).max() < 1e-6
+        two = SimilarityTransform.from_estimate(src[:2], ARCFACE_TEMPLATE_112[:2]).params[:2]
+        assert np.allclose(similarity_matrix(src[:2], ARCFACE_TEMPLATE_112[:2]), two, atol=1e-6)
     with pytest.raises(ValueError):
         similarity_matrix(np.ones((5, 2)), ARCFACE_TEMPLATE_112)
     # strided views (a column slice of a wider landmark table) are accepted
@@ -194,3 +197,46 @@ def test_a_graph_that_fails_to_load_in_the_background_is_reported_even_without_f
         analyzer.backend.embedder = SFaceEmbedder(broken)
         with pytest.raises(Exception, match=r"onnx\.ModelProto"):
             analyzer.analyze_image(np.zeros((240, 320, 3), np.uint8))
+
+
+def test_sface_torch_engine_matches_opencv_on_real_faces():
+    """Issue 20's GPU path: SFace converted by onnx2torch (engine 'torch', what a machine with only torch's
+    CUDA runs) gives the OpenCV engine's embeddings on real faces. Skipped where onnx2torch is not
+    importable (it needs a torchvision matching torch); tests/benchmarks/gpu_check.py measures the same
+    parity, plus YuNet's, and throughput, on a lent GPU."""
+    pytest.importorskip("onnx2torch")
+    import cv2
+
+    from driftbench.faces.sface import SFaceEmbedder
+    from driftbench.weights import store
+
+    backend = create_backend("sface", device="cpu")
+    chips = []
+    for p in sorted((FACES / "photos").glob("*"))[:8]:
+        img = cv2.imread(str(p))
+        if img is not None and (faces := backend.detect(img)):
+            chips.append(backend.align(img, faces[0]))
+    assert len(chips) >= 5
+    ref = backend.embed(chips)
+    got = SFaceEmbedder(store.resolve("sface").path, engine="torch", device="cpu").embed(chips)
+    assert np.allclose((ref * got).sum(1), 1.0, atol=1e-4)
+
+
+def test_torch_engine_without_onnx2torch_is_a_usage_error(tmp_path):
+    """face.options.engine=torch where onnx2torch is missing: exit 2 and a one-line fix, before any clip is measured."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, VIDEO
+
+    if importlib.util.find_spec("onnx2torch") is not None:
+        pytest.skip("onnx2torch is installed here")
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "a.mp4").symlink_to(VIDEO / "real/edtalk_pose_source2.mp4")
+    p = subprocess.run([sys.executable, "-m", "driftbench", "run", "model=folder", f"model.path={tmp_path / 'clips'}",
+                        f"output.dir={tmp_path / 'run'}", "face.options.engine=torch"], cwd=ROOT, capture_output=True,
+                       text=True, check=False)
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert "face.options.engine=torch" in p.stderr and "torch-gpu" in p.stderr
+    assert not (tmp_path / "run" / "parts").exists()

@@ -44,24 +44,28 @@ class Face:
 def similarity_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """2x3 least-squares similarity transform mapping ``src`` points onto ``dst``.
 
-    OpenCV's estimateAffinePartial2D with an all-accepting RANSAC threshold keeps every point and refines
-    the model by Levenberg-Marquardt on all of them, which is the least-squares (Umeyama) solution that
-    insightface's ``norm_crop`` computes with scikit-image (landmarks placed within 0.05 px of it,
-    tests/test_faces.py),
-    without scikit-image's ~0.7 s import on the hot path.
+    The closed-form least-squares (Umeyama 1991) solution that insightface's ``norm_crop`` computes with
+    scikit-image's ``SimilarityTransform.estimate`` (tests/test_faces.py checks it against
+    scikit-image), in numpy (a 2x2 SVD, ~35 us). OpenCV's estimateAffinePartial2D costs as much alone, but
+    its RANSAC runs through OpenCV's thread pool, which the detector and SFace keep busy from other
+    threads: in a run it waited ~3 ms a call (8% of the main thread's samples in issue 20's profile).
     """
-    import cv2
-
-    # contiguous (N, 2) float64: OpenCV rejects strided views (e.g. a column slice of a landmark table)
-    s = np.ascontiguousarray(np.asarray(src, dtype=np.float64).reshape(-1, 2))
-    d = np.ascontiguousarray(np.asarray(dst, dtype=np.float64).reshape(-1, 2))
-    if not (np.isfinite(s).all() and np.isfinite(d).all()) or np.ptp(s, axis=0).max() <= 1e-9:
+    s = np.asarray(src, dtype=np.float64).reshape(-1, 2)
+    d = np.asarray(dst, dtype=np.float64).reshape(-1, 2)
+    if (len(s) != len(d) or len(s) < 2 or not (np.isfinite(s).all() and np.isfinite(d).all())
+            or np.ptp(s, axis=0).max() <= 1e-9):
         raise ValueError("degenerate landmarks: cannot estimate an alignment")
-    m, _ = cv2.estimateAffinePartial2D(s, d, method=cv2.RANSAC, ransacReprojThreshold=1e9, maxIters=1,
-                                       refineIters=100)
-    if m is None or not np.isfinite(m).all():
+    mu_s, mu_d = s.mean(axis=0), d.mean(axis=0)
+    sc, dc = s - mu_s, d - mu_d
+    u, sv, vt = np.linalg.svd(dc.T @ sc / len(s))
+    sign = np.array([1.0, -1.0 if np.linalg.det(u) * np.linalg.det(vt) < 0 else 1.0])  # no reflection
+    r = u @ np.diag(sign) @ vt
+    var = (sc ** 2).sum() / len(s)
+    scale = float((sv * sign).sum() / var)
+    m = np.hstack([scale * r, (mu_d - scale * r @ mu_s)[:, None]])
+    if not np.isfinite(m).all():
         raise ValueError("degenerate landmarks: cannot estimate an alignment")
-    return np.asarray(m, dtype=np.float64)
+    return m
 
 
 def align_chip(image: np.ndarray, landmarks: np.ndarray, size: int = 112,

