@@ -3,8 +3,7 @@
 Every group in ``conf/`` has a schema here; the YAML files extend these schemas
 (``defaults: [<group>_schema]`` pattern is avoided by registering each schema under its own option
 name and letting the YAML of the same name fill values). Configs are turned into objects in one
-place: :func:`to_object`.
-"""
+place: :func:`to_object`. """
 
 from __future__ import annotations
 
@@ -126,7 +125,8 @@ class GeneratorModelConfig(ModelConfig):
     options: dict[str, Any] = field(default_factory=dict)
     #: nominal seconds one continuation adds (cost estimate and step cap); None = segment_s
     extend_s: float | None = None
-    #: price of one request by step kind (first / extend / reanchor), in ``currency``; Kling has a built-in table
+    #: price of one request by step kind (first / extend / reanchor), in ``currency``; Kling has a built-in
+    #: table
     prices: dict[str, float] = field(default_factory=dict)
     currency: str = "USD"
     #: request templates of a generic HTTP provider (see driftbench/generators/http.py)
@@ -313,7 +313,9 @@ def validate_config(cfg: Any) -> None:
         f = float(v)
         ok = math.isfinite(f) and (f >= 0 if zero_ok else f > 0) and (upper is None or f <= upper)
         if not ok:
-            what = "a finite number " + (">= 0" if zero_ok else "> 0") + (f" and <= {upper:g}" if upper else "")
+            what = (
+                "a finite number " + (">= 0" if zero_ok else "> 0") + (f" and <= {upper:g}" if upper else "")
+            )
             raise bad(key, v, what)
 
     positive("sampling.fps", upper=1000.0)
@@ -322,8 +324,11 @@ def validate_config(cfg: Any) -> None:
     if end is not None:
         positive("sampling.end")
         if float(end) <= float(_num(cfg, "sampling.start") or 0.0):
-            raise bad("sampling.end", end, f"later than sampling.start={_num(cfg, 'sampling.start')} (or null: "
-                      "the clip's end)")
+            raise bad(
+                "sampling.end",
+                end,
+                f"later than sampling.start={_num(cfg, 'sampling.start')} (or null: the clip's end)",
+            )
     for key in ("metrics.bin_s", "metrics.reference_s", "metrics.opening_s", "metrics.window_s"):
         positive(key)
     for key in ("metrics.smooth_s", "metrics.min_loss_s"):
@@ -334,7 +339,9 @@ def validate_config(cfg: Any) -> None:
     horizons = _num(cfg, "metrics.horizons")
     if horizons is not None and (not len(horizons) or not all(math.isfinite(float(h)) and float(h) > 0
                                                                 for h in horizons)):
-        raise bad("metrics.horizons", list(horizons), "a non-empty list of positive seconds, e.g. [5,30,60,120]")
+        raise bad(
+            "metrics.horizons", list(horizons), "a non-empty list of positive seconds, e.g. [5,30,60,120]"
+        )
     for key, low in (("metrics.min_samples", 1), ("signals.max_faces", 1), ("executor.workers", 0),
                      ("report.filmstrip_frames", 0), ("report.worst_frames", 0),
                      ("face.options.batch_size", 1)):
@@ -365,11 +372,18 @@ def override_hint(exc: BaseException, overrides: list[str]) -> str | None:
         key, sep, value = o.partition("=")
         if not sep or not value or value[0] in "'\"":
             continue
-        if any(ch in value for ch in special) and (value in text or key in text or "override" in text.lower()
-                                                   or "interpolation" in text.lower() or "ambiguous" in text.lower()):
+        if any(ch in value for ch in special) and (
+            value in text
+            or key in text
+            or "override" in text.lower()
+            or "interpolation" in text.lower()
+            or "ambiguous" in text.lower()
+        ):
             quoted = value.replace("'", "\\'").replace("${", "\\${")
-            return (f"quote the value: {key}='{quoted}' (a value holding , = [ ] {{ }} ${{ or spaces is read as "
-                    "Hydra syntax; inside the quotes \\' is a quote and \\${ a literal ${)")
+            return (
+                f"quote the value: {key}='{quoted}' (a value holding , = [ ] {{ }} ${{ or spaces is read as "
+                "Hydra syntax; inside the quotes \\' is a quote and \\${ a literal ${)"
+            )
     return None
 
 
@@ -385,7 +399,9 @@ def _expand_sweeps(overrides: list[str]) -> list[list[str]]:
     return [list(combo) for batch in batches for combo in batch] or [[]]
 
 
-def compose(overrides: list[str], config_name: str = "config", return_hydra_config: bool = False):  # -> DictConfig
+def compose(
+    overrides: list[str], config_name: str = "config", return_hydra_config: bool = False
+):  # -> DictConfig
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -395,7 +411,9 @@ def compose(overrides: list[str], config_name: str = "config", return_hydra_conf
     register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config)
+        return hydra_compose(
+            config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config
+        )
 
 
 def _config_error(exc: BaseException) -> str:
@@ -430,7 +448,9 @@ def validate_overrides(overrides: list[str], multirun: bool, config_name: str = 
             from driftbench.config import override_hint
 
             hint = override_hint(exc, combo) or hint
-            raise UsageError(f"bad configuration {' '.join(combo)!r}: {_config_error(exc)} -- fix: {hint}") from None
+            raise UsageError(
+                f"bad configuration {' '.join(combo)!r}: {_config_error(exc)} -- fix: {hint}"
+            ) from None
         from driftbench.config import validate_config
         from driftbench.sources.base import preflight
 

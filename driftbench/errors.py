@@ -64,7 +64,9 @@ class ClipError(DriftbenchError):
 #: (the ``auth.env`` a provider YAML names) with :func:`register_secret_env`
 SECRET_ENV_PATTERN = re.compile(
     r"^(KLING_.+|RUNWAYML_API_SECRET|RUNWAY_.*(KEY|SECRET|TOKEN).*|GEMINI_.+|GOOGLE_.*(KEY|SECRET|TOKEN|CREDENTIALS).*"
-    r"|.*_API_KEY|.*_API_SECRET|.*_SECRET_KEY|.*_ACCESS_KEY|.*_AUTH_TOKEN|.*_API_TOKEN|HF_TOKEN)$", re.IGNORECASE)
+    r"|.*_API_KEY|.*_API_SECRET|.*_SECRET_KEY|.*_ACCESS_KEY|.*_AUTH_TOKEN|.*_API_TOKEN|HF_TOKEN)$",
+    re.IGNORECASE,
+)
 #: credentials shorter than this are not scrubbed (a "1" would blank every digit of a report)
 MIN_SECRET_LEN = 8
 _EXTRA_ENV: set[str] = set()

@@ -169,7 +169,9 @@ def check_run_tables(run_dir: str | os.PathLike[str]) -> None:
     fix = "rerun the same `driftbench run` command to rewrite it (the measured clips are resumed)"
 
     def fail(path: Path, exc: BaseException) -> UsageError:
-        return UsageError(f"{path}: damaged ({type(exc).__name__}: {' '.join(str(exc).split())[:160]}) -- fix: {fix}")
+        return UsageError(
+            f"{path}: damaged ({type(exc).__name__}: {' '.join(str(exc).split())[:160]}) -- fix: {fix}"
+        )
 
     if (d / "run.json").is_file():
         try:

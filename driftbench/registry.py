@@ -1,14 +1,15 @@
 """One registry idiom for every plug-in family: face backends, clip sources, generator APIs, mitigations and
 executors.
 
-A :class:`Registry` maps a name (what a config says: ``face=sface``, ``model=folder``, ``mitigation=reanchor``,
+A :class:`Registry` maps a name (what a config says: ``face=sface``, ``model=folder``,
+``mitigation=reanchor``,
 ``model.provider=kling``, ``executor=ray``) to a lazy ``"module:attr"`` entry, imported only when that name is
 used (as lm-evaluation-harness's ``Registry`` does), so a plain run never imports a backend it does not use. A
 name that is not one of driftbench's own is looked up in the family's entry-point group
 (:mod:`driftbench.plugins`): an installed package adds a plug-in without a fork.
 
-Adding one of driftbench's own: write the module, add one ``"name": "driftbench.pkg.module:attr"`` entry to the
-family's registry (the recipe is in each package's docstring) and one config file under ``conf/<group>/``.
+Adding one of driftbench's own: write the module, add one ``"name": "driftbench.pkg.module:attr"`` entry to
+the family's registry (the recipe is in each package's docstring) and one config file under ``conf/<group>/``.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ class Registry(Generic[T]):
         return isinstance(name, str) and self.find(name) is not None
 
     def find(self, name: str) -> T | None:
-        """The object registered as ``name`` (importing its module), else an installed plug-in's, else None."""
+        """The object registered as ``name`` (importing its module), else an installed plug-in's, else
+        None."""
         if name in self._loaded:
             return self._loaded[name]
         target = self.entries.get(name)

@@ -62,7 +62,8 @@ def default_run_name(cfg_container: dict[Any, Any]) -> str:
 
     model = str(cfg_container.get("model", {}).get("name", "model"))
     mit = str(cfg_container.get("mitigation", {}).get("name", "none"))
-    return f"{safe_key(model, 20).rsplit('-', 1)[0]}-{safe_key(mit, 20).rsplit('-', 1)[0]}-{config_hash(cfg_container)}"
+    model_part, mit_part = safe_key(model, 20).rsplit("-", 1)[0], safe_key(mit, 20).rsplit("-", 1)[0]
+    return f"{model_part}-{mit_part}-{config_hash(cfg_container)}"
 
 
 def versions() -> dict[str, str]:
@@ -99,8 +100,10 @@ def _check_writable(run_dir: Path) -> None:
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
-        raise UsageError(f"{run_dir}: output directory is not writable ({exc.strerror}) -- fix: choose another with "
-                         "output.dir=PATH or output.root=PATH") from None
+        raise UsageError(
+            f"{run_dir}: output directory is not writable ({exc.strerror}) -- fix: choose another with "
+            "output.dir=PATH or output.root=PATH"
+        ) from None
 
 
 _HELD: dict[str, Any] = {}  # run directories whose lock this process holds -> [lock, depth]
@@ -127,8 +130,10 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise RunDirBusy(f"{run_dir}: another driftbench run is writing to this directory ({_holder(run_dir)}) "
-                         "-- fix: wait for it to finish (then rerun to resume), or choose another output.dir") from None
+        raise RunDirBusy(
+            f"{run_dir}: another driftbench run is writing to this directory ({_holder(run_dir)}) "
+            "-- fix: wait for it to finish (then rerun to resume), or choose another output.dir"
+        ) from None
     _HELD[key] = [lock, 1]
     try:
         from driftbench.io import write_json
@@ -161,7 +166,11 @@ def discard_refused_run(run_dir: Path) -> bool:
 
     ours = {".hydra", "driftbench.log", "status.json", "work", LOCK_FILE, HOLDER_FILE}
     try:
-        if not run_dir.is_dir() or (run_dir / "parts").exists() or not {p.name for p in run_dir.iterdir()} <= ours:
+        if (
+            not run_dir.is_dir()
+            or (run_dir / "parts").exists()
+            or not {p.name for p in run_dir.iterdir()} <= ours
+        ):
             return False
         shutil.rmtree(run_dir)
     except OSError:
@@ -224,7 +233,9 @@ class PartStore:
             except FileNotFoundError:
                 return f"part file {path.name} is missing"
             except Exception as exc:
-                return f"part file {path} is damaged ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
+                return (
+                    f"part file {path} is damaged ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
+                )
         return None
 
     def discard(self, clip: Clip) -> None:
@@ -248,11 +259,21 @@ class PartStore:
             write_bytes(base.with_suffix(".ref.jpg"), res.reference["thumb"])
         from driftbench.errors import scrub
 
-        meta = {"config_hash": self.cfg_hash, "clip_id": res.clip.clip_id, "status": res.status,
-                "reason": res.reason, "message": scrub(res.message), "warnings": [scrub(w) for w in res.warnings],
-                "summary": res.summary, "reference": ref, "signals_key": res.signals_key,
-                "cache_hit": res.cache_hit, "seconds": res.seconds, "clip": clip_record(res.clip),
-                "inputs": input_stats(res.clip)}
+        meta = {
+            "config_hash": self.cfg_hash,
+            "clip_id": res.clip.clip_id,
+            "status": res.status,
+            "reason": res.reason,
+            "message": scrub(res.message),
+            "warnings": [scrub(w) for w in res.warnings],
+            "summary": res.summary,
+            "reference": ref,
+            "signals_key": res.signals_key,
+            "cache_hit": res.cache_hit,
+            "seconds": res.seconds,
+            "clip": clip_record(res.clip),
+            "inputs": input_stats(res.clip),
+        }
         write_json(base.with_suffix(".json"), meta)
 
     def load(self, clip: Clip) -> dict[str, Any]:
@@ -298,22 +319,38 @@ def assemble(run_dir: Path, clips: list[Clip], parts: PartStore, skipped: list[S
     rows, frames, curves, thumbs, skip_rows = [], [], [], [], []
     cache_hits = 0
     for s in skipped:
-        skip_rows.append({"clip_id": "", "item": s.item, "stage": s.stage, "reason": s.reason, "message": s.message})
+        skip_rows.append(
+            {"clip_id": "", "item": s.item, "stage": s.stage, "reason": s.reason, "message": s.message}
+        )
     damaged: list[Clip] = []
     details: list[str] = []
     for clip in sorted(clips, key=lambda c: c.clip_id):
         if not parts._base(clip).with_suffix(".json").is_file():
-            skip_rows.append({"clip_id": clip.clip_id, "item": clip.path, "stage": "measure", "reason": "not_run",
-                              "message": f"{clip.path}: not measured (run interrupted) -- fix: rerun the same "
-                                         "command to resume"})
+            skip_rows.append(
+                {
+                    "clip_id": clip.clip_id,
+                    "item": clip.path,
+                    "stage": "measure",
+                    "reason": "not_run",
+                    "message": f"{clip.path}: not measured (run interrupted) -- fix: rerun the same "
+                    "command to resume",
+                }
+            )
             continue
         try:
             part = parts.load(clip)
             if part.get("config_hash") != parts.cfg_hash:
                 # never mix: a part measured with other settings (another run into this directory)
-                skip_rows.append({"clip_id": clip.clip_id, "item": clip.path, "stage": "measure",
-                                  "reason": "not_run", "message": f"{clip.path}: its stored result was measured "
-                                  "with another configuration -- fix: rerun the same command to measure it again"})
+                skip_rows.append(
+                    {
+                        "clip_id": clip.clip_id,
+                        "item": clip.path,
+                        "stage": "measure",
+                        "reason": "not_run",
+                        "message": f"{clip.path}: its stored result was measured "
+                        "with another configuration -- fix: rerun the same command to measure it again",
+                    }
+                )
                 continue
         except Exception as exc:
             if remeasure:
@@ -321,9 +358,16 @@ def assemble(run_dir: Path, clips: list[Clip], parts: PartStore, skipped: list[S
                 details.append(f"{clip.path}: stored part unreadable ({type(exc).__name__}: "
                                f"{' '.join(str(exc).split())[:120]})")
                 continue
-            skip_rows.append({"clip_id": clip.clip_id, "item": clip.path, "stage": "measure", "reason": "not_run",
-                              "message": f"{clip.path}: its stored result is damaged ({type(exc).__name__}) -- fix: "
-                                         "rerun the same command to measure it again"})
+            skip_rows.append(
+                {
+                    "clip_id": clip.clip_id,
+                    "item": clip.path,
+                    "stage": "measure",
+                    "reason": "not_run",
+                    "message": f"{clip.path}: its stored result is damaged ({type(exc).__name__}) -- fix: "
+                    "rerun the same command to measure it again",
+                }
+            )
             continue
         if part["status"] != "ok":
             skip_rows.append({"clip_id": clip.clip_id, "item": clip.path, "stage": "measure",
@@ -344,8 +388,16 @@ def assemble(run_dir: Path, clips: list[Clip], parts: PartStore, skipped: list[S
         curves.append(part["curve"].assign(clip_id=clip.clip_id))
         thumbs.append(part["thumbs"].assign(clip_id=clip.clip_id))
         if part.get("reference_thumb"):
-            thumbs.append(pd.DataFrame({"sample_index": [-1], "t": [np.nan], "thumb": [part["reference_thumb"]],
-                                        "clip_id": [clip.clip_id]}))
+            thumbs.append(
+                pd.DataFrame(
+                    {
+                        "sample_index": [-1],
+                        "t": [np.nan],
+                        "thumb": [part["reference_thumb"]],
+                        "clip_id": [clip.clip_id],
+                    }
+                )
+            )
     if damaged:
         raise DamagedParts(damaged, details)
     clips_df = pd.DataFrame(rows)
@@ -358,7 +410,9 @@ def assemble(run_dir: Path, clips: list[Clip], parts: PartStore, skipped: list[S
     if frames:
         fr = pd.concat(frames, ignore_index=True)
         fr = fr[["clip_id"] + [c for c in fr.columns if c != "clip_id"]]
-        write_parquet(run_dir / "frames.parquet", fr.sort_values(["clip_id", "sample_index"], kind="mergesort"))
+        write_parquet(
+            run_dir / "frames.parquet", fr.sort_values(["clip_id", "sample_index"], kind="mergesort")
+        )
         cv = pd.concat(curves, ignore_index=True)
         cv = cv[["clip_id"] + [c for c in cv.columns if c != "clip_id"]]
         write_csv(run_dir / "curves.csv", cv, sort_by=["clip_id", "t_start"])
@@ -369,8 +423,13 @@ def assemble(run_dir: Path, clips: list[Clip], parts: PartStore, skipped: list[S
         for name in ("frames.parquet", "thumbs.parquet"):
             (run_dir / name).unlink(missing_ok=True)
         write_csv(run_dir / "curves.csv", pd.DataFrame(columns=["clip_id", "t_start"]))
-    return {"clips": len(clips), "ok": len(rows), "not_measured": sum(1 for r in skip_rows if r["stage"] != "source"),
-            "source_skipped": len(skipped), "cache_hits": cache_hits}
+    return {
+        "clips": len(clips),
+        "ok": len(rows),
+        "not_measured": sum(1 for r in skip_rows if r["stage"] != "source"),
+        "source_skipped": len(skipped),
+        "cache_hits": cache_hits,
+    }
 
 
 def execute_run(cfg: Any, run_dir: Path) -> int:
@@ -394,9 +453,11 @@ def execute_run(cfg: Any, run_dir: Path) -> int:
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 where = exc.filename or run_dir
-                raise DriftbenchError(f"{where}: no space left on the device (disk full) -- fix: free space on the disk "
-                                      f"holding {run_dir} (or choose output.dir on another disk), then rerun the same "
-                                      "command to resume; the clips measured so far are kept") from None
+                raise DriftbenchError(
+                    f"{where}: no space left on the device (disk full) -- fix: free space on the disk "
+                    f"holding {run_dir} (or choose output.dir on another disk), then rerun the same "
+                    "command to resume; the clips measured so far are kept"
+                ) from None
             raise
         finally:
             log.removeHandler(handler)
@@ -413,8 +474,9 @@ def _terminal_logging() -> Iterator[None]:
     if log.getEffectiveLevel() > logging.INFO:
         log.setLevel(logging.INFO)
     added = None
-    if not logging.getLogger().handlers and not any(isinstance(h, logging.StreamHandler) and
-                                                    not isinstance(h, logging.FileHandler) for h in log.handlers):
+    if not logging.getLogger().handlers and not any(
+        isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) for h in log.handlers
+    ):
         added = logging.StreamHandler(sys.stderr)
         added.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
         log.addHandler(added)
@@ -575,8 +637,10 @@ def mitigation_stage(mitigation: Any, source: Any) -> str:
     if stage == "auto":
         return "generation" if name in supported else "post"
     if stage == "generation" and name not in supported:
-        raise UsageError(f"mitigation {name!r} has no generation-time form for model {getattr(source, 'name', '?')!r} "
-                         f"-- fix: use mitigation.stage=post (or auto)")
+        raise UsageError(
+            f"mitigation {name!r} has no generation-time form for model {getattr(source, 'name', '?')!r} "
+            f"-- fix: use mitigation.stage=post (or auto)"
+        )
     return stage
 
 
@@ -587,7 +651,8 @@ def _exit_code(counts: dict[str, Any]) -> int:
 def _backend_env(settings: Any, worker_env: dict[str, Any], key: str | None = None) -> dict[str, Any]:
     """Backend, engine and weights as recorded in run.json: as reported by a worker that measured a
     clip, else (everything resumed or skipped) where the model store finds the weights. The decoupler and
-    the drift verdict are those of the backend key (backend + weights variant) the clips were measured with."""
+    the drift verdict are those of the backend key (backend + weights variant) the clips were measured
+    with."""
     from driftbench.measure.decouple import load_decoupler
     from driftbench.measure.drift import drift_verdict_stale, load_drift_verdict
 
@@ -596,8 +661,11 @@ def _backend_env(settings: Any, worker_env: dict[str, Any], key: str | None = No
     if verdict is not None:
         verdict["stale"] = drift_verdict_stale(verdict, dec)
         if verdict["stale"]:
-            log.warning("%s: the drift verdict was calibrated with another decoupler fit -- fix: run `driftbench "
-                        "validate --calibrate`", verdict.get("file"))
+            log.warning(
+                "%s: the drift verdict was calibrated with another decoupler fit -- fix: run `driftbench "
+                "validate --calibrate`",
+                verdict.get("file"),
+            )
     out: dict[str, Any] = {"decoupler": dec, "drift_verdict": verdict, "device": settings.device}
     if worker_env:
         out.update(worker_env)

@@ -19,8 +19,10 @@ FACES = DATA / "faces"
 HAVE_SHARED = (DATA / "video").is_dir()
 SHARED_REASON = f"../shared not found at {SHARED}: real media and weights are needed"
 #: how to get the material (said once, at the top of the run)
-SHARED_HINT = ("get it: put the project's shared folder (data/video, data/faces, models) beside the checkout as "
-               "../shared, or point DRIFTBENCH_SHARED=PATH at a copy (provenance: ../shared/README.md)")
+SHARED_HINT = (
+    "get it: put the project's shared folder (data/video, data/faces, models) beside the checkout as "
+    "../shared, or point DRIFTBENCH_SHARED=PATH at a copy (provenance: ../shared/README.md)"
+)
 
 needs_shared = pytest.mark.skipif(not HAVE_SHARED, reason=SHARED_REASON)
 
@@ -66,8 +68,9 @@ def adversarial(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def anitalker(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The AniTalker clips of ../shared (Mona Lisa HuBERT/MFCC, aiface2 raw/SR, a negative) as one run; without
-    ../shared, their stand-ins on embedded synthetic clips (tests/realruns.py: synthetic_pair_rows)."""
+    """The AniTalker clips of ../shared (Mona Lisa HuBERT/MFCC, aiface2 raw/SR, a negative) as one run;
+    without ../shared, their stand-ins on embedded synthetic clips (tests/realruns.py:
+    synthetic_pair_rows)."""
     from tests.realruns import anitalker_run
 
     return anitalker_run(tmp_path_factory)

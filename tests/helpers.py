@@ -35,7 +35,9 @@ def splice(parts: list[tuple[Path, float, float]], out: Path, size: int = 360, f
                         continue
                     if rel >= end:
                         break
-                    img = cv2.resize(frame.to_ndarray(format="rgb24"), (size, size), interpolation=cv2.INTER_AREA)
+                    img = cv2.resize(
+                        frame.to_ndarray(format="rgb24"), (size, size), interpolation=cv2.INTER_AREA
+                    )
                     vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
                     vf.pts = n
                     n += 1
@@ -53,8 +55,15 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     if subprocess_:
         import os
 
-        p = subprocess.run([sys.executable, "-m", "driftbench", *args], cwd=cwd, capture_output=True, text=True,
-                           env={**os.environ, **(env or {})}, timeout=900, check=False)
+        p = subprocess.run(
+            [sys.executable, "-m", "driftbench", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **(env or {})},
+            timeout=900,
+            check=False,
+        )
         return p.returncode, p.stdout, p.stderr
     from driftbench.cli import main
 

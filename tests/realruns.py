@@ -60,12 +60,16 @@ def drifting_clip() -> Path:
 
 def synthetic_pairs() -> dict[str, tuple[Path, Path]]:
     """36 s still-identity clips of two people (astronaut, t1_face0) and their portraits."""
-    return synthetic_clips("model.schedules=[none]", "model.max_clips=2", "model.duration_s=36", "model.fps=10")
+    return synthetic_clips(
+        "model.schedules=[none]", "model.max_clips=2", "model.duration_s=36", "model.fps=10"
+    )
 
 
 def synthetic_footage() -> Path:
     """12 s of the astronaut at 25 fps, talking and moving, no drift (the stand-in for generator footage)."""
-    clips = synthetic_clips("model.schedules=[none]", "model.max_clips=1", "model.duration_s=12", "model.fps=25")
+    clips = synthetic_clips(
+        "model.schedules=[none]", "model.max_clips=1", "model.duration_s=12", "model.fps=25"
+    )
     return clips["synthetic/astronaut/t1_face0/none"][0]
 
 
@@ -100,7 +104,9 @@ def write_clip(dst: Path, frames: Iterable[np.ndarray], fps: float) -> Path:
         stream.width, stream.height, stream.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
         stream.options = {"crf": "18", "preset": "veryfast"}
         for img in (first, *it):
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[: h - h % 2, : w - w % 2]), format="rgb24")
+            vf = av.VideoFrame.from_ndarray(
+                np.ascontiguousarray(img[: h - h % 2, : w - w % 2]), format="rgb24"
+            )
             for pkt in stream.encode(vf):
                 out.mux(pkt)
         for pkt in stream.encode():
@@ -151,7 +157,9 @@ def write_manifest(path: Path, rows: list[dict[str, str]]) -> Path:
     return path
 
 
-def run_pipeline(model_path: Path, out_dir: Path, *overrides: str, multirun: bool = False) -> subprocess.CompletedProcess:
+def run_pipeline(
+    model_path: Path, out_dir: Path, *overrides: str, multirun: bool = False
+) -> subprocess.CompletedProcess:
     """``python -m driftbench run model=folder model.path=...`` from the repository root."""
     cmd = [sys.executable, "-m", "driftbench", "run", *(["-m"] if multirun else []), "model=folder",
            f"model.path={model_path}", "progress=false", *overrides]
@@ -167,7 +175,9 @@ def _cached_run(base: Path, name: str, manifest_rows: list[dict[str, str]], *ove
     manifest = write_manifest(base / f"{name}.csv", manifest_rows)
     res = run_pipeline(manifest, run_dir, "report.html=false", *overrides)
     if res.returncode != 0:
-        raise AssertionError(f"driftbench run failed ({res.returncode}):\n{res.stdout[-2000:]}\n{res.stderr[-4000:]}")
+        raise AssertionError(
+            f"driftbench run failed ({res.returncode}):\n{res.stdout[-2000:]}\n{res.stderr[-4000:]}"
+        )
     return run_dir
 
 
@@ -189,10 +199,12 @@ def adversarial_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         write_clip(clips / "paste.mp4", jittered_still(frames), fps)
     key = {"character": "infinitetalk_dub_9", "prompt_id": "dub_9", "seed": "0", "model": ADV_MODEL,
            "reference": "first_frame"}
-    rows = [{"clip": str(drifting_clip()), "clip_id": "dub9-none", "mitigation": "none", **key},
-            {"clip": str(clips / "reencode.mp4"), "clip_id": "dub9-reencode", "mitigation": "reencode", **key},
-            {"clip": str(clips / "freeze.mp4"), "clip_id": "dub9-freeze", "mitigation": "freeze", **key},
-            {"clip": str(clips / "paste.mp4"), "clip_id": "dub9-paste", "mitigation": "paste", **key}]
+    rows = [
+        {"clip": str(drifting_clip()), "clip_id": "dub9-none", "mitigation": "none", **key},
+        {"clip": str(clips / "reencode.mp4"), "clip_id": "dub9-reencode", "mitigation": "reencode", **key},
+        {"clip": str(clips / "freeze.mp4"), "clip_id": "dub9-freeze", "mitigation": "freeze", **key},
+        {"clip": str(clips / "paste.mp4"), "clip_id": "dub9-paste", "mitigation": "paste", **key},
+    ]
     return _cached_run(base, "adversarial", rows, f"sampling.end={SECONDS:g}", "metrics.horizons=[5,10,20]")
 
 
@@ -202,21 +214,56 @@ def anitalker_rows() -> list[dict[str, str]]:
         return synthetic_pair_rows()
     g = GENERATED
     return [
-        {"clip": str(g / "anitalker_monalisa_hubert.mp4"), "clip_id": "monalisa", "reference":
-         str(g / "anitalker_monalisa_hubert.jpg"), "character": "monalisa", "prompt_id": "monalisa", "seed": "0",
-         "model": "anitalker", "mitigation": "none"},
-        {"clip": str(g / "anitalker_monalisa_mfcc.mp4"), "clip_id": "monalisa-mfcc", "reference":
-         str(g / "anitalker_monalisa_mfcc.jpg"), "character": "monalisa", "prompt_id": "monalisa", "seed": "0",
-         "model": "anitalker", "mitigation": "mfcc"},
-        {"clip": str(g / "anitalker_aiface2_intro.mp4"), "clip_id": "aiface2", "reference":
-         str(g / "anitalker_aiface2_intro.png"), "character": "aiface2", "prompt_id": "intro", "seed": "0",
-         "model": "anitalker", "mitigation": "none"},
-        {"clip": str(g / "anitalker_aiface2_intro_sr.mp4"), "clip_id": "aiface2-sr", "reference":
-         str(g / "anitalker_aiface2_intro_sr.png"), "character": "aiface2", "prompt_id": "intro", "seed": "0",
-         "model": "anitalker", "mitigation": "sr"},
-        {"clip": str(g / "negative_aiface3clip_aiface4ref.mp4"), "clip_id": "negative", "reference":
-         str(g / "negative_aiface3clip_aiface4ref.png"), "character": "aiface4", "prompt_id": "negative",
-         "seed": "0", "model": "anitalker", "mitigation": "none"},
+        {
+            "clip": str(g / "anitalker_monalisa_hubert.mp4"),
+            "clip_id": "monalisa",
+            "reference": str(g / "anitalker_monalisa_hubert.jpg"),
+            "character": "monalisa",
+            "prompt_id": "monalisa",
+            "seed": "0",
+            "model": "anitalker",
+            "mitigation": "none",
+        },
+        {
+            "clip": str(g / "anitalker_monalisa_mfcc.mp4"),
+            "clip_id": "monalisa-mfcc",
+            "reference": str(g / "anitalker_monalisa_mfcc.jpg"),
+            "character": "monalisa",
+            "prompt_id": "monalisa",
+            "seed": "0",
+            "model": "anitalker",
+            "mitigation": "mfcc",
+        },
+        {
+            "clip": str(g / "anitalker_aiface2_intro.mp4"),
+            "clip_id": "aiface2",
+            "reference": str(g / "anitalker_aiface2_intro.png"),
+            "character": "aiface2",
+            "prompt_id": "intro",
+            "seed": "0",
+            "model": "anitalker",
+            "mitigation": "none",
+        },
+        {
+            "clip": str(g / "anitalker_aiface2_intro_sr.mp4"),
+            "clip_id": "aiface2-sr",
+            "reference": str(g / "anitalker_aiface2_intro_sr.png"),
+            "character": "aiface2",
+            "prompt_id": "intro",
+            "seed": "0",
+            "model": "anitalker",
+            "mitigation": "sr",
+        },
+        {
+            "clip": str(g / "negative_aiface3clip_aiface4ref.mp4"),
+            "clip_id": "negative",
+            "reference": str(g / "negative_aiface3clip_aiface4ref.png"),
+            "character": "aiface4",
+            "prompt_id": "negative",
+            "seed": "0",
+            "model": "anitalker",
+            "mitigation": "none",
+        },
     ]
 
 
@@ -226,7 +273,10 @@ def synthetic_pair_rows() -> list[dict[str, str]]:
     against the other's portrait)."""
     base = synthetic_derived_dir()
     clips = synthetic_pairs()
-    (a, a_ref), (b, b_ref) = clips["synthetic/astronaut/t1_face0/none"], clips["synthetic/t1_face0/t1_face5/none"]
+    (a, a_ref), (b, b_ref) = (
+        clips["synthetic/astronaut/t1_face0/none"],
+        clips["synthetic/t1_face0/t1_face5/none"],
+    )
     # named after the source clips' cache keys: a re-rendered source gets new variants
     a_var, b_var = base / f"{a.stem}-reencoded.mp4", base / f"{b.stem}-blurred.mp4"
     if not a_var.is_file():
@@ -237,16 +287,51 @@ def synthetic_pair_rows() -> list[dict[str, str]]:
         write_clip(b_var, blurred(frames, 1.0), fps)
     m = {"seed": "0", "model": PAIRS_MODEL}
     return [
-        {"clip": str(a), "clip_id": "monalisa", "reference": str(a_ref), "character": "astronaut",
-         "prompt_id": "monalisa", "mitigation": "none", **m},
-        {"clip": str(a_var), "clip_id": "monalisa-mfcc", "reference": str(a_ref), "character": "astronaut",
-         "prompt_id": "monalisa", "mitigation": "mfcc", **m},
-        {"clip": str(b), "clip_id": "aiface2", "reference": str(b_ref), "character": "t1_face0", "prompt_id": "intro",
-         "mitigation": "none", **m},
-        {"clip": str(b_var), "clip_id": "aiface2-sr", "reference": str(b_ref), "character": "t1_face0",
-         "prompt_id": "intro", "mitigation": "sr", **m},
-        {"clip": str(a), "clip_id": "negative", "reference": str(b_ref), "character": "t1_face0",
-         "prompt_id": "negative", "mitigation": "none", **m},
+        {
+            "clip": str(a),
+            "clip_id": "monalisa",
+            "reference": str(a_ref),
+            "character": "astronaut",
+            "prompt_id": "monalisa",
+            "mitigation": "none",
+            **m,
+        },
+        {
+            "clip": str(a_var),
+            "clip_id": "monalisa-mfcc",
+            "reference": str(a_ref),
+            "character": "astronaut",
+            "prompt_id": "monalisa",
+            "mitigation": "mfcc",
+            **m,
+        },
+        {
+            "clip": str(b),
+            "clip_id": "aiface2",
+            "reference": str(b_ref),
+            "character": "t1_face0",
+            "prompt_id": "intro",
+            "mitigation": "none",
+            **m,
+        },
+        {
+            "clip": str(b_var),
+            "clip_id": "aiface2-sr",
+            "reference": str(b_ref),
+            "character": "t1_face0",
+            "prompt_id": "intro",
+            "mitigation": "sr",
+            **m,
+        },
+        {
+            "clip": str(a),
+            "clip_id": "negative",
+            "reference": str(b_ref),
+            "character": "t1_face0",
+            "prompt_id": "negative",
+            "mitigation": "none",
+            **m,
+        },
     ]
 
 

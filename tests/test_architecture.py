@@ -1,6 +1,6 @@
-"""The architecture's arrows (pyproject.toml [tool.importlinter], docs/DESIGN-NOTES.md "Tour") hold: lint-imports
-checks them on the whole import graph, imports inside functions included. .ci/run runs it too; this test makes a
-plain `python -m pytest` fail on a broken arrow as well."""
+"""The architecture's arrows (pyproject.toml [tool.importlinter], docs/DESIGN-NOTES.md "Tour") hold:
+lint-imports checks them on the whole import graph, imports inside functions included. .ci/run runs it too;
+this test makes a plain `python -m pytest` fail on a broken arrow as well."""
 
 from __future__ import annotations
 
@@ -22,5 +22,7 @@ def test_import_contracts_are_kept():
 
 
 def test_at_most_eight_modules_beside_the_stage_packages():
-    flat = sorted(p.name for p in (ROOT / "driftbench").glob("*.py") if p.name not in ("__init__.py", "__main__.py"))
+    flat = sorted(
+        p.name for p in (ROOT / "driftbench").glob("*.py") if p.name not in ("__init__.py", "__main__.py")
+    )
     assert len(flat) <= 8, flat

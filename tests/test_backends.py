@@ -91,7 +91,9 @@ def calibrate_into(tmp: Path, backend: str, options: dict[str, Any]) -> tuple[Pa
     from driftbench.measure.signals import FaceAnalyzer
     from driftbench.validity import calibration
 
-    with FaceAnalyzer.create(backend, expression=False, age=False, device="cpu", backend_options=options) as a:
+    with FaceAnalyzer.create(
+        backend, expression=False, age=False, device="cpu", backend_options=options
+    ) as a:
         t0 = time.perf_counter()
         entry = calibration.calibrate(a, FACES / "deepface", load_decoupler(backend))
         seconds = time.perf_counter() - t0
@@ -112,8 +114,20 @@ def run_clip(tmp: Path, face_args: list[str], env: dict[str, str] | None = None)
     link = clips / CLIP.name
     if not link.exists():
         link.symlink_to(CLIP)
-    cmd = [sys.executable, "-m", "driftbench", "run", "model=folder", f"model.path={clips}", "reference=first_frame",
-           *face_args, "fetch=false", "progress=false", f"output.dir={tmp / 'run'}", f"cache.dir={tmp / 'cache'}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "driftbench",
+        "run",
+        "model=folder",
+        f"model.path={clips}",
+        "reference=first_frame",
+        *face_args,
+        "fetch=false",
+        "progress=false",
+        f"output.dir={tmp / 'run'}",
+        f"cache.dir={tmp / 'cache'}",
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True,
                           timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -247,9 +261,12 @@ def test_dlib_verification_on_deepface_photos(dlib_backend, dlib_deepface):
     unit = raw / np.linalg.norm(raw, axis=1, keepdims=True)
     i, j, same = V.all_pairs(labels)
     m = V.verification_metrics(np.einsum("nd,nd->n", unit[i], unit[j]), same)
-    print(f"\ndlib on deepface photos: AUC {m['auc']:.4f} EER {m['eer']:.4f} d' {m['d_prime']:.2f} "
-          f"margin {m['margin']:+.3f} thr@FAR0.1% {m['threshold_at_far_0.001']:.4f} TAR {m['tar_at_far_0.001']:.3f} "
-          f"{ms:.0f} ms/photo")
+    print(
+        f"\ndlib on deepface photos: AUC {m['auc']:.4f} EER {m['eer']:.4f} d' {m['d_prime']:.2f} "
+        f"margin {m['margin']:+.3f} thr@FAR0.1% {m['threshold_at_far_0.001']:.4f} TAR "
+        f"{m['tar_at_far_0.001']:.3f} "
+        f"{ms:.0f} ms/photo"
+    )
     assert m["auc"] >= 0.999 and m["eer"] <= 0.01 and m["d_prime"] > 4.5
     assert m["tar_at_far_0.001"] >= 0.95
     # the compressed cosine range documented in ../shared/README.md: different people still score ~0.8
@@ -414,7 +431,8 @@ def test_insightface_ms_per_face(benchmark, insight_backend):
 @pytest.fixture(scope="module")
 def deepface_home(tmp_path_factory):
     """A $DEEPFACE_HOME holding the only deepface weights obtainable offline: SFace (the ../shared int8 file,
-    repaired and folded to fp32, under the name deepface reads) and, with the dlib extra, dlib's CC0 ResNet."""
+    repaired and folded to fp32, under the name deepface reads) and, with the dlib extra, dlib's CC0
+    ResNet."""
     need("deepface", "deepface")
     from driftbench.faces.onnx_fix import load_fixed
 
@@ -537,9 +555,12 @@ def test_deepface_verification_on_deepface_photos(deepface_calibration):
 
 
 def test_deepface_own_alignment_is_worse_for_sface(deepface_home, deepface_calibration, monkeypatch):
-    """deepface's eye-level box crop (its own pipeline) is not how SFace was trained: measured, not assumed."""
+    """deepface's eye-level box crop (its own pipeline) is not how SFace was trained: measured, not
+    assumed."""
     monkeypatch.setenv("DEEPFACE_HOME", str(deepface_home))
-    theirs = verify(create_backend("deepface", device="cpu", model_name="SFace", align="deepface"), deepface_set())
+    theirs = verify(
+        create_backend("deepface", device="cpu", model_name="SFace", align="deepface"), deepface_set()
+    )
     assert theirs["d_prime"] < deepface_calibration[2]["raw"]["d_prime"]
 
 

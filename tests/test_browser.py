@@ -17,10 +17,22 @@ from tests.realruns import adversarial_run
 
 pytestmark = pytest.mark.browser
 
-CHROME = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
+CHROME = next(
+    (p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None
+)
 DRIVER = shutil.which("chromedriver")
-SECTIONS = ("leaderboard", "scatter", "curves", "survival", "clips", "filmstrips", "worst", "skipped", "glossary",
-            "config")
+SECTIONS = (
+    "leaderboard",
+    "scatter",
+    "curves",
+    "survival",
+    "clips",
+    "filmstrips",
+    "worst",
+    "skipped",
+    "glossary",
+    "config",
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +53,16 @@ def browser():
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROME
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage", "--window-size=1300,1600"):
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        "--window-size=1300,1600",
+    ):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
     driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
@@ -84,7 +104,10 @@ def test_report_renders_offline_in_chromium(report: Path, browser, tmp_path: Pat
     header = table.find_element(By.CSS_SELECTOR, "thead th")
 
     def first_column() -> list[str]:
-        return [r.find_elements(By.TAG_NAME, "td")[0].text for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
+        return [
+            r.find_elements(By.TAG_NAME, "td")[0].text
+            for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")
+        ]
 
     header.click()
     asc = first_column()
@@ -93,8 +116,9 @@ def test_report_renders_offline_in_chromium(report: Path, browser, tmp_path: Pat
     assert first_column() == sorted(asc, reverse=True)
     # no request left the page, and nothing was blocked or failed
     urls = _requests(browser)
-    assert urls and all(u.startswith(("file://", "data:")) for u in urls), [u[:60] for u in urls
-                                                                          if not u.startswith(("file:", "data:"))]
+    assert urls and all(u.startswith(("file://", "data:")) for u in urls), [
+        u[:60] for u in urls if not u.startswith(("file:", "data:"))
+    ]
     severe = [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
     assert not severe, severe
     keep = os.environ.get("DRIFTBENCH_SCREENSHOTS")

@@ -50,7 +50,9 @@ def test_one_function_names_every_artefact_by_backend_key(tmp_path, monkeypatch)
     to the user's directory (never into the package) and found there before the packaged ones."""
     monkeypatch.setenv(artefacts.ARTEFACTS_ENV, str(tmp_path))
     for kind in artefacts.KINDS:
-        assert artefacts.artefact_path(kind, "sface:yunet-int8bq") == tmp_path / kind / "sface_yunet-int8bq.json"
+        assert (
+            artefacts.artefact_path(kind, "sface:yunet-int8bq") == tmp_path / kind / "sface_yunet-int8bq.json"
+        )
     packaged = artefacts.find("thresholds", "sface:yunet-int8bq")
     assert packaged == artefacts.PACKAGED_ROOT / "thresholds" / "sface_yunet-int8bq.json"
     entry = {k: v for k, v in calibration.thresholds()["backends"]["sface:yunet-int8bq"].items()
@@ -105,7 +107,9 @@ def test_calibrate_on_real_photos_matches_the_stored_thresholds(analyzer):
             assert entry[score][key] == pytest.approx(stored[score][key], abs=1e-5), (score, key)
     _, pairs = photo_pairs(analyzer, FACES / "deepface", SignalCache())
     measured = V.verification_metrics(dec.apply(pairs), pairs["same"].to_numpy())
-    assert entry["dec"]["threshold_at_far_0.001"] == pytest.approx(measured["threshold_at_far_0.001"], abs=1e-9)
+    assert entry["dec"]["threshold_at_far_0.001"] == pytest.approx(
+        measured["threshold_at_far_0.001"], abs=1e-9
+    )
     assert entry["decoupler"]["fit_id"] == dec.describe()["fit_id"]
     # the decoupler leaves different-person scores alone, so the false-accept threshold stays put
     assert entry["dec"]["d_prime"] > entry["raw"]["d_prime"]

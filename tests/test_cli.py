@@ -49,7 +49,9 @@ def test_every_config_composes():
 
 
 def test_missing_folder_path_is_a_usage_error(tmp_path):
-    code, _, err = run_cli("run", "model=folder", f"model.path={tmp_path / 'nope'}", f"output.root={tmp_path}")
+    code, _, err = run_cli(
+        "run", "model=folder", f"model.path={tmp_path / 'nope'}", f"output.root={tmp_path}"
+    )
     assert code == 2 and "does not exist" in err
 
 
@@ -100,9 +102,25 @@ def test_report_modules_are_imported_only_by_the_preload_thread_while_clips_are_
     clips.mkdir()
     (clips / "clip.mp4").symlink_to(VIDEO / "real" / "edtalk_pose_source2.mp4")
     env = {**os.environ, "DRIFTBENCH_MODELS": str(SHARED_MODELS)}
-    p = subprocess.run([sys.executable, "-c", _IMPORT_PROBE, "run", "model=folder", f"model.path={clips}",
-                        "reference=first_frame", "sampling.end=6", f"output.dir={tmp_path / 'run'}",
-                        "cache.enabled=false"], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _IMPORT_PROBE,
+            "run",
+            "model=folder",
+            f"model.path={clips}",
+            "reference=first_frame",
+            "sampling.end=6",
+            f"output.dir={tmp_path / 'run'}",
+            "cache.enabled=false",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     out = json.loads(p.stdout.strip().splitlines()[-1])
     assert out["code"] == 0 and len(out["waited"]) == 1
@@ -116,12 +134,17 @@ def test_executable_exit_codes_and_output_survive_the_quick_exit():
     import subprocess
     import sys
 
-    ok = subprocess.run([sys.executable, "-m", "driftbench", "--version"], cwd=ROOT, capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "driftbench", "--version"], cwd=ROOT, capture_output=True, text=True
+    )
     assert ok.returncode == 0 and ok.stdout.startswith("driftbench ")
     bad = subprocess.run([sys.executable, "-m", "driftbench", "nosuchcommand"], cwd=ROOT, capture_output=True,
                          text=True)
     assert bad.returncode == 2 and "unknown subcommand" in bad.stderr
-    helped = subprocess.run([sys.executable, "-m", "driftbench", "run", "--help"], cwd=ROOT, capture_output=True,
-                            text=True)
+    helped = subprocess.run(
+        [sys.executable, "-m", "driftbench", "run", "--help"], cwd=ROOT, capture_output=True, text=True
+    )
     # the whole text arrives, down to its last line
-    assert helped.returncode == 0 and helped.stdout.rstrip().splitlines()[-1].startswith("Exit codes: 0 all measured")
+    assert helped.returncode == 0 and helped.stdout.rstrip().splitlines()[-1].startswith(
+        "Exit codes: 0 all measured"
+    )

@@ -17,9 +17,18 @@ from tests.conftest import ROOT
 from tests.helpers import last_line, run_cli
 
 
-def drift(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "driftbench", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=600, check=False)
+def drift(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "driftbench", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+        check=False,
+    )
 
 
 @pytest.fixture()
@@ -37,7 +46,9 @@ def user_conf(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("flags", [["--cfg", "job"], ["--cfg=job"], ["-c", "job"]])
 def test_cfg_job_prints_the_composed_config_and_runs_nothing(flags: list[str], tmp_path: Path) -> None:
-    res = drift("run", *flags, "model=folder", f"model.path={tmp_path}", "sampling.fps=3", f"output.root={tmp_path}")
+    res = drift(
+        "run", *flags, "model=folder", f"model.path={tmp_path}", "sampling.fps=3", f"output.root={tmp_path}"
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     cfg = yaml.safe_load(res.stdout)
     assert cfg["model"]["path"] == str(tmp_path) and cfg["sampling"]["fps"] == 3.0 and "hydra" not in cfg
@@ -45,7 +56,16 @@ def test_cfg_job_prints_the_composed_config_and_runs_nothing(flags: list[str], t
 
 
 def test_cfg_resolve_package_and_hydra() -> None:
-    res = drift("run", "--cfg", "job", "--resolve", "--package", "output", "output.root=/tmp/x", "output.dir=${output.root}/y")
+    res = drift(
+        "run",
+        "--cfg",
+        "job",
+        "--resolve",
+        "--package",
+        "output",
+        "output.root=/tmp/x",
+        "output.dir=${output.root}/y",
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert yaml.safe_load(res.stdout.split("\n", 1)[1]) == {"root": "/tmp/x", "dir": "/tmp/x/y"}
     res = drift("run", "--cfg", "hydra")
@@ -71,14 +91,18 @@ def test_config_dir_adds_the_users_groups_beside_the_shipped_ones(user_conf: Pat
         res = drift("run", "--cfg", "job", *args, "model=my_clips", "mitigation=soft_reanchor")
         assert res.returncode == 0, res.stderr[-2000:]
         cfg = yaml.safe_load(res.stdout)
-        assert cfg["model"]["label"] == "my_clips" and cfg["model"]["recursive"] is False  # typed by the schema
+        assert (
+            cfg["model"]["label"] == "my_clips" and cfg["model"]["recursive"] is False
+        )  # typed by the schema
         assert cfg["mitigation"]["name"] == "reanchor" and cfg["mitigation"]["params"]["strength"] == 0.5
     from driftbench.cli.run import parse_run_args
     from driftbench.config import validate_overrides
 
     ra = parse_run_args(["-cd", str(user_conf), "hydra.searchpath=[pkg://driftbench]", "model=my_clips"])
     assert ra.search_dirs == [str(user_conf)]
-    (cfg,) = validate_overrides(ra.overrides, False, preflight_sources=False)  # the plain-run path composes with both entries
+    (cfg,) = validate_overrides(
+        ra.overrides, False, preflight_sources=False
+    )  # the plain-run path composes with both entries
     assert cfg.model.label == "my_clips"
 
 
@@ -111,7 +135,9 @@ def test_shell_completion_queries_complete_groups_options_and_subcommands() -> N
         assert res.returncode == 0, res.stderr[-2000:]
         return res.stdout.split()
 
-    assert {"model=folder", "model=kling", "model=runway", "model=synthetic"} <= set(query("driftbench run model="))
+    assert {"model=folder", "model=kling", "model=runway", "model=synthetic"} <= set(
+        query("driftbench run model=")
+    )
     assert query("driftbench run mitigation=rea") == ["mitigation=reanchor"]
     assert "sampling.fps=" in query("driftbench run sampling.")
     assert query("driftbench r") == ["run", "report"]
@@ -122,7 +148,9 @@ def test_hydra_run_dir_is_the_run_directory(tmp_path: Path) -> None:
     when another hydra.* setting sends the run through Hydra's launcher."""
     common = ["run", "model=synthetic", "model.max_clips=1", "model.duration_s=3", "model.schedules=[none]",
               "sampling.fps=1", "report.html=false", "progress=false", f"cache.dir={tmp_path / 'cache'}"]
-    res = drift(*common, f"hydra.run.dir={tmp_path}/out/" + "${now:%Y}", env={"DRIFTBENCH_CACHE": str(tmp_path)})
+    res = drift(
+        *common, f"hydra.run.dir={tmp_path}/out/" + "${now:%Y}", env={"DRIFTBENCH_CACHE": str(tmp_path)}
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     out = Path(last_line(res.stdout))
     assert out.parent == tmp_path / "out" and out.name.isdigit() and (out / "clips.csv").is_file()

@@ -26,8 +26,9 @@ def _shipped() -> D.GatedShiftDecoupler:
 
 def _lift() -> D.GatedLiftDecoupler:
     """The first release's capped lift (its last fitted parameters), kept to compare against."""
-    return D.GatedLiftDecoupler(D.GatedLiftParams(("d_yaw", "d_pitch", "d_expr"), (0.0033, 0.00444, 0.0621), 0.459,
-                                                  0.511, 0.934))
+    return D.GatedLiftDecoupler(
+        D.GatedLiftParams(("d_yaw", "d_pitch", "d_expr"), (0.0033, 0.00444, 0.0621), 0.459, 0.511, 0.934)
+    )
 
 
 def _table(sim: np.ndarray, d: np.ndarray) -> pd.DataFrame:
@@ -167,7 +168,8 @@ def test_different_person_separation_kept_on_real_photos(photos):
 
 @needs_shared
 def test_decoupling_halves_pose_expression_sensitivity_held_out_by_person(driving, photos):
-    """(The first release's capped lift, kept to compare against.) Refit inside every fold on the other people of liveportrait/driving: the held-out pose/expression
+    """(The first release's capped lift, kept to compare against.) Refit inside every fold on the other
+    people of liveportrait/driving: the held-out pose/expression
     component shrinks to at most half of raw (VALIDITY.md's target), with a CI that excludes 1."""
     _, pairs = photos
     ho = D.heldout_footage(driving.assign(person=driving["clip_id"]), pairs, k=5, n_boot=199)
@@ -198,7 +200,9 @@ def test_refit_on_all_footage_reproduces_the_shipped_artefact(photos):
 
     cfg = compose(["device=cpu"])
     try:
-        m = control_footage(SharedPaths(VIDEO.parents[1]), cfg, settings_from_config(cfg, threshold=float("nan")))
+        m = control_footage(
+            SharedPaths(VIDEO.parents[1]), cfg, settings_from_config(cfg, threshold=float("nan"))
+        )
     finally:
         close_analyzer()
     assert m.frames["clip_id"].nunique() == 53 and not m.problems

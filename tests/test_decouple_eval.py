@@ -1,4 +1,5 @@
-"""The uncapped decoupled score (gated-shift) and the figures that judge it (driftbench.validity.decouple_eval):
+"""The uncapped decoupled score (gated-shift) and the figures that judge it
+(driftbench.validity.decouple_eval):
 logic on synthetic tables without media, and the held-out figures on ../shared's real footage and photos."""
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from driftbench.measure import decouple as D
 from driftbench.validity import decouple_eval as E
 from tests.conftest import needs_shared
 
-PARAMS = D.GatedShiftParams(("d_yaw", "d_pitch", "d_expr"), (0.0033, 0.0044, 0.062), (24.0, 15.0, 2.0), 0.46, 0.51)
+PARAMS = D.GatedShiftParams(
+    ("d_yaw", "d_pitch", "d_expr"), (0.0033, 0.0044, 0.062), (24.0, 15.0, 2.0), 0.46, 0.51
+)
 
 
 def _table(sim: np.ndarray, yaw: np.ndarray, pitch: np.ndarray | None = None, expr: np.ndarray | None = None
@@ -89,9 +92,21 @@ def test_fit_recovers_known_slopes_and_selects_on_people():
         yaw = rng.uniform(0, 25, 60)
         expr = rng.uniform(0, 2, 60)
         sim = 0.9 - 0.004 * yaw - 0.05 * expr + rng.normal(0, 0.005, 60)
-        rows.append(pd.DataFrame({"clip_id": f"c{c}", "person": f"p{c // 2}", "t": np.arange(60) / 2 + 1.0,
-                                  "face_found": True, "sim_raw": sim, "d_yaw": yaw, "d_pitch": rng.uniform(0, 5, 60),
-                                  "d_roll": rng.uniform(0, 5, 60), "d_expr": expr}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "clip_id": f"c{c}",
+                    "person": f"p{c // 2}",
+                    "t": np.arange(60) / 2 + 1.0,
+                    "face_found": True,
+                    "sim_raw": sim,
+                    "d_yaw": yaw,
+                    "d_pitch": rng.uniform(0, 5, 60),
+                    "d_roll": rng.uniform(0, 5, 60),
+                    "d_expr": expr,
+                }
+            )
+        )
     frames = pd.concat(rows, ignore_index=True)
     pairs = pd.DataFrame({"same": [True] * 5 + [False] * 50, "sim_raw": np.r_[np.linspace(0.5, 0.9, 5),
                                                                               np.linspace(-0.1, 0.3, 50)]})
@@ -148,16 +163,28 @@ def test_shuffled_schedule_is_seeded_level_set_after_onset():
 
 def test_heldout_scoring_never_fits_on_the_scored_people():
     rng = np.random.default_rng(2)
-    frames = pd.DataFrame({"clip_id": np.repeat([f"c{i}" for i in range(10)], 5),
-                           "person": np.repeat([f"p{i}" for i in range(10)], 5), "t": np.tile(np.arange(5.0) + 1, 10),
-                           "face_found": True, "sim_raw": rng.uniform(0.6, 0.9, 50)})
+    frames = pd.DataFrame(
+        {
+            "clip_id": np.repeat([f"c{i}" for i in range(10)], 5),
+            "person": np.repeat([f"p{i}" for i in range(10)], 5),
+            "t": np.tile(np.arange(5.0) + 1, 10),
+            "face_found": True,
+            "sim_raw": rng.uniform(0.6, 0.9, 50),
+        }
+    )
     from itertools import combinations
 
     labels = [lab for lab in "abcdef" for _ in range(3)]
     ij = list(combinations(range(len(labels)), 2))
     same = np.array([labels[i] == labels[j] for i, j in ij])
-    pairs = pd.DataFrame({"label_a": [labels[i] for i, _ in ij], "label_b": [labels[j] for _, j in ij], "same": same,
-                          "sim_raw": np.where(same, 0.7, 0.1) + rng.normal(0, 0.02, len(ij))})
+    pairs = pd.DataFrame(
+        {
+            "label_a": [labels[i] for i, _ in ij],
+            "label_b": [labels[j] for _, j in ij],
+            "same": same,
+            "sim_raw": np.where(same, 0.7, 0.1) + rng.normal(0, 0.02, len(ij)),
+        }
+    )
     seen: list[tuple[set[str], set[str]]] = []
 
     class Probe:
@@ -196,7 +223,8 @@ def test_shipped_artefacts_are_uncapped_and_record_heldout_figures(key):
     assert dec["d_prime"] > raw["d_prime"] and dec["margin"] > raw["margin"]
     if key == "sface":
         assert dec["margin"] >= 0.08
-    # with the int8bq detector raw's margin is +0.050; decoupled, held out, +0.071 (below the target: reported)
+    # with the int8bq detector raw's margin is +0.050; decoupled, held out, +0.071 (below the target:
+    # reported)
 
 
 @pytest.mark.slow
@@ -239,7 +267,9 @@ def test_synthetic_clip_rows_use_the_clip_as_unit():
     for c in range(5):
         a = np.linspace(0, 0.8, 24)
         sim = 0.9 - 0.3 * a + rng.normal(0, 0.01, 24)
-        frames.append(pd.DataFrame({"clip_id": f"c{c}", "face_found": True, "sim_raw": sim, "sim_dec": sim + 0.01}))
+        frames.append(
+            pd.DataFrame({"clip_id": f"c{c}", "face_found": True, "sim_raw": sim, "sim_dec": sim + 0.01})
+        )
         truth[f"c{c}"] = a
     frames.append(pd.DataFrame({"clip_id": "still", "face_found": True, "sim_raw": np.full(24, 0.9),
                                 "sim_dec": np.full(24, 0.9)}))

@@ -83,8 +83,17 @@ def test_centred_smoothing_keeps_a_step_at_its_place():
 
 
 def _frames(t, sim):
-    return pd.DataFrame({"t": t, "face_found": np.isfinite(sim), "sim_raw": sim, "sim_dec": sim, "sim_open": sim,
-                         "sim_raw_smooth": drift.smooth(t, sim, 1.0), "sim_dec_smooth": drift.smooth(t, sim, 1.0)})
+    return pd.DataFrame(
+        {
+            "t": t,
+            "face_found": np.isfinite(sim),
+            "sim_raw": sim,
+            "sim_dec": sim,
+            "sim_open": sim,
+            "sim_raw_smooth": drift.smooth(t, sim, 1.0),
+            "sim_dec_smooth": drift.smooth(t, sim, 1.0),
+        }
+    )
 
 
 def test_clip_summary_drift_slope_and_horizons():
@@ -139,7 +148,9 @@ def test_end_horizon_is_the_last_window_of_any_clip():
     frames = pd.DataFrame({"t": t, "face_found": True, "sim_raw": sim, "sim_dec": sim,
                            "sim_dec_smooth": sim, "sim_raw_smooth": sim})
     curv = drift.curve(frames.assign(sim_open=sim), 1.0)
-    m = SimpleNamespace(opening_s=2.0, window_s=2.0, horizons=(5.0, 30.0), loss_score="decoupled", min_loss_s=2.0)
+    m = SimpleNamespace(
+        opening_s=2.0, window_s=2.0, horizons=(5.0, 30.0), loss_score="decoupled", min_loss_s=2.0
+    )
     s = drift.clip_summary(frames, curv, duration_s=12.0, threshold=0.4, metrics=m, fps=2.0)
     assert np.isnan(s["drift_dec_at_30s"])  # a 12 s clip does not reach 30 s
     assert s["sim_dec_at_end"] == pytest.approx(0.5) and s["drift_dec_at_end"] == pytest.approx(0.4)
@@ -160,11 +171,26 @@ def test_drift_verdict_flags_a_sustained_drop_and_dates_its_onset():
     assert s["drift_survival_time_s"] == s["time_to_drift_s"] and s["lost"] == 0
     # a brief dip shorter than the run is not drift, and without a calibrated verdict the columns are empty
     dip = np.where((t >= 20) & (t < 23), 0.6, 0.85)
-    s2 = drift.clip_summary(_frames(t, dip), drift.curve(_frames(t, dip), 1.0), duration_s=40.0, threshold=0.4,
-                            metrics=MetricSettings(), fps=2.0, opening_start_s=1.0, verdict=verdict)
+    s2 = drift.clip_summary(
+        _frames(t, dip),
+        drift.curve(_frames(t, dip), 1.0),
+        duration_s=40.0,
+        threshold=0.4,
+        metrics=MetricSettings(),
+        fps=2.0,
+        opening_start_s=1.0,
+        verdict=verdict,
+    )
     assert s2["drifting"] == 0 and np.isnan(s2["time_to_drift_s"]) and s2["drift_survival_time_s"] == 40.0
-    s3 = drift.clip_summary(fr, drift.curve(fr, 1.0), duration_s=40.0, threshold=0.4, metrics=MetricSettings(),
-                            fps=2.0, opening_start_s=1.0)
+    s3 = drift.clip_summary(
+        fr,
+        drift.curve(fr, 1.0),
+        duration_s=40.0,
+        threshold=0.4,
+        metrics=MetricSettings(),
+        fps=2.0,
+        opening_start_s=1.0,
+    )
     assert np.isnan(s3["drifting"])
     # too short for a run: no level
     assert drift.sustained_drift(t[:4], np.full(4, 0.3), 4.0, 0.5) == (-np.inf, None)

@@ -47,7 +47,9 @@ def test_process_pool_gives_the_same_tables(clip_dir, reference_run, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray not installed (pip install 'driftbench[ray]')")
+@pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="ray not installed (pip install 'driftbench[ray]')"
+)
 def test_ray_local_instance_gives_the_same_tables(clip_dir, reference_run, tmp_path):
     out = _run(clip_dir, tmp_path / "ray", "executor=ray", "cache.enabled=false")
     _same_tables(reference_run, out)

@@ -71,7 +71,9 @@ def test_reference_figures_reproduce_from_the_real_pipeline(tmp_path_factory: py
 
 @needs_shared
 def test_frozen_and_pasted_faces_lose_their_motion_and_copy_the_reference(per_clip: pd.DataFrame) -> None:
-    base, freeze, paste, reencode = (per_clip.loc[f"dub9-{k}"] for k in ("none", "freeze", "paste", "reencode"))
+    base, freeze, paste, reencode = (
+        per_clip.loc[f"dub9-{k}"] for k in ("none", "freeze", "paste", "reencode")
+    )
     limit = expr.copy_limit(expr.load_reference())
     # the drifting real clip moves like real footage and does not copy its reference
     assert base["expr_speed"] > 0.5 and base["pose_range"] > 10 and base["ref_copy"] < 0.3
@@ -101,11 +103,21 @@ def test_per_bin_table_covers_the_clip(adversarial: Path) -> None:
 
 
 def test_table_cli(adversarial: Path, tmp_path: Path) -> None:
-    res = subprocess.run([sys.executable, "-m", "driftbench", "dev", "expressivity-table", str(adversarial)], cwd=ROOT,
-                         capture_output=True, text=True, check=False)
+    res = subprocess.run(
+        [sys.executable, "-m", "driftbench", "dev", "expressivity-table", str(adversarial)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[0].startswith("clip_id,expr_spread")
-    bad = subprocess.run([sys.executable, "-m", "driftbench", "dev", "expressivity-table", str(tmp_path)], cwd=ROOT,
-                         capture_output=True, text=True, check=False)
+    bad = subprocess.run(
+        [sys.executable, "-m", "driftbench", "dev", "expressivity-table", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert bad.returncode == 2 and "fix:" in bad.stderr
     assert json.loads(json.dumps(expr.load_reference()))["version"] == 1

@@ -154,7 +154,8 @@ from mediapipe.tasks.python.vision import FaceLandmarksConnections
 fl = importlib.import_module("mediapipe.tasks.python.vision.face_landmarker")
 names = {n: sorted(k for k in vars(sys.modules[n]) if not k.startswith("__"))
          for n in ("mediapipe", "mediapipe.tasks", "mediapipe.tasks.python", "mediapipe.tasks.python.vision")}
-print(json.dumps({"lean_imported": lean, "names": names, "same_class": vision.FaceLandmarker is fl.FaceLandmarker,
+print(json.dumps({"lean_imported": lean, "names": names, "same_class": vision.FaceLandmarker is
+fl.FaceLandmarker,
                   "tasks": mp.tasks.__name__, "version": mp.__version__}))
 """
 
@@ -178,7 +179,9 @@ def test_landmarker_skips_mediapipes_eager_imports_and_leaves_the_package_whole(
 
     lean, plain = probe("lean"), probe("plain")
     assert lean["lean_imported"] == [] and "matplotlib" in plain["lean_imported"]
-    assert lean["names"] == plain["names"] and "FaceLandmarker" in lean["names"]["mediapipe.tasks.python.vision"]
+    assert (
+        lean["names"] == plain["names"] and "FaceLandmarker" in lean["names"]["mediapipe.tasks.python.vision"]
+    )
     assert lean["same_class"] and lean["tasks"] == plain["tasks"] and lean["version"] == plain["version"]
 
 
@@ -223,7 +226,8 @@ def test_sface_torch_engine_matches_opencv_on_real_faces():
 
 
 def test_torch_engine_without_onnx2torch_is_a_usage_error(tmp_path):
-    """face.options.engine=torch where onnx2torch is missing: exit 2 and a one-line fix, before any clip is measured."""
+    """face.options.engine=torch where onnx2torch is missing: exit 2 and a one-line fix, before any clip is
+    measured."""
     import importlib.util
     import subprocess
     import sys
@@ -234,9 +238,22 @@ def test_torch_engine_without_onnx2torch_is_a_usage_error(tmp_path):
         pytest.skip("onnx2torch is installed here")
     (tmp_path / "clips").mkdir()
     (tmp_path / "clips" / "a.mp4").symlink_to(VIDEO / "real/edtalk_pose_source2.mp4")
-    p = subprocess.run([sys.executable, "-m", "driftbench", "run", "model=folder", f"model.path={tmp_path / 'clips'}",
-                        f"output.dir={tmp_path / 'run'}", "face.options.engine=torch"], cwd=ROOT, capture_output=True,
-                       text=True, check=False)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "driftbench",
+            "run",
+            "model=folder",
+            f"model.path={tmp_path / 'clips'}",
+            f"output.dir={tmp_path / 'run'}",
+            "face.options.engine=torch",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert p.returncode == 2, p.stderr[-2000:]
     assert "face.options.engine=torch" in p.stderr and "torch-gpu" in p.stderr
     assert not (tmp_path / "run" / "parts").exists()

@@ -30,8 +30,13 @@ def baseline(anitalker: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_gate(run: Path, baseline: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "driftbench", "gate", str(run), "--baseline", str(baseline), *extra],
-                          cwd=ROOT, capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "driftbench", "gate", str(run), "--baseline", str(baseline), *extra],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def test_baseline_records_every_clip_and_its_provenance(baseline: Path) -> None:
@@ -40,19 +45,25 @@ def test_baseline_records_every_clip_and_its_provenance(baseline: Path) -> None:
     assert set(b["groups"]) == {f"{M}/none", f"{M}/mfcc", f"{M}/sr"}
     g = b["groups"][f"{M}/none"]
     assert g["n_clips"] == 3 and set(g["clips"]) == {"monalisa", "aiface2", "negative"}
-    assert g["clips"]["negative"]["survival_at_30s"] == 0.0 and g["clips"]["monalisa"]["survival_at_30s"] == 1.0
+    assert (
+        g["clips"]["negative"]["survival_at_30s"] == 0.0 and g["clips"]["monalisa"]["survival_at_30s"] == 1.0
+    )
     assert g["clips"]["monalisa"]["survival_at_60s"] is None  # 51.6 s clip: unknown at 60 s
     assert g["summary"]["survival_at_30s"]["mean"] == pytest.approx(2 / 3)
     assert b["produced_by"]["backend"] == "sface" and b["produced_by"]["sampling"]["fps"] == 2.0
     assert b["tolerances"]["sim_dec_at_30s"] == 0.02
 
 
-def test_identical_run_passes_with_markdown_and_junit(anitalker: Path, baseline: Path, tmp_path: Path) -> None:
+def test_identical_run_passes_with_markdown_and_junit(
+    anitalker: Path, baseline: Path, tmp_path: Path
+) -> None:
     junit = tmp_path / "gate.xml"
     summary = tmp_path / "summary.md"
     res = run_gate(anitalker, baseline, "--junit", str(junit), "--summary", str(summary))
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "## driftbench gate: passed" in res.stdout and f"| {M}/none | sim_dec_at_30s | pass |" in res.stdout
+    assert (
+        "## driftbench gate: passed" in res.stdout and f"| {M}/none | sim_dec_at_30s | pass |" in res.stdout
+    )
     assert summary.read_text() == res.stdout.rstrip("\n") + "\n"
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None and suite.get("failures") == "0"
@@ -93,9 +104,12 @@ def test_tolerance_and_ci_decide(anitalker: Path, baseline: Path, tmp_path: Path
     assert res.returncode == 1 and "no common clips" in res.stdout
 
 
-@pytest.mark.parametrize("case", ["no-run", "no-baseline", "bad-json", "bad-format", "bad-tolerance", "no-args"])
-def test_bad_usage_exits_2(case: str, anitalker: Path, baseline: Path, tmp_path: Path,
-                           capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "case", ["no-run", "no-baseline", "bad-json", "bad-format", "bad-tolerance", "no-args"]
+)
+def test_bad_usage_exits_2(
+    case: str, anitalker: Path, baseline: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.json"
     argv = [str(anitalker), "--baseline", str(baseline)]
     if case == "no-run":
@@ -134,7 +148,9 @@ def test_committed_baseline_is_a_real_measurement() -> None:
 def test_example_workflow_runs_the_gate_on_a_committed_baseline() -> None:
     import yaml
 
-    wf = yaml.safe_load((ROOT / "examples" / "ci" / "github-actions-driftbench.yml").read_text(encoding="utf-8"))
+    wf = yaml.safe_load(
+        (ROOT / "examples" / "ci" / "github-actions-driftbench.yml").read_text(encoding="utf-8")
+    )
     steps = wf["jobs"]["drift-gate"]["steps"]
     runs = " ".join(str(s.get("run", "")) for s in steps)
     assert "driftbench run model=folder" in runs and "driftbench gate $RUN_DIR --baseline $BASELINE" in runs
@@ -156,7 +172,9 @@ def test_a_clip_that_can_no_longer_be_measured_fails(anitalker: Path, baseline: 
 def _one_line_exit_2(res: subprocess.CompletedProcess) -> None:
     assert res.returncode == 2, res.stdout + res.stderr
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("driftbench gate: ") and "Traceback" not in res.stderr, res.stderr
+    assert len(lines) == 1 and lines[0].startswith("driftbench gate: ") and "Traceback" not in res.stderr, (
+        res.stderr
+    )
     assert "fix:" in lines[0]
 
 
@@ -213,8 +231,11 @@ def test_zero_checks_cannot_pass(anitalker: Path, baseline: Path, tmp_path: Path
     assert "no metric could be checked" in res.stderr
 
 
-# -- issue 15: a gate that sees one clip ------------------------------------------------------------------------
-def test_one_collapsing_clip_fails_the_gate_naming_it(anitalker: Path, baseline: Path, tmp_path: Path) -> None:
+# -- issue 15: a gate that sees one clip
+# ------------------------------------------------------------------------
+def test_one_collapsing_clip_fails_the_gate_naming_it(
+    anitalker: Path, baseline: Path, tmp_path: Path
+) -> None:
     """One clip of the 3-clip anitalker/none group drops 0.1 at 30 s: the mean change (-0.033) has a CI that
     includes 0, which the old rule let pass; the same clip measured twice is deterministic, so it fails."""
     run = copy_run(anitalker, tmp_path / "collapse")

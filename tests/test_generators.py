@@ -63,7 +63,11 @@ def test_bad_provider_descriptions_fail_before_any_request(tmp_path: Path) -> No
     with pytest.raises(UsageError, match=r"model\.base_url is not set"):
         HttpProvider(ProviderSettings(name="x", provider="http", api=api))
     with pytest.raises(UsageError, match=r"auth\.type='magic' is unknown"):
-        HttpProvider(ProviderSettings(name="x", provider="http", base_url="http://h", api={**api, "auth": {"type": "magic"}}))
+        HttpProvider(
+            ProviderSettings(
+                name="x", provider="http", base_url="http://h", api={**api, "auth": {"type": "magic"}}
+            )
+        )
     with pytest.raises(UsageError, match=r"model\.provider='nosuch' is unknown"):
         build_provider(ProviderSettings(name="x", provider="nosuch"))
     with pytest.raises(UsageError, match="segment_s"):
@@ -84,12 +88,15 @@ def test_dataset_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"no such dataset .*identity_stress"):
         load_dataset("no_such_suite", derived_dir=tmp_path)
     cases = {
-        "characters: {a: {references: ['store:photo_nobody']}}\nprompts: [{id: p, text: t}]": "unknown store key",
+        "characters: {a: {references: ['store:photo_nobody']}}\nprompts: [{id: p, text: t}]": "unknown "
+                                                                                              "store key",
         "characters: {a: {references: [missing.png]}}\nprompts: [{id: p, text: t}]": "not found",
         "characters: {a: {references: [{image: 'store:photo_astronaut', crop: [500, 0, 100, 100]}]}}\n"
         "prompts: [{id: p, text: t}]": "outside the 512x512",
-        "characters: {a: ['store:photo_astronaut']}\nprompts: [{id: p, text: t}, {id: p, text: u}]": "duplicate id",
-        "characters: {a: ['store:photo_astronaut']}\nprompts: [{id: p, text: t, characters: [b]}]": "unknown characters",
+        "characters: {a: ['store:photo_astronaut']}\n"
+        "prompts: [{id: p, text: t}, {id: p, text: u}]": "duplicate id",
+        "characters: {a: ['store:photo_astronaut']}\n"
+        "prompts: [{id: p, text: t, characters: [b]}]": "unknown characters",
         "characters: {a: ['store:photo_astronaut']}\nprompts: [{id: p}]": "needs an id and a text",
         "characters: {}\nprompts: [{id: p, text: t}]": "characters: missing or empty",
     }
@@ -97,7 +104,11 @@ def test_dataset_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
         d = _dataset(tmp_path, text)
         with pytest.raises(UsageError) as exc:
             load_dataset(str(d), derived_dir=tmp_path / "derived")
-        assert str(d / "dataset.yaml") in str(exc.value) and problem in str(exc.value) and "-- fix:" in str(exc.value)
+        assert (
+            str(d / "dataset.yaml") in str(exc.value)
+            and problem in str(exc.value)
+            and "-- fix:" in str(exc.value)
+        )
 
 
 @needs_shared
@@ -116,7 +127,9 @@ def test_identity_stress_suite(analyzer: Any, tmp_path: Path) -> None:
             assert len(analyzer.analyze_image(read_image(ref))) == 1, ref
     group = ds.characters["t1_group"]
     assert group.start_image != group.references[0]
-    assert len(analyzer.analyze_image(read_image(group.start_image))) >= 3  # generation starts among several people
+    assert (
+        len(analyzer.analyze_image(read_image(group.start_image))) >= 3
+    )  # generation starts among several people
 
 
 # -- media --------------------------------------------------------------------------------------------
@@ -142,8 +155,12 @@ def test_concat_joins_real_segments_and_drops_the_repeated_frame(footage: Footag
 
 
 # -- the generic HTTP adapter: conf/model/runway.yaml ---------------------------------------------------
-def runway_source(url: str, cache: Path, dataset: Path, *extra: str, mitigation: tuple[str, str] = ("none", "none")) -> Any:
-    return kling_source(url, cache, dataset, *extra, "model.extend_s=2", mitigation=mitigation, model="runway")
+def runway_source(
+    url: str, cache: Path, dataset: Path, *extra: str, mitigation: tuple[str, str] = ("none", "none")
+) -> Any:
+    return kling_source(
+        url, cache, dataset, *extra, "model.extend_s=2", mitigation=mitigation, model="runway"
+    )
 
 
 def test_runway_yaml_drives_the_generic_adapter(footage: Footage, dataset_dir: Path, tmp_path: Path,  # noqa: F811
@@ -152,7 +169,9 @@ def test_runway_yaml_drives_the_generic_adapter(footage: Footage, dataset_dir: P
     with FakeRunway(footage) as fake:
         src = runway_source(fake.url, tmp_path, dataset_dir, "model.prompts=[talk]")
         clips = src.clips()
-        assert src.skipped == [] and fake.log.rejected == []  # auth, version header, data URIs, types accepted
+        assert (
+            src.skipped == [] and fake.log.rejected == []
+        )  # auth, version header, data URIs, types accepted
         # no native extension: each continuation is a new request from the previous segment's last frame
         assert fake.positions == [["first"], ["first"], ["first"]]
         assert fake.log.continuations == 2
@@ -163,9 +182,13 @@ def test_runway_yaml_drives_the_generic_adapter(footage: Footage, dataset_dir: P
         assert check_video(six.path).duration_s == pytest.approx(6.0 - 2 / 25, abs=0.1)
         assert six.meta["cost_estimate"] == pytest.approx(0.75)
         # re-anchored: the reference becomes each continuation's last keyframe; the opening is shared
-        re = runway_source(fake.url, tmp_path, dataset_dir, "model.prompts=[talk]", mitigation=("reanchor", "auto")).clips()
+        re = runway_source(
+            fake.url, tmp_path, dataset_dir, "model.prompts=[talk]", mitigation=("reanchor", "auto")
+        ).clips()
         assert fake.positions[3:] == [["first", "last"], ["first", "last"]]
-        assert {c.pair_key for c in re} == {c.pair_key for c in clips} and {c.mitigation for c in re} == {"reanchor"}
+        assert {c.pair_key for c in re} == {c.pair_key for c in clips} and {c.mitigation for c in re} == {
+            "reanchor"
+        }
         assert RUNWAY_KEY in fake.log.tokens
         for p in tmp_path.rglob("*"):
             assert not (p.is_file() and RUNWAY_KEY.encode() in p.read_bytes()), p
@@ -173,8 +196,15 @@ def test_runway_yaml_drives_the_generic_adapter(footage: Footage, dataset_dir: P
 
 # -- end to end ---------------------------------------------------------------------------------------
 def _run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "driftbench", "run", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "driftbench", "run", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def test_run_model_kling_generates_measures_and_resumes(footage: Footage, dataset_dir: Path,  # noqa: F811
@@ -184,10 +214,20 @@ def test_run_model_kling_generates_measures_and_resumes(footage: Footage, datase
     env.pop("DRIFTBENCH_CONFIRM_SPEND", None)
     run_dir, gen_dir = tmp_path / "run", tmp_path / "gen"
     with FakeKling(footage) as fake:
-        args = ["model=kling", f"model.base_url={fake.url}", f"model.dataset={dataset_dir}", "model.durations=[4,6]",
-                "model.extend_s=2", "model.poll_interval_s=0.01", "model.poll_max_interval_s=0.02",
-                "model.backoff_s=0.01", f"model.cache_dir={gen_dir}", "sampling.fps=1", "executor.workers=1",
-                f"output.dir={run_dir}"]
+        args = [
+            "model=kling",
+            f"model.base_url={fake.url}",
+            f"model.dataset={dataset_dir}",
+            "model.durations=[4,6]",
+            "model.extend_s=2",
+            "model.poll_interval_s=0.01",
+            "model.poll_max_interval_s=0.02",
+            "model.backoff_s=0.01",
+            f"model.cache_dir={gen_dir}",
+            "sampling.fps=1",
+            "executor.workers=1",
+            f"output.dir={run_dir}",
+        ]
         refused = _run_cli(args, env)  # no --yes: the estimate, exit 2, nothing sent
         said = refused.stdout + refused.stderr  # Hydra's log handler writes to stdout
         assert refused.returncode == 2, said[-2000:]
@@ -195,7 +235,9 @@ def test_run_model_kling_generates_measures_and_resumes(footage: Footage, datase
 
         fake.faults.fail_prompt = "turns the head"
         first = _run_cli([*args, "--yes"], env)
-        assert first.returncode == 1, (first.stdout + first.stderr)[-3000:]  # one chain failed, the rest measured
+        assert first.returncode == 1, (first.stdout + first.stderr)[
+            -3000:
+        ]  # one chain failed, the rest measured
         assert first.stdout.strip().splitlines()[-1] == str(run_dir)
         clips = pd.read_csv(run_dir / "clips.csv")
         assert list(clips.prompt_id) == ["talk@4s", "talk@6s"]

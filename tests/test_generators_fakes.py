@@ -181,7 +181,9 @@ class FakeGenerator:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -232,8 +234,16 @@ class FakeGenerator:
         if self.faults.fail_prompt and self.faults.fail_prompt in prompt:
             task.fail = "Failure to pass the risk control system"
         self.tasks[task.id] = task
-        self.log.submits.append({"kind": kind, "prompt": prompt, "task_id": task.id, "start": start, "end": end,
-                                 **{k: v for k, v in body.items() if k not in ("image", "image_tail", "promptImage")}})
+        self.log.submits.append(
+            {
+                "kind": kind,
+                "prompt": prompt,
+                "task_id": task.id,
+                "start": start,
+                "end": end,
+                **{k: v for k, v in body.items() if k not in ("image", "image_tail", "promptImage")},
+            }
+        )
         return task
 
     def advance(self, task: Task) -> str:
@@ -293,7 +303,9 @@ class FakeKling(FakeGenerator):
     def envelope(self, data: Any) -> dict[str, Any]:
         return {"code": 0, "message": "SUCCEED", "request_id": self.new_id("req-"), "data": data}
 
-    def error(self, h: Any, status: int, code: int, message: str, path: str, headers: dict[str, str] | None = None) -> None:
+    def error(
+        self, h: Any, status: int, code: int, message: str, path: str, headers: dict[str, str] | None = None
+    ) -> None:
         self.log.rejected.append((status, path))
         h._send(status, {"code": code, "message": message, "request_id": self.new_id("req-")}, headers)
 
@@ -307,7 +319,9 @@ class FakeKling(FakeGenerator):
         token = auth[len("Bearer "):]
         self.log.tokens.add(token)
         try:
-            claims = jwt.decode(token, self.secret_key, algorithms=["HS256"], options={"require": ["exp", "nbf", "iss"]})
+            claims = jwt.decode(
+                token, self.secret_key, algorithms=["HS256"], options={"require": ["exp", "nbf", "iss"]}
+            )
         except jwt.ExpiredSignatureError:
             self.error(h, 401, 1004, "Authorization is expired", path)
             return False
@@ -435,7 +449,11 @@ class FakeRunway(FakeGenerator):
                 task = self.tasks[m.group(1)]
                 status = {"submitted": "PENDING", "processing": "RUNNING", "succeed": "SUCCEEDED",
                           "failed": "FAILED"}[self.advance(task)]
-                out: dict[str, Any] = {"id": task.id, "status": status, "createdAt": "2024-06-27T19:49:32.334Z"}
+                out: dict[str, Any] = {
+                    "id": task.id,
+                    "status": status,
+                    "createdAt": "2024-06-27T19:49:32.334Z",
+                }
                 if status == "SUCCEEDED" and task.video is not None:
                     out["output"] = [f"{self.url}/media/{task.video.id}.mp4"]
                 if status == "FAILED":
@@ -448,8 +466,11 @@ class FakeRunway(FakeGenerator):
     def submit(self, h: Any, path: str, body: dict[str, Any]) -> None:
         images = body.get("promptImage")
         frames = [{"uri": images, "position": "first"}] if isinstance(images, str) else images
-        ok = isinstance(frames, list) and frames and all(isinstance(f, dict) and f.get("position") in ("first", "last")
-                                                        for f in frames)
+        ok = (
+            isinstance(frames, list)
+            and frames
+            and all(isinstance(f, dict) and f.get("position") in ("first", "last") for f in frames)
+        )
         decoded = [self.decode_image(str(f.get("uri")), data_uri=True) for f in frames] if ok else []
         if not ok or any(d is None for d in decoded) or body.get("duration") not in (5, 10) or \
                 not isinstance(body.get("seed"), int) or not body.get("model") or not body.get("ratio"):
@@ -493,13 +514,25 @@ def test_fake_kling_enforces_auth_and_image_rules(footage: Footage) -> None:
     with FakeKling(footage) as fake:
         url = f"{fake.url}/v1/videos/image2video"
         assert httpx.post(url, json=body).json()["code"] == 1001
-        assert httpx.post(url, json=body, headers={"Authorization": f"Bearer {_jwt(secret='a-wrong-secret-of-thirty-two-bytes!')}"}).json()["code"] == 1002
+        assert (
+            httpx.post(
+                url,
+                json=body,
+                headers={"Authorization": f"Bearer {_jwt(secret='a-wrong-secret-of-thirty-two-bytes!')}"},
+            ).json()["code"]
+            == 1002
+        )
         expired = _jwt(exp=int(time.time()) - 10)
-        assert httpx.post(url, json=body, headers={"Authorization": f"Bearer {expired}"}).json()["code"] == 1004
+        assert (
+            httpx.post(url, json=body, headers={"Authorization": f"Bearer {expired}"}).json()["code"] == 1004
+        )
         ok = {"Authorization": f"Bearer {_jwt()}"}
         prefixed = {**body, "image": "data:image/png;base64," + raw}
         assert httpx.post(url, json=prefixed, headers=ok).status_code == 400
-        small = {**body, "image": base64.b64encode(cv2.imencode(".png", img[:200, :200])[1].tobytes()).decode()}
+        small = {
+            **body,
+            "image": base64.b64encode(cv2.imencode(".png", img[:200, :200])[1].tobytes()).decode(),
+        }
         assert httpx.post(url, json=small, headers=ok).status_code == 400
         r = httpx.post(url, json=body, headers=ok).json()
         assert r["code"] == 0 and r["data"]["task_status"] == "submitted"

@@ -1,17 +1,18 @@
 """Golden tables: the per-clip and per-bin tables of two reference runs, byte for byte.
 
-A refactoring must not change a single number: ``clips.csv`` (one row per clip) and ``curves.csv`` (one row per
-clip and time bin) of
+A refactoring must not change a single number: ``clips.csv`` (one row per clip) and ``curves.csv`` (one row
+per clip and time bin) of
 
 * ``driftbench run`` -- the embedded default (8 synthetic clips of 60 s), and
-* ``driftbench run model=folder model.path=../shared/data/video/generated/manifest.csv`` -- the 17 generated clips
+* ``driftbench run model=folder model.path=../shared/data/video/generated/manifest.csv`` -- the 17 generated
+clips
 
-are compared with the committed copies in ``tests/golden/``. Each run uses fresh caches (nothing is read from an
-earlier run), so a change anywhere from rendering to the tables shows. The temporary directory's path, which the
-tables record, is written as ``<TMP>``.
+are compared with the committed copies in ``tests/golden/``. Each run uses fresh caches (nothing is read from
+an earlier run), so a change anywhere from rendering to the tables shows. The temporary directory's path,
+which the tables record, is written as ``<TMP>``.
 
-Changing numbers on purpose (a better detector, a new column): regenerate the copies in their own commit, with the
-reason in its message::
+Changing numbers on purpose (a better detector, a new column): regenerate the copies in their own commit,
+with the reason in its message::
 
     DRIFTBENCH_REGEN_GOLDEN=1 python -m pytest tests/test_golden.py -q
 """
@@ -58,10 +59,17 @@ def test_tables_match_golden(name: str, tmp_path: Path) -> None:
         if REGENERATE:
             golden.write_text(got, encoding="utf-8")
             continue
-        assert golden.is_file(), f"{golden} missing: DRIFTBENCH_REGEN_GOLDEN=1 python -m pytest tests/test_golden.py"
+        assert golden.is_file(), (
+            f"{golden} missing: DRIFTBENCH_REGEN_GOLDEN=1 python -m pytest tests/test_golden.py"
+        )
         want = golden.read_text(encoding="utf-8")
         if got != want:
-            diff = [f"  line {i + 1}:\n    golden {a[:300]}\n    now    {b[:300]}"
-                    for i, (a, b) in enumerate(zip(want.splitlines(), got.splitlines(), strict=False)) if a != b]
-            pytest.fail(f"{name}/{table} differs from {golden.relative_to(ROOT)} "
-                        f"({len(want.splitlines())} vs {len(got.splitlines())} lines):\n" + "\n".join(diff[:5]))
+            diff = [
+                f"  line {i + 1}:\n    golden {a[:300]}\n    now    {b[:300]}"
+                for i, (a, b) in enumerate(zip(want.splitlines(), got.splitlines(), strict=False))
+                if a != b
+            ]
+            pytest.fail(
+                f"{name}/{table} differs from {golden.relative_to(ROOT)} "
+                f"({len(want.splitlines())} vs {len(got.splitlines())} lines):\n" + "\n".join(diff[:5])
+            )

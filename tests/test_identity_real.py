@@ -43,7 +43,9 @@ def test_identity_constant_footage_never_loses_identity(control_run):
     for cid, c in curves.groupby("clip_id"):
         ok = c["sim_raw"].notna()
         want = theilslopes(c.loc[ok, "sim_raw"], c.loc[ok, "t_mid"]).slope * 60
-        assert clips.set_index("clip_id").loc[cid, "slope_raw_per_min"] == pytest.approx(want, abs=1e-4)  # both rounded in CSV
+        assert clips.set_index("clip_id").loc[cid, "slope_raw_per_min"] == pytest.approx(
+            want, abs=1e-4
+        )  # both rounded in CSV
     # d6.mp4: 0.82 in the first 5 s -> ~0.70 later (expressive, not drift)
     d6 = clips.set_index("clip_id").loc["d6.mp4"]
     assert 0.6 < d6["sim_raw_at_30s"] < 0.9
@@ -104,8 +106,11 @@ def test_labelled_photos_same_person_above_different_person(analyzer):
     assert faces["face_found"].all()
     pairs = V.pair_table(faces)
     m = V.verification_metrics(pairs["sim_raw"].to_numpy(), pairs["same"].to_numpy())
-    print(f"deepface photos: AUC {m['auc']:.4f}, EER {m['eer']:.4f} at threshold {m['eer_threshold']:.3f}, "
-          f"d' {m['d_prime']:.2f}, margin {m['margin']:+.3f}, threshold@FAR0.1% {m['threshold_at_far_0.001']:.3f}")
+    print(
+        f"deepface photos: AUC {m['auc']:.4f}, EER {m['eer']:.4f} at threshold {m['eer_threshold']:.3f}, "
+        f"d' {m['d_prime']:.2f}, margin {m['margin']:+.3f}, threshold@FAR0.1% "
+        f"{m['threshold_at_far_0.001']:.3f}"
+    )
     assert m["n_same"] == 140 and m["n_diff"] == 1690
     # VALIDITY.md baseline: AUC 1.000, d' 7.13, margin +0.08, TAR@FAR0.1% 100%
     assert m["auc"] >= 0.999 and m["d_prime"] > 6.5 and m["margin"] > 0.0 and m["tar_at_far_0.001"] == 1.0

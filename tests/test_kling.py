@@ -1,7 +1,7 @@
 """model=kling against a local fake of Kling's documented API (tests/test_generators_fakes.py), video cut
-from ../shared footage (without it: an embedded synthetic clip): chaining, caching (a rerun never pays twice), the spend guard,
-failures (429, 5xx, failed and stalled tasks, truncated downloads, refused credentials, content policy)
-and resuming without losing what was downloaded."""
+from ../shared footage (without it: an embedded synthetic clip): chaining, caching (a rerun never pays
+twice), the spend guard, failures (429, 5xx, failed and stalled tasks, truncated downloads, refused
+credentials, content policy) and resuming without losing what was downloaded."""
 
 from __future__ import annotations
 
@@ -52,15 +52,34 @@ def keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DRIFTBENCH_CONFIRM_SPEND", raising=False)
 
 
-def kling_source(url: str, cache: Path, dataset: Path, *extra: str, mitigation: tuple[str, str] = ("none", "none"),
-                 model: str = "kling") -> Any:
+def kling_source(
+    url: str,
+    cache: Path,
+    dataset: Path,
+    *extra: str,
+    mitigation: tuple[str, str] = ("none", "none"),
+    model: str = "kling",
+) -> Any:
     from driftbench.config import compose
     from driftbench.sources.base import create_source
 
-    cfg = compose([f"model={model}", f"model.base_url={url}", f"model.dataset={dataset}", "model.durations=[4,6]",
-                   "model.extend_s=2", "model.poll_interval_s=0.01", "model.poll_max_interval_s=0.02",
-                   "model.backoff_s=0.01", f"model.cache_dir={cache}", "model.yes=true",
-                   f"mitigation.name={mitigation[0]}", f"mitigation.stage={mitigation[1]}", *extra])
+    cfg = compose(
+        [
+            f"model={model}",
+            f"model.base_url={url}",
+            f"model.dataset={dataset}",
+            "model.durations=[4,6]",
+            "model.extend_s=2",
+            "model.poll_interval_s=0.01",
+            "model.poll_max_interval_s=0.02",
+            "model.backoff_s=0.01",
+            f"model.cache_dir={cache}",
+            "model.yes=true",
+            f"mitigation.name={mitigation[0]}",
+            f"mitigation.stage={mitigation[1]}",
+            *extra,
+        ]
+    )
     ctx = SourceContext(work_dir=cache / "work", cache_dir=cache / "unused", mitigation=cfg.mitigation)
     return create_source(cfg.model, ctx)
 
@@ -74,7 +93,9 @@ def test_jwt_is_hs256_with_access_key_issuer_and_renewed(keys: None) -> None:
     now = time.time()
     token = auth.token(now)
     assert jwt.get_unverified_header(token) == {"alg": "HS256", "typ": "JWT"}
-    claims = jwt.decode(token, SECRET_KEY, algorithms=["HS256"], options={"verify_exp": False, "verify_nbf": False})
+    claims = jwt.decode(
+        token, SECRET_KEY, algorithms=["HS256"], options={"verify_exp": False, "verify_nbf": False}
+    )
     assert claims["iss"] == ACCESS_KEY
     assert claims["exp"] - claims["nbf"] == 1805 and claims["nbf"] <= now
     assert auth.token(now + 100) == token  # reused while valid
@@ -83,8 +104,9 @@ def test_jwt_is_hs256_with_access_key_issuer_and_renewed(keys: None) -> None:
         jwt.decode(token, "another-secret-of-at-least-32-bytes!", algorithms=["HS256"])
 
 
-def test_extend_chain_yields_each_target_and_rerun_pays_nothing(footage: Footage, dataset_dir: Path, tmp_path: Path,
-                                                                keys: None) -> None:
+def test_extend_chain_yields_each_target_and_rerun_pays_nothing(
+    footage: Footage, dataset_dir: Path, tmp_path: Path, keys: None
+) -> None:
     with FakeKling(footage) as fake:
         src = kling_source(fake.url, tmp_path, dataset_dir, "model.prompts=[talk]")
         clips = src.clips()
@@ -101,7 +123,9 @@ def test_extend_chain_yields_each_target_and_rerun_pays_nothing(footage: Footage
         # video-extend answers hold the whole video so far: each clip is a single step's download
         for pid, want in (("talk@4s", 4.0), ("talk@6s", 6.0)):
             c = by_target[pid]
-            assert c.model == "kling" and c.mitigation == "none" and c.character == "presenter" and c.seed == 0
+            assert (
+                c.model == "kling" and c.mitigation == "none" and c.character == "presenter" and c.seed == 0
+            )
             assert check_video(c.path).duration_s == pytest.approx(want, abs=0.1)
             assert c.meta["n_requests"] == {"talk@4s": 2, "talk@6s": 3}[pid]
         assert fake.log.media_auth_headers == 0  # credentials never go to the download host
@@ -109,15 +133,20 @@ def test_extend_chain_yields_each_target_and_rerun_pays_nothing(footage: Footage
 
         again = kling_source(fake.url, tmp_path, dataset_dir, "model.prompts=[talk]").clips()
         assert [c.path for c in again] == [c.path for c in clips]
-        assert len(fake.log.submits) == submits and fake.log.downloads == downloads  # nothing paid or fetched twice
+        assert (
+            len(fake.log.submits) == submits and fake.log.downloads == downloads
+        )  # nothing paid or fetched twice
 
-        longer = kling_source(fake.url, tmp_path, dataset_dir, "model.prompts=[talk]", "model.durations=[8]").clips()
+        longer = kling_source(
+            fake.url, tmp_path, dataset_dir, "model.prompts=[talk]", "model.durations=[8]"
+        ).clips()
         assert len(fake.log.submits) == submits + 1  # the 8 s chain reuses the 6 s one and adds one extension
         assert check_video(longer[0].path).duration_s == pytest.approx(8.0, abs=0.1)
 
 
-def test_extensions_that_return_only_new_seconds_are_joined(footage: Footage, dataset_dir: Path, tmp_path: Path,
-                                                             keys: None) -> None:
+def test_extensions_that_return_only_new_seconds_are_joined(
+    footage: Footage, dataset_dir: Path, tmp_path: Path, keys: None
+) -> None:
     with FakeKling(footage, extend_full=False) as fake:
         clips = kling_source(fake.url, tmp_path, dataset_dir, "model.prompts=[talk]").clips()
         six = next(c for c in clips if c.prompt_id == "talk@6s")
@@ -134,7 +163,9 @@ def test_reanchor_conditions_each_segment_on_last_frame_and_reference(footage: F
     with FakeKling(footage) as fake:
         base = kling_source(fake.url, tmp_path, dataset_dir, "model.prompts=[talk]").clips()
         n_base = len(fake.log.submits)
-        src = kling_source(fake.url, tmp_path, dataset_dir, "model.prompts=[talk]", mitigation=("reanchor", "auto"))
+        src = kling_source(
+            fake.url, tmp_path, dataset_dir, "model.prompts=[talk]", mitigation=("reanchor", "auto")
+        )
         clips = src.clips()
         assert mitigation_stage(src.ctx.mitigation, src) == "generation"
         new = fake.log.submits[n_base:]
@@ -158,7 +189,9 @@ def test_rate_limits_and_server_errors_are_retried(footage: Footage, dataset_dir
     with FakeKling(footage) as fake:
         fake.faults.rate_limit_submits = 2
         fake.faults.server_error_polls = 2
-        clips = kling_source(fake.url, tmp_path, dataset_dir, "model.prompts=[turn]", "model.durations=[2]").clips()
+        clips = kling_source(
+            fake.url, tmp_path, dataset_dir, "model.prompts=[turn]", "model.durations=[2]"
+        ).clips()
         assert len(clips) == 1
         assert fake.log.rejected.count((429, "/v1/videos/image2video")) == 2
         assert sum(1 for st, _ in fake.log.rejected if st == 503) == 2
@@ -196,12 +229,16 @@ def test_failed_task_is_skipped_then_resubmitted_on_rerun(footage: Footage, data
         assert src2.skipped == [] and len(clips2) == 4
         new = fake.log.submits[n:]
         # only the failed extension and the one after it are requested; the opening is not paid again
-        assert [s["prompt"] for s in new] == ["The same presenter keeps talking.", "Still the same presenter, talking."]
+        assert [s["prompt"] for s in new] == [
+            "The same presenter keeps talking.",
+            "Still the same presenter, talking.",
+        ]
         assert first_talk["task_id"] not in {s["task_id"] for s in new}
 
 
-def test_stalled_task_times_out_and_rerun_polls_the_same_task(footage: Footage, dataset_dir: Path, tmp_path: Path,
-                                                              keys: None) -> None:
+def test_stalled_task_times_out_and_rerun_polls_the_same_task(
+    footage: Footage, dataset_dir: Path, tmp_path: Path, keys: None
+) -> None:
     from driftbench.generators.cache import StepCache
 
     with FakeKling(footage) as fake:
@@ -212,24 +249,33 @@ def test_stalled_task_times_out_and_rerun_polls_the_same_task(footage: Footage, 
         (skip,) = src.skipped
         assert skip.reason == "generation_timeout" and "not resubmitted" in skip.message
         records = [json.loads(p.read_text()) for p in (tmp_path / "generators").rglob("steps/*/*.json")]
-        assert [(r["status"], r["task_id"]) for r in records] == [("submitted", fake.log.submits[0]["task_id"])]
+        assert [(r["status"], r["task_id"]) for r in records] == [
+            ("submitted", fake.log.submits[0]["task_id"])
+        ]
         fake.faults.stall = False
-        clips = kling_source(fake.url, tmp_path, dataset_dir, "model.prompts=[turn]", "model.durations=[2]").clips()
+        clips = kling_source(
+            fake.url, tmp_path, dataset_dir, "model.prompts=[turn]", "model.durations=[2]"
+        ).clips()
         assert len(clips) == 1 and len(fake.log.submits) == 1  # the same task finished; nothing resubmitted
         assert StepCache(Path(clips[0].path).parents[2]).done(Path(clips[0].path).stem) is not None
 
 
-def test_truncated_download_is_fetched_again(footage: Footage, dataset_dir: Path, tmp_path: Path, keys: None) -> None:
+def test_truncated_download_is_fetched_again(
+    footage: Footage, dataset_dir: Path, tmp_path: Path, keys: None
+) -> None:
     with FakeKling(footage) as fake:
         fake.faults.truncate_downloads = 1
-        (clip,) = kling_source(fake.url, tmp_path, dataset_dir, "model.prompts=[turn]", "model.durations=[2]").clips()
+        (clip,) = kling_source(
+            fake.url, tmp_path, dataset_dir, "model.prompts=[turn]", "model.durations=[2]"
+        ).clips()
         (video,) = fake.videos.values()
         assert Path(clip.path).read_bytes() == video.data  # complete, byte for byte
         assert fake.log.downloads == {video.id: 1} and len(fake.log.submits) == 1
 
 
-def test_downloads_survive_a_failed_step_and_the_run_resumes(footage: Footage, dataset_dir: Path, tmp_path: Path,
-                                                             keys: None) -> None:
+def test_downloads_survive_a_failed_step_and_the_run_resumes(
+    footage: Footage, dataset_dir: Path, tmp_path: Path, keys: None
+) -> None:
     with FakeKling(footage) as fake:
         src = kling_source(fake.url, tmp_path, dataset_dir, "model.prompts=[talk]", "model.durations=[2]")
         (opening,) = src.clips()
@@ -249,8 +295,9 @@ def test_downloads_survive_a_failed_step_and_the_run_resumes(footage: Footage, d
         assert Path(opening.path).read_bytes() == kept
 
 
-def test_spend_guard_refuses_before_any_request(footage: Footage, dataset_dir: Path, tmp_path: Path, keys: None,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_spend_guard_refuses_before_any_request(
+    footage: Footage, dataset_dir: Path, tmp_path: Path, keys: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with FakeKling(footage) as fake:
         src = kling_source(fake.url, tmp_path, dataset_dir, "model.yes=false")
         with pytest.raises(UsageError) as exc:
@@ -270,7 +317,9 @@ def test_spend_guard_refuses_before_any_request(footage: Footage, dataset_dir: P
         assert len(kling_source(fake.url, tmp_path, dataset_dir, "model.yes=false").clips()) == 4
 
 
-def test_spending_never_exceeds_max_cost(footage: Footage, dataset_dir: Path, tmp_path: Path, keys: None) -> None:
+def test_spending_never_exceeds_max_cost(
+    footage: Footage, dataset_dir: Path, tmp_path: Path, keys: None
+) -> None:
     with FakeKling(footage) as fake:
         # estimated 1 request (a nominal 5 s opening reaches 4 s) = 0.49 USD, within 0.5; the fake's
         # opening is only 2 s long, and the extension it then needs would pass the ceiling
@@ -304,20 +353,25 @@ def test_content_policy_refusal_fails_only_that_chain(footage: Footage, dataset_
         assert skip.reason == "content_policy" and "code 1301" in skip.message
 
 
-def test_generation_only_mitigation_without_support_is_refused_before_spending(footage: Footage, dataset_dir: Path,
-                                                                               tmp_path: Path, keys: None) -> None:
+def test_generation_only_mitigation_without_support_is_refused_before_spending(
+    footage: Footage, dataset_dir: Path, tmp_path: Path, keys: None
+) -> None:
     with FakeKling(footage) as fake:
         src = kling_source(fake.url, tmp_path, dataset_dir, mitigation=("chain", "generation"))
         with pytest.raises(UsageError, match="no generation-time form"):
             src.clips()
         # a post-processing mitigation gets the native clips, labelled as the baseline
-        post = kling_source(fake.url, tmp_path, dataset_dir, "model.durations=[2]", mitigation=("chain", "post"))
+        post = kling_source(
+            fake.url, tmp_path, dataset_dir, "model.durations=[2]", mitigation=("chain", "post")
+        )
         assert {c.mitigation for c in post.clips()} == {"none"}
 
 
 def test_keys_are_never_written(footage: Footage, dataset_dir: Path, tmp_path: Path, keys: None) -> None:
     with FakeKling(footage) as fake:
-        kling_source(fake.url, tmp_path, dataset_dir, "model.durations=[4]", mitigation=("reanchor", "auto")).clips()
+        kling_source(
+            fake.url, tmp_path, dataset_dir, "model.durations=[4]", mitigation=("reanchor", "auto")
+        ).clips()
         secrets = [ACCESS_KEY, SECRET_KEY, *fake.log.tokens]
         assert len(fake.log.tokens) >= 1
         files = [p for p in tmp_path.rglob("*") if p.is_file()]

@@ -81,7 +81,9 @@ def test_real_pairs_give_the_known_direction(anitalker: Path) -> None:
         assert 0.5 < rows.loc[m, "expressivity_retained_mean"] < 1.3
 
 
-def test_runs_with_the_same_clip_ids_are_paired_across_run_directories(anitalker: Path, tmp_path: Path) -> None:
+def test_runs_with_the_same_clip_ids_are_paired_across_run_directories(
+    anitalker: Path, tmp_path: Path
+) -> None:
     other = copy_run(anitalker, tmp_path / "relabelled")
     clips = pd.read_csv(other / "clips.csv")
     clips["mitigation"] = clips["mitigation"].replace({"none": "reanchor-like"})
@@ -127,13 +129,16 @@ def test_compare_cli_bad_usage_exits_2(args: list[str], adversarial: Path, tmp_p
 
 
 def test_sweep_fills_the_sweep_directory_leaderboard(tmp_path: Path) -> None:
-    """`driftbench run -m` over two manifests: the sweep dir gets leaderboard.csv and report.html (two clips of
-    one person on the embedded synthetic clips; the pipeline and the sweep hook are what is tested)."""
+    """`driftbench run -m` over two manifests: the sweep dir gets leaderboard.csv and report.html (two clips
+    of one person on the embedded synthetic clips; the pipeline and the sweep hook are what is tested)."""
     (a_clip, a_ref), _other = synthetic_pairs().values()
     key = {"character": "hallo-7", "prompt_id": "audio-1", "seed": "0", "model": "talking-head"}
-    a = write_manifest(tmp_path / "a.csv", [{"clip": str(a_clip), "mitigation": "none", "reference": str(a_ref), **key}])
-    b = write_manifest(tmp_path / "b.csv", [{"clip": str(a_clip), "mitigation": "joyhallo", "reference": str(a_ref),
-                                              **key}])
+    a = write_manifest(
+        tmp_path / "a.csv", [{"clip": str(a_clip), "mitigation": "none", "reference": str(a_ref), **key}]
+    )
+    b = write_manifest(
+        tmp_path / "b.csv", [{"clip": str(a_clip), "mitigation": "joyhallo", "reference": str(a_ref), **key}]
+    )
     res = run_pipeline(Path(f"{a},{b}"), tmp_path, f"output.root={tmp_path / 'runs'}", "sampling.end=6",
                        "report.html=false", multirun=True)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -156,38 +161,66 @@ def test_a_mitigation_that_loses_the_face_is_flagged(tmp_path_factory: pytest.Te
 
 
 # -- issue 15: horizons every pair reaches, ranks that respect CIs, Holm, rows sorted by rank (no media) ----
-def _fake_clips(drifts: dict[str, list[float]], horizons: tuple[str, ...] = ("30s", "60s"), duration: float = 62.0,
-                ) -> pd.DataFrame:
+def _fake_clips(
+    drifts: dict[str, list[float]],
+    horizons: tuple[str, ...] = ("30s", "60s"),
+    duration: float = 62.0,
+) -> pd.DataFrame:
     """clips.csv rows: one per (mitigation, pair); drift at every horizon and at the end = the given value."""
     import numpy as np
 
     rows = []
     for mit, values in drifts.items():
         for i, d in enumerate(values):
-            row = {"clip_id": f"{mit}/c{i}", "model": "m", "mitigation": mit, "character": f"c{i}", "prompt_id": "p",
-                   "seed": 0, "duration_s": duration, "face_rate": 1.0, "lost": 0, "survival_time_s": duration,
-                   "opening_dec": 0.9}
+            row = {
+                "clip_id": f"{mit}/c{i}",
+                "model": "m",
+                "mitigation": mit,
+                "character": f"c{i}",
+                "prompt_id": "p",
+                "seed": 0,
+                "duration_s": duration,
+                "face_rate": 1.0,
+                "lost": 0,
+                "survival_time_s": duration,
+                "opening_dec": 0.9,
+            }
             for h in (*horizons, "end"):
                 row[f"drift_dec_at_{h}"] = d
                 row[f"sim_dec_at_{h}"] = 0.9 - d
                 row[f"sim_raw_at_{h}"] = 0.9 - d
             rows.append(row)
-    return pd.DataFrame(rows).assign(run="r", stage=lambda df: np.where(df["mitigation"] == "none", "none", "post"))
+    return pd.DataFrame(rows).assign(
+        run="r", stage=lambda df: np.where(df["mitigation"] == "none", "none", "post")
+    )
 
 
 def _runset(clips: pd.DataFrame, horizons: list[float] | None = None) -> lbm.RunSet:
-    runs = {"r": {"config": {"metrics": {"horizons": horizons or [5, 30, 60, 120]}, "sampling": {"fps": 2.0}}}}
-    return lbm.RunSet([Path("r")], runs, clips, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
+    runs = {
+        "r": {"config": {"metrics": {"horizons": horizons or [5, 30, 60, 120]}, "sampling": {"fps": 2.0}}}
+    }
+    return lbm.RunSet(
+        [Path("r")], runs, clips, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
+    )
 
 
 def test_ranked_by_30s_with_ties_significance_holm_and_rows_sorted_by_rank() -> None:
     base = [0.30, 0.32, 0.28, 0.35, 0.31, 0.29, 0.33, 0.30]
-    clips = _fake_clips({
-        "none": base,
-        "weak": [b - g for b, g in zip(base, [0.01, -0.02, 0.015, -0.01, 0.02, -0.015, 0.005, 0.0], strict=True)],
-        "good": [b - g for b, g in zip(base, [0.20, 0.22, 0.19, 0.21, 0.20, 0.23, 0.18, 0.21], strict=True)],
-        "good2": [b - g for b, g in zip(base, [0.21, 0.20, 0.20, 0.22, 0.19, 0.21, 0.20, 0.22], strict=True)],
-    })
+    clips = _fake_clips(
+        {
+            "none": base,
+            "weak": [
+                b - g
+                for b, g in zip(base, [0.01, -0.02, 0.015, -0.01, 0.02, -0.015, 0.005, 0.0], strict=True)
+            ],
+            "good": [
+                b - g for b, g in zip(base, [0.20, 0.22, 0.19, 0.21, 0.20, 0.23, 0.18, 0.21], strict=True)
+            ],
+            "good2": [
+                b - g for b, g in zip(base, [0.21, 0.20, 0.20, 0.22, 0.19, 0.21, 0.20, 0.22], strict=True)
+            ],
+        }
+    )
     board = lbm.build(_runset(clips))
     rows = board.rows
     assert board.rank_by == "drift_reduction_30s_mean" and not any("ranked by" in n for n in board.notes)
@@ -206,8 +239,9 @@ def test_ranked_by_30s_with_ties_significance_holm_and_rows_sorted_by_rank() -> 
 
 
 def test_falls_back_to_the_longest_horizon_all_pairs_reach_and_says_so() -> None:
-    clips = _fake_clips({"none": [0.3, 0.31, 0.29, 0.3], "a": [0.1, 0.12, 0.09, 0.11]}, horizons=("5s", "10s"),
-                        duration=12.0)
+    clips = _fake_clips(
+        {"none": [0.3, 0.31, 0.29, 0.3], "a": [0.1, 0.12, 0.09, 0.11]}, horizons=("5s", "10s"), duration=12.0
+    )
     board = lbm.build(_runset(clips, [5, 10, 30, 60]))
     assert board.rank_by == "drift_reduction_10s_mean"
     assert board.notes[0].startswith("ranked by drift reduction at 10s, the longest horizon all pairs reach")
@@ -224,7 +258,12 @@ def test_compare_horizons_no_clip_reached_exits_2_naming_them(tmp_path: Path,
     (run / "run.json").write_text(json.dumps({"config": {"metrics": {"horizons": [5, 30]}}}))
     assert cli_compare.main([str(run), "--horizons", "10,30", "--no-html", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "10s was not measured" in err[0] and "no clip reached 30s" in err[0] and "fix:" in err[0]
+    assert (
+        len(err) == 1
+        and "10s was not measured" in err[0]
+        and "no clip reached 30s" in err[0]
+        and "fix:" in err[0]
+    )
     assert cli_compare.main([str(run), "--horizons", "5", "--no-html", "--out", str(tmp_path / "o")]) == 0
     written = pd.read_csv(tmp_path / "o" / "leaderboard.csv")
     assert list(written["mitigation"]) == ["a", "none"]  # CSV rows in rank order

@@ -27,15 +27,34 @@ from driftbench.sources.folder import ALIASES, FolderSource
 KNOWN = sorted({a for names in ALIASES.values() for a in names} | {"clip_id"})
 
 paths = st.one_of(
-    st.sampled_from(["clip.mp4", "../outside/clip.mp4", "/abs/clip.mp4", "a/../../b.mp4", "~/x.mp4", "first_frame",
-                     "a.jpg;b.jpg", ";", " ", ".", "..", "C:\\win\\clip.mp4", "clip.mp4\nsecond line"]),
+    st.sampled_from(
+        [
+            "clip.mp4",
+            "../outside/clip.mp4",
+            "/abs/clip.mp4",
+            "a/../../b.mp4",
+            "~/x.mp4",
+            "first_frame",
+            "a.jpg;b.jpg",
+            ";",
+            " ",
+            ".",
+            "..",
+            "C:\\win\\clip.mp4",
+            "clip.mp4\nsecond line",
+        ]
+    ),
     st.text(max_size=30),
 )
 scalars = st.one_of(paths, st.integers(), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
                     st.none(), st.sampled_from(["1e400", "-1e400", "nan", "inf", "12", " 7 ", "0x10", "٣"]))
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                       st.dictionaries(st.text(max_size=5), inner, max_size=3)),
-                      max_leaves=5)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=5,
+)
 column = st.one_of(st.sampled_from(KNOWN), st.text(max_size=12))
 
 

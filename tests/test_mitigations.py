@@ -91,8 +91,18 @@ def test_apply_post_pairs_caches_and_skips(tmp_path, cache_dir):
     done, skipped = apply_post(clips, type("Cfg", (), cfg)(), settings, out_dir)
     assert [c.clip_id for c in done] == ["a/tpsmm"]
     c = done[0]
-    assert (c.character, c.prompt_id, c.seed, c.model, c.mitigation) == ("tpsmm", "p", 3, "folder", "reanchor")
-    assert c.meta["k"] == "v" and c.meta["mitigation_source"] == str(real) and c.meta["mitigation_stage"] == "post"
+    assert (c.character, c.prompt_id, c.seed, c.model, c.mitigation) == (
+        "tpsmm",
+        "p",
+        3,
+        "folder",
+        "reanchor",
+    )
+    assert (
+        c.meta["k"] == "v"
+        and c.meta["mitigation_source"] == str(real)
+        and c.meta["mitigation_stage"] == "post"
+    )
     assert c.meta["mitigation_frames"] == c.meta["mitigation_frames_processed"] >= 26  # 6.8 s at 4 fps
     assert Path(c.path).is_file() and Path(c.path).is_relative_to(out_dir / "reanchor")
     assert {s.item: s.reason for s in skipped} == {str(tmp_path / "missing.mp4"): "missing",
@@ -167,9 +177,12 @@ def test_freeze_and_paste_reach_the_same_person_maximum_but_lose_expression(synt
         clips, f = tables(synthetic_runs[name])
         for _, row in clips.iterrows():
             expr, yaw = paired_correlations(f_none, f, row["clip_id"], row["clip_id"])
-            print(f"\n{name:6s} {_schedule(row['clip_id']):7s} mean sim {row['mean_raw']:.3f} "
-                  f"(ceiling {ceiling:.3f}) min bin {row['min_bin_raw']:.3f} expression r {expr:.3f} yaw r {yaw:.3f}",
-                  end="")
+            print(
+                f"\n{name:6s} {_schedule(row['clip_id']):7s} mean sim {row['mean_raw']:.3f} "
+                f"(ceiling {ceiling:.3f}) min bin {row['min_bin_raw']:.3f} expression r {expr:.3f} yaw r "
+                f"{yaw:.3f}",
+                end="",
+            )
             assert row["mean_raw"] > ceiling - 0.05 and row["min_bin_raw"] > ceiling - 0.1
             assert expr < 0.3
     for cid in base["clip_id"]:
@@ -192,7 +205,9 @@ def test_leaderboard_flags_freeze_and_paste_and_ranks_reanchor(synthetic_runs):
     assert not rows.loc["reanchor", "flags"] and not rows.loc["reanchor", "excluded"]
     assert rows.loc["reanchor", "expressivity_retained_mean"] >= 0.7
     assert rows.loc["reanchor", "rank"] == 1  # above chain, the only other ranked row
-    assert rows.loc["freeze", "expressivity_retained_mean"] < rows.loc["reanchor", "expressivity_retained_mean"]
+    assert (
+        rows.loc["freeze", "expressivity_retained_mean"] < rows.loc["reanchor", "expressivity_retained_mean"]
+    )
 
 
 # -- real generated drift --------------------------------------------------------------------------
@@ -222,8 +237,11 @@ def _check_dub(runs: dict[str, Path]) -> None:
               f"last 5 s {r['last5s']:.3f} drift@5s {r['drift_at_5s']:.3f}", end="")
     print(f"\nreanchor vs input: expression r {expr:.3f}, yaw r {yaw:.3f}")
     meta = json.loads(tables(runs["reanchor"])[0]["meta"].iloc[0])
-    print(f"reanchor: {meta['mitigation_frames_mirrored']} of {meta['mitigation_frames']} frames took the mirrored "
-          f"reference ({meta['mitigation_reference']})")
+    print(
+        f"reanchor: {meta['mitigation_frames_mirrored']} of {meta['mitigation_frames']} frames took the "
+        "mirrored "
+        f"reference ({meta['mitigation_reference']})"
+    )
     assert rows["none"]["last5s"] < rows["none"]["opening"] - 0.15  # the clip drifts
     assert rows["reanchor"]["last5s"] > rows["none"]["last5s"] + 0.03
     assert rows["reanchor"]["mean"] > rows["none"]["mean"] - 0.01
@@ -272,14 +290,21 @@ def test_sampled_mitigation_processes_only_the_measured_frames_and_matches_full_
     full_frames = video.probe(real).n_frames
     for name in ("reanchor", "chain"):
         sampled, full = outs[name, "sampled"], outs[name, "full"]
-        assert sampled.meta["mitigation_render"] == "sampled@2:0-" and full.meta["mitigation_render"] == "full"
+        assert (
+            sampled.meta["mitigation_render"] == "sampled@2:0-" and full.meta["mitigation_render"] == "full"
+        )
         assert sampled.meta["mitigation_frames_processed"] == len(src)  # only what is measured
         assert full.meta["mitigation_frames_processed"] >= full_frames - 1
         a, b = list(video.sample(sampled.path, 2.0)), list(video.sample(full.path, 2.0))
         assert [f.t for f in a] == [f.t for f in b] == [f.t for f in src]
         assert abs(video.probe(sampled.path).duration_s - video.probe(real).duration_s) < 0.05
-        diff = [float(np.abs(x.image.astype(np.int16) - y.image.astype(np.int16)).mean()) for x, y in zip(a, b, strict=True)]
-        print(f"\n{name}: mean |sampled - full| per frame {np.mean(diff):.2f} grey levels (max {max(diff):.2f})")
+        diff = [
+            float(np.abs(x.image.astype(np.int16) - y.image.astype(np.int16)).mean())
+            for x, y in zip(a, b, strict=True)
+        ]
+        print(
+            f"\n{name}: mean |sampled - full| per frame {np.mean(diff):.2f} grey levels (max {max(diff):.2f})"
+        )
         assert diff[0] < 2.0  # the first frame takes the reference in both
         if name == "reanchor":
             assert max(diff) < 3.0  # frame by frame, independent of time: equal up to re-encoding

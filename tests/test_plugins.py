@@ -25,7 +25,9 @@ EXAMPLE = ROOT / "examples" / "plugin"
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """examples/plugin installed the ordinary way (pip), into a folder put on PYTHONPATH."""
     tmp = tmp_path_factory.mktemp("plugin")
-    src = shutil.copytree(EXAMPLE, tmp / "src", ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    src = shutil.copytree(
+        EXAMPLE, tmp / "src", ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
+    )
     target = tmp / "site"
     res = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                           "--no-index", "--target", str(target), str(src)], capture_output=True, text=True,
@@ -41,11 +43,16 @@ def drift(installed: Path, *args: str, cwd: Path = ROOT) -> subprocess.Completed
 
 
 def test_the_packages_config_options_compose_and_show_in_hydras_search_path(installed: Path) -> None:
-    res = drift(installed, "run", "--cfg", "job", "model=my_clips", "model.path=list.txt", "mitigation=unsharp")
+    res = drift(
+        installed, "run", "--cfg", "job", "model=my_clips", "model.path=list.txt", "mitigation=unsharp"
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     cfg = yaml.safe_load(res.stdout)
     assert cfg["model"] == {"name": "clip_list", "path": "list.txt", "label": "my_clips"}
-    assert cfg["mitigation"]["name"] == "unsharp" and cfg["mitigation"]["params"] == {"sigma": 1.5, "amount": 0.6}
+    assert cfg["mitigation"]["name"] == "unsharp" and cfg["mitigation"]["params"] == {
+        "sigma": 1.5,
+        "amount": 0.6,
+    }
     info = drift(installed, "run", "--info", "searchpath")
     assert "pkg://driftbench_example.conf" in info.stdout
     # without the package: the option does not exist (exit 2, one line)
@@ -86,8 +93,10 @@ def test_a_broken_plugin_is_a_usage_error(tmp_path: Path) -> None:
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[driftbench.mitigations]\nbroken = broken_plugin_mod:Nope\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(site)])}
-    code = ("import sys\nfrom driftbench.mitigations import create\nfrom driftbench.errors import UsageError\n"
-            "try:\n    create('broken', {})\nexcept UsageError as e:\n    print(e)\n    sys.exit(2)\n")
+    code = (
+        "import sys\nfrom driftbench.mitigations import create\nfrom driftbench.errors import UsageError\n"
+        "try:\n    create('broken', {})\nexcept UsageError as e:\n    print(e)\n    sys.exit(2)\n"
+    )
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
     assert res.returncode == 2 and "plug-in 'broken'" in res.stdout and "broken-plugin" in res.stdout
     assert "-- fix:" in res.stdout
@@ -111,7 +120,9 @@ def test_a_generator_api_in_yaml_from_the_package(installed: Path, tmp_path: Pat
         cv2.imwrite(str(ds / "presenter.png"), next(c.decode(video=0)).to_ndarray(format="bgr24"))
     (ds / "dataset.yaml").write_text(
         "name: fake_suite\ndurations: [4, 6]\ncharacters:\n  presenter: {references: [presenter.png]}\n"
-        "prompts:\n  - {id: talk, stress: [long_take], text: 'The presenter talks.', continue: ['Still talking.']}\n")
+        "prompts:\n  - {id: talk, stress: [long_take], text: 'The presenter talks.', continue: ['Still "
+        "talking.']}\n"
+    )
     with FakeRunway(footage) as fake:
         src = kling_source(fake.url, tmp_path / "cache", ds, "model.extend_s=2",
                            "hydra.searchpath=[pkg://driftbench_example.conf]", model="runway_gen4")

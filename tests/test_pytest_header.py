@@ -12,8 +12,15 @@ from tests.conftest import ROOT
 
 def test_one_header_line_and_skips_by_reason() -> None:
     env = {**os.environ, "DRIFTBENCH_SHARED": "/nonexistent"}
-    res = subprocess.run([sys.executable, "-m", "pytest", "tests/test_identity_real.py", "-p", "no:cacheprovider"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/test_identity_real.py", "-p", "no:cacheprovider"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stdout[-3000:]
     lines = res.stdout.splitlines()
     header = [ln for ln in lines if ln.startswith("driftbench: ")]

@@ -171,11 +171,19 @@ def test_each_case_has_its_outcome(catalogue) -> None:
         if c.expect == "lost_no_face":
             # losing the face is never a gain: measured, kept in n and survival, lost at its first sample
             if c.clip_id not in clips.index:
-                wrong.append(f"{c.clip_id}: expected measured as lost (no face), got {skipped.loc[c.clip_id, 'message']}")
+                wrong.append(
+                    f"{c.clip_id}: expected measured as lost (no face), got "
+                    f"{skipped.loc[c.clip_id, 'message']}"
+                )
                 continue
             row = clips.loc[c.clip_id]
-            if not (int(row["lost"]) == 1 and row["loss_cause"] == "no_face" and float(row["face_rate"]) == 0.0
-                    and float(row["survival_time_s"]) == 0.0 and "-- fix: " in row["warnings"]):
+            if not (
+                int(row["lost"]) == 1
+                and row["loss_cause"] == "no_face"
+                and float(row["face_rate"]) == 0.0
+                and float(row["survival_time_s"]) == 0.0
+                and "-- fix: " in row["warnings"]
+            ):
                 wrong.append(f"{c.clip_id}: expected lost with cause no_face, got {row.to_dict()}")
             continue
         if c.expect in ("ok", "truncated"):
@@ -225,7 +233,9 @@ def test_truncated_clip_is_censored_where_decoding_stopped(catalogue) -> None:
     # half the bytes: about half the seconds, and survival is censored there, not at 4.24 s
     assert 1.0 < half < 3.0
     assert float(clips.loc["faststart_truncated_50pct", "survival_time_s"]) <= half
-    assert int(clips.loc["faststart_truncated_50pct", "n_samples"]) < int(clips.loc["faststart_intact", "n_samples"])
+    assert int(clips.loc["faststart_truncated_50pct", "n_samples"]) < int(
+        clips.loc["faststart_intact", "n_samples"]
+    )
 
 
 def test_truncated_clip_is_not_cached_as_complete(catalogue, tmp_path) -> None:
@@ -355,7 +365,10 @@ USAGE_CASES = {
     "wrong_type": (["model=folder", "model.path={d}/good.mp4", "sampling.fps=fast"], "config"),
     "missing_model_path": (["model=folder"], "config"),
     "unknown_group_option": (["model=folder", "model.path={d}/good.mp4", "face=nope"], "config"),
-    "unwritable_output_dir": (["model=folder", "model.path={d}/good.mp4", "output.dir={d}/a_file/run"], "config"),
+    "unwritable_output_dir": (
+        ["model=folder", "model.path={d}/good.mp4", "output.dir={d}/a_file/run"],
+        "config",
+    ),
     "unknown_option": (["--bogus"], "config"),
     "model_path_missing_on_disk": (["model=folder", "model.path={d}/nowhere"], "input"),
     "manifest_without_clip_column": (["model=folder", "model.path={d}/no_clip_column.csv"], "input"),
@@ -376,10 +389,15 @@ def test_bad_usage_exits_2_before_any_work(name, usage_inputs, tmp_path, capsys)
     code = run_inprocess(*args)
     assert code == 2
     err = capsys.readouterr().err
-    errors = {ln.removeprefix("driftbench run: ") for ln in err.splitlines() if ln.startswith("driftbench run:")}
+    errors = {
+        ln.removeprefix("driftbench run: ") for ln in err.splitlines() if ln.startswith("driftbench run:")
+    }
     for log in sorted(out.glob("*.log")) if out.is_dir() else []:  # the same line may be in several logs
-        errors |= {ln.split("ERROR", 1)[1].lstrip("] -") for ln in log.read_text(encoding="utf-8").splitlines()
-                   if "ERROR" in ln}
+        errors |= {
+            ln.split("ERROR", 1)[1].lstrip("] -")
+            for ln in log.read_text(encoding="utf-8").splitlines()
+            if "ERROR" in ln
+        }
     assert len(errors) == 1 and "fix:" in next(iter(errors)), (err, errors)
     if stage == "config":
         assert not out.exists(), "a configuration error must stop before the run directory is made"
@@ -415,7 +433,9 @@ def test_output_folder_with_special_characters(multirun, usage_inputs, tmp_path)
     where = tmp_path / "my runs (v2)" / "it's a=b, c"
     quoted = "'" + str(where).replace("'", "\\'") + "'"
     if multirun:
-        code = run_inprocess("-m", "model=folder", f"model.path={d}/good.mp4,{d}/good2.mp4", f"output.root={quoted}")
+        code = run_inprocess(
+            "-m", "model=folder", f"model.path={d}/good.mp4,{d}/good2.mp4", f"output.root={quoted}"
+        )
         done = sorted(where.glob("sweep-*/*/clips.csv"))
         assert code == 0 and len(done) == 2
     else:

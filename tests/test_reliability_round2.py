@@ -81,8 +81,15 @@ def test_bad_setting_exits_2_before_any_work(name, one_clip_dir, tmp_path, capsy
     assert not out.exists() and str(out) not in err.out, "nothing is created or printed"
 
 
-@pytest.mark.parametrize("name,value,expect", [
-    ("comma", "a,b", "Ambiguous"), ("equals", "a=b", "="), ("bracket", "a[1]", "["), ("interpolation", "${x}", "x")])
+@pytest.mark.parametrize(
+    "name,value,expect",
+    [
+        ("comma", "a,b", "Ambiguous"),
+        ("equals", "a=b", "="),
+        ("bracket", "a[1]", "["),
+        ("interpolation", "${x}", "x"),
+    ],
+)
 def test_path_with_hydra_syntax_gets_quote_hint(name, value, expect, tmp_path, capsys) -> None:
     code = run_inprocess("model=folder", f"model.path={tmp_path}/{value}", f"output.dir={tmp_path / 'run'}")
     err = capsys.readouterr().err
@@ -121,8 +128,14 @@ def test_generator_without_keys_creates_nothing(tmp_path, monkeypatch, capsys) -
     for name in ("KLING_ACCESS_KEY", "KLING_SECRET_KEY", "DRIFTBENCH_CONFIRM_SPEND"):
         monkeypatch.delenv(name, raising=False)
     out = tmp_path / "run"
-    code = run_inprocess("model=kling", "model.durations=[5]", "model.limit=1", f"model.cache_dir={tmp_path / 'gen'}",
-                         f"output.dir={out}", "--yes")
+    code = run_inprocess(
+        "model=kling",
+        "model.durations=[5]",
+        "model.limit=1",
+        f"model.cache_dir={tmp_path / 'gen'}",
+        f"output.dir={out}",
+        "--yes",
+    )
     captured = capsys.readouterr()
     assert code == 2, captured.err
     assert "KLING_ACCESS_KEY" in captured.err
@@ -152,7 +165,9 @@ def test_second_writer_exits_2_naming_the_holder(one_clip_dir, tmp_path, capsys)
         (line,) = _errors(capsys.readouterr().err)
         assert code == 2
         assert f"pid {holder.pid}" in line and socket.gethostname() in line and "started" in line, line
-        assert not (out / "status.json").exists() and not (out / ".hydra").exists(), "the holder's files are its own"
+        assert not (out / "status.json").exists() and not (out / ".hydra").exists(), (
+            "the holder's files are its own"
+        )
     finally:
         holder.kill()
         holder.wait()
@@ -167,8 +182,13 @@ def test_second_writer_exits_2_naming_the_holder(one_clip_dir, tmp_path, capsys)
 @pytest.mark.usefixtures("cache_dir")
 def test_sweep_job_directory_is_locked_too(clips, tmp_path, capsys) -> None:
     root = tmp_path / "runs"
-    args = ("-m", "model=folder", f"model.path={clips / 'good_a.mp4'},{clips / 'good_b.mp4'}", f"output.root={root}",
-            "executor.workers=1")
+    args = (
+        "-m",
+        "model=folder",
+        f"model.path={clips / 'good_a.mp4'},{clips / 'good_b.mp4'}",
+        f"output.root={root}",
+        "executor.workers=1",
+    )
     assert run_inprocess(*args) == 0
     jobs = sorted(p.parent for p in root.glob("sweep-*/*/status.json"))
     assert len(jobs) == 2
@@ -198,7 +218,9 @@ def test_scrub_removes_every_credential(monkeypatch) -> None:
         monkeypatch.setenv(k, v)
     register_secret_env("MY_PROVIDER_CRED")  # what a provider YAML's auth.env does
     text = " ".join(f"{k}={v}" for k, v in secrets.items())
-    text += ' {"echo": "Authorization: Bearer sk-live-abcdef123456"} jwt eyJhbGciOiJI.eyJpc3MiOiJB.c2lnbmF0dXJl'
+    text += (
+        ' {"echo": "Authorization: Bearer sk-live-abcdef123456"} jwt eyJhbGciOiJI.eyJpc3MiOiJB.c2lnbmF0dXJl'
+    )
     clean = scrub(text)
     assert not any(v in clean for v in secrets.values()), clean
     assert "sk-live-abcdef123456" not in clean and "eyJhbGciOiJI" not in clean
@@ -214,7 +236,9 @@ def test_written_files_and_log_records_are_scrubbed(tmp_path, monkeypatch, caplo
     from driftbench.io import write_csv, write_json, write_text
 
     monkeypatch.setenv("RUNWAYML_API_SECRET", "key_runwaysecret42")
-    write_csv(tmp_path / "t.csv", pd.DataFrame({"message": ["HTTP 400 you sent key_runwaysecret42"], "n": [1]}))
+    write_csv(
+        tmp_path / "t.csv", pd.DataFrame({"message": ["HTTP 400 you sent key_runwaysecret42"], "n": [1]})
+    )
     write_json(tmp_path / "t.json", {"argv": ["Bearer key_runwaysecret42"]})
     write_text(tmp_path / "t.html", "<p>key_runwaysecret42</p>")
     monkeypatch.setattr(logging.getLogger("driftbench"), "disabled", False)  # an in-process sweep disables it
@@ -234,9 +258,13 @@ def test_csv_text_cells_are_neutralised_and_read_back(tmp_path) -> None:
     from driftbench.io import read_csv as read_table
     from driftbench.io import write_csv
 
-    df = pd.DataFrame({"clip_id": ["=HYPERLINK(\"http://x\")", "+cmd", "-2+3", "@SUM(A1)", "'=quoted", "plain",
-                                   "-0.5"],
-                       "seed": [-1, 2, 3, 4, 5, 6, 7], "score": [-0.25, 0.5, 1.0, -1.0, 0.0, 0.1, 0.2]})
+    df = pd.DataFrame(
+        {
+            "clip_id": ['=HYPERLINK("http://x")', "+cmd", "-2+3", "@SUM(A1)", "'=quoted", "plain", "-0.5"],
+            "seed": [-1, 2, 3, 4, 5, 6, 7],
+            "score": [-0.25, 0.5, 1.0, -1.0, 0.0, 0.1, 0.2],
+        }
+    )
     write_csv(tmp_path / "c.csv", df)
     raw = pd.read_csv(tmp_path / "c.csv", dtype=str, keep_default_na=False)
     risky = raw["clip_id"][raw["clip_id"].str.match(r"^[=+\-@]")]
@@ -286,7 +314,9 @@ def test_native_quiet_window_keeps_other_threads_stderr(capfd) -> None:
 # -- run directories that `driftbench report` cannot read ---------------------------------------------------
 def _fake_run(d: Path) -> Path:
     d.mkdir(parents=True)
-    pd.DataFrame({"clip_id": ["a"], "model": ["m"], "mitigation": ["none"]}).to_csv(d / "clips.csv", index=False)
+    pd.DataFrame({"clip_id": ["a"], "model": ["m"], "mitigation": ["none"]}).to_csv(
+        d / "clips.csv", index=False
+    )
     (d / "run.json").write_text("{}", encoding="utf-8")
     return d
 
@@ -352,7 +382,9 @@ def test_too_short_and_start_past_end_are_reported_not_scored(clips, tmp_path) -
     assert list(measured["clip_id"]) == ["good"], "a clip scored from one sample never enters the aggregates"
     for cid in ("short_0.2s", "png_renamed_mp4"):
         assert skipped.loc[cid, "reason"] == "too_short", skipped.loc[cid, "message"]
-        assert "metrics.min_samples" in skipped.loc[cid, "message"] and "-- fix:" in skipped.loc[cid, "message"]
+        assert (
+            "metrics.min_samples" in skipped.loc[cid, "message"] and "-- fix:" in skipped.loc[cid, "message"]
+        )
     # sampling.start past the clip's end: its own reason and message (not "zero-length clip?")
     out2 = tmp_path / "run_start"
     code = run_inprocess("model=folder", f"model.path={clips / 'good_a.mp4'}", f"output.dir={out2}",
@@ -383,9 +415,19 @@ def test_dangling_and_looping_symlinks_are_listed(clips, tmp_path) -> None:
 @needs_shared
 @pytest.mark.usefixtures("cache_dir")
 def test_formula_cells_are_neutralised_in_run_and_report_tables(clips, tmp_path) -> None:
-    m = _manifest(tmp_path / "ds", [{"clip_id": "=HYPERLINK(\"http://evil\",\"x\")", "clip": str(clips / "good_a.mp4"),
-                                     "character": "+cmd|' /C calc'!A0", "prompt": "@SUM(1+1)", "note": "-2+3",
-                                     "seed": -3}])
+    m = _manifest(
+        tmp_path / "ds",
+        [
+            {
+                "clip_id": '=HYPERLINK("http://evil","x")',
+                "clip": str(clips / "good_a.mp4"),
+                "character": "+cmd|' /C calc'!A0",
+                "prompt": "@SUM(1+1)",
+                "note": "-2+3",
+                "seed": -3,
+            }
+        ],
+    )
     out = tmp_path / "run"
     assert run_inprocess("model=folder", f"model.path={m}", f"output.dir={out}", "executor.workers=1") == 0
     for table in ("clips.csv", "report_clips.csv"):
@@ -426,7 +468,10 @@ def test_parts_of_another_configuration_are_never_assembled(clips, tmp_path) -> 
     assert list(read_csv(out / "clips.csv")["clip_id"]) == ["b"], "the fps=2 part is not this run's"
     assert run_inprocess(*args, f"output.dir={out}") == 0
     again = read_csv(out / "clips.csv").set_index("clip_id")
-    assert int(again.loc["a", "n_samples"]) == n_a and json.loads((out / "run.json").read_text())["resumed_clips"] == 1
+    assert (
+        int(again.loc["a", "n_samples"]) == n_a
+        and json.loads((out / "run.json").read_text())["resumed_clips"] == 1
+    )
 
 
 @needs_shared
@@ -467,8 +512,12 @@ def test_full_disk_says_so(clips, tmp_path, monkeypatch, capsys) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "clips.csv"))
 
     monkeypatch.setattr(runner, "write_csv", full)
-    code = run_inprocess("model=folder", f"model.path={clips / 'good_a.mp4'}", f"output.dir={tmp_path / 'run'}",
-                         "executor.workers=1")
+    code = run_inprocess(
+        "model=folder",
+        f"model.path={clips / 'good_a.mp4'}",
+        f"output.dir={tmp_path / 'run'}",
+        "executor.workers=1",
+    )
     (line,) = _errors(capsys.readouterr().err)
     assert code == 1
     assert "no space left" in line and "free space" in line, line
@@ -508,9 +557,18 @@ def test_provider_echoing_the_authorization_header_leaks_nothing(tmp_path, monke
     monkeypatch.setenv("RUNWAYML_API_SECRET", RUNWAY_KEY)
     out = tmp_path / "run"
     with Echo(Footage()) as fake:
-        code = run_inprocess("model=runway", f"model.base_url={fake.url}", f"model.dataset={ds}", "model.durations=[4]",
-                             "model.extend_s=2", "model.backoff_s=0.01", "model.max_retries=0",
-                             f"model.cache_dir={tmp_path / 'gen'}", f"output.dir={out}", "--yes")
+        code = run_inprocess(
+            "model=runway",
+            f"model.base_url={fake.url}",
+            f"model.dataset={ds}",
+            "model.durations=[4]",
+            "model.extend_s=2",
+            "model.backoff_s=0.01",
+            "model.max_retries=0",
+            f"model.cache_dir={tmp_path / 'gen'}",
+            f"output.dir={out}",
+            "--yes",
+        )
         assert RUNWAY_KEY in fake.log.tokens, "the key was sent, and echoed back"
     said = capfd.readouterr()
     monkeypatch.delenv("DRIFTBENCH_CONFIRM_SPEND", raising=False)
@@ -518,7 +576,9 @@ def test_provider_echoing_the_authorization_header_leaks_nothing(tmp_path, monke
     skipped = read_csv(out / "skipped.csv")
     assert skipped["message"].str.contains("you sent Authorization: Bearer [redacted]", regex=False).all()
     written = [p for p in out.rglob("*") if p.is_file()]
-    assert {"skipped.csv", "report.html", "report.json", "driftbench.log", "run.json"} <= {p.name for p in written}
+    assert {"skipped.csv", "report.html", "report.json", "driftbench.log", "run.json"} <= {
+        p.name for p in written
+    }
     for p in written:
         assert RUNWAY_KEY.encode() not in p.read_bytes(), p
     assert RUNWAY_KEY not in said.out + said.err
@@ -528,10 +588,14 @@ def test_provider_echoing_the_authorization_header_leaks_nothing(tmp_path, monke
 @needs_shared
 def test_sigterm_is_resumable_with_its_own_exit_code(clips, tmp_path) -> None:
     ds = tmp_path / "ds"
-    rows = [{"clip_id": f"c{i}", "clip": str(clips / ("good_a.mp4" if i % 2 else "good_b.mp4"))} for i in range(6)]
+    rows = [
+        {"clip_id": f"c{i}", "clip": str(clips / ("good_a.mp4" if i % 2 else "good_b.mp4"))} for i in range(6)
+    ]
     m = _manifest(ds, rows)
     out, cache = tmp_path / "run", tmp_path / "cache"
-    args = command("model=folder", f"model.path={m}", f"output.dir={out}", "executor.workers=1", "cache.enabled=false")
+    args = command(
+        "model=folder", f"model.path={m}", f"output.dir={out}", "executor.workers=1", "cache.enabled=false"
+    )
     proc = subprocess.Popen(args, cwd=ROOT, env=subprocess_env(cache), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
@@ -545,8 +609,9 @@ def test_sigterm_is_resumable_with_its_own_exit_code(clips, tmp_path) -> None:
     assert json.loads((out / "status.json").read_text())["exit_code"] == 143
     n_parts = len(list((out / "parts").glob("*.json")))
     assert 1 <= n_parts < 6
-    again = subprocess.run(args, cwd=ROOT, env=subprocess_env(cache), capture_output=True, text=True, timeout=600,
-                           check=False)
+    again = subprocess.run(
+        args, cwd=ROOT, env=subprocess_env(cache), capture_output=True, text=True, timeout=600, check=False
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     assert json.loads((out / "run.json").read_text())["resumed_clips"] == n_parts
     assert len(read_csv(out / "clips.csv")) == 6
@@ -567,9 +632,15 @@ def test_every_skipped_warning_is_printed_over_repeated_runs(clips, tmp_path) ->
     seen = []
     for i in range(3):
         out = tmp_path / f"run{i}"
-        p = subprocess.run(command("model=folder", f"model.path={m}", f"output.dir={out}", "executor.workers=1"),
-                           cwd=ROOT, env=subprocess_env(tmp_path / f"cache{i}"), capture_output=True, text=True,
-                           timeout=600, check=False)
+        p = subprocess.run(
+            command("model=folder", f"model.path={m}", f"output.dir={out}", "executor.workers=1"),
+            cwd=ROOT,
+            env=subprocess_env(tmp_path / f"cache{i}"),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
         assert p.returncode == 1, p.stderr[-2000:]
         messages = list(read_csv(out / "skipped.csv")["message"])
         assert len(messages) == 2
@@ -584,10 +655,21 @@ def test_sweep_jobs_print_and_log_their_warnings(clips, tmp_path) -> None:
     ds = tmp_path / "ds"
     ds.mkdir()
     media.zero_length_clip(ds / "empty.mp4")
-    p = subprocess.run(command("-m", "model=folder", f"model.path={ds / 'empty.mp4'},{clips / 'good_a.mp4'}",
-                               f"output.root={tmp_path / 'out'}", "executor.workers=1"),
-                       cwd=ROOT, env=subprocess_env(tmp_path / "cache"), capture_output=True, text=True, timeout=600,
-                       check=False)
+    p = subprocess.run(
+        command(
+            "-m",
+            "model=folder",
+            f"model.path={ds / 'empty.mp4'},{clips / 'good_a.mp4'}",
+            f"output.root={tmp_path / 'out'}",
+            "executor.workers=1",
+        ),
+        cwd=ROOT,
+        env=subprocess_env(tmp_path / "cache"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert p.returncode == 1, p.stderr[-2000:]
     (job,) = [s.parent for s in (tmp_path / "out").glob("sweep-*/*/skipped.csv") if len(read_csv(s))]
     (message,) = read_csv(job / "skipped.csv")["message"]
@@ -596,12 +678,38 @@ def test_sweep_jobs_print_and_log_their_warnings(clips, tmp_path) -> None:
 
 
 #: the hostile kinds this file covers, one name each (the older tests/test_reliability.py covers 33)
-KINDS = (*(f"setting:{k}" for k in BAD_SETTINGS),  # 20
-         "override_comma", "override_equals", "override_bracket", "override_interpolation",
-         "yaml_manifest_syntax", "empty_folder", "duplicate_ids", "generator_without_keys",
-         "second_writer", "stale_lock_after_kill", "second_sweep_into_locked_job", "secret_env_values", "secret_in_written_files",
-         "provider_echoes_authorization", "csv_formula_cells", "csv_formula_in_run_and_report",
-         "stderr_during_native_quiet", "warnings_over_repeated_runs", "warnings_in_sweep_jobs", "report_run_json_corrupt",
-         "report_run_json_not_object", "report_frames_truncated", "clip_0.2s", "png_renamed_mp4",
-         "start_past_end", "dangling_symlink", "looping_symlink", "part_of_other_config",
-         "part_truncated_footer", "part_damaged_body", "disk_full", "sigterm")
+KINDS = (
+    *(f"setting:{k}" for k in BAD_SETTINGS),  # 20
+    "override_comma",
+    "override_equals",
+    "override_bracket",
+    "override_interpolation",
+    "yaml_manifest_syntax",
+    "empty_folder",
+    "duplicate_ids",
+    "generator_without_keys",
+    "second_writer",
+    "stale_lock_after_kill",
+    "second_sweep_into_locked_job",
+    "secret_env_values",
+    "secret_in_written_files",
+    "provider_echoes_authorization",
+    "csv_formula_cells",
+    "csv_formula_in_run_and_report",
+    "stderr_during_native_quiet",
+    "warnings_over_repeated_runs",
+    "warnings_in_sweep_jobs",
+    "report_run_json_corrupt",
+    "report_run_json_not_object",
+    "report_frames_truncated",
+    "clip_0.2s",
+    "png_renamed_mp4",
+    "start_past_end",
+    "dangling_symlink",
+    "looping_symlink",
+    "part_of_other_config",
+    "part_truncated_footer",
+    "part_damaged_body",
+    "disk_full",
+    "sigterm",
+)

@@ -67,8 +67,13 @@ def parse(path: Path) -> tuple[str, Page]:
 
 
 def render(run_dirs: list[Path], out: Path) -> Path:
-    res = subprocess.run([sys.executable, "-m", "driftbench", "report", *map(str, run_dirs), "--out", str(out)],
-                         cwd=ROOT, capture_output=True, text=True, check=False)
+    res = subprocess.run(
+        [sys.executable, "-m", "driftbench", "report", *map(str, run_dirs), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     return Path(res.stdout.strip().splitlines()[-1])
 
@@ -85,7 +90,9 @@ def test_report_is_self_contained_with_every_section(adv_report: Path) -> None:
     assert not [t for t, a in page.tags if t in ("link", "iframe", "object", "embed", "base", "form")]
     assert not [a for t, a in page.tags if t == "script" and a.get("src")]
     assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", html)
-    csp = next(a["content"] for t, a in page.tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy")
+    csp = next(
+        a["content"] for t, a in page.tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy"
+    )
     assert "default-src 'none'" in str(csp) and "img-src data:" in str(csp)
     assert len(page.scripts) == 1
     digest = base64.b64encode(hashlib.sha256(page.scripts[0].encode("utf-8")).digest()).decode()
@@ -131,8 +138,11 @@ def test_hostile_strings_are_escaped(anitalker: Path, tmp_path: Path) -> None:
     evil_id = HOSTILE[0] + "clip"
     clips = pd.read_csv(run / "clips.csv")
     clips.loc[clips["clip_id"] == "monalisa", ["character", "prompt_id"]] = [HOSTILE[1], HOSTILE[2]]
-    clips.loc[clips["clip_id"] == "monalisa-mfcc", ["character", "prompt_id", "mitigation"]] = [HOSTILE[1],
-                                                                                               HOSTILE[2], HOSTILE[1]]
+    clips.loc[clips["clip_id"] == "monalisa-mfcc", ["character", "prompt_id", "mitigation"]] = [
+        HOSTILE[1],
+        HOSTILE[2],
+        HOSTILE[1],
+    ]
     clips.loc[clips["clip_id"] == "aiface2", "model"] = HOSTILE[2]
     for name in ("frames.parquet", "thumbs.parquet"):
         t = pd.read_parquet(run / name)
@@ -164,12 +174,16 @@ def test_report_never_touches_video_or_models(anitalker: Path, tmp_path: Path) -
         "class B(importlib.abc.MetaPathFinder):\n"
         "    def find_spec(self, name, path=None, target=None):\n"
         "        if name.split('.')[0] in ('av', 'torch', 'mediapipe', 'onnxruntime', 'onnx') or name in "
-        "('driftbench.measure.video', 'driftbench.measure.signals', 'driftbench.measure.clip') or name.startswith('driftbench.faces'):\n"
+        "('driftbench.measure.video', 'driftbench.measure.signals', 'driftbench.measure.clip') or "
+        "name.startswith('driftbench.faces'):\n"
         "            raise ImportError('blocked for the test: ' + name)\n"
         "sys.meta_path.insert(0, B())\n"
         "from driftbench.cli import main\n"
-        f"sys.exit(main(['report', {str(anitalker)!r}, '--out', {str(tmp_path / 'r')!r}]))\n")
-    res = subprocess.run([sys.executable, "-c", blocker], cwd=ROOT, capture_output=True, text=True, check=False)
+        f"sys.exit(main(['report', {str(anitalker)!r}, '--out', {str(tmp_path / 'r')!r}]))\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", blocker], cwd=ROOT, capture_output=True, text=True, check=False
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert (tmp_path / "r" / "report.html").is_file()
 
@@ -184,8 +198,13 @@ def test_merged_report_of_two_runs(anitalker: Path, adversarial: Path, tmp_path:
     groups = {(r["model"], r["mitigation"]) for r in report["leaderboard"]["rows"]}
     assert (PAIRS_MODEL, "mfcc") in groups and (ADV_MODEL, "freeze") in groups
     # without --out a merged report goes to its own folder, never into one run's directory
-    res = subprocess.run([sys.executable, "-m", "driftbench", "report", str(anitalker), str(adversarial)], cwd=ROOT,
-                         capture_output=True, text=True, check=False)
+    res = subprocess.run(
+        [sys.executable, "-m", "driftbench", "report", str(anitalker), str(adversarial)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     out = Path(res.stdout.strip().splitlines()[-1])
     assert res.returncode == 0 and out.parent.name.startswith("compare-")
     import shutil
@@ -211,7 +230,13 @@ def test_glossary_has_metric_cards(ani_report: Path) -> None:
     html_path = ani_report
     report = json.loads((html_path.parent / "report.json").read_text(encoding="utf-8"))
     cards = {c["metric"]: c for c in report["glossary"]}
-    for m in ("sim_dec_at_{T}s", "drift_reduction_{T}s", "survival_at_{T}s", "expressivity_retained", "ref_copy"):
+    for m in (
+        "sim_dec_at_{T}s",
+        "drift_reduction_{T}s",
+        "survival_at_{T}s",
+        "expressivity_retained",
+        "ref_copy",
+    ):
         assert {"what", "units", "direction", "ci", "gate"} <= set(cards[m])
     assert "0.02" in cards["sim_dec_at_{T}s"]["gate"] and cards["drift_reduction_{T}s"]["gate"] == "not gated"
 
@@ -267,7 +292,10 @@ def test_skipped_clips_are_shown_with_reason_and_fix(tmp_path: Path) -> None:
     assert "No clip was measured" in html and "empty" in html
     from driftbench.cli import gate as cli_gate
 
-    assert cli_gate.main([str(tmp_path / "empty"), "--baseline", str(ROOT / "metrics/baselines/generated.json")]) == 1
+    assert (
+        cli_gate.main([str(tmp_path / "empty"), "--baseline", str(ROOT / "metrics/baselines/generated.json")])
+        == 1
+    )
 
 
 def test_terminal_summary_counts_and_names_the_worst_clip(tmp_path: Path) -> None:
@@ -275,8 +303,15 @@ def test_terminal_summary_counts_and_names_the_worst_clip(tmp_path: Path) -> Non
     that drifted most by its end; without a ``drifting`` column that count is left out, not invented."""
     from driftbench.report.summary import run_summary
 
-    clips = pd.DataFrame({"clip_id": ["a", "b", "c"], "lost": [0, 1, 0], "drift_dec_at_end": [0.01, 0.42, 0.1],
-                          "opening_dec": [0.9, 0.92, 0.9], "sim_dec_at_end": [0.89, 0.5, 0.8]})
+    clips = pd.DataFrame(
+        {
+            "clip_id": ["a", "b", "c"],
+            "lost": [0, 1, 0],
+            "drift_dec_at_end": [0.01, 0.42, 0.1],
+            "opening_dec": [0.9, 0.92, 0.9],
+            "sim_dec_at_end": [0.89, 0.5, 0.8],
+        }
+    )
     clips.to_csv(tmp_path / "clips.csv", index=False)
     pd.DataFrame({"clip_id": [""], "item": ["x.mp4"], "stage": ["source"], "reason": ["r"], "message": ["m"]}
                  ).to_csv(tmp_path / "skipped.csv", index=False)
@@ -298,7 +333,11 @@ def test_single_run_opens_with_identity_per_clip_and_a_sweep_with_its_leaderboar
     def order(html: str) -> tuple[int, int]:
         return html.index('<section id="curves">'), html.index('<section id="leaderboard">')
 
-    mixed = (anitalker / "report.html").read_text(encoding="utf-8") if (anitalker / "report.html").is_file() else None
+    mixed = (
+        (anitalker / "report.html").read_text(encoding="utf-8")
+        if (anitalker / "report.html").is_file()
+        else None
+    )
     single = copy_run(anitalker, tmp_path / "single")
     clips = pd.read_csv(single / "clips.csv")
     clips[clips["mitigation"] == "none"].to_csv(single / "clips.csv", index=False)

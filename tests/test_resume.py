@@ -63,8 +63,12 @@ def reference_run(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 def assert_same_tables(a: Path, b: Path) -> None:
     for name in TABLES:
         assert (a / name).read_bytes() == (b / name).read_bytes(), f"{name} differs between {a} and {b}"
-    pd.testing.assert_frame_equal(pd.read_parquet(a / "frames.parquet"), pd.read_parquet(b / "frames.parquet"))
-    pd.testing.assert_frame_equal(pd.read_parquet(a / "thumbs.parquet"), pd.read_parquet(b / "thumbs.parquet"))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(a / "frames.parquet"), pd.read_parquet(b / "frames.parquet")
+    )
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(a / "thumbs.parquet"), pd.read_parquet(b / "thumbs.parquet")
+    )
 
 
 def _parts(root: Path) -> list[Path]:
@@ -134,7 +138,9 @@ def test_killed_run_resumes_to_the_same_tables(sig, workers, dataset, reference_
         # computed: at most the saved clips plus those in flight (an executor that drains its queue
         # on shutdown computes every remaining clip and throws the results away)
         computed = len(list(cache.rglob("*.parquet")))
-        assert computed <= len(_parts(root)) + workers, f"{computed} clips computed, {len(_parts(root))} saved"
+        assert computed <= len(_parts(root)) + workers, (
+            f"{computed} clips computed, {len(_parts(root))} saved"
+        )
     if workers > 1:
         assert children, "the pool had no worker processes"
         assert_gone(children)

@@ -316,7 +316,9 @@ def _wheel(path: Path, member: bytes) -> Path:
         z.writestr("fakepkg/__init__.py", "")
         z.writestr("fakepkg/models/w.onnx", member)
         z.writestr("fakepkg-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: fakepkg\nVersion: 1.0\n")
-        z.writestr("fakepkg-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        z.writestr(
+            "fakepkg-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
         z.writestr("fakepkg-1.0.dist-info/RECORD", "")
     return path
 

@@ -20,12 +20,30 @@ def test_n_references_counts_the_references_used(tmp_path: Path) -> None:
     # two reference images of the same person (the portrait and a copy): images mode averages both
     ref_copy = tmp_path / "ref_copy.png"
     ref_copy.write_bytes(ref.read_bytes())
-    manifest = write_manifest(tmp_path / "m.csv", [{"clip": str(clip), "clip_id": "two", "reference": f"{ref};{ref_copy}"}])
-    common = [sys.executable, "-m", "driftbench", "run", "model=folder", f"model.path={manifest}", "sampling.fps=1",
-              "sampling.end=3", "report.html=false", "progress=false"]
+    manifest = write_manifest(
+        tmp_path / "m.csv", [{"clip": str(clip), "clip_id": "two", "reference": f"{ref};{ref_copy}"}]
+    )
+    common = [
+        sys.executable,
+        "-m",
+        "driftbench",
+        "run",
+        "model=folder",
+        f"model.path={manifest}",
+        "sampling.fps=1",
+        "sampling.end=3",
+        "report.html=false",
+        "progress=false",
+    ]
     for mode, out, want in (("auto", tmp_path / "auto", 2), ("first_frame", tmp_path / "ff", 1)):
-        res = subprocess.run([*common, f"reference={mode}", f"output.dir={out}"], cwd=ROOT, capture_output=True,
-                             text=True, check=False, timeout=600)
+        res = subprocess.run(
+            [*common, f"reference={mode}", f"output.dir={out}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+        )
         assert res.returncode == 0, res.stderr[-3000:]
         row = pd.read_csv(out / "clips.csv").iloc[0]
         assert row["n_references"] == want, (mode, row["reference_mode"])

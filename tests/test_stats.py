@@ -61,7 +61,9 @@ def test_bootstrap_mean_matches_an_independent_percentile_bootstrap() -> None:
     # and the BCa default agrees with the normal-theory interval on a normal sample
     bca = stats.bootstrap_mean(x, seed=1)
     half = 1.96 * x.std(ddof=1) / np.sqrt(len(x))
-    assert bca.lo == pytest.approx(x.mean() - half, abs=0.006) and bca.hi == pytest.approx(x.mean() + half, abs=0.006)
+    assert bca.lo == pytest.approx(x.mean() - half, abs=0.006) and bca.hi == pytest.approx(
+        x.mean() + half, abs=0.006
+    )
 
 
 def test_bootstrap_is_seeded_and_handles_edge_cases() -> None:
@@ -87,7 +89,8 @@ def test_bootstrap_ci_covers_the_true_mean_about_95_percent_of_the_time() -> Non
     assert 0.87 <= hits / trials <= 0.99
 
 
-# -- Kaplan-Meier ----------------------------------------------------------------------------------------------
+# -- Kaplan-Meier
+# ----------------------------------------------------------------------------------------------
 def test_kaplan_meier_matches_the_product_limit_formula_with_ties_and_censoring() -> None:
     d = np.array([2.0, 3.0, 3.0, 5.0, 8.0, 8.0, 12.0, 15.0, 15.0, 20.0])
     e = np.array([1, 1, 0, 1, 1, 0, 0, 1, 0, 0], dtype=bool)
@@ -157,7 +160,8 @@ def test_still_same_person_per_clip() -> None:
     assert got[:2] == [0.0, 1.0] and np.isnan(got[2]) and got[3] == 1.0
 
 
-# -- paired comparisons -----------------------------------------------------------------------------------------
+# -- paired comparisons
+# -----------------------------------------------------------------------------------------
 def test_wilcoxon_matches_exact_enumeration() -> None:
     diffs = np.array([0.031, -0.012, 0.044, 0.027, 0.058, -0.006, 0.019, 0.036])
     _, p = stats.wilcoxon_p(diffs)
@@ -194,7 +198,8 @@ def test_restricted_survival_uses_the_shorter_clip_of_each_pair() -> None:
     assert t.tolist() == [25.0, 12.0] and b.tolist() == [20.0, 5.0]
 
 
-# -- against scikit-learn and lifelines on real tables, and the expected direction ----------------------------------
+# -- against scikit-learn and lifelines on real tables, and the expected direction
+# ----------------------------------
 @pytest.fixture(scope="module")
 def anitalker(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The AniTalker run, or (without ../shared) its stand-in on embedded synthetic clips."""
@@ -273,4 +278,6 @@ def test_survival_at_t_counts_only_clips_observed_to_t():
                                            "duration_s": [60.0]})], ignore_index=True)
     est = stats.survival_from_clips(both).at(30.0)
     assert est.value == pytest.approx(0.5) and est.n == 1
-    assert stats.still_same_person(both, 30.0).tolist()[1] == 1.0 and np.isnan(stats.still_same_person(both, 30.0)[0])
+    assert stats.still_same_person(both, 30.0).tolist()[1] == 1.0 and np.isnan(
+        stats.still_same_person(both, 30.0)[0]
+    )

@@ -30,7 +30,9 @@ def run_cli(args: list[str], out: Path, timeout: float = 900) -> Path:
     env = dict(os.environ)
     proc = subprocess.run([sys.executable, "-m", "driftbench", "run", *args, f"output.dir={out}"], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=timeout, check=False)
-    assert proc.returncode == 0, f"driftbench run {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, (
+        f"driftbench run {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}"
+    )
     assert proc.stdout.strip().splitlines()[-1] == str(out)
     return out
 
@@ -57,7 +59,10 @@ def expression_correlation(src: pd.Series, out: pd.Series, top: int = 8) -> floa
     a, b = a[ok], b[ok]
     idx = np.argsort(-a.std(0))[:top]
     da, db = np.diff(a[:, idx], axis=0), np.diff(b[:, idx], axis=0)
-    rs = [0.0 if db[:, i].std() < 1e-6 else float(np.corrcoef(da[:, i], db[:, i])[0, 1]) for i in range(len(idx))]
+    rs = [
+        0.0 if db[:, i].std() < 1e-6 else float(np.corrcoef(da[:, i], db[:, i])[0, 1])
+        for i in range(len(idx))
+    ]
     return float(np.mean(rs))
 
 
@@ -177,7 +182,10 @@ def test_measured_drift_follows_injected_alpha(embedded_run):
 @needs_shared
 def test_none_keeps_identity_and_step_loses_it_near_its_step(embedded_run):
     clips, _ = tables(embedded_run)
-    by = {cid.rsplit("/", 1)[-1]: row for cid, row in zip(clips["clip_id"], clips.to_dict("records"), strict=True)}
+    by = {
+        cid.rsplit("/", 1)[-1]: row
+        for cid, row in zip(clips["clip_id"], clips.to_dict("records"), strict=True)
+    }
     none, step = by["none"], by["step"]
     print(f"\nnone: opening {none['opening_raw']:.3f} min bin {none['min_bin_raw']:.3f} lost {none['lost']}; "
           f"step: loss at {step['time_to_loss_s']} s (step at {json.loads(step['meta'])['gt_onset_s']} s), "
@@ -239,14 +247,20 @@ def test_real_footage_is_morphed_keeping_its_expression(tmp_path_factory, cache_
                    "model.schedules=[step,none]", "model.step_s=2.0", "model.strength=0.9", "sampling.fps=2"],
                   tmp_path_factory.mktemp("runs") / "synthetic-real")
     clips, frames = tables(run)
-    by = {cid.rsplit("/", 1)[-1]: row for cid, row in zip(clips["clip_id"], clips.to_dict("records"), strict=True)}
+    by = {
+        cid.rsplit("/", 1)[-1]: row
+        for cid, row in zip(clips["clip_id"], clips.to_dict("records"), strict=True)
+    }
     assert set(by) == {"step", "none"}
     meta = json.loads(by["step"]["meta"])
     assert meta["source"] == "clip" and meta["source_path"].endswith("tpsmm_driving.mp4")
     assert meta["target"] == "biden_1" and by["step"]["clip_id"] == "synthetic/tpsmm_driving/biden_1/step"
     expr, yaw = paired_correlations(frames, frames, by["none"]["clip_id"], by["step"]["clip_id"])
-    print(f"\nreal source: none min bin {by['none']['min_bin_raw']:.3f}; step loss at {by['step']['time_to_loss_s']} s, "
-          f"min bin {by['step']['min_bin_raw']:.3f}; expression r {expr:.3f}, yaw r {yaw:.3f}")
+    print(
+        f"\nreal source: none min bin {by['none']['min_bin_raw']:.3f}; step loss at "
+        f"{by['step']['time_to_loss_s']} s, "
+        f"min bin {by['step']['min_bin_raw']:.3f}; expression r {expr:.3f}, yaw r {yaw:.3f}"
+    )
     assert by["none"]["lost"] == 0
     assert by["step"]["lost"] == 1 and 2.0 <= by["step"]["time_to_loss_s"] <= 4.0
     # 90 % of the face's texture is another person's photo, whose own look MediaPipe partly reads
@@ -297,7 +311,9 @@ def test_sampled_render_reads_the_same_instants_as_full_rate(tmp_path):
     from driftbench.sources.base import SourceContext
     from driftbench.sources.synthetic import SyntheticSource
 
-    cfg = compose(["model=synthetic", "model.duration_s=6", "model.max_clips=2", "model.schedules=[step,none]"]).model
+    cfg = compose(
+        ["model=synthetic", "model.duration_s=6", "model.max_clips=2", "model.schedules=[step,none]"]
+    ).model
     out = {}
     for render in ("sampled", "full"):
         ctx = SourceContext(work_dir=tmp_path, cache_dir=tmp_path / "clips", options={
@@ -313,5 +329,8 @@ def test_sampled_render_reads_the_same_instants_as_full_rate(tmp_path):
         assert [f.t for f in fa] == [f.t for f in fb] == pytest.approx(
             [0.0, 0.52, 1.0, 1.52, 2.0, 2.52, 3.0, 3.52, 4.0, 4.52, 5.0, 5.52])
         assert video.probe(a.path).duration_s == pytest.approx(video.probe(b.path).duration_s, abs=1e-6)
-        diff = [float(np.abs(x.image.astype(np.int16) - y.image.astype(np.int16)).mean()) for x, y in zip(fa, fb, strict=True)]
+        diff = [
+            float(np.abs(x.image.astype(np.int16) - y.image.astype(np.int16)).mean())
+            for x, y in zip(fa, fb, strict=True)
+        ]
         assert max(diff) < 3.0, diff

@@ -54,11 +54,23 @@ def two_people(tmp_path_factory, cache_dir) -> Path:
     clip = side_by_side(a, b, d / "pair.mp4")
     ref_a, ref_b = first_frame_png(a, d / "ref_a.png"), first_frame_png(b, d / "ref_b.png")
     manifest = d / "manifest.csv"
-    pd.DataFrame({"clip_id": ["as_left", "as_right"], "clip": [clip.name, clip.name],
-                  "reference": [ref_a.name, ref_b.name], "character": ["left", "right"]}).to_csv(manifest, index=False)
+    pd.DataFrame(
+        {
+            "clip_id": ["as_left", "as_right"],
+            "clip": [clip.name, clip.name],
+            "reference": [ref_a.name, ref_b.name],
+            "character": ["left", "right"],
+        }
+    ).to_csv(manifest, index=False)
     out = d / "run"
-    code, _, err = run_cli("run", "model=folder", f"model.path={manifest}", f"output.dir={out}", "report.html=false",
-                           "sampling.fps=1")
+    code, _, err = run_cli(
+        "run",
+        "model=folder",
+        f"model.path={manifest}",
+        f"output.dir={out}",
+        "report.html=false",
+        "sampling.fps=1",
+    )
     assert code == 0, err
     return out
 

@@ -66,7 +66,9 @@ def test_rotation_metadata_is_applied(tmp_path):
     assert video.probe(p).width == 48
 
 
-@pytest.mark.parametrize("content,reason", [(b"", "empty"), (b"this is text, not a video\n" * 20, "unreadable")])
+@pytest.mark.parametrize(
+    "content,reason", [(b"", "empty"), (b"this is text, not a video\n" * 20, "unreadable")]
+)
 def test_bad_files_give_clear_errors(tmp_path, content, reason):
     p = tmp_path / "clip.mp4"
     p.write_bytes(content)

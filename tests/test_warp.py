@@ -138,8 +138,9 @@ def test_dense_warp_transfers_identity_between_real_people():
         assert fa is not None and fb is not None and fa.landmarks.shape == (478, 2)
         params = {**REALIGN_DEFAULTS, "keep": []}
         (out,) = transfer_faces(alex, fa.landmarks, [biden], [fb.landmarks], params, "cpu")
-        (seamless,) = transfer_faces(alex, fa.landmarks, [biden], [fb.landmarks], {**params, "blend": "seamless"},
-                                     "cpu")
+        (seamless,) = transfer_faces(
+            alex, fa.landmarks, [biden], [fb.landmarks], {**params, "blend": "seamless"}, "cpu"
+        )
         fo = mesh.detect(out)
     e_alex, e_biden, e_out = emb(alex), emb(biden), emb(out)
     print(f"\nwarp transfer: sim(out, alex) {e_out @ e_alex:.3f}  sim(out, biden) {e_out @ e_biden:.3f}  "

@@ -13,20 +13,30 @@ from driftbench.errors import ExitCode
 def cmd_calibrate(argv: Sequence[str]) -> int:
     from pathlib import Path
 
-    p = argparse.ArgumentParser(prog="driftbench calibrate",
-                                description="Recompute a face backend's identity thresholds (raw and decoupled) "
-                                            "from labelled real photo pairs and store them with their provenance.")
+    p = argparse.ArgumentParser(
+        prog="driftbench calibrate",
+        description="Recompute a face backend's identity thresholds (raw and decoupled) "
+        "from labelled real photo pairs and store them with their provenance.",
+    )
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. face=sface")
     p.add_argument("--data", type=Path, default=Path("../shared/data/faces/deepface"),
                    help="deepface-style folder: photos + face-recognition-pivot.csv")
-    p.add_argument("--out", type=Path, default=None, help="one thresholds file to merge the entry into (default: the key's artefact in "
-                        "$DRIFTBENCH_ARTEFACTS or ~/.local/share/driftbench/artefacts, never the installed package)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="one thresholds file to merge the entry into (default: the key's artefact in "
+        "$DRIFTBENCH_ARTEFACTS or ~/.local/share/driftbench/artefacts, never the installed package)",
+    )
     a = p.parse_args(argv)
     from driftbench.errors import DriftbenchError, UsageError
 
     if not (a.data / "face-recognition-pivot.csv").is_file():
-        print(f"driftbench calibrate: {a.data}: no face-recognition-pivot.csv -- fix: --data DIR with labelled "
-              "pairs", file=sys.stderr)
+        print(
+            f"driftbench calibrate: {a.data}: no face-recognition-pivot.csv -- fix: --data DIR with labelled "
+            "pairs",
+            file=sys.stderr,
+        )
         return ExitCode.USAGE
     try:
         cfg = validate_overrides(list(a.overrides), False)[0]

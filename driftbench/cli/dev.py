@@ -1,9 +1,10 @@
 """``driftbench dev``: maintainer tasks that regenerate committed artefacts.
 
-``driftbench dev expressivity-reference --shared ../shared`` rebuilds driftbench/data/expressivity_reference.json
+``driftbench dev expressivity-reference --shared ../shared`` rebuilds
+driftbench/data/expressivity_reference.json
 from real footage; ``driftbench dev expressivity-table RUN_DIR`` prints a run's per-clip expressivity as CSV;
-``driftbench dev metrics-readme`` regenerates metrics/README.md from the metric cards; ``driftbench dev decouple-eval
-[--out docs/decoupling] [OVERRIDES]`` measures the decoupling figures of docs/DECOUPLING.md.
+``driftbench dev metrics-readme`` regenerates metrics/README.md from the metric cards; ``driftbench dev
+decouple-eval [--out docs/decoupling] [OVERRIDES]`` measures the decoupling figures of docs/DECOUPLING.md.
 """
 
 from __future__ import annotations
@@ -43,10 +44,16 @@ def decouple_eval(argv: Sequence[str] | None = None) -> int:
     if a.md_from is not None:
         saved = json.loads(a.md_from.read_text(encoding="utf-8"))
         key = next(iter(saved.values()))["key"]
-        md = [f"# Decoupling figures, weights key `{key}`", "",
-              "Measured by `driftbench dev decouple-eval --out docs/decoupling --methods "
-              f"{','.join(saved)}` ({'with' if key == 'sface' else 'without'} DRIFTBENCH_MODELS=../shared/models; "
-              f"held out by person, 95% bootstrap CIs over people or clips); the numbers are in {a.md_from.name}.", ""]
+        md = [
+            f"# Decoupling figures, weights key `{key}`",
+            "",
+            "Measured by `driftbench dev decouple-eval --out docs/decoupling --methods "
+            f"{','.join(saved)}` ({'with' if key == 'sface' else 'without'} "
+            "DRIFTBENCH_MODELS=../shared/models; "
+            "held out by person, 95% bootstrap CIs over people or clips); the numbers are in "
+            f"{a.md_from.name}.",
+            "",
+        ]
         for name, fig in saved.items():
             md += [f"## {name}", "", *summary_lines(fig), ""]
         a.md_from.with_suffix(".md").write_text("\n".join(md), encoding="utf-8")
@@ -77,7 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("expressivity-reference", help="(re)build driftbench/data/expressivity_reference.json")
     src = r.add_mutually_exclusive_group(required=True)
-    src.add_argument("--shared", type=Path, help="../shared: measure its real footage with `driftbench run` first")
+    src.add_argument(
+        "--shared", type=Path, help="../shared: measure its real footage with `driftbench run` first"
+    )
     src.add_argument("--runs", type=Path, nargs="+", help="existing run directories of real footage")
     r.add_argument("--work", type=Path, default=Path("reports/tmp/expressivity-reference"),
                    help="where --shared puts its runs")
@@ -102,14 +111,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{a.run_dir}: no frames.parquet -- fix: pass a run directory from `driftbench run`",
                   file=sys.stderr)
             return 2
-        thumbs = pd.read_parquet(a.run_dir / "thumbs.parquet") if (a.run_dir / "thumbs.parquet").is_file() else None
+        thumbs = (
+            pd.read_parquet(a.run_dir / "thumbs.parquet")
+            if (a.run_dir / "thumbs.parquet").is_file()
+            else None
+        )
         clips, _ = clip_expressivity(pd.read_parquet(a.run_dir / "frames.parquet"), thumbs)
         clips.to_csv(sys.stdout, index=False, float_format="%.6f")
         return 0
     runs = a.runs if a.runs else _run_real(a.shared, a.work)
     for d in runs:
         if not (Path(d) / "frames.parquet").is_file():
-            print(f"{d}: no frames.parquet -- fix: pass run directories from `driftbench run`", file=sys.stderr)
+            print(
+                f"{d}: no frames.parquet -- fix: pass run directories from `driftbench run`", file=sys.stderr
+            )
             return 2
     cmd = "driftbench dev expressivity-reference " + (
         f"--shared {a.shared}" if a.shared else "--runs " + " ".join(str(x) for x in runs))

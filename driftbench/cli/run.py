@@ -50,7 +50,8 @@ Hydra's own options (handed to Hydra):
   --config-name NAME, -cn NAME       another primary config (found in a --config-dir)
 
 Config groups: {groups}
-Exit codes: 0 all measured, 1 some clips failed (the rest written), 2 bad usage/config or run directory in use, 130 interrupted, 143 terminated (SIGTERM); 130/143 resume on rerun.
+Exit codes: 0 all measured, 1 some clips failed (the rest written), 2 bad usage/config or run directory in
+use, 130 interrupted, 143 terminated (SIGTERM); 130/143 resume on rerun.
 """
 
 
@@ -107,8 +108,12 @@ def _execute_job(cfg, run_dir) -> int:
         print(f"driftbench run: {exc}", file=sys.stderr)
         code = ExitCode.FAIL
     except Terminated:
-        print(f"driftbench run: terminated (SIGTERM); the clips measured so far are kept in {run_dir}; rerun the "
-              "same command to resume", file=sys.stderr)
+        print(
+            f"driftbench run: terminated (SIGTERM); the clips measured so far are kept in {run_dir}; rerun "
+            "the "
+            "same command to resume",
+            file=sys.stderr,
+        )
         code = ExitCode.TERMINATED
     except KeyboardInterrupt:
         print(f"driftbench run: interrupted; the clips measured so far are kept in {run_dir}; rerun the same "
@@ -128,8 +133,12 @@ def _execute_job(cfg, run_dir) -> int:
             pass
         from driftbench.errors import scrub
 
-        print(f"driftbench run: internal error {type(exc).__name__}: {scrub(str(exc))} (traceback in {run_dir}/driftbench.log) "
-              "-- fix: please report it; clips measured so far are kept, rerun to resume", file=sys.stderr)
+        print(
+            f"driftbench run: internal error {type(exc).__name__}: {scrub(str(exc))} (traceback in "
+            f"{run_dir}/driftbench.log) "
+            "-- fix: please report it; clips measured so far are kept, rerun to resume",
+            file=sys.stderr,
+        )
         code = ExitCode.FAIL
     try:
         write_json(run_dir / "status.json", {"exit_code": code})
@@ -162,7 +171,9 @@ def _run_single(cfg, overrides: list[str], run_dir) -> int:
     try:
         with run_lock(run_dir):  # before .hydra/ is written: a second writer changes nothing of the first's
             write_text(run_dir / ".hydra" / "config.yaml", OmegaConf.to_yaml(cfg))
-            write_text(run_dir / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
+            write_text(
+                run_dir / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides)))
+            )
             code = _execute_job(cfg, run_dir)
     except RunDirBusy as exc:
         print(f"driftbench run: {exc}", file=sys.stderr)
@@ -179,7 +190,8 @@ class RunArgs:
     #: the user's overrides, with --config-dir folded into ``hydra.searchpath``
     overrides: list[str]
     multirun: bool = False
-    #: Hydra's own commands (--cfg, --info, --hydra-help, --shell-completion): the argv handed to ``@hydra.main``
+    #: Hydra's own commands (--cfg, --info, --hydra-help, --shell-completion): the argv handed to
+    #: ``@hydra.main``
     hydra_argv: list[str] = field(default_factory=list)
     config_name: str = "config"
     #: extra config folders (--config-dir and ``hydra.searchpath=[file://...]``), for --help's group list
@@ -219,8 +231,10 @@ def parse_run_args(argv: Sequence[str]) -> RunArgs:
     if ns.config_dir is not None:
         d = Path(ns.config_dir).expanduser().resolve()
         if not d.is_dir():
-            raise UsageError(f"--config-dir {ns.config_dir}: not a folder -- fix: a folder holding config groups, "
-                             "e.g. DIR/model/mine.yaml")
+            raise UsageError(
+                f"--config-dir {ns.config_dir}: not a folder -- fix: a folder holding config groups, "
+                "e.g. DIR/model/mine.yaml"
+            )
         search_dirs.append(str(d))
         overrides = _with_searchpath(overrides, f"file://{d}")
     hydra_argv: list[str] = []
@@ -228,7 +242,9 @@ def parse_run_args(argv: Sequence[str]) -> RunArgs:
         hydra_argv += ["--cfg", ns.cfg, *(["--resolve"] if ns.resolve else []),
                        *(["--package", ns.package] if ns.package else [])]
     elif ns.resolve or ns.package:
-        raise UsageError("--resolve and --package go with --cfg -- fix: e.g. driftbench run --cfg job --resolve")
+        raise UsageError(
+            "--resolve and --package go with --cfg -- fix: e.g. driftbench run --cfg job --resolve"
+        )
     if ns.info is not None:
         hydra_argv += ["--info", ns.info]
     if ns.hydra_help:
@@ -307,7 +323,9 @@ def _dir_setting(run_args: RunArgs, key: str) -> str | None:
         HydraConfig.instance().set_config(cfg)
         return str(OmegaConf.select(cfg, key, throw_on_missing=True))
     except Exception as exc:
-        raise UsageError(f"{key}: {_config_error(exc)} -- fix: a folder path (or use output.dir=PATH)") from None
+        raise UsageError(
+            f"{key}: {_config_error(exc)} -- fix: a folder path (or use output.dir=PATH)"
+        ) from None
 
 
 def _run_dir_and_args(cfgs: list, run_args: RunArgs) -> tuple[Path, list[str]]:
@@ -338,8 +356,10 @@ def _run_dir_and_args(cfgs: list, run_args: RunArgs) -> tuple[Path, list[str]]:
     out_dir = first["output"].get("dir")
     hydra_dir = _dir_setting(run_args, "hydra.run.dir")
     if hydra_dir is not None and out_dir is not None and Path(hydra_dir) != Path(str(out_dir)):
-        raise UsageError(f"hydra.run.dir={hydra_dir} and output.dir={out_dir} name two run directories -- fix: "
-                         "give one of them (they are the same setting)")
+        raise UsageError(
+            f"hydra.run.dir={hydra_dir} and output.dir={out_dir} name two run directories -- fix: "
+            "give one of them (they are the same setting)"
+        )
     run_dir = Path(str(out_dir or hydra_dir or root / default_run_name(first)))
     hydra_args.append(f"hydra.run.dir={_hydra_quote(str(run_dir))}")
     return run_dir, hydra_args
@@ -458,9 +478,13 @@ def _render_sweep(sweep_dir) -> None:
     try:
         render_sweep(sweep_dir)
     except Exception as exc:
-        logging.getLogger("driftbench").error("sweep report for %s failed: %s: %s -- fix: rerun "
-                                              "`driftbench compare %s/*/`", sweep_dir, type(exc).__name__, exc,
-                                              sweep_dir)
+        logging.getLogger("driftbench").error(
+            "sweep report for %s failed: %s: %s -- fix: rerun `driftbench compare %s/*/`",
+            sweep_dir,
+            type(exc).__name__,
+            exc,
+            sweep_dir,
+        )
 
 
 def _hydra_quote(value: str) -> str:
@@ -468,7 +492,9 @@ def _hydra_quote(value: str) -> str:
     a space, parentheses, a comma or '=' is a grammar error that Hydra reports with a traceback."""
     import re
 
-    value = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)  # quotes and the backslashes before them
+    value = re.sub(
+        r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value
+    )  # quotes and the backslashes before them
     value = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, value)  # backslashes before the closing quote
     return "'" + value.replace("${", "\\${") + "'"  # no interpolation inside a path
 

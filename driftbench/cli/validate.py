@@ -1,5 +1,5 @@
-"""``driftbench validate``: the validity suite on real footage (verification, no-drift control, decoupling)."""
-
+"""``driftbench validate``: the validity suite on real footage (verification, no-drift control,
+decoupling)."""
 
 from __future__ import annotations
 
@@ -17,23 +17,40 @@ from driftbench.validity.validate import run_suite
 log = logging.getLogger("driftbench")
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="driftbench validate", description=__doc__.split("\n\n")[0] if __doc__ else "",
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="Exit codes: 0 every check passes, 1 a check fails, 2 bad usage.")
+    p = argparse.ArgumentParser(
+        prog="driftbench validate",
+        description=__doc__.split("\n\n")[0] if __doc__ else "",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Exit codes: 0 every check passes, 1 a check fails, 2 bad usage.",
+    )
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. face=sface sampling.fps=2")
-    p.add_argument("--shared", type=Path, default=Path("../shared"), help="the shared test material (default ../shared)")
+    p.add_argument(
+        "--shared", type=Path, default=Path("../shared"), help="the shared test material (default ../shared)"
+    )
     p.add_argument("--out", type=Path, default=Path("reports/validate"), help="where the table is written")
-    p.add_argument("--fit", action="store_true",
-                   help="refit the decoupler artefact on the footage and photos, recalibrate thresholds, then validate")
-    p.add_argument("--calibrate", action="store_true",
-                   help="recalibrate the thresholds (photos + different-person video pairs) and the drift verdict "
-                        "with the decoupler installed for the key (no refit), then validate")
-    p.add_argument("--artefacts", type=Path, default=None,
-                   help="directory the fitted artefacts (thresholds, decoupler, drift verdict) are written to and "
-                        "read from first (default: $DRIFTBENCH_ARTEFACTS, else ~/.local/share/driftbench/artefacts; "
-                        "driftbench/data writes the packaged ones, for committing)")
+    p.add_argument(
+        "--fit",
+        action="store_true",
+        help="refit the decoupler artefact on the footage and photos, recalibrate thresholds, then validate",
+    )
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="recalibrate the thresholds (photos + different-person video pairs) and the drift verdict "
+        "with the decoupler installed for the key (no refit), then validate",
+    )
+    p.add_argument(
+        "--artefacts",
+        type=Path,
+        default=None,
+        help="directory the fitted artefacts (thresholds, decoupler, drift verdict) are written to and "
+        "read from first (default: $DRIFTBENCH_ARTEFACTS, else ~/.local/share/driftbench/artefacts; "
+        "driftbench/data writes the packaged ones, for committing)",
+    )
     p.add_argument("--splits", type=int, default=200, help="random held-out splits to score (0: skip)")
-    p.add_argument("--skip", action="append", default=[], choices=SECTIONS, help="leave a section out (repeatable)")
+    p.add_argument(
+        "--skip", action="append", default=[], choices=SECTIONS, help="leave a section out (repeatable)"
+    )
     return p
 
 
@@ -59,9 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = SharedPaths(a.shared.resolve())
     missing = paths.missing()
     if missing:
-        print(f"driftbench validate: {missing[0]}: not found -- fix: --shared DIR pointing at the shared test "
-              "material (data/video/real, data/video/liveportrait/driving, data/video/generated, data/faces/deepface)",
-              file=sys.stderr)
+        print(
+            f"driftbench validate: {missing[0]}: not found -- fix: --shared DIR pointing at the shared test "
+            "material (data/video/real, data/video/liveportrait/driving, data/video/generated, "
+            "data/faces/deepface)",
+            file=sys.stderr,
+        )
         return ExitCode.USAGE
     try:
         # the clip sources are validate's own (real, driving, generated, synthetic): compose with a folder

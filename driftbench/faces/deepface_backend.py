@@ -77,7 +77,9 @@ def missing_weights_message(model_name: str, file_name: str) -> str:
 def _import_deepface(engine: str) -> Any:
     """deepface's modules, with its backend engine chosen before deepface first decides it."""
     if engine not in ENGINES:
-        raise UsageError(f"face.options.engine={engine!r} is not a deepface engine -- fix: one of {', '.join(ENGINES)}")
+        raise UsageError(
+            f"face.options.engine={engine!r} is not a deepface engine -- fix: one of {', '.join(ENGINES)}"
+        )
     try:
         import deepface
         from deepface.commons import backend_utils
@@ -87,8 +89,10 @@ def _import_deepface(engine: str) -> Any:
         raise UsageError(f"face=deepface needs {missing} -- fix: {INSTALL_FIX}") from None
     chosen = backend_utils._backend_engine
     if chosen is not None and chosen != engine:
-        raise UsageError(f"deepface already runs on {chosen} in this process -- fix: face.options.engine={chosen}, "
-                         "or a fresh process")
+        raise UsageError(
+            f"deepface already runs on {chosen} in this process -- fix: face.options.engine={chosen}, "
+            "or a fresh process"
+        )
     if chosen is None:
         os.environ[backend_utils.BACKEND_ENGINE_ENV_VAR] = engine
         backend_utils.get_backend_engine()  # validates that the engine's packages are installed
@@ -115,8 +119,10 @@ def _weights_guard(model_name: str, download: bool, seen: list[Path]) -> Iterato
                 raise ModelNotFoundError(
                     f"{target}: deepface model {model_name!r} needs its weight file {Path(file_name).name}; "
                     f"deepface could not download it ({cause}) -- fix: copy the file to {target} "
-                    f"(DEEPFACE_HOME={os.environ.get('DEEPFACE_HOME') or '~'}), or rerun where deepface reaches "
-                    "its download hosts") from None
+                    f"(DEEPFACE_HOME={os.environ.get('DEEPFACE_HOME') or '~'}), or rerun where deepface "
+                    "reaches "
+                    "its download hosts"
+                ) from None
             target = Path(path)
         seen.append(target)
         return str(target)
@@ -140,7 +146,9 @@ class DeepFaceBackend:
 
         if model_name not in modeling.AVAILABLE_MODELS["facial_recognition"]:
             known = ", ".join(modeling.AVAILABLE_MODELS["facial_recognition"])
-            raise UsageError(f"face.options.model_name={model_name!r} is not a deepface model -- fix: one of {known}")
+            raise UsageError(
+                f"face.options.model_name={model_name!r} is not a deepface model -- fix: one of {known}"
+            )
         file_name = ONNX_WEIGHTS.get(model_name) if engine == "onnx" else None
         if file_name and not download and not (weights_dir() / file_name).is_file():
             raise ModelNotFoundError(missing_weights_message(model_name, file_name))
@@ -171,7 +179,9 @@ class DeepFaceBackend:
             # the class, not modeling.build_model: its process-wide cache would outlive $DEEPFACE_HOME changes
             self.model = modeling.get_model_class(task="facial_recognition", model_name=model_name)()
         det = store.resolve("yunet", download=download)
-        self.detector = YuNetDetector(det.path, score_threshold=score_threshold, max_side=detect_max_side, device=dev)
+        self.detector = YuNetDetector(
+            det.path, score_threshold=score_threshold, max_side=detect_max_side, device=dev
+        )
         self.model_name = model_name
         self.align_mode = align
         self.normalization = normalization
@@ -208,8 +218,15 @@ class DeepFaceBackend:
         x, y, w, h = (int(v) for v in face.box)
         lm = np.rint(face.landmarks).astype(int)
         # deepface's eyes are the person's: "left" is the image-right eye (YuNet's second point)
-        region = FacialAreaRegion(x=max(x, 0), y=max(y, 0), w=w, h=h, confidence=face.score,
-                                  left_eye=(int(lm[1, 0]), int(lm[1, 1])), right_eye=(int(lm[0, 0]), int(lm[0, 1])))
+        region = FacialAreaRegion(
+            x=max(x, 0),
+            y=max(y, 0),
+            w=w,
+            h=h,
+            confidence=face.score,
+            left_eye=(int(lm[1, 0]), int(lm[1, 1])),
+            right_eye=(int(lm[0, 0]), int(lm[0, 1])),
+        )
         crop = detection.extract_face(facial_area=region, img=image, align=True, expand_percentage=0,
                                       width_border=0, height_border=0, detector_backend="yunet").img
         if crop.size == 0:

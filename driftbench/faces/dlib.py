@@ -72,7 +72,9 @@ def weight_path(role: str) -> Path:
     for d in store.search_dirs():
         candidates += [d / filename, d / "dlib" / filename]
     try:
-        spec = importlib.util.find_spec(PACKAGE)  # locate without importing (its __init__ needs pkg_resources)
+        spec = importlib.util.find_spec(
+            PACKAGE
+        )  # locate without importing (its __init__ needs pkg_resources)
     except (ImportError, ValueError):
         spec = None
     if spec is not None and spec.submodule_search_locations:
@@ -163,8 +165,11 @@ class DlibBackend:
         h, w = image.shape[:2]
         scale = self.detect_side / float(max(h, w)) if self.detect_side > 0 else 1.0
         interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
-        small = image if scale == 1.0 else cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
-                                                      interpolation=interp)
+        small = (
+            image
+            if scale == 1.0
+            else cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interp)
+        )
         rgb = np.ascontiguousarray(small[:, :, ::-1])
         faces = []
         inv = 1.0 / scale

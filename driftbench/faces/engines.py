@@ -80,9 +80,13 @@ class TorchGraph:
             from onnx2torch import convert
         except ImportError as exc:
             raise RuntimeError(
-                f"engine 'torch' needs torch and onnx2torch ({exc}); install them (pip install onnx2torch, which "
-                "needs a torchvision matching your torch) or use engine: opencv / onnxruntime") from exc
-        proto = onnx.load_model(io.BytesIO(model)) if isinstance(model, bytes | bytearray) else onnx.load(model)
+                f"engine 'torch' needs torch and onnx2torch ({exc}); install them (pip install onnx2torch, "
+                "which "
+                "needs a torchvision matching your torch) or use engine: opencv / onnxruntime"
+            ) from exc
+        proto = (
+            onnx.load_model(io.BytesIO(model)) if isinstance(model, bytes | bytearray) else onnx.load(model)
+        )
         self._torch = torch
         self.device = torch.device("cuda" if device == "cuda" and torch.cuda.is_available() else "cpu")
         try:

@@ -71,9 +71,11 @@ def export_recognizer(src: str | Path, dst: str | Path) -> Path:
     model = onnx.load_from_string(load_fixed(src, fold=True))
     if not reads_raw_pixels(model):
         first = [(n.name, n.op_type) for n in model.graph.node[:_HEURISTIC_NODES]]
-        raise ValueError(f"{src}: after folding, the first graph nodes {first} hide the input normalisation "
-                         "from InsightFace (it would feed (x-127.5)/127.5 and every similarity would read ~0.99) "
-                         "-- fix: use a recogniser whose graph starts with its Sub/Mul normalisation")
+        raise ValueError(
+            f"{src}: after folding, the first graph nodes {first} hide the input normalisation "
+            "from InsightFace (it would feed (x-127.5)/127.5 and every similarity would read ~0.99) "
+            "-- fix: use a recogniser whose graph starts with its Sub/Mul normalisation"
+        )
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(dst))
@@ -97,8 +99,10 @@ def resolve_pack(pack: str, root: str = DEFAULT_ROOT, *, download: bool = False)
     if direct.is_dir():
         return direct.resolve(), direct.resolve().name
     if os.sep in pack or pack.startswith((".", "~")):
-        raise ModelNotFoundError(f"{pack}: InsightFace model pack folder not found -- fix: "
-                                 "face.options.pack=/abs/folder/of/onnx/files or a pack name such as buffalo_l")
+        raise ModelNotFoundError(
+            f"{pack}: InsightFace model pack folder not found -- fix: "
+            "face.options.pack=/abs/folder/of/onnx/files or a pack name such as buffalo_l"
+        )
     folder = Path(root).expanduser() / "models" / pack
     if folder.is_dir() and any(folder.glob("*.onnx")):
         return folder, pack
@@ -138,13 +142,17 @@ class InsightFaceBackend:
         except (AssertionError, OSError, RuntimeError, ValueError) as exc:
             where = folder or Path(root).expanduser() / "models" / name
             if folder is None and not any(where.glob("*.onnx")):
-                raise ModelNotFoundError(f"InsightFace could not download pack {name!r} into {where} "
-                                         f"({type(exc).__name__}) -- fix: put the pack's .onnx files there, or "
-                                         "face.options.pack=/abs/folder/of/onnx/files") from None
-            raise ModelNotFoundError(f"InsightFace pack {name!r} ({where}) could not be loaded "
-                                     f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}) "
-                                     "-- fix: a folder with an SCRFD-style detector and an ArcFace-style "
-                                     "recogniser (.onnx)") from None
+                raise ModelNotFoundError(
+                    f"InsightFace could not download pack {name!r} into {where} "
+                    f"({type(exc).__name__}) -- fix: put the pack's .onnx files there, or "
+                    "face.options.pack=/abs/folder/of/onnx/files"
+                ) from None
+            raise ModelNotFoundError(
+                f"InsightFace pack {name!r} ({where}) could not be loaded "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}) "
+                "-- fix: a folder with an SCRFD-style detector and an ArcFace-style "
+                "recogniser (.onnx)"
+            ) from None
         if "recognition" not in app.models:
             raise ModelNotFoundError(f"InsightFace pack {name!r} ({app.model_dir}) has no recognition model "
                                      "-- fix: add an ArcFace-style .onnx (see export_recognizer for SFace)")

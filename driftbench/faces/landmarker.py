@@ -140,7 +140,12 @@ def _replay(capture: Any) -> None:
 # the packages whose __init__ imports every MediaPipe task (audio with sounddevice/PortAudio, drawing
 # utilities with matplotlib.pyplot): ~0.6 s of a 4 s run, for modules driftbench never uses
 _DEFER_LOCK = threading.Lock()
-_MEDIAPIPE_PACKAGES = ("mediapipe", "mediapipe.tasks", "mediapipe.tasks.python", "mediapipe.tasks.python.vision")
+_MEDIAPIPE_PACKAGES = (
+    "mediapipe",
+    "mediapipe.tasks",
+    "mediapipe.tasks.python",
+    "mediapipe.tasks.python.vision",
+)
 
 
 def _defer_packages(root: str) -> None:
@@ -198,9 +203,12 @@ def mediapipe_face_landmarker():  # -> tuple[ModuleType, ModuleType, ModuleType,
                 raise ModuleNotFoundError("No module named 'mediapipe'", name="mediapipe")
             _defer_packages(next(iter(spec.submodule_search_locations)))
     vision = "mediapipe.tasks.python.vision"
-    return (importlib.import_module(f"{vision}.face_landmarker"), importlib.import_module(f"{vision}.core.image"),
-            importlib.import_module("mediapipe.tasks.python.core.base_options"),
-            importlib.import_module(f"{vision}.core.vision_task_running_mode"))
+    return (
+        importlib.import_module(f"{vision}.face_landmarker"),
+        importlib.import_module(f"{vision}.core.image"),
+        importlib.import_module("mediapipe.tasks.python.core.base_options"),
+        importlib.import_module(f"{vision}.core.vision_task_running_mode"),
+    )
 
 
 class Landmarker:
@@ -225,7 +233,9 @@ class Landmarker:
         self._lm = face_landmarker.FaceLandmarker.create_from_options(opts)
         self.blendshape_names: list[str] = []
         # the first inference prints its own warnings: run it now, silenced
-        self._lm.detect(self._image(image_format=self._srgb, data=np.zeros((CROP_SIZE, CROP_SIZE, 3), np.uint8)))
+        self._lm.detect(
+            self._image(image_format=self._srgb, data=np.zeros((CROP_SIZE, CROP_SIZE, 3), np.uint8))
+        )
 
     def analyze(self, image_bgr: np.ndarray, box: np.ndarray) -> LandmarkResult:
         """Landmarks, expression and pose of the face in ``box`` (x, y, w, h) of a full frame."""

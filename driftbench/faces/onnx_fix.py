@@ -84,7 +84,11 @@ def load_fixed(path: str | Path, *, fold: bool = True, cache_dir: Path | None = 
     from driftbench.weights.store import cached_sha256, weights_dir
 
     src_hash = cached_sha256(Path(path))
-    derived = (cache_dir or weights_dir()) / "derived" / f"{src_hash[:24]}-{'fp32' if fold else 'inputs'}-v{REPAIR_VERSION}.onnx"
+    derived = (
+        (cache_dir or weights_dir())
+        / "derived"
+        / f"{src_hash[:24]}-{'fp32' if fold else 'inputs'}-v{REPAIR_VERSION}.onnx"
+    )
     if derived.is_file():
         return derived.read_bytes()
     import onnx

@@ -46,8 +46,13 @@ class YuNetDetector:
 
         h, w = image.shape[:2]
         scale = min(1.0, self.max_side / float(max(h, w)))
-        small = image if scale == 1.0 else cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
-                                                      interpolation=cv2.INTER_AREA)
+        small = (
+            image
+            if scale == 1.0
+            else cv2.resize(
+                image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+            )
+        )
         size = (small.shape[1], small.shape[0])
         with self._lock:
             if size != self._size:
@@ -149,8 +154,15 @@ class SFaceEmbedder:
 class SFaceBackend:
     """YuNet + SFace: the default, offline, Apache-2.0 backend."""
 
-    def __init__(self, engine: str = "auto", device: str = "auto", score_threshold: float = 0.6,
-                 batch_size: int = 16, detect_max_side: int = DETECT_MAX_SIDE, download: bool = False) -> None:
+    def __init__(
+        self,
+        engine: str = "auto",
+        device: str = "auto",
+        score_threshold: float = 0.6,
+        batch_size: int = 16,
+        detect_max_side: int = DETECT_MAX_SIDE,
+        download: bool = False,
+    ) -> None:
         import cv2
 
         dev = engines.resolve_device(device)
@@ -182,9 +194,11 @@ class SFaceBackend:
             import importlib.util
 
             if importlib.util.find_spec("onnx2torch") is None or importlib.util.find_spec("torch") is None:
-                raise UsageError("face.options.engine=torch needs torch and onnx2torch, not installed here -- fix: "
-                                 "pip install 'driftbench[torch-gpu]' (onnx2torch needs a torchvision matching your "
-                                 "torch), or use face.options.engine=auto")
+                raise UsageError(
+                    "face.options.engine=torch needs torch and onnx2torch, not installed here -- fix: "
+                    "pip install 'driftbench[torch-gpu]' (onnx2torch needs a torchvision matching your "
+                    "torch), or use face.options.engine=auto"
+                )
 
         try:
             det = store.resolve("yunet", download=download)

@@ -15,8 +15,7 @@ the next run. Steps are keyed by their parameters and their parent's key, so a 3
 prefix of the 60 s chain with the same inputs and costs nothing more, and the ``extend`` and
 ``reanchor`` chains share their opening request. Every requested target duration becomes one clip:
 the step video that reaches it (when the provider returns the whole video so far), or the segments
-joined so far.
-"""
+joined so far. """
 
 from __future__ import annotations
 
@@ -96,8 +95,10 @@ class SpendMeter:
         with self._lock:
             if self.limit is not None and amount is not None and self.spent + amount > self.limit + 1e-9:
                 raise BudgetExceeded(
-                    "budget_exceeded", f"{what}: would take spending to {self.spent + amount:.2f} "
-                    f"(ceiling {self.limit:.2f})", "raise model.max_cost (or confirm a larger estimate) and rerun")
+                    "budget_exceeded",
+                    f"{what}: would take spending to {self.spent + amount:.2f} (ceiling {self.limit:.2f})",
+                    "raise model.max_cost (or confirm a larger estimate) and rerun",
+                )
             self.spent += amount or 0.0
             self.submitted += 1
 
@@ -141,10 +142,18 @@ class ChainRunner:
             assert parent_key is not None
             image = ImageRef(self.cache.frame_path(parent_key), f"lastframe:{parent_key}")
         duration = self.settings.segment_s
-        return StepInput(kind=kind, index=index, prompt=job.prompt_for(index), negative_prompt=job.negative_prompt,
-                         seed=job.seed, duration_s=duration, image=image,
-                         reference=job.reference if kind == "reanchor" else None,
-                         parent_key=parent_key, parent=parent)
+        return StepInput(
+            kind=kind,
+            index=index,
+            prompt=job.prompt_for(index),
+            negative_prompt=job.negative_prompt,
+            seed=job.seed,
+            duration_s=duration,
+            image=image,
+            reference=job.reference if kind == "reanchor" else None,
+            parent_key=parent_key,
+            parent=parent,
+        )
 
     def key(self, step: StepInput) -> str:
         return request_key(self.provider.key_payload(step))
@@ -194,17 +203,23 @@ class ChainRunner:
             total = self._advance(total, rec, index)
             steps.append((key, rec))
             if index and total <= before + 0.1:
-                raise GenerationError("no_progress", f"{self.provider.name} {job.label}: step {index} added no video "
-                                      f"({before:.1f} s -> {total:.1f} s)", "check the provider's continuation "
-                                      "settings (model.api.result / continuation)")
+                raise GenerationError(
+                    "no_progress",
+                    f"{self.provider.name} {job.label}: step {index} added no video "
+                    f"({before:.1f} s -> {total:.1f} s)",
+                    "check the provider's continuation settings (model.api.result / continuation)",
+                )
             while remaining and total >= remaining[0] - TOLERANCE_S:
                 outputs.append(self.materialize(job, steps, remaining.pop(0), total))
             if not remaining:
                 return outputs
             parent_key, parent = key, rec
-        raise GenerationError("chain_too_long", f"{self.provider.name} {job.label}: {len(steps)} requests reached only "
-                              f"{total:.1f} s of {max(job.targets):.0f} s", "lower model.durations or check "
-                              "model.extend_s against what the provider returns")
+        raise GenerationError(
+            "chain_too_long",
+            f"{self.provider.name} {job.label}: {len(steps)} requests reached only "
+            f"{total:.1f} s of {max(job.targets):.0f} s",
+            "lower model.durations or check model.extend_s against what the provider returns",
+        )
 
     def execute(self, job: ChainJob, step: StepInput, key: str, total_before: float) -> dict[str, Any]:
         """One step through the cache: downloaded -> reuse; submitted -> poll; else submit (paid)."""
@@ -229,14 +244,24 @@ class ChainRunner:
             submit_url = self.provider.url(str(self.provider.request_template(step.kind)["url"]),
                                            self.provider.variables(step, for_key=True))
             # a finished task is polled again too: result URLs are signed and may have expired
-            state = wait_for(self.client, self.provider, str(rec["task_id"]), submit_url,
-                             interval_s=self.settings.poll_interval_s, max_interval_s=self.settings.poll_max_interval_s,
-                             timeout_s=self.settings.timeout_s, sleep=self.sleep)
+            state = wait_for(
+                self.client,
+                self.provider,
+                str(rec["task_id"]),
+                submit_url,
+                interval_s=self.settings.poll_interval_s,
+                max_interval_s=self.settings.poll_max_interval_s,
+                timeout_s=self.settings.timeout_s,
+                sleep=self.sleep,
+            )
             if state.status == "failed":
                 rec.update(status="failed", message=state.message)
                 self.cache.save(rec)
-                raise GenerationError("generation_failed", f"{where}: task {rec['task_id']} failed: {state.message}",
-                                      "rerun to submit it again, or change this prompt / reference in the dataset")
+                raise GenerationError(
+                    "generation_failed",
+                    f"{where}: task {rec['task_id']} failed: {state.message}",
+                    "rerun to submit it again, or change this prompt / reference in the dataset",
+                )
             rec.update(status="succeed", video_url=state.video_url, video_id=state.video_id,
                        reported_duration_s=state.duration_s)
             self.cache.save(rec)
@@ -248,9 +273,17 @@ class ChainRunner:
             dropped = 0.0
             if mode == "segment" and step.index and self.provider.needs_last_frame(step.kind) and chk.fps > 0:
                 dropped = 1.0 / chk.fps
-            rec.update(status="downloaded", video_duration_s=chk.duration_s, n_frames=chk.n_frames, fps=chk.fps,
-                       width=chk.width, height=chk.height, result_mode=mode, dropped_s=dropped,
-                       video_sha256=_sha256(video))
+            rec.update(
+                status="downloaded",
+                video_duration_s=chk.duration_s,
+                n_frames=chk.n_frames,
+                fps=chk.fps,
+                width=chk.width,
+                height=chk.height,
+                result_mode=mode,
+                dropped_s=dropped,
+                video_sha256=_sha256(video),
+            )
             self.cache.save(rec)
             log.info("%s: downloaded %.1f s (%s)", where, chk.duration_s, mode)
             self._ensure_last_frame(key, job, step)
@@ -289,16 +322,26 @@ class ChainRunner:
         if len(parts) == 1:
             path = parts[0]
         else:
-            token = hashlib.sha256("|".join([k for k, _ in steps[base:]] + [str(d) for d in drops]).encode()).hexdigest()
+            token = hashlib.sha256(
+                "|".join([k for k, _ in steps[base:]] + [str(d) for d in drops]).encode()
+            ).hexdigest()
             path = self.cache.clip_path(token[:32])
             if not path.is_file():
                 with atomic_path(path) as tmp:
                     concat(parts, tmp, drop_first=drops)
         prices = [self.provider.price(str(rec.get("kind")), self.settings.segment_s) for _, rec in steps]
         cost = None if any(p is None for p in prices) else float(sum(p or 0.0 for p in prices))
-        record = tuple({"key": k, "kind": rec.get("kind"), "task_id": rec.get("task_id"), "video_id": rec.get("video_id"),
-                        "duration_s": rec.get("video_duration_s"), "result_mode": rec.get("result_mode")}
-                       for k, rec in steps)
+        record = tuple(
+            {
+                "key": k,
+                "kind": rec.get("kind"),
+                "task_id": rec.get("task_id"),
+                "video_id": rec.get("video_id"),
+                "duration_s": rec.get("video_duration_s"),
+                "result_mode": rec.get("result_mode"),
+            }
+            for k, rec in steps
+        )
         return ChainOutput(target_s=target, path=path, duration_s=total, steps=record, cost=cost)
 
 

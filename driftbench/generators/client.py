@@ -102,16 +102,20 @@ class ApiClient:
         for attempt in range(self.policy.max_retries + 1):
             try:
                 resp = self._http.request(method, url, headers=dict(headers), json=body)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.RemoteProtocolError) as exc:
+            except (
+                httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.RemoteProtocolError
+            ) as exc:
                 last = f"{type(exc).__name__}"
                 self._wait(attempt, None, where, last)
                 continue
             except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.ReadError) as exc:
                 if not may_repeat:
                     raise GenerationError(
-                        "submit_uncertain", f"{where}: no answer to a generation request ({type(exc).__name__}); "
+                        "submit_uncertain",
+                        f"{where}: no answer to a generation request ({type(exc).__name__}); "
                         "the provider may have accepted it",
-                        "check the provider's console for the task; rerun to submit it again") from None
+                        "check the provider's console for the task; rerun to submit it again",
+                    ) from None
                 last = f"{type(exc).__name__}"
                 self._wait(attempt, None, where, last)
                 continue
@@ -132,8 +136,11 @@ class ApiClient:
                                  f"check {self.credentials or 'the API credentials'} in the environment "
                                  "(and the account's access)")
             if resp.status_code >= 400:
-                raise GenerationError("api_error", f"{where}: HTTP {resp.status_code} {_message(resp)}",
-                                      "check the request parameters (model.*) against the provider's documentation")
+                raise GenerationError(
+                    "api_error",
+                    f"{where}: HTTP {resp.status_code} {_message(resp)}",
+                    "check the request parameters (model.*) against the provider's documentation",
+                )
             if data is None:
                 raise GenerationError("bad_response", f"{where}: answer is not JSON",
                                       "check model.base_url points at the provider's API")
@@ -145,10 +152,14 @@ class ApiClient:
         if attempt >= self.policy.max_retries:
             return
         delay = self.policy.delay(attempt, retry_after)
-        log.info("%s: %s; retrying in %.1f s (%d/%d)", where, why, delay, attempt + 1, self.policy.max_retries)
+        log.info(
+            "%s: %s; retrying in %.1f s (%d/%d)", where, why, delay, attempt + 1, self.policy.max_retries
+        )
         self.sleep(delay)
 
-    def download(self, url: str, dest: Path, *, timeout_s: float = 600.0, headers: dict[str, str] | None = None) -> int:
+    def download(
+        self, url: str, dest: Path, *, timeout_s: float = 600.0, headers: dict[str, str] | None = None
+    ) -> int:
         """Fetch ``url`` into ``dest`` atomically; returns the byte count. A truncated or undecodable
         file is fetched again (downloads cost nothing); ``dest`` only ever holds a complete video."""
         where = f"GET {_where(url)}"

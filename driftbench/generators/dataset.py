@@ -65,8 +65,10 @@ def find_dataset(name_or_path: str) -> Path:
         if c.is_file():
             return c
     known = sorted({q.parent.name for d in dataset_dirs() if d.is_dir() for q in d.glob(f"*/{DATASET_FILE}")})
-    raise UsageError(f"{name_or_path}: no such dataset (looked for {DATASET_FILE}) -- fix: model.dataset=NAME "
-                     f"(one of {', '.join(known) or 'none installed'}) or a folder holding {DATASET_FILE}")
+    raise UsageError(
+        f"{name_or_path}: no such dataset (looked for {DATASET_FILE}) -- fix: model.dataset=NAME "
+        f"(one of {', '.join(known) or 'none installed'}) or a folder holding {DATASET_FILE}"
+    )
 
 
 def _list(value: Any) -> list[Any]:
@@ -88,7 +90,11 @@ class _Loader:
     def image(self, spec: Any, where: str) -> Path:
         if isinstance(spec, dict):
             if "image" not in spec:
-                raise self.fail(where, "image entry without 'image'", "write {image: PATH_OR_store:KEY, crop: [x, y, w, h]}")
+                raise self.fail(
+                    where,
+                    "image entry without 'image'",
+                    "write {image: PATH_OR_store:KEY, crop: [x, y, w, h]}",
+                )
             src = self.image(spec["image"], where)
             crop = spec.get("crop")
             return self._crop(src, crop, where) if crop is not None else src
@@ -100,7 +106,9 @@ class _Loader:
             key = text[len("store:"):]
             if key not in store.ASSETS:
                 photos = ", ".join(k for k in store.ASSETS if k.startswith("photo_"))
-                raise self.fail(where, f"unknown store key {key!r}", f"one of {photos}, or a path to an image")
+                raise self.fail(
+                    where, f"unknown store key {key!r}", f"one of {photos}, or a path to an image"
+                )
             try:
                 return store.resolve(key, download=self.download).path
             except ModelNotFoundError as exc:
@@ -108,7 +116,9 @@ class _Loader:
         p = Path(text).expanduser()
         p = p if p.is_absolute() else self.base / p
         if not p.is_file():
-            raise self.fail(where, f"image {p} not found", "correct the path (relative to the dataset folder)")
+            raise self.fail(
+                where, f"image {p} not found", "correct the path (relative to the dataset folder)"
+            )
         return p
 
     def _crop(self, src: Path, crop: Any, where: str) -> Path:
@@ -117,7 +127,11 @@ class _Loader:
         from driftbench.io import write_bytes
         from driftbench.measure.video import read_image
 
-        if not (isinstance(crop, list | tuple) and len(crop) == 4 and all(isinstance(v, int | float) for v in crop)):
+        if not (
+            isinstance(crop, list | tuple)
+            and len(crop) == 4
+            and all(isinstance(v, int | float) for v in crop)
+        ):
             raise self.fail(where, f"crop {crop!r} is not [x, y, w, h]", "give four pixel numbers")
         img = read_image(src)
         x, y, w, h = (round(float(v)) for v in crop)
@@ -152,7 +166,11 @@ class _Loader:
             refs = tuple(self.image(r, f"{where}.references") for r in _list(entry.get("references")))
             if not refs:
                 raise self.fail(where, "no references", "list at least one reference image")
-            start = self.image(entry["start_image"], f"{where}.start_image") if entry.get("start_image") else refs[0]
+            start = (
+                self.image(entry["start_image"], f"{where}.start_image")
+                if entry.get("start_image")
+                else refs[0]
+            )
             characters[str(name)] = Character(str(name), refs, start, str(entry.get("description") or ""))
         prompts_raw = data.get("prompts")
         if not isinstance(prompts_raw, list) or not prompts_raw:
@@ -170,18 +188,30 @@ class _Loader:
             unknown = [c for c in only if c not in characters]
             if unknown:
                 raise self.fail(where, f"unknown characters {unknown}", f"one of {sorted(characters)}")
-            prompts.append(Prompt(pid, str(entry["text"]).strip(),
-                                  tuple(str(t).strip() for t in _list(entry.get("continue")) if str(t).strip()),
-                                  tuple(str(s) for s in _list(entry.get("stress"))),
-                                  str(entry.get("negative_prompt") or ""), only))
+            prompts.append(
+                Prompt(
+                    pid,
+                    str(entry["text"]).strip(),
+                    tuple(str(t).strip() for t in _list(entry.get("continue")) if str(t).strip()),
+                    tuple(str(s) for s in _list(entry.get("stress"))),
+                    str(entry.get("negative_prompt") or ""),
+                    only,
+                )
+            )
         try:
             durations = tuple(float(d) for d in _list(data.get("durations")) or [30.0])
         except (TypeError, ValueError):
             raise self.fail("durations", "not numbers", "list seconds, e.g. [30, 60, 120]") from None
         if any(d <= 0 for d in durations):
             raise self.fail("durations", "must be positive", "list seconds, e.g. [30, 60, 120]")
-        return Dataset(str(data.get("name") or self.base.name), self.path, characters, tuple(prompts), durations,
-                       str(data.get("negative_prompt") or ""))
+        return Dataset(
+            str(data.get("name") or self.base.name),
+            self.path,
+            characters,
+            tuple(prompts),
+            durations,
+            str(data.get("negative_prompt") or ""),
+        )
 
 
 def _file_sha(path: Path) -> str:

@@ -17,15 +17,13 @@ The ``api`` mapping describes that pattern for one provider::
     first:    {method: POST, url: /v1/image_to_video, body: {model: "{model_name}", image: "{image}"}}
   task_id:   id                        # JSON paths (dots, list indices as numbers) into the answers
   poll:      {method: GET, url: "/v1/tasks/{task_id}"}   # {submit_url} = the kind's submit URL
-  status:    status
-  done:      [SUCCEEDED]
+  status:    status done:      [SUCCEEDED]
   failed:    [FAILED, CANCELLED]
   message:   failure                   # why a task failed
   error:     null                      # path(s) whose presence means failed, whatever the status says
                                        # (a long-running operation: done=true with an error, or filtered)
   download_auth: false                 # send the credential when downloading the video (Gemini files)
-  video_url: output.0
-  video_id:  null                      # id a native continuation refers to
+  video_url: output.0 video_id:  null                      # id a native continuation refers to
   duration:  null                      # the provider's reported duration (informative)
   ok:        {path: code, equals: 0}   # optional: an answer whose path differs is an error
 
@@ -38,8 +36,7 @@ parent_task_id, parent_video_id, parent_video_url, and every key of ``model.opti
 Relative URLs are joined to ``model.base_url``.
 
 Credentials come only from the environment variable the ``auth`` entry names; they are put in request
-headers and nowhere else.
-"""
+headers and nowhere else. """
 
 from __future__ import annotations
 
@@ -150,7 +147,11 @@ def get_path(data: Any, path: str | None) -> Any:
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for k, v in over.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+        out[k] = (
+            deep_merge(out[k], v)
+            if isinstance(v, dict) and isinstance(out.get(k), dict)
+            else copy.deepcopy(v)
+        )
     return out
 
 
@@ -193,7 +194,11 @@ class BearerAuth(HeaderAuth):
         super().__init__({"header": "Authorization", "format": "Bearer {key}", **spec})
 
 
-AUTH_TYPES: dict[str, Callable[[dict[str, Any]], Auth]] = {"none": NoAuth, "header": HeaderAuth, "bearer": BearerAuth}
+AUTH_TYPES: dict[str, Callable[[dict[str, Any]], Auth]] = {
+    "none": NoAuth,
+    "header": HeaderAuth,
+    "bearer": BearerAuth,
+}
 
 
 # -- the provider -------------------------------------------------------------------------------------
@@ -208,7 +213,9 @@ class HttpProvider:
         auth_spec = dict(self.spec.get("auth") or {"type": "none"})
         auth_type = str(auth_spec.pop("type", "bearer"))
         if auth_type not in AUTH_TYPES:
-            raise UsageError(f"model.api.auth.type={auth_type!r} is unknown -- fix: one of {', '.join(AUTH_TYPES)}")
+            raise UsageError(
+                f"model.api.auth.type={auth_type!r} is unknown -- fix: one of {', '.join(AUTH_TYPES)}"
+            )
         self.auth = AUTH_TYPES[auth_type](auth_spec)
         self.continuation = str(self.spec.get("continuation", "last_frame"))
         self.result_mode = str(self.spec.get("result", "segment"))
@@ -221,15 +228,20 @@ class HttpProvider:
         where = f"model={self.name}"
         submit = self.spec.get("submit")
         if not isinstance(submit, dict) or "first" not in submit:
-            raise UsageError(f"{where}: model.api.submit.first is missing -- fix: describe the image-to-video "
-                             "request (method, url, body) in conf/model/<provider>.yaml (see driftbench/generators/http.py)")
+            raise UsageError(
+                f"{where}: model.api.submit.first is missing -- fix: describe the image-to-video "
+                "request (method, url, body) in conf/model/<provider>.yaml (see "
+                "driftbench/generators/http.py)"
+            )
         for kind, req in submit.items():
             if kind not in STEP_KINDS or not isinstance(req, dict) or "url" not in req:
                 raise UsageError(f"{where}: model.api.submit.{kind} must be one of {STEP_KINDS} with a url "
                                  "-- fix: see driftbench/generators/http.py")
         for key in ("task_id", "poll", "status", "done", "video_url"):
             if not self.spec.get(key):
-                raise UsageError(f"{where}: model.api.{key} is missing -- fix: see driftbench/generators/http.py")
+                raise UsageError(
+                    f"{where}: model.api.{key} is missing -- fix: see driftbench/generators/http.py"
+                )
         if self.spec.get("continuation", "last_frame") not in ("last_frame", "native"):
             raise UsageError(f"{where}: model.api.continuation must be last_frame or native")
         if self.spec.get("result", "segment") not in ("segment", "full", "auto"):
@@ -284,7 +296,9 @@ class HttpProvider:
                 self._mimes.clear()
             data, mime = prepare_image(path, min_side=int(self.spec.get("image_min_side", 0) or 0),
                                        max_bytes=int(self.spec.get("image_max_bytes", 0) or 0))
-            self._images[key] = to_data_uri(data, mime) if self.image_format == "data_uri" else to_base64(data)
+            self._images[key] = (
+                to_data_uri(data, mime) if self.image_format == "data_uri" else to_base64(data)
+            )
             self._mimes[key] = mime
         return self._images[key]
 
@@ -325,11 +339,20 @@ class HttpProvider:
             body = render(req.get("body", {}), v)
             path = str(render(str(req["url"]), v))
         except TemplateError as exc:
-            raise UsageError(f"model={self.name}: template variable {{{exc.args[0]}}} is not defined for step "
-                             f"{step.kind!r} -- fix: add it to model.options or correct model.api.submit.{step.kind}") from None
-        return {"provider": self.settings.provider, "name": self.name, "kind": step.kind,
-                "method": str(req.get("method", "POST")).upper(), "path": path, "body": body, "seed": step.seed,
-                "parent": step.parent_key}
+            raise UsageError(
+                f"model={self.name}: template variable {{{exc.args[0]}}} is not defined for step "
+                f"{step.kind!r} -- fix: add it to model.options or correct model.api.submit.{step.kind}"
+            ) from None
+        return {
+            "provider": self.settings.provider,
+            "name": self.name,
+            "kind": step.kind,
+            "method": str(req.get("method", "POST")).upper(),
+            "path": path,
+            "body": body,
+            "seed": step.seed,
+            "parent": step.parent_key,
+        }
 
     def download_headers(self) -> dict[str, str]:
         """Headers of the video download: none (a pre-signed URL), or the credential (``download_auth``)."""
@@ -351,8 +374,11 @@ class HttpProvider:
                                    body=body, may_repeat=False)
         task_id = get_path(data, str(self.spec["task_id"]))
         if task_id in (None, ""):
-            raise GenerationError("bad_response", f"{self.name}: no task id at {self.spec['task_id']!r} in the answer",
-                                  "check model.api.task_id against the provider's documentation")
+            raise GenerationError(
+                "bad_response",
+                f"{self.name}: no task id at {self.spec['task_id']!r} in the answer",
+                "check model.api.task_id against the provider's documentation",
+            )
         return str(task_id), url
 
     def poll(self, client: ApiClient, task_id: str, submit_url: str) -> TaskState:
@@ -361,7 +387,9 @@ class HttpProvider:
              "task_id": task_id, "submit_url": submit_url.rstrip("/")}
         url = self.url(str(poll["url"]), v)
         body = render(poll.get("body"), v) if poll.get("body") is not None else None
-        data = client.request_json(str(poll.get("method", "GET")).upper(), url, headers=self.headers(), body=body)
+        data = client.request_json(
+            str(poll.get("method", "GET")).upper(), url, headers=self.headers(), body=body
+        )
         raw = str(get_path(data, str(self.spec["status"])) or "")
         done = {str(s) for s in self.spec.get("done") or []}
         failed = {str(s) for s in self.spec.get("failed") or []}
@@ -376,8 +404,11 @@ class HttpProvider:
             return TaskState("pending", raw)
         url_value = get_path(data, str(self.spec["video_url"]))
         if not url_value:
-            raise GenerationError("bad_response", f"{self.name}: task {task_id} is {raw} but has no video URL at "
-                                  f"{self.spec['video_url']!r}", "check model.api.video_url")
+            raise GenerationError(
+                "bad_response",
+                f"{self.name}: task {task_id} is {raw} but has no video URL at {self.spec['video_url']!r}",
+                "check model.api.video_url",
+            )
         vid = get_path(data, self.spec.get("video_id"))
         dur = get_path(data, self.spec.get("duration"))
         try:
@@ -400,9 +431,12 @@ def wait_for(client: ApiClient, provider: HttpProvider, task_id: str, submit_url
     while state.status == "pending":
         if clock() - start >= timeout_s:
             raise GenerationError(
-                "generation_timeout", f"{provider.name}: task {task_id} still {state.raw_status or 'pending'} "
-                f"after {timeout_s:.0f} s", "rerun the same command: the task is polled again, not resubmitted "
-                "(or raise model.timeout_s)")
+                "generation_timeout",
+                f"{provider.name}: task {task_id} still {state.raw_status or 'pending'} "
+                f"after {timeout_s:.0f} s",
+                "rerun the same command: the task is polled again, not resubmitted "
+                "(or raise model.timeout_s)",
+            )
         sleep(min(delay, max(0.0, timeout_s - (clock() - start))))
         delay = min(max_interval_s, max(delay * 1.5, 0.01))
         state = provider.poll(client, task_id, submit_url)

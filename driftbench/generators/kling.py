@@ -111,10 +111,15 @@ class KlingJwtAuth(Auth):
         if self._token is None or now > self._expires - 60:
             access, secret = (os.environ.get(n, "") for n in self.env_names)
             if not access or not secret:
-                raise AuthFailed("auth_missing", f"{' / '.join(self.env_names)} not set",
-                                 f"export {self.env_names[0]}=... and {self.env_names[1]}=... (Kling developer console)")
+                raise AuthFailed(
+                    "auth_missing",
+                    f"{' / '.join(self.env_names)} not set",
+                    f"export {self.env_names[0]}=... and {self.env_names[1]}=... (Kling developer console)",
+                )
             payload = {"iss": access, "exp": int(now) + self.ttl_s, "nbf": int(now) - 5}
-            self._token = jwt.encode(payload, secret, algorithm="HS256", headers={"alg": "HS256", "typ": "JWT"})
+            self._token = jwt.encode(
+                payload, secret, algorithm="HS256", headers={"alg": "HS256", "typ": "JWT"}
+            )
             from driftbench.errors import register_secret_value
 
             register_secret_value(self._token)
@@ -133,10 +138,14 @@ class KlingProvider(HttpProvider):
         if not settings.base_url:
             settings = ProviderSettings(**{**settings.__dict__, "base_url": BASE_URL})
         if not settings.model_name:
-            raise UsageError("model=kling: model.model_name is empty -- fix: e.g. model.model_name=kling-v1-6")
+            raise UsageError(
+                "model=kling: model.model_name is empty -- fix: e.g. model.model_name=kling-v1-6"
+            )
         if round(settings.segment_s) not in (5, 10):
-            raise UsageError(f"model=kling: model.segment_s={settings.segment_s} -- fix: Kling generates 5 or 10 s "
-                             "per request (model.segment_s=5)")
+            raise UsageError(
+                f"model=kling: model.segment_s={settings.segment_s} -- fix: Kling generates 5 or 10 s "
+                "per request (model.segment_s=5)"
+            )
         super().__init__(settings, deep_merge(KLING_API, settings.api))
 
     def classify(self) -> Classifier | None:
@@ -152,11 +161,17 @@ class KlingProvider(HttpProvider):
                 return AuthFailed("account", f"kling: {msg} (code {code})",
                                   "check the Kling account: balance, resource pack and API access")
             if code in AUTH_CODES:
-                return AuthFailed("auth_failed", f"kling: {msg} (code {code})",
-                                  "check KLING_ACCESS_KEY / KLING_SECRET_KEY and the machine's clock (JWT nbf/exp)")
+                return AuthFailed(
+                    "auth_failed",
+                    f"kling: {msg} (code {code})",
+                    "check KLING_ACCESS_KEY / KLING_SECRET_KEY and the machine's clock (JWT nbf/exp)",
+                )
             if code in (1300, 1301):
-                return GenerationError("content_policy", f"kling: refused by content policy: {msg} (code {code})",
-                                       "change the prompt or the reference image of this entry")
+                return GenerationError(
+                    "content_policy",
+                    f"kling: refused by content policy: {msg} (code {code})",
+                    "change the prompt or the reference image of this entry",
+                )
             if status < 400 and code != 0:
                 return GenerationError("api_error", f"kling: {msg} (code {code})",
                                        "check the request parameters (model.model_name, model.mode)")

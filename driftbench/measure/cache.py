@@ -21,7 +21,8 @@ from driftbench.weights.store import cached_sha256
 
 
 def signals_dir() -> Path:
-    """The per-frame signal cache ($DRIFTBENCH_CACHE, else ~/.cache/driftbench/signals; not the weights store)."""
+    """The per-frame signal cache ($DRIFTBENCH_CACHE, else ~/.cache/driftbench/signals; not the weights
+    store)."""
     env = os.environ.get("DRIFTBENCH_CACHE")
     if env:
         return Path(env).expanduser()

@@ -145,7 +145,9 @@ def image_faces(path: str | Path, analyzer: FaceAnalyzer, cache: SignalCache) ->
     return faces
 
 
-def reference_from_images(paths: tuple[str, ...], analyzer: FaceAnalyzer, cache: SignalCache) -> drift.Reference:
+def reference_from_images(
+    paths: tuple[str, ...], analyzer: FaceAnalyzer, cache: SignalCache
+) -> drift.Reference:
     """The character's reference from its images: exactly one clear face per image."""
     rows = []
     for p in paths:
@@ -191,9 +193,15 @@ def measure_clip(clip: Clip, settings: MeasureSettings) -> ClipResult:
         result = ClipResult(clip, "failed", reason="error", message=printable(f"{clip.path}: {exc}"))
     except Exception as exc:  # one broken clip must never cost the others
         log.debug("clip %s failed:\n%s", clip.clip_id, traceback.format_exc())
-        result = ClipResult(clip, "failed", reason="error",
-                            message=printable(f"{clip.path}: unexpected {type(exc).__name__}: {exc} -- fix: "
-                                              "report this with the clip attached; the other clips were measured"))
+        result = ClipResult(
+            clip,
+            "failed",
+            reason="error",
+            message=printable(
+                f"{clip.path}: unexpected {type(exc).__name__}: {exc} -- fix: "
+                "report this with the clip attached; the other clips were measured"
+            ),
+        )
     result.warnings = warnings
     result.seconds = time.perf_counter() - t0
     if _ANALYZER is not None:
@@ -216,8 +224,12 @@ def _measure(clip: Clip, s: MeasureSettings, warnings: list[str]) -> ClipResult:
     info = video.probe(clip.path)
     faces, key, hit = video_faces(clip.path, analyzer, s.sampling, cache, warnings, progress=s.progress)
     if faces.empty:
-        raise ClipError(clip.path, "no frame could be sampled", "check the clip's length and sampling.start/end",
-                        reason="empty")
+        raise ClipError(
+            clip.path,
+            "no frame could be sampled",
+            "check the clip's length and sampling.start/end",
+            reason="empty",
+        )
     track = choose_faces(faces, ref.embedding if ref is not None else None)
     _check_samples(clip, track, s, info.duration_s)
     if not track["face_found"].any():
@@ -259,8 +271,17 @@ def _measure(clip: Clip, s: MeasureSettings, warnings: list[str]) -> ClipResult:
                            "thumb": track["thumb"]})
     ref_json = ref.to_json()
     ref_json["thumb"] = ref.thumb
-    return ClipResult(clip, "ok", summary=summary, frames=frames, curve=curv, thumbs=thumbs, reference=ref_json,
-                      signals_key=key, cache_hit=hit)
+    return ClipResult(
+        clip,
+        "ok",
+        summary=summary,
+        frames=frames,
+        curve=curv,
+        thumbs=thumbs,
+        reference=ref_json,
+        signals_key=key,
+        cache_hit=hit,
+    )
 
 
 def _check_samples(clip: Clip, track: pd.DataFrame, s: MeasureSettings, duration_s: float) -> None:
@@ -286,18 +307,31 @@ def settings_from_config(cfg: Any, threshold: float, *, progress: bool = False) 
     return MeasureSettings(
         backend=str(cfg.face.backend),
         backend_options=dict(cfg.face.options),
-        expression=bool(cfg.signals.expression), age=bool(cfg.signals.age), max_faces=int(cfg.signals.max_faces),
-        device=str(cfg.device), download=bool(cfg.fetch),
-        sampling=Sampling(float(cfg.sampling.fps), float(cfg.sampling.start),
-                          None if cfg.sampling.end is None else float(cfg.sampling.end)),
-        metrics=MetricSettings(bin_s=float(m.bin_s), reference_s=float(m.reference_s), opening_s=float(m.opening_s),
-                               window_s=float(m.window_s), horizons=tuple(float(h) for h in m.horizons),
-                               smooth_s=float(m.smooth_s), min_loss_s=float(m.min_loss_s), far=float(m.far),
-                               loss_score=str(m.loss_score), min_samples=int(m.get("min_samples", 3))),
+        expression=bool(cfg.signals.expression),
+        age=bool(cfg.signals.age),
+        max_faces=int(cfg.signals.max_faces),
+        device=str(cfg.device),
+        download=bool(cfg.fetch),
+        sampling=Sampling(
+            float(cfg.sampling.fps),
+            float(cfg.sampling.start),
+            None if cfg.sampling.end is None else float(cfg.sampling.end),
+        ),
+        metrics=MetricSettings(
+            bin_s=float(m.bin_s),
+            reference_s=float(m.reference_s),
+            opening_s=float(m.opening_s),
+            window_s=float(m.window_s),
+            horizons=tuple(float(h) for h in m.horizons),
+            smooth_s=float(m.smooth_s),
+            min_loss_s=float(m.min_loss_s),
+            far=float(m.far),
+            loss_score=str(m.loss_score),
+            min_samples=int(m.get("min_samples", 3)),
+        ),
         reference=str(cfg.reference),
         cache_dir=None if cfg.cache.dir is None else str(cfg.cache.dir),
         cache_enabled=bool(cfg.cache.enabled),
         threshold=threshold,
         progress=progress,
     )
-

@@ -162,7 +162,8 @@ def feature_matrix(table: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
 
 
 def smoothstep(x: np.ndarray) -> np.ndarray:
-    """3x^2 - 2x^3 on x clipped to [0, 1]: a C1 ramp from 0 to 1 (the decoupler's gate; the synthetic morph's mask)."""
+    """3x^2 - 2x^3 on x clipped to [0, 1]: a C1 ramp from 0 to 1 (the decoupler's gate; the synthetic morph's
+    mask)."""
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3.0 - 2.0 * x)
 
@@ -219,7 +220,10 @@ class GatedLiftDecoupler:
 SHIFT_FORM = "gated-shift"
 SHIFT_VERSION = "1"
 #: candidate feature sets of the uncapped form, chosen by person-grouped CV on the training people
-SHIFT_FEATURE_SETS: tuple[tuple[str, ...], ...] = (("d_yaw", "d_pitch", "d_expr"), ("d_yaw", "d_pitch", "d_roll", "d_expr"))
+SHIFT_FEATURE_SETS: tuple[tuple[str, ...], ...] = (
+    ("d_yaw", "d_pitch", "d_expr"),
+    ("d_yaw", "d_pitch", "d_roll", "d_expr"),
+)
 #: a difference counts at most up to this quantile of the training footage's (no extrapolation beyond the
 #: head turns and expressions the fit has seen)
 SHIFT_SUPPORT_QUANTILE = 0.99
@@ -266,7 +270,9 @@ class GatedShiftDecoupler:
         self.version = str(self.record.get("version", SHIFT_VERSION))
 
     def explained(self, table: pd.DataFrame) -> np.ndarray:
-        x = np.minimum(feature_matrix(table, self.params.features), np.asarray(self.params.support, np.float64))
+        x = np.minimum(
+            feature_matrix(table, self.params.features), np.asarray(self.params.support, np.float64)
+        )
         return x @ np.asarray(self.params.weights, dtype=np.float64)
 
     def apply(self, table: pd.DataFrame) -> np.ndarray:
@@ -296,12 +302,16 @@ def fit_shift_params(frames: pd.DataFrame, pairs: pd.DataFrame, features: Sequen
     w = fit_weights(frames, features)
     x = feature_matrix(frames, features)
     support = np.quantile(x, SHIFT_SUPPORT_QUANTILE, axis=0) if len(x) else np.zeros(len(features))
-    return GatedShiftParams(tuple(features), tuple(float(v) for v in w), tuple(float(v) for v in support), lo, hi)
+    return GatedShiftParams(
+        tuple(features), tuple(float(v) for v in w), tuple(float(v) for v in support), lo, hi
+    )
 
 
 def within_clip_residual_var(frames: pd.DataFrame, score: np.ndarray) -> float:
     """Mean within-clip variance of a score (what a shift that removes pose/expression must lower)."""
-    return float(pd.Series(np.asarray(score, np.float64)).groupby(frames["clip_id"].to_numpy()).var(ddof=1).mean())
+    return float(
+        pd.Series(np.asarray(score, np.float64)).groupby(frames["clip_id"].to_numpy()).var(ddof=1).mean()
+    )
 
 
 def select_shift(frames: pd.DataFrame, pairs: pd.DataFrame, *, inner_k: int = 5,
@@ -363,8 +373,11 @@ def load_decoupler(backend: str, name: str = "default") -> Decoupler:
     from driftbench.weights import artefacts
 
     backend = weights_key(backend)
-    # the user's fitted artefact (driftbench.weights.artefacts: $DRIFTBENCH_ARTEFACTS or the user dir) before the packaged one
-    path = (artefacts.find("decouple", backend) if name == "default" else None) or artefact_path(backend, name)
+    # the user's fitted artefact (driftbench.weights.artefacts: $DRIFTBENCH_ARTEFACTS or the user dir) before
+    # the packaged one
+    path = (artefacts.find("decouple", backend) if name == "default" else None) or artefact_path(
+        backend, name
+    )
     if not path.is_file():
         if name != "default":
             raise UsageError(f"{path}: no decoupler artefact named {name!r} for face backend {backend!r} "
@@ -387,8 +400,10 @@ def read_artefact(path: Path) -> GatedLiftDecoupler | GatedShiftDecoupler:
             raise ValueError(f"form {form!r}, expected {SHIFT_FORM!r} or {FORM!r}")
         params = GatedLiftParams.from_json(record["params"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UsageError(f"{path}: unreadable decoupler artefact ({exc}) -- fix: restore it from git or refit "
-                         "with `driftbench validate --fit`") from None
+        raise UsageError(
+            f"{path}: unreadable decoupler artefact ({exc}) -- fix: restore it from git or refit "
+            "with `driftbench validate --fit`"
+        ) from None
     return GatedLiftDecoupler(params, record, path)
 
 
@@ -435,8 +450,12 @@ def sensitivity(frames: pd.DataFrame, score: np.ndarray | None = None,
     b, *_ = np.linalg.lstsq(xd, yd, rcond=None)
     comp = xd @ b
     ss = float((yd ** 2).sum())
-    out = {"component_sd": float(comp.std()), "r2": float(1.0 - ((yd - comp) ** 2).sum() / ss) if ss > 0 else 0.0,
-           "n_frames": len(frames), "n_clips": int(pd.Series(groups).nunique())}
+    out = {
+        "component_sd": float(comp.std()),
+        "r2": float(1.0 - ((yd - comp) ** 2).sum() / ss) if ss > 0 else 0.0,
+        "n_frames": len(frames),
+        "n_clips": int(pd.Series(groups).nunique()),
+    }
     for name, coef in zip(features, b, strict=True):
         if name == "d_yaw":
             out["per_10deg_yaw"] = float(coef * 10.0)
@@ -493,8 +512,12 @@ def _photo_ok(pairs: pd.DataFrame, dec: np.ndarray) -> tuple[bool, dict[str, flo
     same = pairs["same"].to_numpy(bool)
     raw = verification_metrics(pairs["sim_raw"].to_numpy(np.float64), same, (0.001,))
     d = verification_metrics(dec, same, (0.001,))
-    ok = (d["d_prime"] >= raw["d_prime"] - 1e-9 and d["margin"] >= raw["margin"] - 1e-9
-          and d["tar_at_far_0.001"] >= raw["tar_at_far_0.001"] - 1e-12 and d["diff_mean"] <= raw["diff_mean"] + 1e-9)
+    ok = (
+        d["d_prime"] >= raw["d_prime"] - 1e-9
+        and d["margin"] >= raw["margin"] - 1e-9
+        and d["tar_at_far_0.001"] >= raw["tar_at_far_0.001"] - 1e-12
+        and d["diff_mean"] <= raw["diff_mean"] + 1e-9
+    )
     return ok, {"d_prime": d["d_prime"], "margin": d["margin"], "tar_at_far_0.001": d["tar_at_far_0.001"],
                 "diff_mean": d["diff_mean"], "raw_d_prime": raw["d_prime"], "raw_margin": raw["margin"],
                 "raw_tar_at_far_0.001": raw["tar_at_far_0.001"], "raw_diff_mean": raw["diff_mean"]}
@@ -620,7 +643,9 @@ def heldout_footage(frames: pd.DataFrame, pairs: pd.DataFrame, *, k: int = 10, a
             "dec_scores": dec}
 
 
-def _draw_labels(clip_ids: np.ndarray, idx: np.ndarray, index: dict[Any, np.ndarray], uniq: np.ndarray) -> list[str]:
+def _draw_labels(
+    clip_ids: np.ndarray, idx: np.ndarray, index: dict[Any, np.ndarray], uniq: np.ndarray
+) -> list[str]:
     out: list[str] = []
     for draw, i in enumerate(idx):
         out.extend(f"{c}#{draw}" for c in clip_ids[index[uniq[int(i)]]])
@@ -652,20 +677,44 @@ def heldout_splits(frames: pd.DataFrame, pairs: pd.DataFrame, *, n_splits: int =
         photo_ok, photo = _photo_ok(held, dec.apply(held))
         raise_ = photo["diff_mean"] - photo["raw_diff_mean"]
         # the same check, tolerating a different-person mean raised by less than the reported precision
-        photo_tol = bool(photo_ok or (raise_ <= DIFF_MEAN_TOLERANCE and photo["d_prime"] >= photo["raw_d_prime"]
-                                      and photo["margin"] >= photo["raw_margin"]
-                                      and photo["tar_at_far_0.001"] >= photo["raw_tar_at_far_0.001"]))
-        rows.append({"ratio": ratio, "photo_ok": photo_ok, "photo_ok_tol": photo_tol, "diff_mean_raise": raise_,
-                     "all_ok": bool(photo_ok and ratio <= 0.5), "all_ok_tol": bool(photo_tol and ratio <= 0.5), **photo})
+        photo_tol = bool(
+            photo_ok
+            or (
+                raise_ <= DIFF_MEAN_TOLERANCE
+                and photo["d_prime"] >= photo["raw_d_prime"]
+                and photo["margin"] >= photo["raw_margin"]
+                and photo["tar_at_far_0.001"] >= photo["raw_tar_at_far_0.001"]
+            )
+        )
+        rows.append(
+            {
+                "ratio": ratio,
+                "photo_ok": photo_ok,
+                "photo_ok_tol": photo_tol,
+                "diff_mean_raise": raise_,
+                "all_ok": bool(photo_ok and ratio <= 0.5),
+                "all_ok_tol": bool(photo_tol and ratio <= 0.5),
+                **photo,
+            }
+        )
     df = pd.DataFrame(rows)
-    return {"n_splits": n_splits, "photo_test_ids": photo_test_ids, "share_all_targets": float(df["all_ok"].mean()),
-            "share_all_targets_tol": float(df["all_ok_tol"].mean()), "diff_mean_tolerance": DIFF_MEAN_TOLERANCE,
-            "max_diff_mean_raise": float(df["diff_mean_raise"].max()),
-            "share_ratio_le_half": float((df["ratio"] <= 0.5).mean()), "share_photo_ok": float(df["photo_ok"].mean()),
-            "share_photo_ok_tol": float(df["photo_ok_tol"].mean()),
-            "median_ratio": float(df["ratio"].median()), "ratio_p90": float(df["ratio"].quantile(0.9)),
-            "median_d_prime": float(df["d_prime"].median()), "median_margin": float(df["margin"].median()),
-            "median_raw_d_prime": float(df["raw_d_prime"].median()), "median_raw_margin": float(df["raw_margin"].median())}
+    return {
+        "n_splits": n_splits,
+        "photo_test_ids": photo_test_ids,
+        "share_all_targets": float(df["all_ok"].mean()),
+        "share_all_targets_tol": float(df["all_ok_tol"].mean()),
+        "diff_mean_tolerance": DIFF_MEAN_TOLERANCE,
+        "max_diff_mean_raise": float(df["diff_mean_raise"].max()),
+        "share_ratio_le_half": float((df["ratio"] <= 0.5).mean()),
+        "share_photo_ok": float(df["photo_ok"].mean()),
+        "share_photo_ok_tol": float(df["photo_ok_tol"].mean()),
+        "median_ratio": float(df["ratio"].median()),
+        "ratio_p90": float(df["ratio"].quantile(0.9)),
+        "median_d_prime": float(df["d_prime"].median()),
+        "median_margin": float(df["margin"].median()),
+        "median_raw_d_prime": float(df["raw_d_prime"].median()),
+        "median_raw_margin": float(df["raw_margin"].median()),
+    }
 
 
 # -- age --------------------------------------------------------------------------------------------------

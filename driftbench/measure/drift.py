@@ -30,8 +30,8 @@ Metric cards (units: cosine similarity of identity embeddings unless stated; hig
   series is the opening minus the trailing ``DRIFT_WINDOW_S`` median of the decoupled score; ``drift_level``
   is the highest level it holds for ``DRIFT_MIN_S``; a clip is ``drifting`` when that exceeds the
   threshold calibrated on identity-constant real footage (people held out, at most 1 % of held-out real
-  clips flagged; :func:`driftbench.validity.calibration.calibrate_drift`), and ``time_to_drift_s`` is the onset of
-  the first such run (empty = censored at the end; ``drift_survival_time_s`` for Kaplan-Meier). Empty
+  clips flagged; :func:`driftbench.validity.calibration.calibrate_drift`), and ``time_to_drift_s`` is the
+  onset of the first such run (empty = censored at the end; ``drift_survival_time_s`` for Kaplan-Meier). Empty
   where no calibrated verdict exists for the backend key.
 - ``face_rate``: share of samples where the character's face was found; stands beside every
   identity figure (a method that loses the face is flagged, never rewarded). ``longest_no_face_s``:
@@ -73,8 +73,16 @@ class Reference:
     @classmethod
     def missing(cls, mode: str, dim: int = 128) -> Reference:
         """No face to build the reference from (the face is never found): every similarity is NaN."""
-        return cls(embedding=np.full(dim, np.nan, dtype=np.float32), blendshapes=None, yaw=np.nan, pitch=np.nan,
-                   roll=np.nan, age=np.nan, mode=mode, n_faces=0)
+        return cls(
+            embedding=np.full(dim, np.nan, dtype=np.float32),
+            blendshapes=None,
+            yaw=np.nan,
+            pitch=np.nan,
+            roll=np.nan,
+            age=np.nan,
+            mode=mode,
+            n_faces=0,
+        )
 
 
 def opening_start(ref: Reference) -> float:
@@ -106,9 +114,16 @@ def reference_from_faces(rows: pd.DataFrame, mode: str, t_end: float = 0.0) -> R
     return Reference(
         embedding=emb,
         blendshapes=None if bs is None else bs.mean(axis=0),
-        yaw=_mean_or_nan(rows["yaw"]), pitch=_mean_or_nan(rows["pitch"]), roll=_mean_or_nan(rows["roll"]),
-        age=float(pd.to_numeric(rows["age"], errors="coerce").median()) if rows["age"].notna().any() else np.nan,
-        mode=mode, n_faces=len(rows), thumb=thumb, t_end=float(t_end),
+        yaw=_mean_or_nan(rows["yaw"]),
+        pitch=_mean_or_nan(rows["pitch"]),
+        roll=_mean_or_nan(rows["roll"]),
+        age=float(pd.to_numeric(rows["age"], errors="coerce").median())
+        if rows["age"].notna().any()
+        else np.nan,
+        mode=mode,
+        n_faces=len(rows),
+        thumb=thumb,
+        t_end=float(t_end),
     )
 
 
@@ -195,8 +210,7 @@ def smooth(t: np.ndarray, values: np.ndarray, window_s: float) -> np.ndarray:
     The window is ``window_s`` plus half the median sampling period, closed on both ends: samples land
     on the first frame at or after each instant (at 25 fps and 2 frames/s they are 0.48 or 0.52 s apart),
     so a plain 1 s window would sometimes hold one neighbour instead of both, and a median of two would
-    blur a cut by a sample.
-    """
+    blur a cut by a sample. """
     out = np.full(len(values), np.nan)
     ok = np.isfinite(values)
     if not ok.any():
@@ -345,7 +359,9 @@ def clip_summary(frames: pd.DataFrame, curv: pd.DataFrame, *, duration_s: float,
                            "longest_no_face_s": longest_no_face_s(frames["face_found"].to_numpy(), period),
                            "opening_start_s": float(opening_start_s)}
     for kind, col in (("raw", "sim_raw"), ("dec", "sim_dec")):
-        opening = _window_median(frames, col, float(opening_start_s), float(opening_start_s) + float(metrics.opening_s))
+        opening = _window_median(
+            frames, col, float(opening_start_s), float(opening_start_s) + float(metrics.opening_s)
+        )
         out[f"opening_{kind}"] = opening
         out[f"mean_{kind}"] = float(frames[col].mean()) if frames[col].notna().any() else np.nan
         for h in metrics.horizons:
@@ -407,7 +423,9 @@ def sustained_drift(t: np.ndarray, d: np.ndarray, min_s: float, period: float) -
     return best, onset
 
 
-def time_to_drift(t: np.ndarray, d: np.ndarray, threshold: float, min_s: float, period: float) -> float | None:
+def time_to_drift(
+    t: np.ndarray, d: np.ndarray, threshold: float, min_s: float, period: float
+) -> float | None:
     """Onset of drift: the first sample of the first run of at least ``min_s`` in which the drift series
     stays above ``threshold``; None (censored) when there is none."""
     t = np.asarray(t, np.float64)
@@ -443,7 +461,8 @@ def drift_level(frames: pd.DataFrame, col: str, *, opening_start_s: float, openi
 
 
 def load_drift_verdict(key: str) -> dict[str, Any] | None:
-    """The calibrated drift verdict of backend key ``key`` (:mod:`driftbench.weights.artefacts` kind ``drift``)."""
+    """The calibrated drift verdict of backend key ``key`` (:mod:`driftbench.weights.artefacts` kind
+    ``drift``)."""
     import json
 
     from driftbench.weights import artefacts

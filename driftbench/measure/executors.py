@@ -83,7 +83,9 @@ def run_local(clips: list[Clip], settings: MeasureSettings, workers: int,
 
 def run_ray(clips: list[Clip], settings: MeasureSettings, address: str | None,
             on_result: Callable[[ClipResult], None]) -> None:
-    if not clips:  # every clip already measured (a resumed run): no cluster started, nothing written to ~/.ray
+    if (
+        not clips
+    ):  # every clip already measured (a resumed run): no cluster started, nothing written to ~/.ray
         return
     try:
         import ray

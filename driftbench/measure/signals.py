@@ -41,7 +41,9 @@ class Sampling:
     end: float | None = None
 
     def token(self) -> str:
-        return f"fps={self.fps:g};start={self.start:g};end={self.end if self.end is None else f'{self.end:g}'}"
+        return (
+            f"fps={self.fps:g};start={self.start:g};end={self.end if self.end is None else f'{self.end:g}'}"
+        )
 
 
 def _encode_thumb(chip: np.ndarray) -> bytes:
@@ -222,8 +224,14 @@ class FaceAnalyzer:
                     x0, y0, side = crop_box(face.box)
                     crop = square_crop(fr.image, x0, y0, side, CROP_SIZE)
                     assert self._pool is not None
-                    futures.append((len(rows), self._pool.submit(self._landmark_job, len(rows), crop, x0, y0, side,
-                                                                 ages, age_pending)))
+                    futures.append(
+                        (
+                            len(rows),
+                            self._pool.submit(
+                                self._landmark_job, len(rows), crop, x0, y0, side, ages, age_pending
+                            ),
+                        )
+                    )
                 rows.append(row)
             if len(chips) >= self.batch_size:
                 flush_embeddings()

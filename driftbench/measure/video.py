@@ -184,8 +184,12 @@ def _decode_samples(path: str | Path, fps: float, start: float, end: float | Non
             # so compare the last frame with the duration in its header
             missing = _missing_tail(stream, t, end)
             if missing is not None:
-                put(TruncatedVideo(t_last=t, message=f"{missing:.2f} s of the {t + missing:.2f} s in its header "
-                                                    "are missing"))
+                put(
+                    TruncatedVideo(
+                        t_last=t,
+                        message=f"{missing:.2f} s of the {t + missing:.2f} s in its header are missing",
+                    )
+                )
                 return
         put(None)
     except Exception as exc:  # surface anything unexpected in the consumer thread

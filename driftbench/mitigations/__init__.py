@@ -1,10 +1,11 @@
 """mitigations: methods that should reduce drift, the second stage (between the clip sources and measurement).
-They turn a source's clips into new clips (same clip_id, ``mitigation=<name>``); the face warps they share with the
-synthetic source live in :mod:`.warp`. May import sources.base (the Clip record), faces, measure.video and
-measure.cache, weights and io/errors/plugins; never results, report, runner or cli.
+They turn a source's clips into new clips (same clip_id, ``mitigation=<name>``); the face warps they share
+with the synthetic source live in :mod:`.warp`. May import sources.base (the Clip record), faces,
+measure.video and measure.cache, weights and io/errors/plugins; never results, report, runner or cli.
 
 Adding a post-processing mitigation: a module here with a :class:`.base.FrameProcessor` subclass; one entry
-``"name": "driftbench.mitigations.module:Class"`` in :data:`MITIGATIONS`; and ``conf/mitigation/<name>.yaml``. An
+``"name": "driftbench.mitigations.module:Class"`` in :data:`MITIGATIONS`; and
+``conf/mitigation/<name>.yaml``. An
 installed package registers one under the ``driftbench.mitigations`` entry-point group.
 
 Mitigations: methods that should reduce drift. ``none`` is the baseline every leaderboard row is
@@ -65,7 +66,9 @@ def create(name: str, params: dict[str, Any], device: str = "auto") -> FrameProc
     return MITIGATIONS.get(name)(params, device)
 
 
-def apply_post(clips: list[Clip], cfg: Any, settings: Any, cache_dir: Path) -> tuple[list[Clip], list[Skipped]]:
+def apply_post(
+    clips: list[Clip], cfg: Any, settings: Any, cache_dir: Path
+) -> tuple[list[Clip], list[Skipped]]:
     """Apply a post-processing mitigation to every clip (cached); returns the new clips and what was
     skipped. ``cfg``: the mitigation config (name, stage, params); ``settings``: MeasureSettings
     (device, reference mode, whether weights may be fetched)."""
@@ -92,17 +95,29 @@ def apply_post(clips: list[Clip], cfg: Any, settings: Any, cache_dir: Path) -> t
     try:
         for clip in clips:
             try:
-                out.append(process_clip(clip, proc, reference_mode=str(getattr(settings, "reference", "auto")),
-                                        mesh_factory=mesh_factory, cache_dir=Path(cache_dir),
-                                        sampling=getattr(settings, "sampling", None)))
+                out.append(
+                    process_clip(
+                        clip,
+                        proc,
+                        reference_mode=str(getattr(settings, "reference", "auto")),
+                        mesh_factory=mesh_factory,
+                        cache_dir=Path(cache_dir),
+                        sampling=getattr(settings, "sampling", None),
+                    )
+                )
             except ClipError as exc:
                 skipped.append(Skipped(clip.path, exc.reason, str(exc), stage="mitigation"))
             except Exception as exc:  # one broken clip must never cost the others
                 log.debug("mitigation %s failed on %s:\n%s", proc.name, clip.clip_id, traceback.format_exc())
-                skipped.append(Skipped(clip.path, "mitigation_error",
-                                       f"{clip.path}: mitigation {proc.name!r} failed ({type(exc).__name__}: {exc}) "
-                                       "-- fix: report this with the clip attached; the other clips were processed",
-                                       stage="mitigation"))
+                skipped.append(
+                    Skipped(
+                        clip.path,
+                        "mitigation_error",
+                        f"{clip.path}: mitigation {proc.name!r} failed ({type(exc).__name__}: {exc}) "
+                        "-- fix: report this with the clip attached; the other clips were processed",
+                        stage="mitigation",
+                    )
+                )
             if bar is not None:
                 bar.update(1)
     finally:

@@ -31,7 +31,9 @@ class Freeze(FrameProcessor):
         for img, face in zip(batch.images, batch.faces, strict=True):
             if frozen is None and face is not None:
                 ref = pick_reference(self.ref, float(face.yaw), float(self.params["mirror_margin"]))
-                (frozen,) = transfer_faces(ref.image, ref.landmarks, [img], [face.landmarks], self.params, self.device)
+                (frozen,) = transfer_faces(
+                    ref.image, ref.landmarks, [img], [face.landmarks], self.params, self.device
+                )
                 self._frozen = frozen
             if frozen is not None:
                 info.processed += 1

@@ -82,8 +82,10 @@ class FrameProcessor:
         if str(self.params.get("render", "full")) not in ("sampled", "full"):
             from driftbench.errors import UsageError
 
-            raise UsageError(f"mitigation {self.name!r}: render={self.params['render']!r} -- fix: sampled (only the "
-                             "frames the sampling measures) or full (every frame, to watch)")
+            raise UsageError(
+                f"mitigation {self.name!r}: render={self.params['render']!r} -- fix: sampled (only the "
+                "frames the sampling measures) or full (every frame, to watch)"
+            )
         self.device = device
 
     def start(self, ref: RefFace) -> None:
@@ -143,7 +145,9 @@ def mirror_reference(ref: RefFace, mesh: Any) -> RefFace | None:
     face = mesh.detect(flipped)
     if face is None:
         return None
-    return RefFace(flipped, face.landmarks, face.lm5, ref.digest + ":mirrored", ref.origin + " (mirrored)", face.yaw)
+    return RefFace(
+        flipped, face.landmarks, face.lm5, ref.digest + ":mirrored", ref.origin + " (mirrored)", face.yaw
+    )
 
 
 def output_fps(path: str, max_fps: float) -> float:
@@ -180,7 +184,11 @@ def process_clip(clip: Clip, proc: FrameProcessor, *, reference_mode: str, mesh_
     source_sha = content_hash(clip.path)
     render = render_tag(proc, sampling)
     timeline = stream_timeline(clip.path) if render != "full" else None
-    fps = output_fps(clip.path, float(proc.params.get("max_fps", 0) or 0)) if timeline is None else timeline.rate
+    fps = (
+        output_fps(clip.path, float(proc.params.get("max_fps", 0) or 0))
+        if timeline is None
+        else timeline.rate
+    )
     use_images = reference_mode == "images" or (reference_mode == "auto" and bool(clip.references))
     if use_images and not clip.references:
         raise ClipError(clip.path, "reference=images but the clip has no reference image",
@@ -203,9 +211,12 @@ def process_clip(clip: Clip, proc: FrameProcessor, *, reference_mode: str, mesh_
         reference_from_clip(clip.path, source_sha, mesh, fps)
     if ref is None:
         what = "no reference image shows a face" if use_images else "no frame of the clip shows a face"
-        raise ClipError(clip.path, f"cannot apply mitigation {proc.name!r}: {what}",
-                        "use a reference photo with one clear face, or a clip that shows the character's face",
-                        reason="no_reference_face")
+        raise ClipError(
+            clip.path,
+            f"cannot apply mitigation {proc.name!r}: {what}",
+            "use a reference photo with one clear face, or a clip that shows the character's face",
+            reason="no_reference_face",
+        )
     if proc.params.get("mirror"):
         ref.mirrored = mirror_reference(ref, mesh)
     t0 = time.perf_counter()
@@ -218,9 +229,15 @@ def process_clip(clip: Clip, proc: FrameProcessor, *, reference_mode: str, mesh_
         frames = _frames(clip.path, fps)
     else:
         assert sampling is not None
-        frames = ((fr.t, fr.image) for fr in video.sample(clip.path, float(sampling.fps),
-                                                           start=float(sampling.start or 0.0), end=sampling.end))
-    with Mp4Writer(out, fps, *_size(clip.path), time_base=None if timeline is None else timeline.time_base) as writer:
+        frames = (
+            (fr.t, fr.image)
+            for fr in video.sample(
+                clip.path, float(sampling.fps), start=float(sampling.start or 0.0), end=sampling.end
+            )
+        )
+    with Mp4Writer(
+        out, fps, *_size(clip.path), time_base=None if timeline is None else timeline.time_base
+    ) as writer:
         images: list[np.ndarray] = []
         faces: list[Any] = []
         times: list[float] = []

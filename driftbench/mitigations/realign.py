@@ -22,7 +22,11 @@ import numpy as np
 from driftbench.mitigations.base import FrameBatch, FrameProcessor, RefFace, RunInfo
 
 #: what each ``keep`` name leaves of the frame (landmark polygons)
-KEEP_REGIONS = {"eyes": ("RIGHT_EYE", "LEFT_EYE"), "mouth": ("LIPS_INNER",), "brows": ("RIGHT_BROW", "LEFT_BROW")}
+KEEP_REGIONS = {
+    "eyes": ("RIGHT_EYE", "LEFT_EYE"),
+    "mouth": ("LIPS_INNER",),
+    "brows": ("RIGHT_BROW", "LEFT_BROW"),
+}
 
 REALIGN_DEFAULTS: dict[str, Any] = {
     #: feather (alpha blend) or seamless (OpenCV Poisson seamlessClone)
@@ -62,13 +66,21 @@ def _keep_polys(keep: list[str]) -> list[tuple[int, ...]]:
         if k not in KEEP_REGIONS:
             from driftbench.errors import UsageError
 
-            raise UsageError(f"mitigation param keep: unknown region {k!r} -- fix: choose from {sorted(KEEP_REGIONS)}")
+            raise UsageError(
+                f"mitigation param keep: unknown region {k!r} -- fix: choose from {sorted(KEEP_REGIONS)}"
+            )
         polys.extend(getattr(warp, n) for n in KEEP_REGIONS[k])
     return polys
 
 
-def transfer_faces(src_images: Any, src_landmarks: np.ndarray, frames: list[np.ndarray],
-                   frame_landmarks: list[np.ndarray], params: dict[str, Any], device: str) -> list[np.ndarray]:
+def transfer_faces(
+    src_images: Any,
+    src_landmarks: np.ndarray,
+    frames: list[np.ndarray],
+    frame_landmarks: list[np.ndarray],
+    params: dict[str, Any],
+    device: str,
+) -> list[np.ndarray]:
     """The identity source face(s) warped onto each frame's landmarks and blended into the frame.
 
     ``src_images``: one image shared by all frames, or one per frame; ``src_landmarks``: (478, 2)
@@ -113,8 +125,14 @@ def transfer_faces(src_images: Any, src_landmarks: np.ndarray, frames: list[np.n
         region = img[y0 : y0 + h, x0 : x0 + w].astype(np.float32)
         hh, ww = region.shape[:2]
         warped = wb.images[k][:hh, :ww]
-        mask = region_mask(lm, box, feather=float(params["feather"]) * fs, shrink=float(params["shrink"]) * fs,
-                           exclude=keep, exclude_grow=float(params["keep_grow"]) * fs)[:hh, :ww]
+        mask = region_mask(
+            lm,
+            box,
+            feather=float(params["feather"]) * fs,
+            shrink=float(params["shrink"]) * fs,
+            exclude=keep,
+            exclude_grow=float(params["keep_grow"]) * fs,
+        )[:hh, :ww]
         mask = mask * wb.valid[k][:hh, :ww]
         if wb.area is not None and params["foreshortening"]:
             lo, hi = (float(v) for v in params["foreshortening"])
@@ -177,7 +195,9 @@ class Chain(FrameProcessor):
             if self._src is None:  # the first frame with a face takes the reference
                 ref = pick_reference(self.ref, float(face.yaw), float(self.params["mirror_margin"]))
                 self._src = (ref.image, ref.landmarks)
-            (res,) = transfer_faces(self._src[0], self._src[1], [img], [face.landmarks], self.params, self.device)
+            (res,) = transfer_faces(
+                self._src[0], self._src[1], [img], [face.landmarks], self.params, self.device
+            )
             self._src = (res, face.landmarks)
             info.processed += 1
             out.append(res)

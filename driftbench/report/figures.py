@@ -57,8 +57,14 @@ def _plain(text: str) -> str:
     return text.replace("$", r"\$")
 
 
-def curves_figure(bands: Mapping[str, pd.DataFrame], curves: pd.DataFrame, members: Mapping[str, Sequence[str]],
-                  column: str, threshold: float | None, title: str) -> str:
+def curves_figure(
+    bands: Mapping[str, pd.DataFrame],
+    curves: pd.DataFrame,
+    members: Mapping[str, Sequence[str]],
+    column: str,
+    threshold: float | None,
+    title: str,
+) -> str:
     """Identity over time per group: the mean over the group's clips per 1 s bin with its bootstrap
     95% band (shaded), individual clips as thin lines; below it, the number of clips still observed
     in each bin (the mean moves where clips end, and the count shows where)."""
@@ -84,7 +90,9 @@ def curves_figure(bands: Mapping[str, pd.DataFrame], curves: pd.DataFrame, membe
         ax.fill_between(band["t_mid"][ok], band["lo"][ok], band["hi"][ok], color=color, alpha=0.18, lw=0)
         ax_n.step(band["t_mid"], band["n"], where="mid", color=color, lw=1.2)
     if threshold is not None and np.isfinite(threshold):
-        ax.axhline(threshold, color="crimson", ls="--", lw=1, label=f"identity-loss threshold {threshold:.3f}")
+        ax.axhline(
+            threshold, color="crimson", ls="--", lw=1, label=f"identity-loss threshold {threshold:.3f}"
+        )
     ax_n.set_ylabel("clips", fontsize=8)
     ax_n.set_ylim(bottom=0)
     ax_n.grid(alpha=0.3)
@@ -108,8 +116,14 @@ def clip_multiples_figure(curves: pd.DataFrame, clip_ids: Sequence[str], thresho
     ncols = max(1, min(ncols, len(ids)))
     nrows = max(1, -(-len(ids) // ncols))
     fig = Figure(figsize=(8.8, 1.55 * nrows + 0.5))
-    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.08 if nrows > 2 else 0.14, top=1 - 0.62 / (1.55 * nrows + 0.5),
-                        hspace=0.55, wspace=0.18)
+    fig.subplots_adjust(
+        left=0.06,
+        right=0.99,
+        bottom=0.08 if nrows > 2 else 0.14,
+        top=1 - 0.62 / (1.55 * nrows + 0.5),
+        hspace=0.55,
+        wspace=0.18,
+    )
     axes = np.atleast_1d(fig.subplots(nrows, ncols, sharex=True, sharey=True)).ravel()
     for ax, cid in zip(axes, ids, strict=False):
         c = curves[curves["clip_id"] == cid]
@@ -160,7 +174,11 @@ def scatter_figure(rows: pd.DataFrame, gain_col: str, floor: float, title: str) 
         if not (np.isfinite(x) and np.isfinite(y)):
             continue
         flagged = bool(row.get("flags"))
-        xerr = [[x - row[f"{gain_col}_lo"]], [row[f"{gain_col}_hi"] - x]] if np.isfinite(row[f"{gain_col}_lo"]) else None
+        xerr = (
+            [[x - row[f"{gain_col}_lo"]], [row[f"{gain_col}_hi"] - x]]
+            if np.isfinite(row[f"{gain_col}_lo"])
+            else None
+        )
         yerr = ([[y - row["expressivity_retained_lo"]], [row["expressivity_retained_hi"] - y]]
                 if np.isfinite(row["expressivity_retained_lo"]) else None)
         color = "#b3261e" if flagged else "#2f6fdb"

@@ -1,6 +1,6 @@
-"""The report's glossary: one row per metric card (:mod:`driftbench.results.cards`) -- what each figure measures,
-its units, which direction is better, how its confidence interval is made, and the default gate tolerance (from
-:data:`driftbench.results.gate.TRACKED` where the gate tracks it)."""
+"""The report's glossary: one row per metric card (:mod:`driftbench.results.cards`) -- what each figure
+measures, its units, which direction is better, how its confidence interval is made, and the default gate
+tolerance (from :data:`driftbench.results.gate.TRACKED` where the gate tracks it)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,17 @@ from typing import Any
 from driftbench.results.cards import CARDS
 
 #: the glossary's rows, one per metric card (driftbench/results/cards.py)
-_CARDS: list[dict[str, str]] = [{"metric": c.name, "what": c.meaning, "units": c.unit, "direction": c.direction,
-                                 "ci": c.ci, "horizon": c.horizon} for c in CARDS]
+_CARDS: list[dict[str, str]] = [
+    {
+        "metric": c.name,
+        "what": c.meaning,
+        "units": c.unit,
+        "direction": c.direction,
+        "ci": c.ci,
+        "horizon": c.horizon,
+    }
+    for c in CARDS
+]
 
 
 def cards() -> list[dict[str, Any]]:

@@ -34,33 +34,114 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 #: the 52 MediaPipe FaceLandmarker blendshape categories, in the order the signals table stores them
 BLENDSHAPE_NAMES = (
-    "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight", "cheekPuff",
-    "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight", "eyeLookDownLeft", "eyeLookDownRight",
-    "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft", "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight",
-    "eyeSquintLeft", "eyeSquintRight", "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen", "jawRight",
-    "mouthClose", "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft", "mouthFrownRight", "mouthFunnel",
-    "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthPressLeft", "mouthPressRight", "mouthPucker",
-    "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthSmileLeft",
-    "mouthSmileRight", "mouthStretchLeft", "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight",
-    "noseSneerLeft", "noseSneerRight",
+    "_neutral",
+    "browDownLeft",
+    "browDownRight",
+    "browInnerUp",
+    "browOuterUpLeft",
+    "browOuterUpRight",
+    "cheekPuff",
+    "cheekSquintLeft",
+    "cheekSquintRight",
+    "eyeBlinkLeft",
+    "eyeBlinkRight",
+    "eyeLookDownLeft",
+    "eyeLookDownRight",
+    "eyeLookInLeft",
+    "eyeLookInRight",
+    "eyeLookOutLeft",
+    "eyeLookOutRight",
+    "eyeLookUpLeft",
+    "eyeLookUpRight",
+    "eyeSquintLeft",
+    "eyeSquintRight",
+    "eyeWideLeft",
+    "eyeWideRight",
+    "jawForward",
+    "jawLeft",
+    "jawOpen",
+    "jawRight",
+    "mouthClose",
+    "mouthDimpleLeft",
+    "mouthDimpleRight",
+    "mouthFrownLeft",
+    "mouthFrownRight",
+    "mouthFunnel",
+    "mouthLeft",
+    "mouthLowerDownLeft",
+    "mouthLowerDownRight",
+    "mouthPressLeft",
+    "mouthPressRight",
+    "mouthPucker",
+    "mouthRight",
+    "mouthRollLower",
+    "mouthRollUpper",
+    "mouthShrugLower",
+    "mouthShrugUpper",
+    "mouthSmileLeft",
+    "mouthSmileRight",
+    "mouthStretchLeft",
+    "mouthStretchRight",
+    "mouthUpperUpLeft",
+    "mouthUpperUpRight",
+    "noseSneerLeft",
+    "noseSneerRight",
 )
 
 #: columns of the per-clip table (clips.csv plus expressivity), with their headings
 #: drift first (the verdict where the run has one, drift at 30 s / 60 s / the end, loss, slope, lowest bin),
 #: then levels, then who the clip is
-_HEADERS = {"clip_id": "clip", "drifting": "verdict", "duration_s": "duration s", "model": "model",
-            "mitigation": "mitigation", "character": "character", "prompt_id": "prompt", "seed": "seed",
-            "loss_cause": "loss cause", **card_headers()}  # a metric column's header comes from its metric card
-TABLE_COLUMNS = [(c, _HEADERS[c]) for c in (
-    "clip_id", "drifting", "drift_dec_at_30s", "drift_dec_at_60s", "drift_dec_at_end", "drift_raw_at_end",
-    "time_to_loss_s", "slope_dec_per_min", "min_bin_dec", "duration_s", "face_rate", "opening_raw", "opening_dec",
-    "sim_dec_at_5s", "sim_dec_at_30s", "sim_dec_at_60s", "sim_dec_at_end", "time_to_drift_s", "loss_cause",
-    "longest_no_face_s", "model", "mitigation", "character", "prompt_id", "seed", "expressivity_vs_real", "ref_copy")]
+_HEADERS = {
+    "clip_id": "clip",
+    "drifting": "verdict",
+    "duration_s": "duration s",
+    "model": "model",
+    "mitigation": "mitigation",
+    "character": "character",
+    "prompt_id": "prompt",
+    "seed": "seed",
+    "loss_cause": "loss cause",
+    **card_headers(),
+}  # a metric column's header comes from its metric card
+TABLE_COLUMNS = [
+    (c, _HEADERS[c])
+    for c in (
+        "clip_id",
+        "drifting",
+        "drift_dec_at_30s",
+        "drift_dec_at_60s",
+        "drift_dec_at_end",
+        "drift_raw_at_end",
+        "time_to_loss_s",
+        "slope_dec_per_min",
+        "min_bin_dec",
+        "duration_s",
+        "face_rate",
+        "opening_raw",
+        "opening_dec",
+        "sim_dec_at_5s",
+        "sim_dec_at_30s",
+        "sim_dec_at_60s",
+        "sim_dec_at_end",
+        "time_to_drift_s",
+        "loss_cause",
+        "longest_no_face_s",
+        "model",
+        "mitigation",
+        "character",
+        "prompt_id",
+        "seed",
+        "expressivity_vs_real",
+        "ref_copy",
+    )
+]
 #: at most this many clips get a small panel of their own in a single run's report
 MAX_MULTIPLES = 24
 TEXT_COLUMNS = frozenset({"clip_id", "model", "mitigation", "character", "prompt_id", "loss_cause"})
 SORT_JS = (TEMPLATES / "sort.js").read_text(encoding="utf-8")
-CSP_SCRIPT_HASH = "sha256-" + base64.b64encode(hashlib.sha256(SORT_JS.encode("utf-8")).digest()).decode("ascii")
+CSP_SCRIPT_HASH = "sha256-" + base64.b64encode(hashlib.sha256(SORT_JS.encode("utf-8")).digest()).decode(
+    "ascii"
+)
 
 
 def _env() -> Any:
@@ -73,7 +154,11 @@ def _env() -> Any:
 
 
 def _finite(v: Any) -> bool:
-    return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool) and bool(np.isfinite(v))
+    return (
+        isinstance(v, int | float | np.integer | np.floating)
+        and not isinstance(v, bool)
+        and bool(np.isfinite(v))
+    )
 
 
 def _num(v: Any, digits: int = 3) -> str:
@@ -120,8 +205,11 @@ def _load_table_frames(runset: RunSet) -> tuple[pd.DataFrame, pd.DataFrame]:
     return runset.frames, runset.thumbs
 
 
-def filmstrips(thumbs: pd.DataFrame, frames: pd.DataFrame, clips: pd.DataFrame, n: int) -> list[dict[str, Any]]:
-    """For each clip: the reference crop and ``n`` evenly spaced face crops with their decoupled similarity."""
+def filmstrips(
+    thumbs: pd.DataFrame, frames: pd.DataFrame, clips: pd.DataFrame, n: int
+) -> list[dict[str, Any]]:
+    """For each clip: the reference crop and ``n`` evenly spaced face crops with their decoupled
+    similarity."""
     strips: list[dict[str, Any]] = []
     if thumbs.empty or clips.empty:
         return strips
@@ -142,13 +230,19 @@ def filmstrips(thumbs: pd.DataFrame, frames: pd.DataFrame, clips: pd.DataFrame, 
             si = int(row["sample_index"])
             sim = float(fr.at[si, "sim_dec"]) if si in fr.index and "sim_dec" in fr else float("nan")
             cells.append({"uri": bytes_to_uri(row["thumb"]), "t": float(row["t"]), "sim": sim})
-        strips.append({"clip_id": cid,
-                       "ref": bytes_to_uri(ref.iloc[0]["thumb"]) if len(ref) and ref.iloc[0]["thumb"] else None,
-                       "cells": cells})
+        strips.append(
+            {
+                "clip_id": cid,
+                "ref": bytes_to_uri(ref.iloc[0]["thumb"]) if len(ref) and ref.iloc[0]["thumb"] else None,
+                "cells": cells,
+            }
+        )
     return strips
 
 
-def worst_frames(frames: pd.DataFrame, thumbs: pd.DataFrame, n: int, per_clip: int = 2) -> list[dict[str, Any]]:
+def worst_frames(
+    frames: pd.DataFrame, thumbs: pd.DataFrame, n: int, per_clip: int = 2
+) -> list[dict[str, Any]]:
     """The ``n`` frames with the lowest decoupled similarity (at most ``per_clip`` per clip), each with
     its reference, pose, expression distance and strongest blendshapes, so a reader can judge whether
     the identity changed or the face only turned or grimaced."""
@@ -157,7 +251,11 @@ def worst_frames(frames: pd.DataFrame, thumbs: pd.DataFrame, n: int, per_clip: i
     f = frames[frames["face_found"].astype(bool) & frames["sim_dec"].notna()]
     f = f.sort_values(["sim_dec", "clip_id", "sample_index"], kind="mergesort")
     f = f.groupby("clip_id", sort=False).head(per_clip).head(n)
-    key = thumbs.set_index(["clip_id", "sample_index"])["thumb"] if not thumbs.empty else pd.Series(dtype=object)
+    key = (
+        thumbs.set_index(["clip_id", "sample_index"])["thumb"]
+        if not thumbs.empty
+        else pd.Series(dtype=object)
+    )
     out = []
     for _, r in f.iterrows():
         thumb = key.get((r["clip_id"], int(r["sample_index"])))
@@ -168,13 +266,26 @@ def worst_frames(frames: pd.DataFrame, thumbs: pd.DataFrame, n: int, per_clip: i
             a = np.asarray(bs, dtype=float)
             if a.shape == (len(BLENDSHAPE_NAMES),):
                 order = np.argsort(-a)
-                top = [f"{BLENDSHAPE_NAMES[i]} {a[i]:.2f}" for i in order if BLENDSHAPE_NAMES[i] != "_neutral"][:3]
-        out.append({"clip_id": r["clip_id"], "t": float(r["t"]), "sample_index": int(r["sample_index"]),
-                    "sim_dec": float(r["sim_dec"]), "sim_raw": float(r["sim_raw"]),
-                    "yaw": float(r["yaw"]), "pitch": float(r["pitch"]), "roll": float(r["roll"]),
-                    "d_expr": float(r["d_expr"]), "age": float(r["age"]), "blendshapes": top,
-                    "uri": bytes_to_uri(thumb) if thumb is not None and not isinstance(thumb, float) else None,
-                    "ref": bytes_to_uri(ref) if ref is not None and not isinstance(ref, float) else None})
+                top = [
+                    f"{BLENDSHAPE_NAMES[i]} {a[i]:.2f}" for i in order if BLENDSHAPE_NAMES[i] != "_neutral"
+                ][:3]
+        out.append(
+            {
+                "clip_id": r["clip_id"],
+                "t": float(r["t"]),
+                "sample_index": int(r["sample_index"]),
+                "sim_dec": float(r["sim_dec"]),
+                "sim_raw": float(r["sim_raw"]),
+                "yaw": float(r["yaw"]),
+                "pitch": float(r["pitch"]),
+                "roll": float(r["roll"]),
+                "d_expr": float(r["d_expr"]),
+                "age": float(r["age"]),
+                "blendshapes": top,
+                "uri": bytes_to_uri(thumb) if thumb is not None and not isinstance(thumb, float) else None,
+                "ref": bytes_to_uri(ref) if ref is not None and not isinstance(ref, float) else None,
+            }
+        )
     return out
 
 
@@ -182,16 +293,28 @@ def _run_info(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for label, r in runs.items():
         thr = r.get("threshold") or {}
-        out.append({"label": label, "driftbench": r.get("driftbench"), "git_commit": r.get("git_commit"),
-                    "config_hash": r.get("config_hash"), "backend": (r.get("backend") or {}).get("name"),
-                    "engine": (r.get("backend") or {}).get("engine"),
-                    "weights": (r.get("backend") or {}).get("weights"),
-                    "signal_weights": r.get("signal_weights"), "signals_unavailable": r.get("signals_unavailable"),
-                    "threshold": thr.get("value"), "threshold_score": thr.get("score"), "far": thr.get("far"),
-                    "threshold_data": (thr.get("data") or {}).get("source"),
-                    "decoupler": r.get("decoupler"), "mitigation": r.get("mitigation"), "counts": r.get("counts"),
-                    "versions": r.get("versions") or {},
-                    "config": json.dumps(r.get("config", {}), indent=2, sort_keys=True)})
+        out.append(
+            {
+                "label": label,
+                "driftbench": r.get("driftbench"),
+                "git_commit": r.get("git_commit"),
+                "config_hash": r.get("config_hash"),
+                "backend": (r.get("backend") or {}).get("name"),
+                "engine": (r.get("backend") or {}).get("engine"),
+                "weights": (r.get("backend") or {}).get("weights"),
+                "signal_weights": r.get("signal_weights"),
+                "signals_unavailable": r.get("signals_unavailable"),
+                "threshold": thr.get("value"),
+                "threshold_score": thr.get("score"),
+                "far": thr.get("far"),
+                "threshold_data": (thr.get("data") or {}).get("source"),
+                "decoupler": r.get("decoupler"),
+                "mitigation": r.get("mitigation"),
+                "counts": r.get("counts"),
+                "versions": r.get("versions") or {},
+                "config": json.dumps(r.get("config", {}), indent=2, sort_keys=True),
+            }
+        )
     return out
 
 
@@ -204,25 +327,43 @@ def _leaderboard_view(lb: Leaderboard) -> list[dict[str, Any]]:
     for r in lb.rows.to_dict(orient="records"):
         rank = r.get("rank")
         sig = r.get("significant")
-        view.append({
-            "rank": "" if rank is None or rank is pd.NA or (isinstance(rank, float) and np.isnan(rank)) else int(rank),
-            "significant": None if sig is None or sig is pd.NA else bool(sig),
-            "tied_with": r.get("tied_with") or "",
-            "rank_p_holm": r.get(f"{rank_prefix}_p_holm"),
-            "model": r["model"], "mitigation": r["mitigation"], "stage": r["stage"], "baseline": bool(r["baseline"]),
-            "n_clips": r["n_clips"], "n_pairs": r["n_pairs"], "flags": r["flags"], "excluded": bool(r["excluded"]),
-            "drift": [{"h": h, **_ci(r, f"drift_reduction_{h}"),
-                       "p_holm": r.get(f"drift_reduction_{h}_p_holm") if _finite(r.get(f"drift_reduction_{h}_p_holm"))
-                       else None} for h in [*hs, END]],
-            "sim": [{"h": h, **_ci(r, f"sim_dec_at_{h}")} for h in [*hs, END]],
-            "survival": [_survival_cell(r, h) for h in hs],
-            "median_survival": _num(r.get("median_survival_s"), 1),
-            "survival_gain": _ci(r, "survival_gain_s", 2),
-            "face_rate": _ci(r, "face_rate", pct=True), "face_rate_delta": _ci(r, "face_rate_delta", 3),
-            "expr_retained": _ci(r, "expressivity_retained", pct=True),
-            "expr_real": _ci(r, "expressivity_vs_real", pct=True),
-            "ref_copy": _ci(r, "ref_copy", 2),
-        })
+        view.append(
+            {
+                "rank": ""
+                if rank is None or rank is pd.NA or (isinstance(rank, float) and np.isnan(rank))
+                else int(rank),
+                "significant": None if sig is None or sig is pd.NA else bool(sig),
+                "tied_with": r.get("tied_with") or "",
+                "rank_p_holm": r.get(f"{rank_prefix}_p_holm"),
+                "model": r["model"],
+                "mitigation": r["mitigation"],
+                "stage": r["stage"],
+                "baseline": bool(r["baseline"]),
+                "n_clips": r["n_clips"],
+                "n_pairs": r["n_pairs"],
+                "flags": r["flags"],
+                "excluded": bool(r["excluded"]),
+                "drift": [
+                    {
+                        "h": h,
+                        **_ci(r, f"drift_reduction_{h}"),
+                        "p_holm": r.get(f"drift_reduction_{h}_p_holm")
+                        if _finite(r.get(f"drift_reduction_{h}_p_holm"))
+                        else None,
+                    }
+                    for h in [*hs, END]
+                ],
+                "sim": [{"h": h, **_ci(r, f"sim_dec_at_{h}")} for h in [*hs, END]],
+                "survival": [_survival_cell(r, h) for h in hs],
+                "median_survival": _num(r.get("median_survival_s"), 1),
+                "survival_gain": _ci(r, "survival_gain_s", 2),
+                "face_rate": _ci(r, "face_rate", pct=True),
+                "face_rate_delta": _ci(r, "face_rate_delta", 3),
+                "expr_retained": _ci(r, "expressivity_retained", pct=True),
+                "expr_real": _ci(r, "expressivity_vs_real", pct=True),
+                "ref_copy": _ci(r, "ref_copy", 2),
+            }
+        )
     return view
 
 
@@ -235,8 +376,19 @@ def _verdict(v: Any) -> tuple[str, str]:
 
 
 def _survival_cell(r: dict[str, Any], h: str) -> dict[str, Any]:
-    cell = {"h": h, **_ci({"x_mean": r.get(f"survival_at_{h}"), "x_lo": r.get(f"survival_at_{h}_lo"),
-                           "x_hi": r.get(f"survival_at_{h}_hi"), "x_n": r.get(f"survival_at_{h}_n")}, "x", pct=True)}
+    cell = {
+        "h": h,
+        **_ci(
+            {
+                "x_mean": r.get(f"survival_at_{h}"),
+                "x_lo": r.get(f"survival_at_{h}_lo"),
+                "x_hi": r.get(f"survival_at_{h}_hi"),
+                "x_n": r.get(f"survival_at_{h}_n"),
+            },
+            "x",
+            pct=True,
+        ),
+    }
     if not _finite(r.get(f"survival_at_{h}")):
         cell["value"] = "not measurable"  # no clip of the row was observed up to h
     return cell
@@ -276,36 +428,61 @@ def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench rep
     clips = runset.clips.merge(lb.clip_expressivity, on="clip_id", how="left") if not runset.clips.empty \
         else runset.clips
     threshold = runset.threshold
-    groups = {f"{m}/{t}": g["clip_id"].tolist() for (m, t), g in clips.groupby(["model", "mitigation"], sort=True)} \
-        if not clips.empty else {}
+    groups = (
+        {f"{m}/{t}": g["clip_id"].tolist() for (m, t), g in clips.groupby(["model", "mitigation"], sort=True)}
+        if not clips.empty
+        else {}
+    )
     figures = []
     band_json: dict[str, Any] = {}
     #: a sweep (or any comparison) opens with its leaderboard, a single run with its identity figures
     sweep = len(runset.run_dirs) > 1 or (not lb.rows.empty and bool((~lb.rows["baseline"]).any()))
     if not sweep and not clips.empty and not runset.curves.empty and len(clips) <= MAX_MULTIPLES:
-        figures.append(("Identity over time, one panel per clip (1 s bins; dashed: identity-loss threshold)",
-                        clip_multiples_figure(runset.curves, sorted(clips["clip_id"].astype(str)), threshold,
-                                              "each clip: decoupled (blue) and raw (grey) similarity to the reference")))
+        figures.append(
+            (
+                "Identity over time, one panel per clip (1 s bins; dashed: identity-loss threshold)",
+                clip_multiples_figure(
+                    runset.curves,
+                    sorted(clips["clip_id"].astype(str)),
+                    threshold,
+                    "each clip: decoupled (blue) and raw (grey) similarity to the reference",
+                ),
+            )
+        )
     if groups and not runset.curves.empty:
         for col, label in (("sim_dec", "decoupled"), ("sim_raw", "raw")):
             bands = {name: stats.group_curve_band(runset.curves, ids, col, seed=lb.settings.seed)
                      for name, ids in groups.items()}
-            figures.append((f"Identity over time ({label}): group mean per 1 s bin with bootstrap 95% band; below "
-                            "it, the clips still observed per bin",
-                            curves_figure(bands, runset.curves, groups, col, threshold,
-                                          f"{label} similarity to the reference")))
-            band_json[col] = {k: _json_records(v, ["t_mid", "mean", "lo", "hi", "n"]) for k, v in bands.items()}
+            figures.append(
+                (
+                    f"Identity over time ({label}): group mean per 1 s bin with bootstrap 95% band; below "
+                    "it, the clips still observed per bin",
+                    curves_figure(
+                        bands, runset.curves, groups, col, threshold, f"{label} similarity to the reference"
+                    ),
+                )
+            )
+            band_json[col] = {
+                k: _json_records(v, ["t_mid", "mean", "lo", "hi", "n"]) for k, v in bands.items()
+            }
     km_frames = {}
     survival_json = {}
     for name, sv in sorted(lb.survival.items()):
         km = sv.to_frame()
         g = clips[(clips["model"].astype(str) + "/" + clips["mitigation"].astype(str)) == name]
-        km.attrs["censored_t"] = pd.to_numeric(g.loc[g["lost"] == 0, "survival_time_s"], errors="coerce").tolist()
+        km.attrs["censored_t"] = pd.to_numeric(
+            g.loc[g["lost"] == 0, "survival_time_s"], errors="coerce"
+        ).tolist()
         km_frames[name] = km
-        survival_json[name] = {"n": sv.n, "n_lost": sv.n_lost, "median_s": sv.median, "median_lo": sv.median_lo,
-                               "median_hi": sv.median_hi,
-                               **{f"at_{h:g}s": sv.at(h).to_dict() for h in lb.horizons},
-                               "curve": _json_records(km, ["t", "survival", "lo", "hi", "at_risk"])}
+        survival_json[name] = {
+            "n": sv.n,
+            "n_lost": sv.n_lost,
+            "median_s": sv.median,
+            "median_lo": sv.median_lo,
+            "median_hi": sv.median_hi,
+            **{f"at_{h:g}s": sv.at(h).to_dict() for h in lb.horizons},
+            "curve": _json_records(km, ["t", "survival", "lo", "hi", "at_risk"]),
+        }
     survival_uri = survival_figure(km_frames, "Kaplan-Meier identity survival (95% band; | = censored)") \
         if km_frames else None
     drift_survival_uri, drift_json = drift_survival(clips)
@@ -323,14 +500,35 @@ def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench rep
     skipped = runset.skipped.to_dict(orient="records") if not runset.skipped.empty else []
     glossary = cards()
     runs = _run_info(runset.runs)
-    html = _env().get_template("report.html.j2").render(
-        title=title, csp_script=CSP_SCRIPT_HASH, sort_js=_markup(SORT_JS), runs=runs,
-        n_clips=len(clips), n_skipped=len(skipped), threshold=threshold,
-        leaderboard=_leaderboard_view(lb), horizons=[f"{h:g}s" for h in lb.horizons], sweep=sweep,
-        rank_by=lb.rank_by,
-        settings=lb.to_json()["settings"], notes=lb.notes, scatter=scatter_uri, figures=figures,
-        survival_uri=survival_uri, survival=survival_json, drift_survival_uri=drift_survival_uri, table_cols=cols, rows=_clip_rows(clips, cols, {*TEXT_COLUMNS, "run"}),
-        strips=strips, worst=worst, skipped=skipped, glossary=glossary,
+    html = (
+        _env()
+        .get_template("report.html.j2")
+        .render(
+            title=title,
+            csp_script=CSP_SCRIPT_HASH,
+            sort_js=_markup(SORT_JS),
+            runs=runs,
+            n_clips=len(clips),
+            n_skipped=len(skipped),
+            threshold=threshold,
+            leaderboard=_leaderboard_view(lb),
+            horizons=[f"{h:g}s" for h in lb.horizons],
+            sweep=sweep,
+            rank_by=lb.rank_by,
+            settings=lb.to_json()["settings"],
+            notes=lb.notes,
+            scatter=scatter_uri,
+            figures=figures,
+            survival_uri=survival_uri,
+            survival=survival_json,
+            drift_survival_uri=drift_survival_uri,
+            table_cols=cols,
+            rows=_clip_rows(clips, cols, {*TEXT_COLUMNS, "run"}),
+            strips=strips,
+            worst=worst,
+            skipped=skipped,
+            glossary=glossary,
+        )
     )
     html_path = out_dir / html_name
     write_text(html_path, html)
@@ -341,8 +539,12 @@ def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench rep
     if not lb.bin_expressivity.empty:
         write_csv(out_dir / "expressivity_bins.csv", lb.bin_expressivity, sort_by=["clip_id", "t_start"])
     report = {
-        "title": title, "runs": [{k: v for k, v in r.items() if k != "config"} for r in runs],
-        "leaderboard": lb.to_json(), "survival": survival_json, "drift_survival": drift_json, "curve_bands": band_json,
+        "title": title,
+        "runs": [{k: v for k, v in r.items() if k != "config"} for r in runs],
+        "leaderboard": lb.to_json(),
+        "survival": survival_json,
+        "drift_survival": drift_json,
+        "curve_bands": band_json,
         "clips": _json_records(table, [c for c, _ in cols]),
         "worst_frames": [{k: v for k, v in w.items() if k not in ("uri", "ref")} for w in worst],
         "skipped": [{k: stats.finite_or_none(v) for k, v in s.items()} for s in skipped],
@@ -363,8 +565,14 @@ def render_runs(run_dirs: Sequence[Path], out_dir: Path | None = None, *, title:
                 settings: LeaderboardSettings | None = None) -> Path:
     """Merge run directories and render their report (default: into the first run directory)."""
     runset = load_runs(run_dirs)
-    return render_runset(runset, Path(out_dir) if out_dir else Path(run_dirs[0]), title=title, settings=settings,
-                         filmstrip_frames=filmstrip_frames, worst_n=worst_frames)
+    return render_runset(
+        runset,
+        Path(out_dir) if out_dir else Path(run_dirs[0]),
+        title=title,
+        settings=settings,
+        filmstrip_frames=filmstrip_frames,
+        worst_n=worst_frames,
+    )
 
 
 def render_run(run_dir: Path, *, title: str = "driftbench report", filmstrip_frames: int = 8,
@@ -372,8 +580,14 @@ def render_run(run_dir: Path, *, title: str = "driftbench report", filmstrip_fra
     """One run's report; ``out`` is the HTML path (the CSV/JSON files go beside it)."""
     out_dir = Path(out).parent if out else Path(run_dir)
     runset = load_runs([run_dir])
-    return render_runset(runset, out_dir, title=title, filmstrip_frames=filmstrip_frames, worst_n=worst_frames,
-                         html_name=Path(out).name if out else "report.html")
+    return render_runset(
+        runset,
+        out_dir,
+        title=title,
+        filmstrip_frames=filmstrip_frames,
+        worst_n=worst_frames,
+        html_name=Path(out).name if out else "report.html",
+    )
 
 
 def sweep_run_dirs(sweep_dir: Path) -> list[Path]:
@@ -387,8 +601,10 @@ def render_sweep(sweep_dir: Path, *, title: str = "driftbench sweep") -> Path:
     """The leaderboard and report of a sweep (``driftbench run -m ...``), written into the sweep dir."""
     dirs = sweep_run_dirs(Path(sweep_dir))
     if not dirs:
-        raise FileNotFoundError(f"{sweep_dir}: no job directory with run.json and clips.csv -- fix: pass the sweep "
-                                "directory that `driftbench run -m` printed")
+        raise FileNotFoundError(
+            f"{sweep_dir}: no job directory with run.json and clips.csv -- fix: pass the sweep "
+            "directory that `driftbench run -m` printed"
+        )
     return render_runs(dirs, Path(sweep_dir), title=title)
 
 

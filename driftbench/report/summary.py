@@ -38,7 +38,11 @@ def run_summary(run_dir: Path, prefix: str = "") -> list[str]:
         i = end.idxmax()
         row = clips.loc[i]
         opening, sim_end = _num(clips, "opening_dec")[i], _num(clips, "sim_dec_at_end")[i]
-        detail = f" (opening {opening:.3f} -> end {sim_end:.3f})" if np.isfinite(opening) and np.isfinite(sim_end) else ""
+        detail = (
+            f" (opening {opening:.3f} -> end {sim_end:.3f})"
+            if np.isfinite(opening) and np.isfinite(sim_end)
+            else ""
+        )
         lines.append(f"{prefix}worst clip: {row['clip_id']}, end drift {end[i]:+.3f} decoupled{detail}")
     return lines
 

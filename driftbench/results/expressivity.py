@@ -183,19 +183,27 @@ def _nanmean(x: pd.Series) -> float:
 
 
 def _summarise(block: pd.DataFrame) -> dict[str, float]:
-    return {"expr_spread": _spread(block), "expr_speed": _nanmedian(block["expr_speed"]),
-            "pose_range": _pose_range(block), "pose_speed": _nanmedian(block["pose_speed"]),
-            "lm_motion": _nanmean(block["lm_motion"]), "lm_motion_local": _nanmean(block["lm_motion_local"]),
-            "crop_change": _nanmean(block["crop_change"]), "ref_copy": _nanmedian(block["ref_copy"]),
-            "near_copy_share": float((block["ref_copy"] >= 0.9).sum() / max(int(block["face_found"].sum()), 1)),
-            "n_faces": int(block["face_found"].sum())}
+    return {
+        "expr_spread": _spread(block),
+        "expr_speed": _nanmedian(block["expr_speed"]),
+        "pose_range": _pose_range(block),
+        "pose_speed": _nanmedian(block["pose_speed"]),
+        "lm_motion": _nanmean(block["lm_motion"]),
+        "lm_motion_local": _nanmean(block["lm_motion_local"]),
+        "crop_change": _nanmean(block["crop_change"]),
+        "ref_copy": _nanmedian(block["ref_copy"]),
+        "near_copy_share": float((block["ref_copy"] >= 0.9).sum() / max(int(block["face_found"].sum()), 1)),
+        "n_faces": int(block["face_found"].sum()),
+    }
 
 
 def clip_expressivity(frames: pd.DataFrame, thumbs: pd.DataFrame | None = None, *,
                       bin_s: float = 1.0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per clip, per bin) expressivity tables for every clip in ``frames`` (run tables)."""
     clip_rows, bin_rows = [], []
-    th_groups = dict(tuple(thumbs.groupby("clip_id", sort=False))) if thumbs is not None and not thumbs.empty else {}
+    th_groups = (
+        dict(tuple(thumbs.groupby("clip_id", sort=False))) if thumbs is not None and not thumbs.empty else {}
+    )
     for cid, fr in frames.groupby("clip_id", sort=True):
         st = sample_table(fr, th_groups.get(cid))
         clip_rows.append({"clip_id": cid, **_summarise(st)})
@@ -210,8 +218,11 @@ def clip_expressivity(frames: pd.DataFrame, thumbs: pd.DataFrame | None = None, 
 
 
 # -- normalisation ---------------------------------------------------------------------------------------
-def index_against(values: pd.DataFrame | pd.Series | dict[str, Any], reference: pd.DataFrame | pd.Series | dict[str, Any],
-                  components: Sequence[str] = INDEX_COMPONENTS) -> np.ndarray:
+def index_against(
+    values: pd.DataFrame | pd.Series | dict[str, Any],
+    reference: pd.DataFrame | pd.Series | dict[str, Any],
+    components: Sequence[str] = INDEX_COMPONENTS,
+) -> np.ndarray:
     """Expressivity index of each row of ``values`` relative to ``reference`` (a row-aligned table, or
     one value per component): mean over components of min(value / reference, RATIO_CAP)."""
     v = pd.DataFrame([values]) if isinstance(values, dict | pd.Series) else values.reset_index(drop=True)
@@ -226,7 +237,9 @@ def index_against(values: pd.DataFrame | pd.Series | dict[str, Any], reference: 
         num = pd.to_numeric(v[c], errors="coerce").to_numpy(dtype=np.float64)
         den = pd.to_numeric(r[c], errors="coerce").to_numpy(dtype=np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = np.where(np.isfinite(den) & (den > MIN_REFERENCE), np.minimum(num / den, RATIO_CAP), np.nan)
+            ratio = np.where(
+                np.isfinite(den) & (den > MIN_REFERENCE), np.minimum(num / den, RATIO_CAP), np.nan
+            )
         ratios.append(ratio)
     m = np.vstack(ratios)
     with np.errstate(invalid="ignore"):
@@ -240,8 +253,10 @@ def load_reference(path: Path | None = None) -> dict[str, Any]:
     p = Path(path) if path else REFERENCE_PATH
     data = json.loads(p.read_text(encoding="utf-8"))
     if int(data.get("version", 0)) != REFERENCE_VERSION:
-        raise ValueError(f"{p}: expressivity reference version {data.get('version')} != {REFERENCE_VERSION} -- "
-                         "fix: regenerate with `driftbench dev expressivity-reference --shared ../shared`")
+        raise ValueError(
+            f"{p}: expressivity reference version {data.get('version')} != {REFERENCE_VERSION} -- "
+            "fix: regenerate with `driftbench dev expressivity-reference --shared ../shared`"
+        )
     return data
 
 
@@ -261,7 +276,9 @@ def retained_per_bin(treated_bins: pd.DataFrame, baseline_bins: pd.DataFrame) ->
     m = treated_bins.merge(baseline_bins, on="t_start", suffixes=("", "_b"))
     out = m[["clip_id", "t_start"]].copy()
     out["expressivity_retained"] = index_against(
-        m[list(INDEX_COMPONENTS)], m[[f"{c}_b" for c in INDEX_COMPONENTS]].set_axis(list(INDEX_COMPONENTS), axis=1))
+        m[list(INDEX_COMPONENTS)],
+        m[[f"{c}_b" for c in INDEX_COMPONENTS]].set_axis(list(INDEX_COMPONENTS), axis=1),
+    )
     return out
 
 
@@ -299,9 +316,17 @@ def build_reference(run_dirs: Sequence[Path], *, command: str = "") -> dict[str,
         run = json.loads((d / "run.json").read_text(encoding="utf-8"))
         fps.add(float(run["config"]["sampling"]["fps"]))
         backends.add(str((run.get("backend") or {}).get("name")))
-        run_records.append({"run": d.name, "config_hash": run.get("config_hash"), "git_commit": run.get("git_commit"),
-                            "argv": run.get("argv"), "weights": (run.get("backend") or {}).get("weights"),
-                            "signal_weights": run.get("signal_weights"), "n_clips": len(clips)})
+        run_records.append(
+            {
+                "run": d.name,
+                "config_hash": run.get("config_hash"),
+                "git_commit": run.get("git_commit"),
+                "argv": run.get("argv"),
+                "weights": (run.get("backend") or {}).get("weights"),
+                "signal_weights": run.get("signal_weights"),
+                "n_clips": len(clips),
+            }
+        )
         ce, be = clip_expressivity(frames, thumbs)
         per_bin.append(be)
         ce = ce.merge(clips[["clip_id", "path", "duration_s", "reference_mode"]], on="clip_id")
@@ -328,23 +353,44 @@ def build_reference(run_dirs: Sequence[Path], *, command: str = "") -> dict[str,
     return {
         "version": REFERENCE_VERSION,
         "what": "expressivity of real identity-constant footage, measured with driftbench's own pipeline",
-        "backend": sorted(backends), "sampling_fps": sorted(fps),
+        "backend": sorted(backends),
+        "sampling_fps": sorted(fps),
         "components": comps,
         "bin_components": bin_comps,
-        "ref_copy": {"median": float(np.median(rc)), "p95": float(np.percentile(rc, 95)), "max": rc_max,
-                     "limit": rc_max + 0.5 * (1.0 - rc_max), "n_clips": int(rc.size),
-                     "rule": "limit = max clip median on real footage + half its distance to 1"},
-        "index_vs_real": {"median": float(np.nanmedian(idx_real)), "p5": float(np.nanpercentile(idx_real, 5)),
-                          "p95": float(np.nanpercentile(idx_real, 95))},
-        "data": {"n_clips": len(table), "seconds": float(table["duration_s"].sum()),
-                 "files": sorted(Path(p).name for p in sources), "runs": run_records, "sha256_of_files": _files_digest(sources),
-                 "source": "../shared/data/video/real (manifest.csv) and ../shared/data/video/liveportrait/driving "
-                           "(reference=first_frame)"},
-        "code": {"module": "driftbench.results.expressivity", "index_components": list(INDEX_COMPONENTS),
-                 "ratio_cap": RATIO_CAP, "copy_scales": {"pose_deg": COPY_POSE_SCALE, "expr_l2": COPY_EXPR_SCALE},
-                 "command": command or "driftbench dev expressivity-reference --shared ../shared"},
-        "clips": [{"file": Path(str(r["path"])).name, **{c: r[c] for c in (*COMPONENTS, "ref_copy")}}
-                  for r in table.sort_values("clip_id").to_dict(orient="records")],
+        "ref_copy": {
+            "median": float(np.median(rc)),
+            "p95": float(np.percentile(rc, 95)),
+            "max": rc_max,
+            "limit": rc_max + 0.5 * (1.0 - rc_max),
+            "n_clips": int(rc.size),
+            "rule": "limit = max clip median on real footage + half its distance to 1",
+        },
+        "index_vs_real": {
+            "median": float(np.nanmedian(idx_real)),
+            "p5": float(np.nanpercentile(idx_real, 5)),
+            "p95": float(np.nanpercentile(idx_real, 95)),
+        },
+        "data": {
+            "n_clips": len(table),
+            "seconds": float(table["duration_s"].sum()),
+            "files": sorted(Path(p).name for p in sources),
+            "runs": run_records,
+            "sha256_of_files": _files_digest(sources),
+            "source": "../shared/data/video/real (manifest.csv) and "
+                      "../shared/data/video/liveportrait/driving "
+            "(reference=first_frame)",
+        },
+        "code": {
+            "module": "driftbench.results.expressivity",
+            "index_components": list(INDEX_COMPONENTS),
+            "ratio_cap": RATIO_CAP,
+            "copy_scales": {"pose_deg": COPY_POSE_SCALE, "expr_l2": COPY_EXPR_SCALE},
+            "command": command or "driftbench dev expressivity-reference --shared ../shared",
+        },
+        "clips": [
+            {"file": Path(str(r["path"])).name, **{c: r[c] for c in (*COMPONENTS, "ref_copy")}}
+            for r in table.sort_values("clip_id").to_dict(orient="records")
+        ],
     }
 
 
@@ -355,10 +401,13 @@ def _run_real(shared: Path, root: Path) -> list[Path]:
 
     env = dict(os.environ)
     if (shared / "models").is_dir():
-        env["DRIFTBENCH_MODELS"] = os.pathsep.join(p for p in (str(shared / "models"), env.get("DRIFTBENCH_MODELS"))
-                                                   if p)
-    jobs = [("real", [f"model.path={shared / 'data/video/real/manifest.csv'}"]),
-            ("driving", [f"model.path={shared / 'data/video/liveportrait/driving'}", "reference=first_frame"])]
+        env["DRIFTBENCH_MODELS"] = os.pathsep.join(
+            p for p in (str(shared / "models"), env.get("DRIFTBENCH_MODELS")) if p
+        )
+    jobs = [
+        ("real", [f"model.path={shared / 'data/video/real/manifest.csv'}"]),
+        ("driving", [f"model.path={shared / 'data/video/liveportrait/driving'}", "reference=first_frame"]),
+    ]
     out = []
     for name, extra in jobs:
         run_dir = root / name

@@ -10,9 +10,10 @@ is worse than none. The baseline stores every clip's value, so when the run hold
 gate compares them *paired* (per clip: run minus baseline, sign-adjusted so that positive is better).
 The same clip measured again with the same code and weights gives the same numbers, so there is no
 sampling noise to wait out: any clip worse than ``-tolerance`` fails the check, and the message names
-it (one clip that collapses in a group of five fails; the mean change and its CI are shown beside). Without common clips it
-compares group means: fail when the mean is worse by more than ``tolerance`` plus the half-widths of
-both CIs combined (sqrt of the sum of squares). A group in the baseline that is missing from the run
+it (one clip that collapses in a group of five fails; the mean change and its CI are shown beside). Without
+common clips it compares group means: fail when the mean is worse by more than ``tolerance`` plus the
+half-widths of both CIs combined (sqrt of the sum of squares). A group in the baseline that is missing from
+the run
 fails (lost coverage), and so does a metric that a clip of the baseline had and the same clip no longer
 has (e.g. it got shorter than 30 s); a metric the baseline could not measure (e.g. 60 s on short clips)
 is skipped.
@@ -101,17 +102,26 @@ def build_baseline(run_dir: Path, clips: pd.DataFrame, run: dict[str, Any], *, s
     tol = {k: (tolerances or {}).get(k, t.tolerance) for k, t in TRACKED.items()}
     return {
         "format": BASELINE_FORMAT,
-        "what": "driftbench regression-gate baseline: per (model, mitigation) group, every tracked metric per clip "
-                "and its mean with a bootstrap 95% CI",
-        "produced_by": {"command": command, "run_dir": run_dir.name, "config_hash": run.get("config_hash"),
-                        "git_commit": run.get("git_commit"), "driftbench": run.get("driftbench"),
-                        "backend": (run.get("backend") or {}).get("name"),
-                        "engine": (run.get("backend") or {}).get("engine"),
-                        "weights": (run.get("backend") or {}).get("weights"),
-                        "decoupler": run.get("decoupler"), "threshold": (run.get("threshold") or {}).get("value"),
-                        "sampling": (run.get("config") or {}).get("sampling"),
-                        "model_config": (run.get("config") or {}).get("model")},
-        "tolerances": tol, "seed": seed, "groups": groups,
+        "what": "driftbench regression-gate baseline: per (model, mitigation) group, every tracked metric "
+                "per clip "
+        "and its mean with a bootstrap 95% CI",
+        "produced_by": {
+            "command": command,
+            "run_dir": run_dir.name,
+            "config_hash": run.get("config_hash"),
+            "git_commit": run.get("git_commit"),
+            "driftbench": run.get("driftbench"),
+            "backend": (run.get("backend") or {}).get("name"),
+            "engine": (run.get("backend") or {}).get("engine"),
+            "weights": (run.get("backend") or {}).get("weights"),
+            "decoupler": run.get("decoupler"),
+            "threshold": (run.get("threshold") or {}).get("value"),
+            "sampling": (run.get("config") or {}).get("sampling"),
+            "model_config": (run.get("config") or {}).get("model"),
+        },
+        "tolerances": tol,
+        "seed": seed,
+        "groups": groups,
     }
 
 
@@ -142,7 +152,11 @@ def _f(x: Any) -> float:
 def compare(baseline: dict[str, Any], clips: pd.DataFrame, *, tolerances: dict[str, float] | None = None,
             seed: int = stats.DEFAULT_SEED) -> list[Check]:
     """Check every tracked metric of every baseline group against the run's clips."""
-    tol = {**{k: t.tolerance for k, t in TRACKED.items()}, **(baseline.get("tolerances") or {}), **(tolerances or {})}
+    tol = {
+        **{k: t.tolerance for k, t in TRACKED.items()},
+        **(baseline.get("tolerances") or {}),
+        **(tolerances or {}),
+    }
     vals = clip_values(clips)
     checks: list[Check] = []
     for gname, gb in sorted((baseline.get("groups") or {}).items()):
@@ -152,27 +166,70 @@ def compare(baseline: dict[str, Any], clips: pd.DataFrame, *, tolerances: dict[s
             bsum = (gb.get("summary") or {}).get(metric) or {}
             bmean = _f(bsum.get("mean"))
             if cur.empty:
-                checks.append(Check(gname, metric, "fail", "missing", bmean, math.nan, math.nan, math.nan, math.nan, 0,
-                                    tl, "group missing from the run (lost coverage)"))
+                checks.append(
+                    Check(
+                        gname,
+                        metric,
+                        "fail",
+                        "missing",
+                        bmean,
+                        math.nan,
+                        math.nan,
+                        math.nan,
+                        math.nan,
+                        0,
+                        tl,
+                        "group missing from the run (lost coverage)",
+                    )
+                )
                 continue
             if not np.isfinite(bmean):
-                checks.append(Check(gname, metric, "skip", "-", bmean, math.nan, math.nan, math.nan, math.nan, 0, tl,
-                                    "not measurable in the baseline"))
+                checks.append(
+                    Check(
+                        gname,
+                        metric,
+                        "skip",
+                        "-",
+                        bmean,
+                        math.nan,
+                        math.nan,
+                        math.nan,
+                        math.nan,
+                        0,
+                        tl,
+                        "not measurable in the baseline",
+                    )
+                )
                 continue
             base_clips = {str(k): _f(v.get(metric)) for k, v in (gb.get("clips") or {}).items()}
             cur_map = dict(zip(cur["clip_id"].astype(str), cur[metric].astype(float), strict=True))
             shared = [k for k in base_clips if k in cur_map and np.isfinite(base_clips[k])]
             gone = sorted(k for k in shared if not np.isfinite(cur_map[k]))
             if gone:
-                checks.append(Check(gname, metric, "fail", "paired", bmean, math.nan, math.nan, math.nan, math.nan,
-                                    len(gone), tl, f"no longer measurable for {len(gone)} clip(s): "
-                                                   f"{', '.join(gone[:3])}"))
+                checks.append(
+                    Check(
+                        gname,
+                        metric,
+                        "fail",
+                        "paired",
+                        bmean,
+                        math.nan,
+                        math.nan,
+                        math.nan,
+                        math.nan,
+                        len(gone),
+                        tl,
+                        f"no longer measurable for {len(gone)} clip(s): {', '.join(gone[:3])}",
+                    )
+                )
                 continue
             common = sorted(shared)
             cest = stats.bootstrap_mean(cur[metric], seed=seed)
             if common:
                 # the same clip measured again is deterministic: any clip beyond tolerance is a regression
-                d = spec.direction * (np.array([cur_map[k] for k in common]) - np.array([base_clips[k] for k in common]))
+                d = spec.direction * (
+                    np.array([cur_map[k] for k in common]) - np.array([base_clips[k] for k in common])
+                )
                 e = stats.bootstrap_mean(d, seed=seed)
                 hi = e.hi if np.isfinite(e.hi) else e.value
                 lo = e.lo if np.isfinite(e.lo) else e.value
@@ -180,35 +237,83 @@ def compare(baseline: dict[str, Any], clips: pd.DataFrame, *, tolerances: dict[s
                 fail = bool(worse)
                 msg = f"paired over {len(common)} clip(s): mean change {e.value:+.4f} [{lo:+.4f}, {hi:+.4f}]"
                 if fail:
-                    msg += (f"; {len(worse)} clip(s) worse than -{tl:g}: "
-                            + ", ".join(f"{k} ({v:+.4f})" for v, k in worse[:3]) + (" ..." if len(worse) > 3 else ""))
-                checks.append(Check(gname, metric, "fail" if fail else "pass", "paired", bmean, cest.value, e.value,
-                                    lo, hi, len(common), tl, msg))
+                    msg += (
+                        f"; {len(worse)} clip(s) worse than -{tl:g}: "
+                        + ", ".join(f"{k} ({v:+.4f})" for v, k in worse[:3])
+                        + (" ..." if len(worse) > 3 else "")
+                    )
+                checks.append(
+                    Check(
+                        gname,
+                        metric,
+                        "fail" if fail else "pass",
+                        "paired",
+                        bmean,
+                        cest.value,
+                        e.value,
+                        lo,
+                        hi,
+                        len(common),
+                        tl,
+                        msg,
+                    )
+                )
             else:
                 if not np.isfinite(cest.value):
-                    checks.append(Check(gname, metric, "skip", "-", bmean, math.nan, math.nan, math.nan, math.nan, 0,
-                                        tl, "none of the run's clips is measurable here and the baseline's clips "
-                                            "that were are not in the run"))
+                    checks.append(
+                        Check(
+                            gname,
+                            metric,
+                            "skip",
+                            "-",
+                            bmean,
+                            math.nan,
+                            math.nan,
+                            math.nan,
+                            math.nan,
+                            0,
+                            tl,
+                            "none of the run's clips is measurable here and the baseline's clips "
+                            "that were are not in the run",
+                        )
+                    )
                     continue
                 change = spec.direction * (cest.value - bmean)
                 hw = math.sqrt(np.nan_to_num(cest.half_width) ** 2
                                + np.nan_to_num((_f(bsum.get("hi")) - _f(bsum.get("lo"))) / 2) ** 2)
                 fail = change < -(tl + hw)
-                checks.append(Check(gname, metric, "fail" if fail else "pass", "unpaired", bmean, cest.value, change,
-                                    change - hw, change + hw, cest.n, tl,
-                                    f"no common clips: change {change:+.4f}, allowed -{tl + hw:.4f} "
-                                    f"(tolerance {tl:g} + CI {hw:.4f})"))
+                checks.append(
+                    Check(
+                        gname,
+                        metric,
+                        "fail" if fail else "pass",
+                        "unpaired",
+                        bmean,
+                        cest.value,
+                        change,
+                        change - hw,
+                        change + hw,
+                        cest.n,
+                        tl,
+                        f"no common clips: change {change:+.4f}, allowed -{tl + hw:.4f} "
+                        f"(tolerance {tl:g} + CI {hw:.4f})",
+                    )
+                )
     return checks
 
 
 def markdown(checks: list[Check], run_dir: Path, baseline_path: Path, new_groups: list[str]) -> str:
     n_fail = sum(c.status == "fail" for c in checks)
     head = "FAILED" if n_fail else "passed"
-    lines = [f"## driftbench gate: {head}", "",
-             f"run `{run_dir}` vs baseline `{baseline_path}`: {sum(c.status == 'pass' for c in checks)} passed, "
-             f"{n_fail} failed, {sum(c.status == 'skip' for c in checks)} skipped", "",
-             "| group | metric | status | baseline | run | change (+ = better) | 95% CI | n | tolerance | note |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"## driftbench gate: {head}",
+        "",
+        f"run `{run_dir}` vs baseline `{baseline_path}`: {sum(c.status == 'pass' for c in checks)} passed, "
+        f"{n_fail} failed, {sum(c.status == 'skip' for c in checks)} skipped",
+        "",
+        "| group | metric | status | baseline | run | change (+ = better) | 95% CI | n | tolerance | note |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
 
     def f(x: float, sign: bool = False) -> str:
         return "–" if not np.isfinite(x) else (f"{x:+.4f}" if sign else f"{x:.4f}")
@@ -252,14 +357,20 @@ def _parse_tolerances(items: Sequence[str]) -> dict[str, float]:
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or name not in TRACKED:
-            raise GateUsageError(f"--tolerance {item!r}: expected NAME=VALUE with NAME one of {', '.join(TRACKED)}")
+            raise GateUsageError(
+                f"--tolerance {item!r}: expected NAME=VALUE with NAME one of {', '.join(TRACKED)}"
+            )
         try:
             v = float(value)
         except ValueError:
-            raise GateUsageError(f"--tolerance {item!r}: {value!r} is not a number -- fix: e.g. {name}=0.02") from None
+            raise GateUsageError(
+                f"--tolerance {item!r}: {value!r} is not a number -- fix: e.g. {name}=0.02"
+            ) from None
         if not math.isfinite(v) or v < 0:
-            raise GateUsageError(f"--tolerance {item!r}: a tolerance must be a finite number >= 0 (nan or inf would "
-                                 f"pass any regression) -- fix: e.g. {name}=0.02")
+            raise GateUsageError(
+                f"--tolerance {item!r}: a tolerance must be a finite number >= 0 (nan or inf would "
+                f"pass any regression) -- fix: e.g. {name}=0.02"
+            )
         out[name] = v
     return out
 
@@ -276,7 +387,11 @@ def check_baseline(baseline: Any) -> str | None:
     if not groups:
         return "it holds no group, so nothing would be checked"
     for name, g in groups.items():
-        if not isinstance(g, dict) or not isinstance(g.get("model"), str) or not isinstance(g.get("mitigation"), str):
+        if (
+            not isinstance(g, dict)
+            or not isinstance(g.get("model"), str)
+            or not isinstance(g.get("mitigation"), str)
+        ):
             return f"group {name!r} has no model/mitigation"
         if not isinstance(g.get("summary", {}), dict) or not isinstance(g.get("clips", {}), dict):
             return f"group {name!r}: 'summary' and 'clips' must be objects"

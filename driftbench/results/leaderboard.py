@@ -13,8 +13,8 @@ Metric cards (per row; CI = seeded bootstrap over pairs or clips, 95%; p = Wilco
 - ``face_rate_delta``: change of the share of samples with the character's face (a method that loses
   the face more often than its baseline is flagged, never rewarded).
 - ``expressivity_retained``: the mitigation's expressivity index relative to its paired baseline clip
-  (:mod:`driftbench.results.expressivity`; 1.0 = as lively as the baseline); ``expressivity_vs_real``: relative
-  to real identity-constant footage; ``ref_copy``: closeness to the reference (1 = a copy).
+  (:mod:`driftbench.results.expressivity`; 1.0 = as lively as the baseline); ``expressivity_vs_real``:
+  relative to real identity-constant footage; ``ref_copy``: closeness to the reference (1 = a copy).
 - Flags (a flagged row is shown with its reason and left out of the ranking unless asked):
   expressivity retained below the floor (default 0.70), reference-copy score above the limit set by
   real footage, face rate lower than the baseline's by more than ``face_rate_tolerance``.
@@ -101,7 +101,9 @@ def load_runs(run_dirs: Sequence[Path | str], *, with_frames: bool = True) -> Ru
     """Read and merge run directories (clips.csv required; the other tables when present)."""
     dirs = [Path(d) for d in run_dirs]
     if not dirs:
-        raise RunLoadError("no run directory given -- fix: pass the directories that `driftbench run` printed")
+        raise RunLoadError(
+            "no run directory given -- fix: pass the directories that `driftbench run` printed"
+        )
     clips, curves, frames, thumbs, skipped = [], [], [], [], []
     runs: dict[str, dict[str, Any]] = {}
     labels: set[str] = set()
@@ -112,18 +114,24 @@ def load_runs(run_dirs: Sequence[Path | str], *, with_frames: bool = True) -> Ru
                                "`driftbench run` printed")
         label = _run_label(d, labels)
         try:
-            meta = json.loads((d / "run.json").read_text(encoding="utf-8")) if (d / "run.json").is_file() else {}
+            meta = (
+                json.loads((d / "run.json").read_text(encoding="utf-8")) if (d / "run.json").is_file() else {}
+            )
         except json.JSONDecodeError as exc:
-            raise RunLoadError(f"{d / 'run.json'}: unreadable ({exc.msg}) -- fix: rerun the same `driftbench run` "
-                               "command to rewrite it") from None
+            raise RunLoadError(
+                f"{d / 'run.json'}: unreadable ({exc.msg}) -- fix: rerun the same `driftbench run` "
+                "command to rewrite it"
+            ) from None
         runs[label] = meta
         c = _read_csv(d / "clips.csv")
         stage = str((meta.get("mitigation") or {}).get("stage", ""))
         mit_name = str((meta.get("mitigation") or {}).get("name", ""))
         if not c.empty:
             c["run"] = label
-            c["stage"] = [stage if str(m) == mit_name else ("none" if str(m) == stats.BASELINE else "manifest")
-                          for m in c["mitigation"].astype(str)]
+            c["stage"] = [
+                stage if str(m) == mit_name else ("none" if str(m) == stats.BASELINE else "manifest")
+                for m in c["mitigation"].astype(str)
+            ]
             clips.append(c)
         cv = _read_csv(d / "curves.csv")
         if not cv.empty:
@@ -137,7 +145,9 @@ def load_runs(run_dirs: Sequence[Path | str], *, with_frames: bool = True) -> Ru
             skipped.append(sk.assign(run=label))
     all_clips = pd.concat(clips, ignore_index=True) if clips else pd.DataFrame(
         columns=["clip_id", "model", "mitigation", "character", "prompt_id", "seed", "run"])
-    dup = set(all_clips.loc[all_clips["clip_id"].duplicated(keep=False), "clip_id"]) if len(dirs) > 1 else set()
+    dup = (
+        set(all_clips.loc[all_clips["clip_id"].duplicated(keep=False), "clip_id"]) if len(dirs) > 1 else set()
+    )
     if dup:
         warns.append(f"{len(dup)} clip id(s) appear in several runs; they are shown as <run>:<clip_id>")
 
@@ -184,21 +194,36 @@ class Leaderboard:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "rows": [{k: stats.finite_or_none(v) for k, v in r.items()} for r in self.rows.to_dict(orient="records")],
-            "settings": {"horizons": list(self.horizons), "floor": self.settings.floor,
-                         "copy_limit": self.copy_limit, "face_rate_tolerance": self.settings.face_rate_tolerance,
-                         "include_flagged": self.settings.include_flagged, "rank_by": self.rank_by,
-                         "seed": self.settings.seed, "confidence": stats.CONFIDENCE,
-                         "bootstrap": f"BCa, {stats.DEFAULT_RESAMPLES} resamples, seeded",
-                         "paired_test": "Wilcoxon signed-rank (two-sided)",
-                         "p_adjustment": "Holm across the leaderboard's rows (<metric>_p_holm; raw p in <metric>_p)",
-                         "rank_rule": "1 + rows whose CI lies entirely above; overlapping CIs share a rank",
-                         "pair_key": list(stats.PAIR_KEY)},
-            "expressivity_reference": {"version": self.reference.get("version"),
-                                       "medians": expr.reference_medians(self.reference) if self.reference else {},
-                                       "ref_copy_limit": self.copy_limit},
-            "pairs": {k: v[[c for c in ("character", "prompt_id", "seed", "clip_id_t", "clip_id_b")
-                            if c in v]].to_dict(orient="records") for k, v in sorted(self.pairs.items())},
+            "rows": [
+                {k: stats.finite_or_none(v) for k, v in r.items()}
+                for r in self.rows.to_dict(orient="records")
+            ],
+            "settings": {
+                "horizons": list(self.horizons),
+                "floor": self.settings.floor,
+                "copy_limit": self.copy_limit,
+                "face_rate_tolerance": self.settings.face_rate_tolerance,
+                "include_flagged": self.settings.include_flagged,
+                "rank_by": self.rank_by,
+                "seed": self.settings.seed,
+                "confidence": stats.CONFIDENCE,
+                "bootstrap": f"BCa, {stats.DEFAULT_RESAMPLES} resamples, seeded",
+                "paired_test": "Wilcoxon signed-rank (two-sided)",
+                "p_adjustment": "Holm across the leaderboard's rows (<metric>_p_holm; raw p in <metric>_p)",
+                "rank_rule": "1 + rows whose CI lies entirely above; overlapping CIs share a rank",
+                "pair_key": list(stats.PAIR_KEY),
+            },
+            "expressivity_reference": {
+                "version": self.reference.get("version"),
+                "medians": expr.reference_medians(self.reference) if self.reference else {},
+                "ref_copy_limit": self.copy_limit,
+            },
+            "pairs": {
+                k: v[
+                    [c for c in ("character", "prompt_id", "seed", "clip_id_t", "clip_id_b") if c in v]
+                ].to_dict(orient="records")
+                for k, v in sorted(self.pairs.items())
+            },
             "notes": self.notes,
         }
 
@@ -269,10 +294,14 @@ def _rank_label(table: pd.DataFrame, pairs: dict[str, pd.DataFrame], measured: S
         return _h(RANK_HORIZON), None
     for h in sorted(measured, reverse=True):
         if h < RANK_HORIZON and _all_pairs_reach(table, pairs, _h(h)):
-            return _h(h), (f"ranked by drift reduction at {_h(h)}, the longest horizon all pairs reach: not every "
-                           f"pair reaches {_h(RANK_HORIZON)}")
-    return END, (f"ranked by drift reduction at the end of each clip (its last window): not every pair reaches "
-                 f"{_h(RANK_HORIZON)} or a shorter measured horizon")
+            return _h(h), (
+                f"ranked by drift reduction at {_h(h)}, the longest horizon all pairs reach: not every "
+                f"pair reaches {_h(RANK_HORIZON)}"
+            )
+    return END, (
+        f"ranked by drift reduction at the end of each clip (its last window): not every pair reaches "
+        f"{_h(RANK_HORIZON)} or a shorter measured horizon"
+    )
 
 
 def _paired_columns(horizons: Sequence[float]) -> list[str]:
@@ -329,8 +358,12 @@ def rank_rows(table: pd.DataFrame, rank_by: str) -> pd.DataFrame:
         table.loc[i, "rank"] = 1 + int(above.sum())
         if f"{prefix}_lo" in table:
             # the CI must exclude 0, and where the metric has a paired test its Holm-adjusted p must agree
-            p_holm = pd.to_numeric(pd.Series([table.loc[i].get(f"{prefix}_p_holm", np.nan)]), errors="coerce")[0]
-            table.loc[i, "significant"] = bool((lo[i] > 0 or hi[i] < 0) and (np.isnan(p_holm) or p_holm < ALPHA))
+            p_holm = pd.to_numeric(
+                pd.Series([table.loc[i].get(f"{prefix}_p_holm", np.nan)]), errors="coerce"
+            )[0]
+            table.loc[i, "significant"] = bool(
+                (lo[i] > 0 or hi[i] < 0) and (np.isnan(p_holm) or p_holm < ALPHA)
+            )
         tied = [names[j] for j in cand.index if j != i and not (lo[j] > hi[i] or lo[i] > hi[j])]
         table.loc[i, "tied_with"] = ", ".join(tied)
     return table
@@ -395,27 +428,40 @@ def _build(runset: RunSet, settings: LeaderboardSettings) -> Leaderboard:
         reference = expr.load_reference(settings.reference_path)
     except (OSError, ValueError, KeyError) as exc:
         reference = {}
-        notes.append(f"expressivity reference unavailable ({exc}); vs-real figures and the copy limit are empty")
+        notes.append(
+            f"expressivity reference unavailable ({exc}); vs-real figures and the copy limit are empty"
+        )
     if not runset.frames.empty:
-        clip_expr, bin_expr = expr.clip_expressivity(runset.frames, runset.thumbs if not runset.thumbs.empty else None)
+        clip_expr, bin_expr = expr.clip_expressivity(
+            runset.frames, runset.thumbs if not runset.thumbs.empty else None
+        )
     else:
         clip_expr = pd.DataFrame(columns=["clip_id", *expr.COMPONENTS, "ref_copy"])
         bin_expr = pd.DataFrame()
         notes.append("no frames.parquet: expressivity not computed")
     if reference:
-        fps = {float((r.get("config") or {}).get("sampling", {}).get("fps", np.nan)) for r in runset.runs.values()}
+        fps = {
+            float((r.get("config") or {}).get("sampling", {}).get("fps", np.nan))
+            for r in runset.runs.values()
+        }
         ref_fps = set(map(float, reference.get("sampling_fps", [])))
         if ref_fps and fps - ref_fps:
             notes.append(f"runs sampled at {sorted(fps)} frames/s but the expressivity reference at "
                          f"{sorted(ref_fps)}: vs-real figures compare different rates")
         clip_expr["expressivity_vs_real"] = expr.index_against(clip_expr, expr.reference_medians(reference))
         if not bin_expr.empty:
-            bin_expr["expressivity_vs_real"] = expr.index_against(bin_expr, expr.reference_bin_medians(reference))
+            bin_expr["expressivity_vs_real"] = expr.index_against(
+                bin_expr, expr.reference_bin_medians(reference)
+            )
     else:
         clip_expr["expressivity_vs_real"] = np.nan
     bin_retained: list[pd.DataFrame] = []
     clips = clips.merge(clip_expr, on="clip_id", how="left") if not clips.empty else clips
-    copy_lim = settings.copy_limit if settings.copy_limit is not None else (expr.copy_limit(reference) if reference else np.nan)
+    copy_lim = (
+        settings.copy_limit
+        if settings.copy_limit is not None
+        else (expr.copy_limit(reference) if reference else np.nan)
+    )
     rows: list[dict[str, Any]] = []
     pairs_out: dict[str, pd.DataFrame] = {}
     survival: dict[str, stats.Survival] = {}
@@ -426,26 +472,59 @@ def _build(runset: RunSet, settings: LeaderboardSettings) -> Leaderboard:
         surv = stats.survival_from_clips(group_clips)
         survival[name] = surv
         stage = ",".join(sorted(set(group_clips["stage"].astype(str)))) if "stage" in group_clips else ""
-        row: dict[str, Any] = {"model": model, "mitigation": mit, "stage": stage, "baseline": is_base,
-                               "n_clips": len(group_clips), "runs": ",".join(sorted(set(group_clips["run"].astype(str))))}
-        row.update(_est("face_rate", stats.bootstrap_mean(_col(group_clips, "face_rate"), seed=settings.seed)))
+        row: dict[str, Any] = {
+            "model": model,
+            "mitigation": mit,
+            "stage": stage,
+            "baseline": is_base,
+            "n_clips": len(group_clips),
+            "runs": ",".join(sorted(set(group_clips["run"].astype(str)))),
+        }
+        row.update(
+            _est("face_rate", stats.bootstrap_mean(_col(group_clips, "face_rate"), seed=settings.seed))
+        )
         for lab in labels:
-            row.update(_est(f"sim_dec_at_{lab}", stats.bootstrap_mean(_col(group_clips, f"sim_dec_at_{lab}"), seed=settings.seed)))
-            row.update(_est(f"drift_dec_at_{lab}", stats.bootstrap_mean(_col(group_clips, f"drift_dec_at_{lab}"), seed=settings.seed)))
+            row.update(
+                _est(
+                    f"sim_dec_at_{lab}",
+                    stats.bootstrap_mean(_col(group_clips, f"sim_dec_at_{lab}"), seed=settings.seed),
+                )
+            )
+            row.update(
+                _est(
+                    f"drift_dec_at_{lab}",
+                    stats.bootstrap_mean(_col(group_clips, f"drift_dec_at_{lab}"), seed=settings.seed),
+                )
+            )
         # face loss is never a gain: what was not measured, and clips without the face, stand beside every row
         skipped = runset.skipped
         row["n_skipped"] = int(skipped["run"].astype(str).isin(set(group_clips["run"].astype(str))).sum()) \
             if not skipped.empty and "run" in skipped else 0
         row["n_no_face"] = int((pd.to_numeric(_col(group_clips, "face_rate"), errors="coerce") == 0).sum())
-        row["n_lost_no_face"] = int((group_clips["loss_cause"].astype(str) == "no_face").sum()) if "loss_cause" in group_clips else 0
+        row["n_lost_no_face"] = (
+            int((group_clips["loss_cause"].astype(str) == "no_face").sum())
+            if "loss_cause" in group_clips
+            else 0
+        )
         row["n_drifting"] = int((pd.to_numeric(_col(group_clips, "drifting"), errors="coerce") == 1).sum())
         for h in horizons:
             surv_h = surv.at(h)
             row.update({f"survival_at_{_h(h)}": surv_h.value, f"survival_at_{_h(h)}_lo": surv_h.lo,
                         f"survival_at_{_h(h)}_hi": surv_h.hi, f"survival_at_{_h(h)}_n": surv_h.n})
-        row.update({"n_lost": surv.n_lost, "median_survival_s": surv.median, "median_survival_lo": surv.median_lo,
-                    "median_survival_hi": surv.median_hi})
-        row.update(_est("expressivity_vs_real", stats.bootstrap_mean(_col(group_clips, "expressivity_vs_real"), seed=settings.seed)))
+        row.update(
+            {
+                "n_lost": surv.n_lost,
+                "median_survival_s": surv.median,
+                "median_survival_lo": surv.median_lo,
+                "median_survival_hi": surv.median_hi,
+            }
+        )
+        row.update(
+            _est(
+                "expressivity_vs_real",
+                stats.bootstrap_mean(_col(group_clips, "expressivity_vs_real"), seed=settings.seed),
+            )
+        )
         row.update(_est("ref_copy", stats.bootstrap_mean(_col(group_clips, "ref_copy"), seed=settings.seed)))
         flags: list[str] = []
         n_pairs = 0
@@ -456,56 +535,113 @@ def _build(runset: RunSet, settings: LeaderboardSettings) -> Leaderboard:
             n_pairs = len(pairs)
             pairs_out[name] = pairs
             if pairing.ambiguous:
-                notes.append(f"{name}: {len(pairing.ambiguous)} pair key(s) held by several clips were left out: "
-                             f"{', '.join(pairing.ambiguous[:3])}")
+                notes.append(
+                    f"{name}: {len(pairing.ambiguous)} pair key(s) held by several clips were left out: "
+                    f"{', '.join(pairing.ambiguous[:3])}"
+                )
             if pairing.unmatched:
-                notes.append(f"{name}: {len(pairing.unmatched)} clip(s) without a mitigation=none clip of the same "
-                             "(character, prompt_id, seed)")
+                notes.append(
+                    f"{name}: {len(pairing.unmatched)} clip(s) without a mitigation=none clip of the same "
+                    "(character, prompt_id, seed)"
+                )
             for lab in labels:
                 # drift reduction = baseline drift - mitigation drift
-                drift_cmp = stats.paired_compare(_col(pairs, f"drift_dec_at_{lab}_b"), _col(pairs, f"drift_dec_at_{lab}_t"),
-                                          seed=settings.seed)
+                drift_cmp = stats.paired_compare(
+                    _col(pairs, f"drift_dec_at_{lab}_b"),
+                    _col(pairs, f"drift_dec_at_{lab}_t"),
+                    seed=settings.seed,
+                )
                 row.update(_paired(f"drift_reduction_{lab}", drift_cmp))
-                row.update(_paired(f"sim_gain_{lab}", stats.paired_compare(
-                    _col(pairs, f"sim_dec_at_{lab}_t"), _col(pairs, f"sim_dec_at_{lab}_b"), seed=settings.seed)))
+                row.update(
+                    _paired(
+                        f"sim_gain_{lab}",
+                        stats.paired_compare(
+                            _col(pairs, f"sim_dec_at_{lab}_t"),
+                            _col(pairs, f"sim_dec_at_{lab}_b"),
+                            seed=settings.seed,
+                        ),
+                    )
+                )
                 # raw beside decoupled: decoupling lifts expression/pose-explained drops toward a cap, so
                 # two stable clips at a high level can differ raw and tie decoupled
-                row.update(_paired(f"sim_gain_raw_{lab}", stats.paired_compare(
-                    _col(pairs, f"sim_raw_at_{lab}_t"), _col(pairs, f"sim_raw_at_{lab}_b"), seed=settings.seed)))
-            surv_time_t, surv_time_b = stats.restricted_survival_pairs(pairs) if n_pairs else (np.array([]), np.array([]))
-            row.update(_paired("survival_gain_s", stats.paired_compare(surv_time_t, surv_time_b, seed=settings.seed)))
+                row.update(
+                    _paired(
+                        f"sim_gain_raw_{lab}",
+                        stats.paired_compare(
+                            _col(pairs, f"sim_raw_at_{lab}_t"),
+                            _col(pairs, f"sim_raw_at_{lab}_b"),
+                            seed=settings.seed,
+                        ),
+                    )
+                )
+            surv_time_t, surv_time_b = (
+                stats.restricted_survival_pairs(pairs) if n_pairs else (np.array([]), np.array([]))
+            )
+            row.update(
+                _paired("survival_gain_s", stats.paired_compare(surv_time_t, surv_time_b, seed=settings.seed))
+            )
             base_surv = stats.survival_from_clips(base)
             for h in horizons:
                 row[f"survival_at_{_h(h)}_gain"] = row[f"survival_at_{_h(h)}"] - base_surv.at(h).value
             row["logrank_p"] = stats.logrank_p(
-                _col(group_clips, "survival_time_s").to_numpy(), _col(group_clips, "lost").fillna(0).to_numpy(),
-                _col(base, "survival_time_s").to_numpy(), _col(base, "lost").fillna(0).to_numpy())
-            face_rate_cmp = stats.paired_compare(_col(pairs, "face_rate_t"), _col(pairs, "face_rate_b"), seed=settings.seed)
+                _col(group_clips, "survival_time_s").to_numpy(),
+                _col(group_clips, "lost").fillna(0).to_numpy(),
+                _col(base, "survival_time_s").to_numpy(),
+                _col(base, "lost").fillna(0).to_numpy(),
+            )
+            face_rate_cmp = stats.paired_compare(
+                _col(pairs, "face_rate_t"), _col(pairs, "face_rate_b"), seed=settings.seed
+            )
             row.update(_paired("face_rate_delta", face_rate_cmp))
             if n_pairs:
                 retained = expr.index_against(
-                    pairs.rename(columns={f"{c}_t": c for c in expr.INDEX_COMPONENTS})[list(expr.INDEX_COMPONENTS)],
-                    pairs.rename(columns={f"{c}_b": c for c in expr.INDEX_COMPONENTS})[list(expr.INDEX_COMPONENTS)])
+                    pairs.rename(columns={f"{c}_t": c for c in expr.INDEX_COMPONENTS})[
+                        list(expr.INDEX_COMPONENTS)
+                    ],
+                    pairs.rename(columns={f"{c}_b": c for c in expr.INDEX_COMPONENTS})[
+                        list(expr.INDEX_COMPONENTS)
+                    ],
+                )
                 pairs["expressivity_retained"] = retained
                 if not bin_expr.empty:
                     for ct, cb in zip(pairs["clip_id_t"], pairs["clip_id_b"], strict=True):
-                        bin_retained.append(expr.retained_per_bin(bin_expr[bin_expr["clip_id"] == ct], bin_expr[bin_expr["clip_id"] == cb]))
+                        bin_retained.append(
+                            expr.retained_per_bin(
+                                bin_expr[bin_expr["clip_id"] == ct], bin_expr[bin_expr["clip_id"] == cb]
+                            )
+                        )
             else:
                 retained = np.array([])
             row.update(_est("expressivity_retained", stats.bootstrap_mean(retained, seed=settings.seed)))
-            row.update(_paired("ref_copy_delta", stats.paired_compare(_col(pairs, "ref_copy_t"), _col(pairs, "ref_copy_b"),
-                                                                      seed=settings.seed)))
+            row.update(
+                _paired(
+                    "ref_copy_delta",
+                    stats.paired_compare(
+                        _col(pairs, "ref_copy_t"), _col(pairs, "ref_copy_b"), seed=settings.seed
+                    ),
+                )
+            )
             if n_pairs == 0:
                 flags.append("no paired mitigation=none clip (same character, prompt_id, seed)")
             expr_retained = row["expressivity_retained_mean"]
             if np.isfinite(expr_retained) and expr_retained < settings.floor:
-                flags.append(f"expressivity retained {expr_retained:.0%} of the baseline < floor {settings.floor:.0%}")
-            if np.isfinite(face_rate_cmp.delta.value) and face_rate_cmp.delta.value < -settings.face_rate_tolerance:
-                flags.append(f"loses the face more often than its baseline (face rate {face_rate_cmp.delta.value:+.1%})")
+                flags.append(
+                    f"expressivity retained {expr_retained:.0%} of the baseline < floor {settings.floor:.0%}"
+                )
+            if (
+                np.isfinite(face_rate_cmp.delta.value)
+                and face_rate_cmp.delta.value < -settings.face_rate_tolerance
+            ):
+                flags.append(
+                    "loses the face more often than its baseline (face rate "
+                    f"{face_rate_cmp.delta.value:+.1%})"
+                )
         ref_copy_mean = row["ref_copy_mean"]
         if np.isfinite(ref_copy_mean) and np.isfinite(copy_lim) and ref_copy_mean > copy_lim:
-            flags.append(f"reference-copy score {ref_copy_mean:.2f} > {copy_lim:.2f} (the most real footage shows): "
-                         "the face copies the reference")
+            flags.append(
+                f"reference-copy score {ref_copy_mean:.2f} > {copy_lim:.2f} (the most real footage shows): "
+                "the face copies the reference"
+            )
         row["n_pairs"] = n_pairs
         row["flags"] = "; ".join(flags)
         row["excluded"] = bool(flags) and not settings.include_flagged and not is_base
@@ -524,8 +660,19 @@ def _build(runset: RunSet, settings: LeaderboardSettings) -> Leaderboard:
             table[f"{col}_holm"] = holm(table[col])
         rank_by = settings.rank_by or f"drift_reduction_{_h(RANK_HORIZON)}_mean"
         table = rank_rows(table, rank_by)
-        lead = ["rank", "model", "mitigation", "stage", "baseline", "n_clips", "n_pairs", "significant", "tied_with",
-                "flags", "excluded"]
+        lead = [
+            "rank",
+            "model",
+            "mitigation",
+            "stage",
+            "baseline",
+            "n_clips",
+            "n_pairs",
+            "significant",
+            "tied_with",
+            "flags",
+            "excluded",
+        ]
         table = table[lead + [c for c in table.columns if c not in lead]]
         # sorted by rank (ties by the estimate), then the unranked rows: baselines and flagged ones
         order = table.assign(_r=table["rank"].astype("Float64").fillna(np.inf),
@@ -536,7 +683,16 @@ def _build(runset: RunSet, settings: LeaderboardSettings) -> Leaderboard:
             .drop(columns=["_r", "_v"]).reset_index(drop=True)
     from dataclasses import replace
 
-    return Leaderboard(table, pairs_out, clip_expr, bin_expr, survival, replace(settings, rank_by=settings.rank_by), reference, notes)
+    return Leaderboard(
+        table,
+        pairs_out,
+        clip_expr,
+        bin_expr,
+        survival,
+        replace(settings, rank_by=settings.rank_by),
+        reference,
+        notes,
+    )
 
 
 def write(lb: Leaderboard, out_dir: Path) -> tuple[Path, Path]:
@@ -551,5 +707,7 @@ def write(lb: Leaderboard, out_dir: Path) -> tuple[Path, Path]:
 
 
 def default_out(run_dirs: Sequence[Path]) -> Path:
-    tag = hashlib.sha256("\0".join(sorted(str(Path(d).resolve()) for d in run_dirs)).encode()).hexdigest()[:10]
+    tag = hashlib.sha256("\0".join(sorted(str(Path(d).resolve()) for d in run_dirs)).encode()).hexdigest()[
+        :10
+    ]
     return Path("reports") / f"compare-{tag}"

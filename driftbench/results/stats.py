@@ -95,7 +95,9 @@ def bootstrap_mean(values: Sequence[float] | np.ndarray | pd.Series, *, seed: in
                             rng=np.random.default_rng(seed), vectorized=True)
         lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
         if np.isfinite(lo) and np.isfinite(hi):
-            return Estimate(point, lo, hi, int(a.size), f"bootstrap {m} ({int(a.size)} values, {n_resamples} resamples)")
+            return Estimate(
+                point, lo, hi, int(a.size), f"bootstrap {m} ({int(a.size)} values, {n_resamples} resamples)"
+            )
     return Estimate(point, float("nan"), float("nan"), int(a.size), "bootstrap failed")
 
 
@@ -138,15 +140,22 @@ class Survival:
         unknown = n_obs == 0 if self.observed is not None else (t > self.max_observed and s > 0.0)
         if unknown:
             return Estimate(float("nan"), float("nan"), float("nan"), n_obs, "not measurable")
-        return Estimate(s, float(self.lo[idx]), float(self.hi[idx]), n_obs, "Kaplan-Meier, exponential Greenwood")
+        return Estimate(
+            s, float(self.lo[idx]), float(self.hi[idx]), n_obs, "Kaplan-Meier, exponential Greenwood"
+        )
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame({"t": self.timeline, "survival": self.survival, "lo": self.lo, "hi": self.hi,
                              "at_risk": self.at_risk})
 
 
-def kaplan_meier(durations: Sequence[float] | np.ndarray, lost: Sequence[int] | np.ndarray, *,
-                 confidence: float = CONFIDENCE, observed: Sequence[float] | np.ndarray | None = None) -> Survival:
+def kaplan_meier(
+    durations: Sequence[float] | np.ndarray,
+    lost: Sequence[int] | np.ndarray,
+    *,
+    confidence: float = CONFIDENCE,
+    observed: Sequence[float] | np.ndarray | None = None,
+) -> Survival:
     """Kaplan-Meier curve of identity survival: ``durations`` are the survival times (the loss onset
     for lost clips, the clip's duration for the others) and ``lost`` marks observed losses; clips
     never lost are right-censored. Curve and exponential-Greenwood ("log-log") band from
@@ -182,17 +191,30 @@ def kaplan_meier(durations: Sequence[float] | np.ndarray, lost: Sequence[int] | 
         below = np.flatnonzero(curve <= 0.5)
         return float(timeline[below[0]]) if below.size else float("inf")
 
-    return Survival(timeline=timeline, survival=surv, lo=lo, hi=hi, at_risk=at_risk, n=int(d.size),
-                    n_lost=int(e.sum()), median=crossing(surv), median_lo=crossing(lo), median_hi=crossing(hi),
-                    max_observed=float(d.max() if obs is None else max(d.max(), obs.max())), durations=d,
-                    observed=obs)
+    return Survival(
+        timeline=timeline,
+        survival=surv,
+        lo=lo,
+        hi=hi,
+        at_risk=at_risk,
+        n=int(d.size),
+        n_lost=int(e.sum()),
+        median=crossing(surv),
+        median_lo=crossing(lo),
+        median_hi=crossing(hi),
+        max_observed=float(d.max() if obs is None else max(d.max(), obs.max())),
+        durations=d,
+        observed=obs,
+    )
 
 
 def survival_from_clips(clips: pd.DataFrame) -> Survival:
     """KM curve of a clips.csv table (``survival_time_s``, ``lost``)."""
     if clips.empty:
         return kaplan_meier([], [])
-    observed = pd.to_numeric(clips["duration_s"], errors="coerce").to_numpy() if "duration_s" in clips else None
+    observed = (
+        pd.to_numeric(clips["duration_s"], errors="coerce").to_numpy() if "duration_s" in clips else None
+    )
     return kaplan_meier(pd.to_numeric(clips["survival_time_s"], errors="coerce").to_numpy(),
                         pd.to_numeric(clips["lost"], errors="coerce").fillna(0).to_numpy(), observed=observed)
 
@@ -308,7 +330,9 @@ def restricted_survival_pairs(pairs: pd.DataFrame) -> tuple[np.ndarray, np.ndarr
     return np.minimum(st_t, tau), np.minimum(st_b, tau)
 
 
-def logrank_p(durations_a: np.ndarray, lost_a: np.ndarray, durations_b: np.ndarray, lost_b: np.ndarray) -> float:
+def logrank_p(
+    durations_a: np.ndarray, lost_a: np.ndarray, durations_b: np.ndarray, lost_b: np.ndarray
+) -> float:
     """Two-sided log-rank test (scipy.stats.logrank; equal to lifelines' ``logrank_test``, tested)
     between two survival samples; NaN when no loss was observed."""
     from scipy.stats import CensoredData, logrank
@@ -341,7 +365,10 @@ def group_curve_band(curves: pd.DataFrame, clip_ids: Sequence[str], column: str,
         vals = _finite(g[column])
         if vals.size == 0:
             continue
-        est = bootstrap_mean(vals, seed=seed, n_resamples=n_resamples, method="percentile") \
-            if vals.size >= min_clips else Estimate(float(vals.mean()), float("nan"), float("nan"), int(vals.size))
+        est = (
+            bootstrap_mean(vals, seed=seed, n_resamples=n_resamples, method="percentile")
+            if vals.size >= min_clips
+            else Estimate(float(vals.mean()), float("nan"), float("nan"), int(vals.size))
+        )
         rows.append({"t_mid": float(t_mid), "mean": est.value, "lo": est.lo, "hi": est.hi, "n": est.n})
     return pd.DataFrame(rows, columns=["t_mid", "mean", "lo", "hi", "n"])

@@ -10,8 +10,7 @@ Manifest columns (aliases in brackets; only the clip path is required):
   prompt_id [prompt], seed, model [generator], mitigation
 Every other column is kept in the clip's ``meta`` (and shown in reports, escaped).
 Manifest paths may point anywhere the user chooses (DESIGN.md); what driftbench writes never
-leaves the run directory.
-"""
+leaves the run directory. """
 
 from __future__ import annotations
 
@@ -67,30 +66,38 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
             if isinstance(data, dict):
                 data = data.get("clips", data.get("items"))
             if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-                raise UsageError(f"{path}: manifest must be a list of clip entries (or a mapping with 'clips:') "
-                                 "-- fix: see `driftbench run --help` for the manifest format")
+                raise UsageError(
+                    f"{path}: manifest must be a list of clip entries (or a mapping with 'clips:') "
+                    "-- fix: see `driftbench run --help` for the manifest format"
+                )
             rows = data
     except UsageError:
         raise
     except Exception as exc:
         detail = printable(" ".join(str(exc).split()))[:300]  # parser errors span lines (YAML draws carets)
         if suffix in (".yaml", ".yml") and not isinstance(exc, UnicodeDecodeError):
-            fix = ("correct the YAML syntax at the line and column above (a list of entries like "
-                   "'- {clip: a.mp4, reference: a.jpg}')")
+            fix = (
+                "correct the YAML syntax at the line and column above (a list of entries like "
+                "'- {clip: a.mp4, reference: a.jpg}')"
+            )
             kind = "YAML"
         elif suffix == ".json" and not isinstance(exc, UnicodeDecodeError):
-            fix = "correct the JSON syntax at the line and column above (a list of {\"clip\": ...} objects)"
+            fix = 'correct the JSON syntax at the line and column above (a list of {"clip": ...} objects)'
             kind = "JSON"
         else:
             fix = "save it as UTF-8 CSV with a header row (clip,reference,character,...)"
             kind = "manifest"
-        raise UsageError(f"{path}: unreadable {kind} manifest ({type(exc).__name__}: {detail}) -- fix: {fix}") from None
+        raise UsageError(
+            f"{path}: unreadable {kind} manifest ({type(exc).__name__}: {detail}) -- fix: {fix}"
+        ) from None
     if not rows:
         raise UsageError(f"{path}: manifest has no rows -- fix: add one row per clip")
     columns = set().union(*(r.keys() for r in rows))
     if not columns & set(ALIASES["clip"]):
-        raise UsageError(f"{path}: manifest has no clip column (found: {printable(', '.join(sorted(map(str, columns))))}) "
-                         f"-- fix: name the column holding the video paths 'clip'")
+        raise UsageError(
+            f"{path}: manifest has no clip column (found: {printable(', '.join(sorted(map(str, columns))))}) "
+            f"-- fix: name the column holding the video paths 'clip'"
+        )
     return [{str(k).strip(): ("" if v is None else v) for k, v in r.items()} for r in rows]
 
 
@@ -140,8 +147,10 @@ class FolderSource:
         ids = [c.clip_id for c in clips]
         dups = sorted({i for i in ids if ids.count(i) > 1})
         if dups:
-            raise UsageError(f"{root}: duplicate clip ids {dups[:5]} -- fix: give each manifest row a unique clip "
-                             "path or an explicit clip_id column")
+            raise UsageError(
+                f"{root}: duplicate clip ids {dups[:5]} -- fix: give each manifest row a unique clip "
+                "path or an explicit clip_id column"
+            )
         if not clips and not self._skipped:
             raise UsageError(f"{root}: no clips matching {self.cfg.pattern!r} -- fix: set model.pattern "
                              "(e.g. '*.mov') or model.recursive=true")
@@ -167,8 +176,14 @@ class FolderSource:
                 clips.append(self._clip_for_file(f, root))
             elif f.is_symlink():  # dangling (target gone) or looping: listed, never silently dropped
                 item = printable(str(f))
-                self._skipped.append(Skipped(item, "broken_symlink", f"{item}: symbolic link to a missing file (or a "
-                                             "link loop) -- fix: point the link at the clip, or remove it"))
+                self._skipped.append(
+                    Skipped(
+                        item,
+                        "broken_symlink",
+                        f"{item}: symbolic link to a missing file (or a "
+                        "link loop) -- fix: point the link at the clip, or remove it",
+                    )
+                )
         return clips
 
     def _from_manifest(self, manifest: Path) -> list[Clip]:
@@ -178,8 +193,13 @@ class FolderSource:
             where = f"{manifest}:{i + 2 if manifest.suffix.lower() == '.csv' else i + 1}"
             clip_val = _pick(row, "clip")
             if clip_val is None:
-                self._skipped.append(Skipped(where, "bad_manifest_row", f"{where}: row has no clip path -- fix: "
-                                             "fill the clip column"))
+                self._skipped.append(
+                    Skipped(
+                        where,
+                        "bad_manifest_row",
+                        f"{where}: row has no clip path -- fix: fill the clip column",
+                    )
+                )
                 continue
             ref_val = _pick(row, "reference")
             if "\0" in str(clip_val) + str(ref_val):  # no file name holds one; os.stat would raise
@@ -194,8 +214,13 @@ class FolderSource:
             try:
                 seed = int(float(seed_val)) if seed_val is not None else 0
             except (ValueError, OverflowError, TypeError):  # "abc", "1e400", a YAML list
-                self._skipped.append(Skipped(where, "bad_manifest_row",
-                                             f"{where}: seed {seed_val!r} is not a number -- fix: use an integer"))
+                self._skipped.append(
+                    Skipped(
+                        where,
+                        "bad_manifest_row",
+                        f"{where}: seed {seed_val!r} is not a number -- fix: use an integer",
+                    )
+                )
                 continue
             known = {a for aliases in ALIASES.values() for a in aliases}
             meta = {k: v for k, v in row.items() if k not in known and k != "clip_id"}

@@ -71,8 +71,10 @@ class GeneratorSource:
         if name in self.generation_mitigations and stage in ("auto", "generation"):
             return name, name
         if stage == "generation":
-            raise UsageError(f"mitigation {name!r} has no generation-time form for model {self.name!r} -- fix: use "
-                             "mitigation.stage=post (or auto)")
+            raise UsageError(
+                f"mitigation {name!r} has no generation-time form for model {self.name!r} -- fix: use "
+                "mitigation.stage=post (or auto)"
+            )
         return "extend", "none"  # a post-processing mitigation works on the native clips
 
     def settings(self) -> Any:
@@ -110,7 +112,9 @@ class GeneratorSource:
             raise UsageError(f"model={self.name}: no request template for {strategy!r} -- fix: add "
                              f"model.api.submit.{strategy} or choose another mitigation")
         cache = StepCache(self.cache_root())
-        dataset = load_dataset(str(_get(self.cfg, "dataset", "identity_stress")), derived_dir=cache.root / "refs")
+        dataset = load_dataset(
+            str(_get(self.cfg, "dataset", "identity_stress")), derived_dir=cache.root / "refs"
+        )
         jobs = self.jobs(dataset, strategy, cache)
         segment_s = float(_get(self.cfg, "segment_s", 5.0))
         settings = ChainSettings(
@@ -129,7 +133,9 @@ class GeneratorSource:
         clips: list[Clip] = []
         for job, outcome in zip(jobs, results, strict=True):
             if isinstance(outcome, Skipped):
-                self._skipped.extend(Skipped(self.item(job, t), outcome.reason, outcome.message) for t in job.targets)
+                self._skipped.extend(
+                    Skipped(self.item(job, t), outcome.reason, outcome.message) for t in job.targets
+                )
                 continue
             clips.extend(self.clip(job, out, label, provider, dataset) for out in outcome)
         if meter.submitted:
@@ -144,7 +150,9 @@ class GeneratorSource:
 
         durations = [float(d) for d in (_get(self.cfg, "durations", []) or dataset.durations)]
         if not durations or any(d <= 0 for d in durations):
-            raise UsageError(f"model.durations={durations} -- fix: positive seconds, e.g. model.durations=[30,60,120]")
+            raise UsageError(
+                f"model.durations={durations} -- fix: positive seconds, e.g. model.durations=[30,60,120]"
+            )
         seeds = [int(s) for s in (_get(self.cfg, "seeds", [0]) or [0])]
         want_chars = [str(c) for c in _get(self.cfg, "characters", []) or []]
         want_prompts = [str(p) for p in _get(self.cfg, "prompts", []) or []]
@@ -152,7 +160,9 @@ class GeneratorSource:
                                     ("prompts", want_prompts, [p.id for p in dataset.prompts])):
             unknown = sorted(set(wanted) - set(known))
             if unknown:
-                raise UsageError(f"model.{kind}: {unknown} not in dataset {dataset.name} -- fix: one of {known}")
+                raise UsageError(
+                    f"model.{kind}: {unknown} not in dataset {dataset.name} -- fix: one of {known}"
+                )
         jobs = []
         for char in dataset.characters.values():
             if want_chars and char.name not in want_chars:
@@ -164,8 +174,19 @@ class GeneratorSource:
                                                                         char.name not in prompt.characters):
                     continue
                 for seed in seeds:
-                    jobs.append(ChainJob(char.name, prompt.id, seed, strategy, tuple(sorted(set(durations))), start, ref,
-                                         prompt.prompts, prompt.negative_prompt or dataset.negative_prompt))
+                    jobs.append(
+                        ChainJob(
+                            char.name,
+                            prompt.id,
+                            seed,
+                            strategy,
+                            tuple(sorted(set(durations))),
+                            start,
+                            ref,
+                            prompt.prompts,
+                            prompt.negative_prompt or dataset.negative_prompt,
+                        )
+                    )
         limit = _get(self.cfg, "limit")
         if limit is not None:
             jobs = jobs[: int(limit)]
@@ -184,8 +205,11 @@ class GeneratorSource:
         cost = sum(p.cost for p in plans)
         unknown = sum(p.unknown_price for p in plans)
         currency = str(_get(self.cfg, "currency", "USD"))
-        estimate = (f"{todo} generation request(s) to submit for {len(jobs)} chain(s), {cached} already cached; "
-                    f"estimated {cost:.2f} {currency}" + (f" plus {unknown} request(s) of unknown price" if unknown else ""))
+        estimate = (
+            f"{todo} generation request(s) to submit for {len(jobs)} chain(s), {cached} already cached; "
+            f"estimated {cost:.2f} {currency}"
+            + (f" plus {unknown} request(s) of unknown price" if unknown else "")
+        )
         if todo == 0:
             log.info("%s: everything is cached (%d requests); nothing to spend", self.name, cached)
             return 0.0
@@ -196,17 +220,24 @@ class GeneratorSource:
                              f"{'=... '.join(missing)}=... (keys are read from the environment only)")
         max_cost = _get(self.cfg, "max_cost")
         if max_cost is not None and cost > float(max_cost):
-            raise UsageError(f"model={self.name}: {estimate}, above model.max_cost={float(max_cost):.2f} -- fix: "
-                             "raise model.max_cost, or generate less (model.limit=N, model.durations=[...])")
+            raise UsageError(
+                f"model={self.name}: {estimate}, above model.max_cost={float(max_cost):.2f} -- fix: "
+                "raise model.max_cost, or generate less (model.limit=N, model.durations=[...])"
+            )
         if not self.confirmed():
-            raise UsageError(f"model={self.name}: {estimate} -- fix: rerun with --yes (or model.yes=true) to spend "
-                             "it; model.limit=N or fewer model.durations to spend less")
+            raise UsageError(
+                f"model={self.name}: {estimate} -- fix: rerun with --yes (or model.yes=true) to spend "
+                "it; model.limit=N or fewer model.durations to spend less"
+            )
         log.info("%s: %s (spending confirmed)", self.name, estimate)
         if max_cost is not None:
             return float(max_cost)
         if unknown:
             return None
-        largest = max((runner.provider.price(k, runner.settings.segment_s) or 0.0) for k in ("first", "extend", "reanchor"))
+        largest = max(
+            (runner.provider.price(k, runner.settings.segment_s) or 0.0)
+            for k in ("first", "extend", "reanchor")
+        )
         return cost * 1.25 + largest  # room for chains whose segments come out shorter than nominal
 
     def run_jobs(self, runner: Any, jobs: list[Any]) -> list[Any]:
@@ -233,8 +264,12 @@ class GeneratorSource:
                 raise
             except Exception as exc:  # an unexpected error fails this chain, never the others
                 log.exception("%s %s: unexpected error", self.name, job.label)
-                return Skipped(job.label, "generation_error", f"{self.name} {job.label}: {type(exc).__name__}: {exc} "
-                               "-- fix: rerun; report the error if it persists")
+                return Skipped(
+                    job.label,
+                    "generation_error",
+                    f"{self.name} {job.label}: {type(exc).__name__}: {exc} "
+                    "-- fix: rerun; report the error if it persists",
+                )
 
         workers = max(1, int(_get(self.cfg, "concurrency", 1)))
         if workers == 1:
@@ -253,13 +288,23 @@ class GeneratorSource:
     def clip(self, job: Any, out: Any, label: str, provider: Any, dataset: Any) -> Clip:
         pid = self.prompt_id(job, out.target_s)
         refs = tuple(str(p) for p in self._dataset_refs[job.character])
-        meta = {"source": "generator", "provider": provider.settings.provider, "model_name": provider.settings.model_name,
-                "mode": provider.settings.mode, "strategy": job.strategy, "dataset": dataset.name,
-                "prompt": job.prompts[0], "prompt_base": job.prompt_id, "target_s": out.target_s,
-                "duration_s": round(out.duration_s, 3), "n_requests": len(out.steps),
-                "task_ids": [s["task_id"] for s in out.steps], "step_kinds": [s["kind"] for s in out.steps],
-                "cost_estimate": None if out.cost is None else round(out.cost, 4),
-                "start_image": str(job.start_image.path)}
+        meta = {
+            "source": "generator",
+            "provider": provider.settings.provider,
+            "model_name": provider.settings.model_name,
+            "mode": provider.settings.mode,
+            "strategy": job.strategy,
+            "dataset": dataset.name,
+            "prompt": job.prompts[0],
+            "prompt_base": job.prompt_id,
+            "target_s": out.target_s,
+            "duration_s": round(out.duration_s, 3),
+            "n_requests": len(out.steps),
+            "task_ids": [s["task_id"] for s in out.steps],
+            "step_kinds": [s["kind"] for s in out.steps],
+            "cost_estimate": None if out.cost is None else round(out.cost, 4),
+            "start_image": str(job.start_image.path),
+        }
         return Clip(clip_id=f"{self.name}/{job.character}/{pid}/seed{job.seed}/{label}", path=str(out.path),
                     character=job.character, references=refs, prompt_id=pid, seed=job.seed, model=self.name,
                     mitigation=label, meta=meta)

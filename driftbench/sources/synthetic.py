@@ -1,8 +1,8 @@
 """``model=synthetic``: clips with KNOWN identity drift, made from real faces.
 
 A real identity-constant face is morphed, frame by frame, toward another real person: the target's
-face is warped (dense thin-plate spline through MediaPipe's landmarks, :mod:`driftbench.mitigations.warp`) onto
-the frame's face geometry, whose own shape moves toward the target's by the same amount, and
+face is warped (dense thin-plate spline through MediaPipe's landmarks, :mod:`driftbench.mitigations.warp`)
+onto the frame's face geometry, whose own shape moves toward the target's by the same amount, and
 cross-dissolved inside a feathered, colour-matched face mask with weight ``alpha(t)``. Expression and
 head motion stay those of the source, so a measured identity change is the injected one. Schedules
 (``SCHEDULES``): ``linear`` (0 -> strength over the clip), ``step`` (strength from ``step_s``; by
@@ -100,16 +100,24 @@ class SyntheticSource:
         cfg = self.cfg
         bad = [s for s in cfg.schedules if s not in SCHEDULES]
         if bad or not cfg.schedules:
-            raise UsageError(f"model.schedules: unknown schedule(s) {bad} -- fix: choose from {sorted(SCHEDULES)}")
+            raise UsageError(
+                f"model.schedules: unknown schedule(s) {bad} -- fix: choose from {sorted(SCHEDULES)}"
+            )
         if not 0.0 <= float(cfg.strength) <= 1.0:
-            raise UsageError(f"model.strength={cfg.strength} is outside [0, 1] -- fix: 0 = no drift, 1 = fully "
-                             "the other person")
+            raise UsageError(
+                f"model.strength={cfg.strength} is outside [0, 1] -- fix: 0 = no drift, 1 = fully "
+                "the other person"
+            )
         if str(getattr(cfg, "render", "sampled")) not in ("sampled", "full"):
-            raise UsageError(f"model.render={cfg.render!r} -- fix: sampled (only the frames the sampling measures) "
-                             "or full (every frame, to watch)")
+            raise UsageError(
+                f"model.render={cfg.render!r} -- fix: sampled (only the frames the sampling measures) "
+                "or full (every frame, to watch)"
+            )
         if float(cfg.duration_s) <= 0 or float(cfg.fps) <= 0 or int(cfg.size) < 64 or int(cfg.max_clips) < 1:
-            raise UsageError("model.duration_s, model.fps must be > 0, model.size >= 64 and model.max_clips >= 1 "
-                             "-- fix: e.g. model.duration_s=12 model.fps=25 model.size=256")
+            raise UsageError(
+                "model.duration_s, model.fps must be > 0, model.size >= 64 and model.max_clips >= 1 "
+                "-- fix: e.g. model.duration_s=12 model.fps=25 model.size=256"
+            )
 
     def _params(self) -> dict[str, Any]:
         c = self.cfg
@@ -143,7 +151,9 @@ class SyntheticSource:
             return embedded_specs(self.download)
         p = Path(tg).expanduser()
         if not p.exists():
-            raise UsageError(f"{p}: model.targets does not exist -- fix: a folder of face photos, or embedded")
+            raise UsageError(
+                f"{p}: model.targets does not exist -- fix: a folder of face photos, or embedded"
+            )
         return folder_specs(p)
 
     def clips(self) -> list[Clip]:
@@ -173,10 +183,18 @@ class SyntheticSource:
         t0 = time.perf_counter()
         gt = render(mp4)
         _write_sidecar(csv, gt)
-        record = {**meta, "fps": gt["fps"], "frames": len(gt["t"]), "frames_rendered": gt.get("rendered", len(gt["t"])),
-                  "render": _sampling_tag(self.sampling), "render_s": round(time.perf_counter() - t0, 3)}
+        record = {
+            **meta,
+            "fps": gt["fps"],
+            "frames": len(gt["t"]),
+            "frames_rendered": gt.get("rendered", len(gt["t"])),
+            "render": _sampling_tag(self.sampling),
+            "render_s": round(time.perf_counter() - t0, 3),
+        }
         write_json(info, record)
-        log.info("synthetic: wrote %s (%s) in %.1f s", mp4.name, meta.get("clip_id"), time.perf_counter() - t0)
+        log.info(
+            "synthetic: wrote %s (%s) in %.1f s", mp4.name, meta.get("clip_id"), time.perf_counter() - t0
+        )
         return mp4, record
 
     def _embedded(self) -> list[Clip]:
@@ -233,8 +251,14 @@ class SyntheticSource:
                     if not ok:
                         raise OSError(f"{ref_png}: PNG encoding failed")
                     write_bytes(ref_png, bytes(png))
-                meta.update({"gt_csv": str(mp4.with_suffix(".csv")), "duration_s": float(self.cfg.duration_s),
-                             "fps": float(record.get("fps", self.cfg.fps)), "render": _sampling_tag(self.sampling)})
+                meta.update(
+                    {
+                        "gt_csv": str(mp4.with_suffix(".csv")),
+                        "duration_s": float(self.cfg.duration_s),
+                        "fps": float(record.get("fps", self.cfg.fps)),
+                        "render": _sampling_tag(self.sampling),
+                    }
+                )
                 meta.pop("clip_id")
                 clips.append(Clip(clip_id=clip_id, path=str(mp4), character=base_spec.name,
                                   references=(str(ref_png),), prompt_id=f"{tgt_spec.name}-{sched_name}",
@@ -247,8 +271,12 @@ class SyntheticSource:
         from driftbench.sources.folder import FolderSource
 
         src_path = Path(str(self.cfg.source)).expanduser()
-        folder = FolderSource(SimpleNamespace(path=str(src_path), pattern=str(self.cfg.pattern), recursive=False,
-                                              label=str(self.cfg.label)), self.ctx)
+        folder = FolderSource(
+            SimpleNamespace(
+                path=str(src_path), pattern=str(self.cfg.pattern), recursive=False, label=str(self.cfg.label)
+            ),
+            self.ctx,
+        )
         sources = folder.clips()
         self._skipped.extend(folder.skipped)
         targets = self._targets()
@@ -261,8 +289,11 @@ class SyntheticSource:
             try:
                 digest = content_hash(src.path)
             except OSError as exc:
-                self._skipped.append(Skipped(src.path, "missing", f"{src.path}: unreadable ({exc.strerror}) -- "
-                                             "fix: check the path"))
+                self._skipped.append(
+                    Skipped(
+                        src.path, "missing", f"{src.path}: unreadable ({exc.strerror}) -- fix: check the path"
+                    )
+                )
                 continue
             tgt_spec = targets[ci % len(targets)]
             for sched_name in schedules:
@@ -280,20 +311,43 @@ class SyntheticSource:
                     if tp is None:
                         raise UsageError(f"{_t.path}: no usable face for target identity {_t.name!r} -- fix: "
                                          "use frontal face photos in model.targets")
-                    return render_real(_src.path, tp, _s, self.cfg, out, device=self.device, mesh=self._mesh_(),
-                                       sampling=self.sampling)
+                    return render_real(
+                        _src.path,
+                        tp,
+                        _s,
+                        self.cfg,
+                        out,
+                        device=self.device,
+                        mesh=self._mesh_(),
+                        sampling=self.sampling,
+                    )
 
                 try:
                     mp4, record = self._finish(key, render, meta)
                 except ClipError as exc:
                     self._skipped.append(Skipped(src.path, exc.reason, str(exc)))
                     break
-                meta.update({"gt_csv": str(mp4.with_suffix(".csv")), "duration_s": float(self.cfg.duration_s),
-                             "fps": float(record.get("fps", self.cfg.fps)), "render": _sampling_tag(self.sampling)})
+                meta.update(
+                    {
+                        "gt_csv": str(mp4.with_suffix(".csv")),
+                        "duration_s": float(self.cfg.duration_s),
+                        "fps": float(record.get("fps", self.cfg.fps)),
+                        "render": _sampling_tag(self.sampling),
+                    }
+                )
                 meta.pop("clip_id")
-                clips.append(Clip(clip_id=clip_id, path=str(mp4), character=src.character,
-                                  references=src.references, prompt_id=f"{src.prompt_id}-{tgt_spec.name}-{sched_name}",
-                                  seed=int(self.cfg.seed), model=str(self.cfg.label), meta=meta))
+                clips.append(
+                    Clip(
+                        clip_id=clip_id,
+                        path=str(mp4),
+                        character=src.character,
+                        references=src.references,
+                        prompt_id=f"{src.prompt_id}-{tgt_spec.name}-{sched_name}",
+                        seed=int(self.cfg.seed),
+                        model=str(self.cfg.label),
+                        meta=meta,
+                    )
+                )
         return clips
 
 

@@ -51,9 +51,15 @@ class Schedule:
 
     def facts(self) -> dict[str, Any]:
         """Ground truth for Clip.meta (horizons beyond the clip are None)."""
-        out: dict[str, Any] = {"gt_schedule": self.name, "gt_strength": self.strength, "gt_onset_s": self.onset_s}
+        out: dict[str, Any] = {
+            "gt_schedule": self.name,
+            "gt_strength": self.strength,
+            "gt_onset_s": self.onset_s,
+        }
         for h in GT_HORIZONS:
-            out[f"gt_alpha_at_{h:g}s"] = float(self.alpha(np.array([h]))[0]) if h <= self.duration_s + 1e-9 else None
+            out[f"gt_alpha_at_{h:g}s"] = (
+                float(self.alpha(np.array([h]))[0]) if h <= self.duration_s + 1e-9 else None
+            )
         out["gt_alpha_end"] = float(self.alpha(np.array([self.duration_s]))[0])
         return out
 
@@ -143,7 +149,9 @@ def folder_specs(path: Path) -> list[PhotoSpec]:
     from driftbench.sources.folder import IMAGE_SUFFIXES
     from driftbench.weights.store import cached_sha256
 
-    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = (
+        [path] if path.is_file() else sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    )
     if not files:
         raise UsageError(f"{path}: no photos ({', '.join(IMAGE_SUFFIXES)}) for model.targets -- fix: point "
                          "model.targets at a folder of face photos, or use model.targets=embedded")

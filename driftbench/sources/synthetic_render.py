@@ -155,7 +155,9 @@ def recolour_target(target: Portrait, base_image: np.ndarray, base_lm: np.ndarra
     tm = oval_mask(target.landmarks, target.image.shape, shrink=0.08 * face_size(target.landmarks))
     bm = oval_mask(base_lm, base_image.shape, shrink=0.08 * face_size(base_lm))
     img = color_match(target.image.astype(np.float32), base_image.astype(np.float32), tm, bm)
-    return Portrait(target.name, np.clip(np.rint(img), 0, 255).astype(np.uint8), target.landmarks, target.digest)
+    return Portrait(
+        target.name, np.clip(np.rint(img), 0, 255).astype(np.uint8), target.landmarks, target.digest
+    )
 
 
 def _paint_mouth(img: np.ndarray, lm: np.ndarray, strength: float, fs: float) -> None:
@@ -196,8 +198,18 @@ def blend_frame(base_w: np.ndarray, target_w: np.ndarray, valid: np.ndarray, geo
 
     fs = face_size(geometry)
     h, w = base_w.shape[:2]
-    mask = region_mask(geometry, box, feather=0.05 * fs, shrink=0.04 * fs, exclude=[LIPS_INNER, RIGHT_EYE, LEFT_EYE],
-                       exclude_grow=0.005 * fs, exclude_feather=0.01 * fs)[:h, :w] * valid[:h, :w]
+    mask = (
+        region_mask(
+            geometry,
+            box,
+            feather=0.05 * fs,
+            shrink=0.04 * fs,
+            exclude=[LIPS_INNER, RIGHT_EYE, LEFT_EYE],
+            exclude_grow=0.005 * fs,
+            exclude_feather=0.01 * fs,
+        )[:h, :w]
+        * valid[:h, :w]
+    )
     if area is not None:
         mask = mask * detail_weight(area[:h, :w], mask)
     a = (alpha * mask)[..., None]
@@ -280,7 +292,9 @@ def render_embedded(base: Portrait, target: Portrait, schedule: Schedule, cfg: A
             layers = [Layer(base.image, np.concatenate([base.landmarks[idx], anchors]), "reflection")]
             need_target = bool((alpha[sl] > 0).any())
             if need_target:
-                layers.append(Layer(target.image, _with_anchors(target.landmarks[idx], geom[:, idx], anchors)))
+                layers.append(
+                    Layer(target.image, _with_anchors(target.landmarks[idx], geom[:, idx], anchors))
+                )
             warped = tps_warp_layers(layers, dst_pts, boxes, device=device, post_affine=affines[sl])
             bw = warped[0]
             tw = warped[1] if need_target else None
@@ -331,8 +345,11 @@ def render_real(clip_path: str, target: Portrait, schedule: Schedule, cfg: Any, 
         img = fr.image
         scale = min(1.0, int(cfg.max_side) / max(img.shape[:2]))
         if scale < 1.0:
-            img = cv2.resize(img, (round(img.shape[1] * scale) // 2 * 2, round(img.shape[0] * scale) // 2 * 2),
-                             interpolation=cv2.INTER_AREA)
+            img = cv2.resize(
+                img,
+                (round(img.shape[1] * scale) // 2 * 2, round(img.shape[0] * scale) // 2 * 2),
+                interpolation=cv2.INTER_AREA,
+            )
         frames.append((fr.t, img))
     plan = render_plan(np.arange(len(frames)) / fps, sampling)
     planned = set(plan.tolist())
@@ -343,8 +360,12 @@ def render_real(clip_path: str, target: Portrait, schedule: Schedule, cfg: Any, 
             prev_box = face.box
     found = [i for i, lm in enumerate(lms) if lm is not None]
     if not found:
-        raise ClipError(clip_path, "no face found to morph", "use identity-constant footage that shows a face",
-                        reason="no_face")
+        raise ClipError(
+            clip_path,
+            "no face found to morph",
+            "use identity-constant footage that shows a face",
+            reason="no_face",
+        )
     t = np.array([f[0] for f in frames])
     alpha = schedule.alpha(t)
     idx = control_indices()
@@ -358,7 +379,9 @@ def render_real(clip_path: str, target: Portrait, schedule: Schedule, cfg: Any, 
     with Mp4Writer(out, fps, w, h, time_base=tb) as writer:
         for s0 in range(0, len(plan), BATCH):
             ids = [int(i) for i in plan[s0 : s0 + BATCH]]
-            todo = [i for i in ids if lms[i] is not None and alpha[i] > 0 and frames[i][1].shape == ref_img.shape]
+            todo = [
+                i for i in ids if lms[i] is not None and alpha[i] > 0 and frames[i][1].shape == ref_img.shape
+            ]
             results: dict[int, np.ndarray] = {}
             if todo:
                 geoms, boxes, src_pts, dst_pts, tgt_anchors = [], [], [], [], []
@@ -368,7 +391,9 @@ def render_real(clip_path: str, target: Portrait, schedule: Schedule, cfg: Any, 
                     a = similarity_to(ref_lm[idx], lm[idx])
                     geom = lm + alpha[i] * (delta_ref @ a[:, :2].T)
                     box = face_box(np.concatenate([lm, geom]), frames[i][1].shape, margin=0.3)
-                    anc = border_anchors(float(box[0]), float(box[1]), float(box[2]), float(box[3]), per_side=6)
+                    anc = border_anchors(
+                        float(box[0]), float(box[1]), float(box[2]), float(box[3]), per_side=6
+                    )
                     geoms.append(geom)
                     boxes.append(box)
                     src_pts.append(np.concatenate([lm[idx], anc]))

@@ -23,9 +23,11 @@ from typing import Any
 
 from driftbench.weights import artefacts
 
-ABOUT = ("Identity thresholds calibrated on labelled real photo pairs (and different-person frame pairs of "
-         "identity-constant video: domain); regenerate with `driftbench calibrate` or `driftbench validate "
-         "--fit`. threshold_at_far_X: similarity above which different-person pairs fall at false-accept rate X.")
+ABOUT = (
+    "Identity thresholds calibrated on labelled real photo pairs (and different-person frame pairs of "
+    "identity-constant video: domain); regenerate with `driftbench calibrate` or `driftbench validate "
+    "--fit`. threshold_at_far_X: similarity above which different-person pairs fall at false-accept rate X."
+)
 
 
 @lru_cache(maxsize=64)
@@ -78,9 +80,12 @@ def threshold_for(backend: str, *, far: float = 0.001, score: str = "dec", path:
     entry = data.get("backends", {}).get(backend)
     where = path or (entry or {}).get("file") or artefacts.artefact_path("thresholds", backend)
     if entry is None:
-        raise UsageError(f"{where}: no calibrated threshold for face backend {backend!r} "
-                         f"-- fix: run `driftbench calibrate face={backend.split(':')[0]}` with the same "
-                         f"face.options, or `driftbench validate --fit` ({THRESHOLDS_ENV}=FILE keeps it in a file of your own)")
+        raise UsageError(
+            f"{where}: no calibrated threshold for face backend {backend!r} "
+            f"-- fix: run `driftbench calibrate face={backend.split(':')[0]}` with the same "
+            f"face.options, or `driftbench validate --fit` ({THRESHOLDS_ENV}=FILE keeps it in a file of "
+            "your own)"
+        )
     block = entry.get(score)
     if block is None:
         # the decoupled threshold is calibrated on the decoupled score itself, never reused from the raw one
@@ -102,8 +107,10 @@ def threshold_for(backend: str, *, far: float = 0.001, score: str = "dec", path:
         # the false-accept calibration on different-person frame pairs of video: how many lie beyond it
         d = (entry.get("domain") or {})[score]
         prov["calibrated_on"] = "video+photo impostor pairs" if dom.get("supported") else "photo pairs"
-        prov["domain"] = {**{k: d.get(k) for k in ("far_supported", "n_impostor_pairs", "n_people", "min_beyond")},
-                          **dom}
+        prov["domain"] = {
+            **{k: d.get(k) for k in ("far_supported", "n_impostor_pairs", "n_people", "min_beyond")},
+            **dom,
+        }
     else:
         prov["calibrated_on"] = "photo pairs"
     if score == "dec":
@@ -112,9 +119,14 @@ def threshold_for(backend: str, *, far: float = 0.001, score: str = "dec", path:
             import logging
 
             logging.getLogger("driftbench").warning(
-                "%s: the decoupled threshold of backend %r was calibrated for another decoupler fit (%s) -- fix: "
-                "run `driftbench calibrate face=%s`", where, backend,
-                (entry.get("decoupler") or {}).get("fit_id"), backend)
+                "%s: the decoupled threshold of backend %r was calibrated for another decoupler fit (%s) -- "
+                "fix: "
+                "run `driftbench calibrate face=%s`",
+                where,
+                backend,
+                (entry.get("decoupler") or {}).get("fit_id"),
+                backend,
+            )
     return float(block[key]), prov
 
 
@@ -147,12 +159,15 @@ def calibrate(analyzer: Any, deepface_dir: Path, decoupler: Any, *, fars: tuple[
         "weights": analyzer.info.weights,
     }
     for score in ("raw", "dec"):
-        entry[score] = V.verification_metrics(pairs[f"sim_{score}"].to_numpy(), pairs["same"].to_numpy(), fars)
+        entry[score] = V.verification_metrics(
+            pairs[f"sim_{score}"].to_numpy(), pairs["same"].to_numpy(), fars
+        )
     return entry
 
 
 def write_thresholds(entries: dict[str, dict[str, Any]], path: Path | None = None) -> Path:
-    """Store calibrated entries: each as its key's artefact under :func:`driftbench.weights.artefacts.write_root`
+    """Store calibrated entries: each as its key's artefact under
+    :func:`driftbench.weights.artefacts.write_root`
     (never inside the installed package unless ``DRIFTBENCH_ARTEFACTS`` points there), or, with ``path``,
     merged into that one file (the ``DRIFTBENCH_THRESHOLDS`` format). Returns the last file written."""
     from driftbench.io import write_json
@@ -173,7 +188,8 @@ def write_thresholds(entries: dict[str, dict[str, Any]], path: Path | None = Non
 
 
 # -- false accepts in the domain: different-person frame pairs of identity-constant video ----------------
-#: a false-accept rate is claimed only where at least this many different-person pairs lie beyond the threshold
+#: a false-accept rate is claimed only where at least this many different-person pairs lie beyond the
+#: threshold
 MIN_IMPOSTORS_BEYOND = 20
 #: false-accept rates a threshold is stored for (the smallest one that is supported is claimed)
 DOMAIN_FARS = (0.001, 0.002, 0.005, 0.01)
@@ -205,7 +221,11 @@ def video_impostor_pairs(frames: Any, *, per_clip: int = 16) -> Any:
     i, j = i[keep], j[keep]
 
     def col(name: str) -> np.ndarray:
-        return pd.to_numeric(sel[name], errors="coerce").to_numpy(np.float64) if name in sel else np.full(len(sel), np.nan)
+        return (
+            pd.to_numeric(sel[name], errors="coerce").to_numpy(np.float64)
+            if name in sel
+            else np.full(len(sel), np.nan)
+        )
 
     out = pd.DataFrame({"person_a": people[i], "person_b": people[j], "same": False,
                         "sim_raw": np.einsum("nd,nd->n", emb[i], emb[j]).astype(np.float64)})
@@ -213,8 +233,14 @@ def video_impostor_pairs(frames: Any, *, per_clip: int = 16) -> Any:
         v = col(c)
         out[f"d_{c}"] = np.abs(v[i] - v[j])
     if "blendshapes" in sel:
-        bs = np.stack([np.asarray(b, np.float32) if b is not None and np.size(b) == 52 else np.full(52, np.nan, np.float32)
-                       for b in sel["blendshapes"]])
+        bs = np.stack(
+            [
+                np.asarray(b, np.float32)
+                if b is not None and np.size(b) == 52
+                else np.full(52, np.nan, np.float32)
+                for b in sel["blendshapes"]
+            ]
+        )
         out["d_expr"] = np.linalg.norm(bs[i] - bs[j], axis=1)
     else:
         out["d_expr"] = np.nan
@@ -333,18 +359,36 @@ def domain_calibration(frames: Any, photo_pairs: Any, decoupler: Any, *, per_cli
     ph = photo_pairs[~photo_pairs["same"].astype(bool)].reset_index(drop=True)
     a = np.concatenate([vp["person_a"].to_numpy(str), ("photo:" + ph["label_a"].astype(str)).to_numpy(str)])
     b = np.concatenate([vp["person_b"].to_numpy(str), ("photo:" + ph["label_b"].astype(str)).to_numpy(str)])
-    out: dict[str, Any] = {"data": {"video_pairs": len(vp), "photo_pairs": len(ph), "per_clip": per_clip,
-                                    "video_people": int(frames["person"].nunique()),
-                                    "video_clips": int(frames["clip_id"].nunique()),
-                                    "pairs": "every pair of sampled faces of two different people (video: up to "
-                                             f"{per_clip} faces per clip, evenly spread) and every different-person "
-                                             "photo pair"},
-                           "decoupler": decoupler.describe()}
+    out: dict[str, Any] = {
+        "data": {
+            "video_pairs": len(vp),
+            "photo_pairs": len(ph),
+            "per_clip": per_clip,
+            "video_people": int(frames["person"].nunique()),
+            "video_clips": int(frames["clip_id"].nunique()),
+            "pairs": "every pair of sampled faces of two different people (video: up to "
+            f"{per_clip} faces per clip, evenly spread) and every different-person "
+            "photo pair",
+        },
+        "decoupler": decoupler.describe(),
+    }
     for score in ("raw", "dec"):
-        v = vp["sim_raw"].to_numpy(np.float64) if score == "raw" else np.asarray(decoupler.apply(vp), np.float64)
-        p = ph["sim_raw"].to_numpy(np.float64) if score == "raw" else np.asarray(decoupler.apply(ph), np.float64)
+        v = (
+            vp["sim_raw"].to_numpy(np.float64)
+            if score == "raw"
+            else np.asarray(decoupler.apply(vp), np.float64)
+        )
+        p = (
+            ph["sim_raw"].to_numpy(np.float64)
+            if score == "raw"
+            else np.asarray(decoupler.apply(ph), np.float64)
+        )
         gen = photo_pairs[photo_pairs["same"].astype(bool)]
-        g = gen["sim_raw"].to_numpy(np.float64) if score == "raw" else np.asarray(decoupler.apply(gen), np.float64)
+        g = (
+            gen["sim_raw"].to_numpy(np.float64)
+            if score == "raw"
+            else np.asarray(decoupler.apply(gen), np.float64)
+        )
         res = domain_far(np.concatenate([v, p]), a, b, fars=fars, genuine=g,
                          genuine_groups=("photo:" + gen["label_a"].astype(str)).to_numpy(str))
         for block in res["by_far"].values():  # each domain's share beyond the pooled threshold
@@ -374,7 +418,9 @@ def _lopo_rate(levels: Any, people: Any, tail: float) -> float:
     import numpy as np
 
     levels, people = np.asarray(levels, np.float64), np.asarray(people)
-    flagged = [bool(levels[i] > _drift_threshold(levels[people != people[i]], tail)) for i in range(len(levels))]
+    flagged = [
+        bool(levels[i] > _drift_threshold(levels[people != people[i]], tail)) for i in range(len(levels))
+    ]
     return float(np.mean(flagged)) if flagged else float("nan")
 
 
@@ -410,14 +456,30 @@ def calibrate_drift(levels: Any, people: Any, clips: Any, *, window_s: float, mi
     if finite.sum() < 2:
         from driftbench.errors import UsageError
 
-        raise UsageError(f"drift verdict: {int(finite.sum())} identity-constant clip(s) long enough for a drift "
-                         "level (>= about 8 s) -- fix: calibrate on more or longer identity-constant footage")
-    return {"score": score, "window_s": window_s, "min_s": min_s, "threshold": _drift_threshold(levels, tail),
-            "tail": tail, "rule": "mean + norm.isf(tail) * SD of the drift levels of identity-constant real clips; "
-                                  f"tail: the largest of {list(DRIFT_TAILS)} whose leave-one-person-out flag rate "
-                                  f"is <= {DRIFT_MAX_FPR:g}",
-            "n_clips": len(levels), "n_clips_with_level": int(finite.sum()), "n_people": len(np.unique(people)),
-            "level_mean": float(levels[finite].mean()), "level_sd": float(levels[finite].std(ddof=1)),
-            "level_max": float(levels[finite].max()),
-            "heldout": {"method": "nested leave-one-person-out", "n_flagged": len(flagged), "n_clips": len(levels),
-                        "rate": len(flagged) / len(levels) if len(levels) else float("nan"), "flagged": flagged}}
+        raise UsageError(
+            f"drift verdict: {int(finite.sum())} identity-constant clip(s) long enough for a drift "
+            "level (>= about 8 s) -- fix: calibrate on more or longer identity-constant footage"
+        )
+    return {
+        "score": score,
+        "window_s": window_s,
+        "min_s": min_s,
+        "threshold": _drift_threshold(levels, tail),
+        "tail": tail,
+        "rule": "mean + norm.isf(tail) * SD of the drift levels of identity-constant real clips; "
+        f"tail: the largest of {list(DRIFT_TAILS)} whose leave-one-person-out flag rate "
+        f"is <= {DRIFT_MAX_FPR:g}",
+        "n_clips": len(levels),
+        "n_clips_with_level": int(finite.sum()),
+        "n_people": len(np.unique(people)),
+        "level_mean": float(levels[finite].mean()),
+        "level_sd": float(levels[finite].std(ddof=1)),
+        "level_max": float(levels[finite].max()),
+        "heldout": {
+            "method": "nested leave-one-person-out",
+            "n_flagged": len(flagged),
+            "n_clips": len(levels),
+            "rate": len(flagged) / len(levels) if len(levels) else float("nan"),
+            "flagged": flagged,
+        },
+    }

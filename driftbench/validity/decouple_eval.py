@@ -113,7 +113,9 @@ def load_material(shared: Path, overrides: Sequence[str] = (), *, generated: boo
     settings = replace(settings_from_config(cfg, threshold=float("nan")), decoupler="none")
     analyzer = get_analyzer(settings)
     key = analyzer.info.threshold_key or settings.backend
-    cache = SignalCache(Path(settings.cache_dir) if settings.cache_dir else None, enabled=settings.cache_enabled)
+    cache = SignalCache(
+        Path(settings.cache_dir) if settings.cache_dir else None, enabled=settings.cache_enabled
+    )
     faces, pairs = photo_pairs(analyzer, paths.deepface, cache)
     s_ctrl = replace(settings, reference="first_frame")
     ctrl = [clip_frames(c, s_ctrl, "real") for c in folder_clips(paths.real, cfg)]
@@ -229,8 +231,11 @@ def render_morphs(clip_paths: dict[str, Path], control: pd.DataFrame, work: Path
                         log.warning("decouple_eval: no usable target face in %s", png)
                         continue
                     onset = None if sched == "none" else MORPH_ONSET_S
-                    schedule: Any = (ShuffledSchedule(strength, MORPH_ONSET_S, seed=_seed(cid)) if sched == "shuffled"
-                                     else S.Schedule(sched, strength, MORPH_DURATION_S, onset))
+                    schedule: Any = (
+                        ShuffledSchedule(strength, MORPH_ONSET_S, seed=_seed(cid))
+                        if sched == "shuffled"
+                        else S.Schedule(sched, strength, MORPH_DURATION_S, onset)
+                    )
                     res = S.render_real(str(path), portrait, schedule, cfg, out, device=device, mesh=mesh)
                     pd.DataFrame({"t": res["t"], "alpha": res["alpha"]}).to_csv(gt, index=False)
                 rows.append({"clip_id": cid, "person": persons[cid], "morph": name, "target": tcid,
@@ -257,7 +262,9 @@ def measure_morphs(index: pd.DataFrame, shared: Path, overrides: Sequence[str] =
             continue
         gt = pd.read_csv(str(row.gt_csv))
         f["person"] = row.person
-        f["alpha"] = np.interp(f["t"].to_numpy(np.float64), gt["t"].to_numpy(np.float64), gt["alpha"].to_numpy(np.float64))
+        f["alpha"] = np.interp(
+            f["t"].to_numpy(np.float64), gt["t"].to_numpy(np.float64), gt["alpha"].to_numpy(np.float64)
+        )
         f["morph"], f["source_clip"], f["target"] = row.morph, row.clip_id, row.target
         out.append(f)
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
@@ -298,7 +305,9 @@ class NapDecoupler:
     def __init__(self, frames: pd.DataFrame, k: int) -> None:
         e = stack_emb(frames["emb"].tolist())
         ok = np.isfinite(e).all(axis=1)
-        dev = pd.DataFrame(e[ok]) - pd.DataFrame(e[ok]).groupby(frames["clip_id"].to_numpy()[ok]).transform("mean")
+        dev = pd.DataFrame(e[ok]) - pd.DataFrame(e[ok]).groupby(frames["clip_id"].to_numpy()[ok]).transform(
+            "mean"
+        )
         _, vecs = np.linalg.eigh(dev.to_numpy().T @ dev.to_numpy())
         v = vecs[:, ::-1][:, :k]
         self.proj = np.eye(e.shape[1]) - v @ v.T
@@ -330,8 +339,10 @@ class WccnDecoupler(NapDecoupler):
     def __init__(self, frames: pd.DataFrame, lam: float) -> None:
         e = stack_emb(frames["emb"].tolist())
         ok = np.isfinite(e).all(axis=1)
-        dev = (pd.DataFrame(e[ok]) - pd.DataFrame(e[ok]).groupby(frames["clip_id"].to_numpy()[ok]).transform("mean")
-               ).to_numpy()
+        dev = (
+            pd.DataFrame(e[ok])
+            - pd.DataFrame(e[ok]).groupby(frames["clip_id"].to_numpy()[ok]).transform("mean")
+        ).to_numpy()
         w = dev.T @ dev / len(dev)
         w = (1.0 - lam) * w + lam * np.trace(w) / len(w) * np.eye(len(w))
         vals, vecs = np.linalg.eigh(w)
@@ -347,8 +358,14 @@ def method_wccn(lam: float) -> Method:
     return lambda frames, pairs: WccnDecoupler(frames, lam)
 
 
-METHODS: dict[str, Method] = {"raw": method_raw, "gated-lift": method_gated_lift, "gated-shift": method_gated_shift,
-                              "nap-8": method_nap(8), "nap-16": method_nap(16), "wccn-0.4": method_wccn(0.4)}
+METHODS: dict[str, Method] = {
+    "raw": method_raw,
+    "gated-lift": method_gated_lift,
+    "gated-shift": method_gated_shift,
+    "nap-8": method_nap(8),
+    "nap-16": method_nap(16),
+    "wccn-0.4": method_wccn(0.4),
+}
 
 
 def person_folds(people: Sequence[str], k: int = 5) -> dict[str, int]:
@@ -451,8 +468,11 @@ def r2_figure(control: pd.DataFrame, score: np.ndarray, features: Sequence[str] 
     window), with a bootstrap CI over people (a person drawn twice counts as two sets of clips)."""
     from driftbench.measure import decouple as D
 
-    ok = (control["t"] >= 1.0 - 1e-9).to_numpy() & control["face_found"].astype(bool).to_numpy() & np.isfinite(
-        np.asarray(score, np.float64))
+    ok = (
+        (control["t"] >= 1.0 - 1e-9).to_numpy()
+        & control["face_found"].astype(bool).to_numpy()
+        & np.isfinite(np.asarray(score, np.float64))
+    )
     f = control[ok].reset_index(drop=True)
     s = np.asarray(score, np.float64)[ok]
     people = np.array(sorted(f["person"].unique()))
@@ -594,8 +614,12 @@ def figures(mat: Material, morphs: pd.DataFrame | None, method: str = "gated-shi
     CIs over people (R^2) or clips (morphs)."""
     sc = score_heldout(METHODS[method], method, mat.control, mat.pairs, morphs,
                        mat.generated if not mat.generated.empty else None)
-    out: dict[str, Any] = {"method": method, "key": mat.key, "n_control_clips": int(mat.control["clip_id"].nunique()),
-                           "n_people": int(mat.control["person"].nunique())}
+    out: dict[str, Any] = {
+        "method": method,
+        "key": mat.key,
+        "n_control_clips": int(mat.control["clip_id"].nunique()),
+        "n_people": int(mat.control["person"].nunique()),
+    }
     raw_ctrl = mat.control["sim_raw"].to_numpy(np.float64)
     for feats, tag in ((("d_yaw", "d_expr"), "r2"), (R2_FEATURES, "r2_pitch")):
         out[tag] = {"raw": r2_figure(mat.control, raw_ctrl, feats, n_boot=n_boot // 2),
@@ -623,8 +647,10 @@ def figures(mat: Material, morphs: pd.DataFrame | None, method: str = "gated-shi
         out["generated_order"] = {"n_clips": len(lv), "pairs_checked": n, "flipped": nflip,
                                   "flipped_pairs": [(str(lv.index[i]), str(lv.index[j])) for i, j in flips],
                                   "levels": {str(k): [float(a), float(b)] for k, (a, b) in lv.iterrows()}}
-    out["photos"] = {"raw": photo_figures(mat.pairs, score_heldout(method_raw, "raw", mat.control, mat.pairs)),
-                     "dec": photo_figures(mat.pairs, sc)}
+    out["photos"] = {
+        "raw": photo_figures(mat.pairs, score_heldout(method_raw, "raw", mat.control, mat.pairs)),
+        "dec": photo_figures(mat.pairs, sc),
+    }
     return out
 
 
@@ -655,16 +681,21 @@ def summary_lines(fig: dict[str, Any]) -> list[str]:
     out = [f"- key `{fig['key']}`, method `{fig['method']}`: {fig['n_control_clips']} control clips, "
            f"{fig['n_people']} people (5 person folds)"]
     r = fig["r2"]
-    out.append(f"- (a) within-clip R^2 of |d_yaw| + d_expr: raw {r['raw']['r2']:.3f}{ci(r['raw']['ci95'])} -> "
-               f"{r['dec']['r2']:.3f}{ci(r['dec']['ci95'])} (target <= {TARGET_R2}); with pitch: raw "
-               f"{fig['r2_pitch']['raw']['r2']:.3f} -> {fig['r2_pitch']['dec']['r2']:.3f}")
+    out.append(
+        f"- (a) within-clip R^2 of |d_yaw| + d_expr: raw {r['raw']['r2']:.3f}{ci(r['raw']['ci95'])} -> "
+        f"{r['dec']['r2']:.3f}{ci(r['dec']['ci95'])} (target <= {TARGET_R2}); with pitch: raw "
+        f"{fig['r2_pitch']['raw']['r2']:.3f} -> {fig['r2_pitch']['dec']['r2']:.3f}"
+    )
     out.append(f"- within-clip SD (median clip): raw {fig['within_clip_sd']['raw']:.4f} -> "
                f"{fig['within_clip_sd']['dec']:.4f}")
     m = fig.get("morphs")
     if m and "dprime_ratio" in m:
-        out.append(f"- (b) morph alpha {m['alpha']}: d' raw {m['dprime_raw']:.2f} -> {m['dprime_dec']:.2f}, ratio "
-                   f"{m['dprime_ratio']:.3f}{ci(m['dprime_ratio_ci95'])} (target >= {TARGET_DPRIME_GAIN}; median clip "
-                   f"{m['dprime_ratio_median_clip']:.3f}; {m['n_paired']} clips)")
+        out.append(
+            f"- (b) morph alpha {m['alpha']}: d' raw {m['dprime_raw']:.2f} -> {m['dprime_dec']:.2f}, ratio "
+            f"{m['dprime_ratio']:.3f}{ci(m['dprime_ratio_ci95'])} (target >= {TARGET_DPRIME_GAIN}; median "
+            "clip "
+            f"{m['dprime_ratio_median_clip']:.3f}; {m['n_paired']} clips)"
+        )
         out.append(f"- (c) morph drift kept: raw {m['drift_raw']:.4f} -> {m['drift_dec']:.4f}, ratio "
                    f"{m['drift_ratio']:.3f}{ci(m['drift_ratio_ci95'])} (target {DRIFT_RATIO_RANGE[0]}-"
                    f"{DRIFT_RATIO_RANGE[1]})")
@@ -677,28 +708,47 @@ def summary_lines(fig: dict[str, Any]) -> list[str]:
                 sp = m.get(f"spearman_{name}_{col}")
                 ed = m.get(f"end_drift_{name}_{col}")
                 if sp:
-                    out.append(f"- synthetic {name} ({label}) {col}: per-clip Spearman(alpha, drop) median "
-                               f"{sp['median']:.3f}{ci(sp['ci95'])} (n {sp['n']})"
-                               + (f"; end drift {ed['mean']:.4f}{ci(ed['ci95'])}" if ed and name in ("ramp", "self")
-                                  else ""))
+                    out.append(
+                        f"- synthetic {name} ({label}) {col}: per-clip Spearman(alpha, drop) median "
+                        f"{sp['median']:.3f}{ci(sp['ci95'])} (n {sp['n']})"
+                        + (
+                            f"; end drift {ed['mean']:.4f}{ci(ed['ci95'])}"
+                            if ed and name in ("ramp", "self")
+                            else ""
+                        )
+                    )
     d = fig.get("drift_clip")
     if d:
         e, f5 = d["end_drift"], d["first_last_5s"]
-        out.append(f"- (c) {d['clip']}: end drift (opening [1,3) s - last 2 s) raw {e['raw']:.3f} -> {e['dec']:.3f}, "
-                   f"ratio {e['dec'] / e['raw']:.3f}; first-to-last 5 s raw {f5['raw']:.3f} -> {f5['dec']:.3f}, ratio "
-                   f"{f5['dec'] / f5['raw']:.3f}")
+        out.append(
+            f"- (c) {d['clip']}: end drift (opening [1,3) s - last 2 s) raw {e['raw']:.3f} -> "
+            f"{e['dec']:.3f}, "
+            f"ratio {e['dec'] / e['raw']:.3f}; first-to-last 5 s raw {f5['raw']:.3f} -> {f5['dec']:.3f}, "
+            "ratio "
+            f"{f5['dec'] / f5['raw']:.3f}"
+        )
     o = fig.get("generated_order")
     if o:
-        out.append(f"- (c) generated levels (clip means, {o['n_clips']} clips): {o['flipped']} of {o['pairs_checked']} "
-                   f"pairs with raw gap > {ORDER_MIN_GAP} flipped" + (": " + "; ".join(
-                       f"{a} / {b}" for a, b in o["flipped_pairs"][:8]) + ("; ..." if len(o["flipped_pairs"]) > 8 else "")
-                       if o["flipped_pairs"] else ""))
+        out.append(
+            f"- (c) generated levels (clip means, {o['n_clips']} clips): {o['flipped']} of "
+            f"{o['pairs_checked']} "
+            f"pairs with raw gap > {ORDER_MIN_GAP} flipped"
+            + (
+                ": "
+                + "; ".join(f"{a} / {b}" for a, b in o["flipped_pairs"][:8])
+                + ("; ..." if len(o["flipped_pairs"]) > 8 else "")
+                if o["flipped_pairs"]
+                else ""
+            )
+        )
     for col in ("raw", "dec"):
         p = fig["photos"][col]
-        out.append(f"- separation {col} ({p['n_same']} same / {p['n_diff']} different pairs, out-of-fold): d' "
-                   f"{p['d_prime']:.2f}, margin {p['margin']:+.3f}, held-out TAR {p['tar_heldout']:.3f} at the "
-                   f"training identities' FAR 0.1% threshold (held-out FAR {p['far_heldout']:.4f}, "
-                   f"{p['n_diff_heldout_beyond']} held-out different pairs beyond it)")
+        out.append(
+            f"- separation {col} ({p['n_same']} same / {p['n_diff']} different pairs, out-of-fold): d' "
+            f"{p['d_prime']:.2f}, margin {p['margin']:+.3f}, held-out TAR {p['tar_heldout']:.3f} at the "
+            f"training identities' FAR 0.1% threshold (held-out FAR {p['far_heldout']:.4f}, "
+            f"{p['n_diff_heldout_beyond']} held-out different pairs beyond it)"
+        )
     return out
 
 
@@ -712,30 +762,69 @@ def validate_rows(fig: dict[str, Any]) -> list[Any]:
     def ci(v: Any) -> str:
         return f"95% CI {v[0]:.3f}-{v[1]:.3f}" if v and np.all(np.isfinite(v)) else ""
 
-    folds = (f"held out by person (5 folds, {fig['n_people']} people, {fig['n_control_clips']} clips): each person "
-             "scored by a decoupler fitted, selection included, without their fold")
+    folds = (
+        f"held out by person (5 folds, {fig['n_people']} people, {fig['n_control_clips']} clips): each "
+        "person "
+        "scored by a decoupler fitted, selection included, without their fold"
+    )
     r = fig["r2"]
-    rows = [Row(sec, "within-clip R^2 of |d_yaw| + d_expr on the score", r["raw"]["r2"], r["dec"]["r2"],
-                f"<= {TARGET_R2} (raw 0.33)", check(r["dec"]["r2"] <= TARGET_R2),
-                f"{folds}; raw {ci(r['raw']['ci95'])}, decoupled {ci(r['dec']['ci95'])} (bootstrap over people). "
-                "A linear correction in these features removes their linear trend nearly by construction; see the "
-                "morph rows for what it costs"),
-            Row(sec, "within-clip R^2 of |d_yaw| + |d_pitch| + d_expr", fig["r2_pitch"]["raw"]["r2"],
-                fig["r2_pitch"]["dec"]["r2"], "", "info"),
-            Row(sec, "within-clip SD (median clip)", fig["within_clip_sd"]["raw"], fig["within_clip_sd"]["dec"],
-                "", "info", "the noise against which drift is seen")]
+    rows = [
+        Row(
+            sec,
+            "within-clip R^2 of |d_yaw| + d_expr on the score",
+            r["raw"]["r2"],
+            r["dec"]["r2"],
+            f"<= {TARGET_R2} (raw 0.33)",
+            check(r["dec"]["r2"] <= TARGET_R2),
+            f"{folds}; raw {ci(r['raw']['ci95'])}, decoupled {ci(r['dec']['ci95'])} (bootstrap over people). "
+            "A linear correction in these features removes their linear trend nearly by construction; see "
+            "the "
+            "morph rows for what it costs",
+        ),
+        Row(
+            sec,
+            "within-clip R^2 of |d_yaw| + |d_pitch| + d_expr",
+            fig["r2_pitch"]["raw"]["r2"],
+            fig["r2_pitch"]["dec"]["r2"],
+            "",
+            "info",
+        ),
+        Row(
+            sec,
+            "within-clip SD (median clip)",
+            fig["within_clip_sd"]["raw"],
+            fig["within_clip_sd"]["dec"],
+            "",
+            "info",
+            "the noise against which drift is seen",
+        ),
+    ]
     m = fig.get("morphs")
     if m and "dprime_ratio" in m:
         rows += [
-            Row(sec, f"morph detectability d' (alpha {m['alpha']} toward a held-out person)", m["dprime_raw"],
-                m["dprime_dec"], f">= {TARGET_DPRIME_GAIN}x raw", check(m["dprime_ratio"] >= TARGET_DPRIME_GAIN),
-                f"ratio {m['dprime_ratio']:.3f} ({ci(m['dprime_ratio_ci95'])}, bootstrap over clips; median clip "
-                f"{m['dprime_ratio_median_clip']:.3f}); {m['n_paired']} real clips, same frames un-morphed vs morphed, "
-                "noise = within-clip SD"),
-            Row(sec, "morph drift kept (decoupled / raw)", m["drift_raw"], m["drift_dec"],
+            Row(
+                sec,
+                f"morph detectability d' (alpha {m['alpha']} toward a held-out person)",
+                m["dprime_raw"],
+                m["dprime_dec"],
+                f">= {TARGET_DPRIME_GAIN}x raw",
+                check(m["dprime_ratio"] >= TARGET_DPRIME_GAIN),
+                f"ratio {m['dprime_ratio']:.3f} ({ci(m['dprime_ratio_ci95'])}, bootstrap over clips; median "
+                "clip "
+                f"{m['dprime_ratio_median_clip']:.3f}); {m['n_paired']} real clips, same frames un-morphed "
+                "vs morphed, "
+                "noise = within-clip SD",
+            ),
+            Row(
+                sec,
+                "morph drift kept (decoupled / raw)",
+                m["drift_raw"],
+                m["drift_dec"],
                 f"ratio in [{DRIFT_RATIO_RANGE[0]}, {DRIFT_RATIO_RANGE[1]}]",
                 check(DRIFT_RATIO_RANGE[0] <= m["drift_ratio"] <= DRIFT_RATIO_RANGE[1]),
-                f"ratio {m['drift_ratio']:.3f} ({ci(m['drift_ratio_ci95'])})")]
+                f"ratio {m['drift_ratio']:.3f} ({ci(m['drift_ratio_ci95'])})",
+            ),
+        ]
         syn = "synthetic"
         for name, label in (("shuffle", "alpha 0 -> 0.6 in shuffled order (not confounded with time)"),
                             ("ramp", "alpha rising 0 -> 0.6 over time")):
@@ -743,18 +832,40 @@ def validate_rows(fig: dict[str, Any]) -> list[Any]:
             ctrl = {"shuffle": "shuffle-self", "ramp": "self"}[name]
             cr, cd = m.get(f"spearman_{ctrl}_raw"), m.get(f"spearman_{ctrl}_dec")
             if sr and sd:
-                rows.append(Row(syn, f"per-clip Spearman(injected alpha, similarity drop): real clips morphed toward "
-                                f"another person, {label}", sr["median"], sd["median"],
-                                f"median >= {TARGET_SPEARMAN}", check(sd["median"] >= TARGET_SPEARMAN),
-                                f"{sd['n']} clips; raw {ci(sr['ci95'])}, decoupled {ci(sd['ci95'])} (bootstrap over "
-                                "clips)" + (f"; same-person control (the blend without identity change): raw "
-                                            f"{cr['median']:.3f}, decoupled {cd['median']:.3f}" if cr and cd else "")))
+                rows.append(
+                    Row(
+                        syn,
+                        f"per-clip Spearman(injected alpha, similarity drop): real clips morphed toward "
+                        f"another person, {label}",
+                        sr["median"],
+                        sd["median"],
+                        f"median >= {TARGET_SPEARMAN}",
+                        check(sd["median"] >= TARGET_SPEARMAN),
+                        f"{sd['n']} clips; raw {ci(sr['ci95'])}, decoupled {ci(sd['ci95'])} (bootstrap over "
+                        "clips)"
+                        + (
+                            f"; same-person control (the blend without identity change): raw "
+                            f"{cr['median']:.3f}, decoupled {cd['median']:.3f}"
+                            if cr and cd
+                            else ""
+                        ),
+                    )
+                )
         for name, label, target in (("ramp", "other person", "> 0"), ("self", "same-person control", "~0"),
                                     ("none", "no morph", "~0")):
             er, ed = m.get(f"end_drift_{name}_raw"), m.get(f"end_drift_{name}_dec")
             if er and ed:
-                rows.append(Row(syn, f"end drift, {label} (median [1,3) s - last 2 s, mean over clips)", er["mean"],
-                                ed["mean"], target, "info", f"raw {ci(er['ci95'])}, decoupled {ci(ed['ci95'])}"))
+                rows.append(
+                    Row(
+                        syn,
+                        f"end drift, {label} (median [1,3) s - last 2 s, mean over clips)",
+                        er["mean"],
+                        ed["mean"],
+                        target,
+                        "info",
+                        f"raw {ci(er['ci95'])}, decoupled {ci(ed['ci95'])}",
+                    )
+                )
     d = fig.get("drift_clip")
     if d:
         e = d["end_drift"]
@@ -771,22 +882,56 @@ def validate_rows(fig: dict[str, Any]) -> list[Any]:
                         o["pairs_checked"], o["flipped"], "0 flipped", check(o["flipped"] == 0),
                         "; ".join(f"{a} / {b}" for a, b in o["flipped_pairs"])))
     pr, pdec = fig["photos"]["raw"], fig["photos"]["dec"]
-    note = ("out-of-fold: each pair scored by a decoupler whose gate never saw its identities (5 identity folds); "
-            "threshold at FAR 0.1% from the training identities' pairs")
-    rows += [Row(sec, "separation held out: d'", pr["d_prime"], pdec["d_prime"], ">= 7.1",
-                 check(pdec["d_prime"] >= 7.1), note),
-             Row(sec, "separation held out: worst-pair margin", pr["margin"], pdec["margin"], ">= +0.08",
-                 check(pdec["margin"] >= 0.08)),
-             Row(sec, "separation held out: TAR at the training identities' FAR 0.1% threshold", pr["tar_heldout"],
-                 pdec["tar_heldout"], "100%", check(pdec["tar_heldout"] >= 1.0 - 1e-12),
-                 f"held-out FAR raw {pr['far_heldout']:.4f} ({pr['n_diff_heldout_beyond']} pairs), decoupled "
-                 f"{pdec['far_heldout']:.4f} ({pdec['n_diff_heldout_beyond']} pairs)")]
+    note = (
+        "out-of-fold: each pair scored by a decoupler whose gate never saw its identities (5 identity "
+        "folds); "
+        "threshold at FAR 0.1% from the training identities' pairs"
+    )
+    rows += [
+        Row(
+            sec,
+            "separation held out: d'",
+            pr["d_prime"],
+            pdec["d_prime"],
+            ">= 7.1",
+            check(pdec["d_prime"] >= 7.1),
+            note,
+        ),
+        Row(
+            sec,
+            "separation held out: worst-pair margin",
+            pr["margin"],
+            pdec["margin"],
+            ">= +0.08",
+            check(pdec["margin"] >= 0.08),
+        ),
+        Row(
+            sec,
+            "separation held out: TAR at the training identities' FAR 0.1% threshold",
+            pr["tar_heldout"],
+            pdec["tar_heldout"],
+            "100%",
+            check(pdec["tar_heldout"] >= 1.0 - 1e-12),
+            f"held-out FAR raw {pr['far_heldout']:.4f} ({pr['n_diff_heldout_beyond']} pairs), decoupled "
+            f"{pdec['far_heldout']:.4f} ({pdec['n_diff_heldout_beyond']} pairs)",
+        ),
+    ]
     return rows
 
 
 # -- fitting the shipped artefact -------------------------------------------------------------------------
-def fit_artefact(frames: pd.DataFrame, clips: list[dict[str, Any]], faces: pd.DataFrame, pairs: pd.DataFrame,
-                 analyzer: Any, settings: Any, key: str, path: Path | None = None, *, n_boot: int = 499) -> Any:
+def fit_artefact(
+    frames: pd.DataFrame,
+    clips: list[dict[str, Any]],
+    faces: pd.DataFrame,
+    pairs: pd.DataFrame,
+    analyzer: Any,
+    settings: Any,
+    key: str,
+    path: Path | None = None,
+    *,
+    n_boot: int = 499,
+) -> Any:
     """Fit the ``gated-shift`` decoupler on all identity-constant footage and photo pairs, record its
     data, code and held-out figures, and write it (default: :func:`driftbench.measure.decouple.artefact_path`
     of the weights key)."""
@@ -813,24 +958,39 @@ def fit_artefact(frames: pd.DataFrame, clips: list[dict[str, Any]], faces: pd.Da
     record = {
         "backend": key,
         "created": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "about": "Decoupled identity similarity (driftbench.measure.decouple, form gated-shift: sim_raw + gate(sim_raw) * "
-                 "sum_k w_k min(|d_k|, support_k), no cap). Refit with `driftbench validate --fit` with the same "
-                 "weights.",
-        "selection": {"features": list(sel.params.features), "candidates": sel.table,
-                      "criterion": "lowest person-held-out within-clip variance (5 person-grouped folds)"},
+        "about": "Decoupled identity similarity (driftbench.measure.decouple, form gated-shift: sim_raw + "
+                 "gate(sim_raw) * "
+        "sum_k w_k min(|d_k|, support_k), no cap). Refit with `driftbench validate --fit` with the same "
+        "weights.",
+        "selection": {
+            "features": list(sel.params.features),
+            "candidates": sel.table,
+            "criterion": "lowest person-held-out within-clip variance (5 person-grouped folds)",
+        },
         "age": {**age, "used": D.AGE_FEATURE in sel.params.features},
         "data": {
             "footage": clips,
             "fit_frames": "samples with a face at t >= 1 s (outside the first-frame reference window)",
             "n_fit_frames": len(D.fit_frames(frames)),
-            "photos": [{"file": f, "label": lab, "sha256": content_hash(photos_dir / f) if photos_dir.name else None}
-                       for f, lab in zip(faces["file"], faces["label"], strict=True)],
-            "photo_pairs": {"n_same": int(same.sum()), "n_diff": int((~same).sum()),
-                            "labels": "connected components of the pairs CSV's Yes pairs"},
-            "sampling": settings.sampling.token(), "reference": "first_frame (mean embedding of the first 1 s)",
+            "photos": [
+                {"file": f, "label": lab, "sha256": content_hash(photos_dir / f) if photos_dir.name else None}
+                for f, lab in zip(faces["file"], faces["label"], strict=True)
+            ],
+            "photo_pairs": {
+                "n_same": int(same.sum()),
+                "n_diff": int((~same).sum()),
+                "labels": "connected components of the pairs CSV's Yes pairs",
+            },
+            "sampling": settings.sampling.token(),
+            "reference": "first_frame (mean embedding of the first 1 s)",
         },
-        "code": {"module": "driftbench/measure/decouple.py", "sha256": D.code_sha256(), "git_commit": git_commit(),
-                 "driftbench": __version__, "command": "driftbench validate --fit"},
+        "code": {
+            "module": "driftbench/measure/decouple.py",
+            "sha256": D.code_sha256(),
+            "git_commit": git_commit(),
+            "driftbench": __version__,
+            "command": "driftbench validate --fit",
+        },
         "backend_engine": analyzer.info.engine,
         "backend_weights": analyzer.info.weights,
         "heldout": heldout,
@@ -871,7 +1031,9 @@ def validate_section(control: pd.DataFrame, pairs: pd.DataFrame, faces: pd.DataF
     return rows, fig
 
 
-def synthetic_clip_rows(frames: pd.DataFrame, truth: dict[str, np.ndarray], *, n_boot: int = 999) -> list[Any]:
+def synthetic_clip_rows(
+    frames: pd.DataFrame, truth: dict[str, np.ndarray], *, n_boot: int = 999
+) -> list[Any]:
     """Per-clip Spearman(injected alpha, similarity drop) on ``model=synthetic`` clips (frames with
     ``sim_raw``/``sim_dec`` per clip, ``truth`` the injected alpha per frame), median over clips with a
     bootstrap CI over clips: the clip, not the autocorrelated bin, is the unit."""
@@ -890,13 +1052,29 @@ def synthetic_clip_rows(frames: pd.DataFrame, truth: dict[str, np.ndarray], *, n
         for col, key in (("sim_raw", "raw"), ("sim_dec", "dec")):
             vals[key].append(float(spearmanr(a[ok], -g[col].to_numpy(np.float64)[ok]).statistic))
     if not vals["dec"]:
-        return [Row("synthetic", "per-clip Spearman(injected alpha, similarity drop), model=synthetic", None, None,
-                    f"median >= {TARGET_SPEARMAN}", "unavailable", "no synthetic clip with a varying schedule")]
+        return [
+            Row(
+                "synthetic",
+                "per-clip Spearman(injected alpha, similarity drop), model=synthetic",
+                None,
+                None,
+                f"median >= {TARGET_SPEARMAN}",
+                "unavailable",
+                "no synthetic clip with a varying schedule",
+            )
+        ]
     r, d = np.asarray(vals["raw"]), np.asarray(vals["dec"])
     ci_r = _boot_ci(np.arange(len(r)), _stat(r, np.median), n=n_boot)
     ci_d = _boot_ci(np.arange(len(d)), _stat(d, np.median), n=n_boot)
-    return [Row("synthetic", "per-clip Spearman(injected alpha, similarity drop), model=synthetic clips",
-                float(np.median(r)), float(np.median(d)), f"median >= {TARGET_SPEARMAN}",
-                check(float(np.median(d)) >= TARGET_SPEARMAN),
-                f"{len(d)} clips with a varying schedule; 95% CI raw {ci_r[0]:.3f}-{ci_r[1]:.3f}, decoupled "
-                f"{ci_d[0]:.3f}-{ci_d[1]:.3f} (bootstrap over clips); time schedules (alpha rises with time)")]
+    return [
+        Row(
+            "synthetic",
+            "per-clip Spearman(injected alpha, similarity drop), model=synthetic clips",
+            float(np.median(r)),
+            float(np.median(d)),
+            f"median >= {TARGET_SPEARMAN}",
+            check(float(np.median(d)) >= TARGET_SPEARMAN),
+            f"{len(d)} clips with a varying schedule; 95% CI raw {ci_r[0]:.3f}-{ci_r[1]:.3f}, decoupled "
+            f"{ci_d[0]:.3f}-{ci_d[1]:.3f} (bootstrap over clips); time schedules (alpha rises with time)",
+        )
+    ]

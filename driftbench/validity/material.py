@@ -62,8 +62,11 @@ class SharedPaths:
         return self.root / "data" / "faces" / "deepface"
 
     def missing(self) -> list[Path]:
-        return [p for p in (self.real, self.driving, self.generated, self.deepface / "face-recognition-pivot.csv")
-                if not p.exists()]
+        return [
+            p
+            for p in (self.real, self.driving, self.generated, self.deepface / "face-recognition-pivot.csv")
+            if not p.exists()
+        ]
 
 
 # -- measuring --------------------------------------------------------------------------------------------
@@ -112,24 +115,41 @@ def measure_clips(clips: Sequence[Any], settings: Any, set_name: str) -> Measure
         f["duration_s"] = float(res.summary.get("duration_s", np.nan))
         f["generator"] = str(clip.meta.get("generator", clip.model))
         frames.append(f)
-        info.append({"set": set_name, "clip": Path(clip.path).name, "person": f"{set_name}:{clip.character}",
-                     "sha256": content_hash(clip.path), "n_samples": len(f), "reference": res.summary.get(
-                         "reference_mode"), "meta": {k: v for k, v in clip.meta.items() if k.startswith("gt_")}})
-        log.info("validate: %s %s (%d samples%s)", set_name, clip.clip_id, len(f), ", cached" if res.cache_hit else "")
+        info.append(
+            {
+                "set": set_name,
+                "clip": Path(clip.path).name,
+                "person": f"{set_name}:{clip.character}",
+                "sha256": content_hash(clip.path),
+                "n_samples": len(f),
+                "reference": res.summary.get("reference_mode"),
+                "meta": {k: v for k, v in clip.meta.items() if k.startswith("gt_")},
+            }
+        )
+        log.info(
+            "validate: %s %s (%d samples%s)",
+            set_name,
+            clip.clip_id,
+            len(f),
+            ", cached" if res.cache_hit else "",
+        )
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return Measured(df, info, problems)
 
 
 def track_embeddings(clip: Any, settings: Any, frames: pd.DataFrame) -> list[Any]:
     """Each sample's embedding of the character's face (None without one), as measure_clip chose it, from
-    the signal cache (for frame pairs across clips: :func:`driftbench.validity.calibration.video_impostor_pairs`)."""
+    the signal cache (for frame pairs across clips:
+    :func:`driftbench.validity.calibration.video_impostor_pairs`)."""
     from driftbench.measure.cache import SignalCache
     from driftbench.measure.clip import get_analyzer, video_faces
     from driftbench.measure.track import choose_faces
 
     if settings.reference != "first_frame":
         return [None] * len(frames)
-    cache = SignalCache(Path(settings.cache_dir) if settings.cache_dir else None, enabled=settings.cache_enabled)
+    cache = SignalCache(
+        Path(settings.cache_dir) if settings.cache_dir else None, enabled=settings.cache_enabled
+    )
     faces, _, _ = video_faces(clip.path, get_analyzer(settings), settings.sampling, cache)
     track = choose_faces(faces, None).set_index("sample_index")
     emb = track["emb"].where(track["face_found"].astype(bool), None)

@@ -1,6 +1,5 @@
-"""The validity suite's outputs: validate.csv/json/md, and the table block of docs/VALIDITY-RESULTS.md generated
-from docs/validate.json."""
-
+"""The validity suite's outputs: validate.csv/json/md, and the table block of docs/VALIDITY-RESULTS.md
+generated from docs/validate.json."""
 
 from __future__ import annotations
 
@@ -25,7 +24,13 @@ def _fmt(v: Any) -> str:
     if isinstance(v, int | np.integer):
         return str(int(v))
     if isinstance(v, float | np.floating):
-        return "" if not np.isfinite(v) else f"{float(v):.3f}" if abs(float(v)) >= 1e-3 or v == 0 else f"{float(v):.2e}"
+        return (
+            ""
+            if not np.isfinite(v)
+            else f"{float(v):.3f}"
+            if abs(float(v)) >= 1e-3 or v == 0
+            else f"{float(v):.2e}"
+        )
     return str(v)
 
 
@@ -35,7 +40,12 @@ def to_markdown(rows: Sequence[Row]) -> str:
         sub = [r for r in rows if r.section == sec]
         if not sub:
             continue
-        out += [f"### {sec}", "", "| metric | raw | decoupled | target | status | note |", "|---|---|---|---|---|---|"]
+        out += [
+            f"### {sec}",
+            "",
+            "| metric | raw | decoupled | target | status | note |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in sub:
             cells = [r.metric, _fmt(r.raw), _fmt(r.dec), r.target, r.status, r.note]
             out.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
@@ -53,7 +63,8 @@ def write_outputs(rows: Sequence[Row], out_dir: Path, meta: dict[str, Any]) -> N
     write_text(out_dir / "validate.md", f"# driftbench validate\n\n{summary}\n\n{to_markdown(rows)}")
 
 
-DOCS_BEGIN = "<!-- validate-table:begin (generated from docs/validate.json by driftbench.validity.output.render_docs) -->"
+DOCS_BEGIN = ("<!-- validate-table:begin (generated from docs/validate.json by "
+              "driftbench.validity.output.render_docs) -->")
 DOCS_END = "<!-- validate-table:end -->"
 
 
@@ -69,8 +80,11 @@ def docs_block(json_path: Path) -> str:
     return f"{DOCS_BEGIN}\n{head}\n\n{to_markdown(rows)}\n{DOCS_END}"
 
 
-def render_docs(doc_path: Path = Path("docs/VALIDITY-RESULTS.md"), json_path: Path = Path("docs/validate.json")) -> None:
-    """Rewrite the generated block of ``doc_path`` from ``json_path`` (tests/test_validate.py checks they agree)."""
+def render_docs(
+    doc_path: Path = Path("docs/VALIDITY-RESULTS.md"), json_path: Path = Path("docs/validate.json")
+) -> None:
+    """Rewrite the generated block of ``doc_path`` from ``json_path`` (tests/test_validate.py checks they
+    agree)."""
     text = doc_path.read_text(encoding="utf-8")
     block = docs_block(json_path)
     if DOCS_BEGIN in text and DOCS_END in text:
@@ -83,7 +97,7 @@ def render_docs(doc_path: Path = Path("docs/VALIDITY-RESULTS.md"), json_path: Pa
 def summarize(rows: Sequence[Row]) -> str:
     n = {s: sum(1 for r in rows if r.status == s) for s in ("pass", "fail", "info", "unavailable")}
     failed = [f"{r.section}: {r.metric}" for r in rows if r.status == "fail"]
-    return (f"{n['pass']} passed, {n['fail']} failed, {n['unavailable']} unavailable, {n['info']} informational"
-            + (". Failed: " + "; ".join(failed) if failed else ""))
-
-
+    return (
+        f"{n['pass']} passed, {n['fail']} failed, {n['unavailable']} unavailable, {n['info']} informational"
+        + (". Failed: " + "; ".join(failed) if failed else "")
+    )

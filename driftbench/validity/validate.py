@@ -19,8 +19,8 @@ Each row is ``pass``/``fail`` against its target, or ``info``/``unavailable``. `
 decoupler artefact (:mod:`driftbench.measure.decouple`) on the same footage and photos, recalibrates the
 backend's thresholds (photos and video impostor pairs) and the drift verdict (``--calibrate``: these two only,
 with the installed decoupler), all for the backend key in use
-(backend + weights variant), writes them where :mod:`driftbench.weights.artefacts` says (``--artefacts DIR``), then
-validates with them. Exit codes: 0 every check passes, 1 a check fails, 2 bad usage.
+(backend + weights variant), writes them where :mod:`driftbench.weights.artefacts` says (``--artefacts
+DIR``), then validates with them. Exit codes: 0 every check passes, 1 a check fails, 2 bad usage.
 """
 
 from __future__ import annotations
@@ -72,24 +72,69 @@ def verification_rows(pairs: pd.DataFrame, faces: pd.DataFrame, decoupler: Any, 
     sec = "verification"
     no_face = faces.loc[~faces["face_found"].astype(bool), "file"].tolist()
     rows = [
-        Row(sec, "photos / identities / pairs (same, different)", f"{len(faces)} / {faces['label'].nunique()} / "
-            f"{raw['n_same']}, {raw['n_diff']}", None, "no photo without a face", check(not no_face),
-            "deepface unit-test photos" + (f"; no face: {', '.join(no_face)}" if no_face else "")),
+        Row(
+            sec,
+            "photos / identities / pairs (same, different)",
+            f"{len(faces)} / {faces['label'].nunique()} / {raw['n_same']}, {raw['n_diff']}",
+            None,
+            "no photo without a face",
+            check(not no_face),
+            "deepface unit-test photos" + (f"; no face: {', '.join(no_face)}" if no_face else ""),
+        ),
         Row(sec, "AUC", raw["auc"], dec["auc"], ">= best published (deepface models)", "info"),
         Row(sec, "EER", raw["eer"], dec["eer"], "0", check(dec["eer"] <= 1e-12)),
-        Row(sec, "TAR at FAR 0.1%", raw["tar_at_far_0.001"], dec["tar_at_far_0.001"], "100%",
-            check(dec["tar_at_far_0.001"] >= 1.0 - 1e-12)),
-        Row(sec, "threshold at FAR 0.1%", raw["threshold_at_far_0.001"], dec["threshold_at_far_0.001"],
-            "calibrated on the score itself", "info"),
-        Row(sec, "d'", raw["d_prime"], dec["d_prime"], f">= {TARGET_D_PRIME}", check(dec["d_prime"] >= TARGET_D_PRIME)),
-        Row(sec, "worst-pair margin (worst same - worst different)", raw["margin"], dec["margin"],
-            f">= +{TARGET_MARGIN}", check(dec["margin"] >= TARGET_MARGIN)),
-        Row(sec, "mean different-person score", raw["diff_mean"], dec["diff_mean"], "not raised",
+        Row(
+            sec,
+            "TAR at FAR 0.1%",
+            raw["tar_at_far_0.001"],
+            dec["tar_at_far_0.001"],
+            "100%",
+            check(dec["tar_at_far_0.001"] >= 1.0 - 1e-12),
+        ),
+        Row(
+            sec,
+            "threshold at FAR 0.1%",
+            raw["threshold_at_far_0.001"],
+            dec["threshold_at_far_0.001"],
+            "calibrated on the score itself",
+            "info",
+        ),
+        Row(
+            sec,
+            "d'",
+            raw["d_prime"],
+            dec["d_prime"],
+            f">= {TARGET_D_PRIME}",
+            check(dec["d_prime"] >= TARGET_D_PRIME),
+        ),
+        Row(
+            sec,
+            "worst-pair margin (worst same - worst different)",
+            raw["margin"],
+            dec["margin"],
+            f">= +{TARGET_MARGIN}",
+            check(dec["margin"] >= TARGET_MARGIN),
+        ),
+        Row(
+            sec,
+            "mean different-person score",
+            raw["diff_mean"],
+            dec["diff_mean"],
+            "not raised",
             check(dec["diff_mean"] <= raw["diff_mean"] + 1e-9),
-            "BY CONSTRUCTION: the decoupler leaves every different-person score unchanged (fitted on these pairs)"
-            if np.allclose(np.asarray(dec_scores)[~same], pairs["sim_raw"].to_numpy(np.float64)[~same]) else ""),
-        Row(sec, "worst different-person / worst same-person score", f"{raw['diff_max']:.3f} / {raw['same_min']:.3f}",
-            f"{dec['diff_max']:.3f} / {dec['same_min']:.3f}", "", "info"),
+            "BY CONSTRUCTION: the decoupler leaves every different-person score unchanged (fitted on these "
+            "pairs)"
+            if np.allclose(np.asarray(dec_scores)[~same], pairs["sim_raw"].to_numpy(np.float64)[~same])
+            else "",
+        ),
+        Row(
+            sec,
+            "worst different-person / worst same-person score",
+            f"{raw['diff_max']:.3f} / {raw['same_min']:.3f}",
+            f"{dec['diff_max']:.3f} / {dec['same_min']:.3f}",
+            "",
+            "info",
+        ),
     ]
     # the stored thresholds must be calibrated on this decoupler's own scores
     try:
@@ -104,7 +149,17 @@ def verification_rows(pairs: pd.DataFrame, faces: pd.DataFrame, decoupler: Any, 
                          "on the photo pairs; ") + f"{prov.get('file')}"
                         + ("" if ok else " -- stale: fix: run `driftbench validate --fit`")))
     except Exception as exc:  # a missing entry is a failed check, not a crash
-        rows.append(Row(sec, "stored decoupled threshold (thresholds artefact)", None, None, "present", "fail", str(exc)))
+        rows.append(
+            Row(
+                sec,
+                "stored decoupled threshold (thresholds artefact)",
+                None,
+                None,
+                "present",
+                "fail",
+                str(exc),
+            )
+        )
     rows.extend(published_rows(pairs, dec_scores, deepface_dir))
     rows.extend(domain_rows(backend))
     return rows
@@ -126,19 +181,34 @@ def domain_rows(backend: str, far: float = 0.001) -> list[Row]:
         b = dom[score]["by_far"][f"{far:g}"]
         ok &= bool(b["supported"])
         ci = b.get("heldout_far_ci95") or [np.nan, np.nan]
-        cells.append(f"thr {b['threshold']:.3f}, {b['n_impostor_beyond']} beyond, held-out FAR {b['heldout_far']:.2%}"
-                     + (f", held-out photo TAR {b['heldout_tar']:.1%}" if "heldout_tar" in b else ""))
+        cells.append(
+            f"thr {b['threshold']:.3f}, {b['n_impostor_beyond']} beyond, held-out FAR {b['heldout_far']:.2%}"
+            + (f", held-out photo TAR {b['heldout_tar']:.1%}" if "heldout_tar" in b else "")
+        )
         ok &= b.get("heldout_tar", 1.0) >= 1.0 - 1e-12
-        notes.append(f"{score}: held-out FAR 95% CI {ci[0]:.2%}-{ci[1]:.2%} (per fold {b['heldout_far_range'][0]:.2%}-"
-                     f"{b['heldout_far_range'][1]:.2%}), video {b['video_far']:.2%} / photos {b['photo_far']:.2%} beyond")
+        notes.append(
+            f"{score}: held-out FAR 95% CI {ci[0]:.2%}-{ci[1]:.2%} (per fold {b['heldout_far_range'][0]:.2%}-"
+            f"{b['heldout_far_range'][1]:.2%}), video {b['video_far']:.2%} / photos {b['photo_far']:.2%} "
+            "beyond"
+        )
     d = dom["data"]
-    return [Row("verification", f"loss threshold at FAR {far:.1%}: different-person pairs beyond it (video + photos)",
-                cells[0], cells[1], f">= {calibration.MIN_IMPOSTORS_BEYOND} beyond, held-out FAR <= {far:.1%}, held-out "
-                "TAR 100%",
-                check(ok), f"{d['video_pairs']} video pairs ({d['video_people']} people, {d['video_clips']} clips) + "
-                f"{d['photo_pairs']} photo pairs; {dom['dec']['k_folds']} folds of people: threshold from training "
-                f"people, applied to pairs of held-out people; smallest supported FAR {dom['dec']['far_supported']}; "
-                + "; ".join(notes) + " (CI optimistic: pairs share people)")]
+    return [
+        Row(
+            "verification",
+            f"loss threshold at FAR {far:.1%}: different-person pairs beyond it (video + photos)",
+            cells[0],
+            cells[1],
+            f">= {calibration.MIN_IMPOSTORS_BEYOND} beyond, held-out FAR <= {far:.1%}, held-out TAR 100%",
+            check(ok),
+            f"{d['video_pairs']} video pairs ({d['video_people']} people, {d['video_clips']} clips) + "
+            f"{d['photo_pairs']} photo pairs; {dom['dec']['k_folds']} folds of people: threshold from "
+            "training "
+            "people, applied to pairs of held-out people; smallest supported FAR "
+            f"{dom['dec']['far_supported']}; "
+            + "; ".join(notes)
+            + " (CI optimistic: pairs share people)",
+        )
+    ]
 
 
 def weights_rows(backend: str, weights: dict[str, str], decoupler: Any) -> list[Row]:
@@ -153,10 +223,22 @@ def weights_rows(backend: str, weights: dict[str, str], decoupler: Any) -> list[
         if not ref:
             continue
         diff = sorted(set(ref.items()) ^ set(weights.items()))
-        rows.append(Row("verification", f"weights in use = weights of the {what}", None, None, "identical",
-                        check(not diff), "" if not diff else "differ: " + ", ".join(sorted({k for k, _ in diff}))
-                        + f" -- fix: point DRIFTBENCH_MODELS at the calibrated weights, or refit with "
-                          f"`driftbench validate --fit face={backend.split(':')[0]}` with the weights in use"))
+        rows.append(
+            Row(
+                "verification",
+                f"weights in use = weights of the {what}",
+                None,
+                None,
+                "identical",
+                check(not diff),
+                ""
+                if not diff
+                else "differ: "
+                + ", ".join(sorted({k for k, _ in diff}))
+                + f" -- fix: point DRIFTBENCH_MODELS at the calibrated weights, or refit with "
+                f"`driftbench validate --fit face={backend.split(':')[0]}` with the weights in use",
+            )
+        )
     return rows
 
 
@@ -193,8 +275,15 @@ def published_rows(pairs: pd.DataFrame, dec_scores: np.ndarray, deepface_dir: Pa
     return rows
 
 
-def decoupling_rows(control: pd.DataFrame, pairs: pd.DataFrame, decoupler: Any, *, n_splits: int,
-                    age_stable: bool, heldout: dict[str, Any] | None = None) -> tuple[list[Row], dict[str, Any]]:
+def decoupling_rows(
+    control: pd.DataFrame,
+    pairs: pd.DataFrame,
+    decoupler: Any,
+    *,
+    n_splits: int,
+    age_stable: bool,
+    heldout: dict[str, Any] | None = None,
+) -> tuple[list[Row], dict[str, Any]]:
     """Held-out sensitivity rows (``heldout``: figures just computed by a fit, else computed here)."""
     from driftbench.measure import decouple as D
 
@@ -202,25 +291,63 @@ def decoupling_rows(control: pd.DataFrame, pairs: pd.DataFrame, decoupler: Any, 
     rows = [Row(sec, "decoupler", None, f"{decoupler.name} v{decoupler.version}",
                 "fitted on identity-constant footage", "info", _form_note(decoupler))]
     if not isinstance(decoupler, D.GatedLiftDecoupler):
-        rows.append(Row(sec, "held-out sensitivity ratio (decoupled / raw)", 1.0, None, f"<= {TARGET_RATIO}", "fail",
-                        decoupler.describe().get("note", "no fitted decoupler")))
+        rows.append(
+            Row(
+                sec,
+                "held-out sensitivity ratio (decoupled / raw)",
+                1.0,
+                None,
+                f"<= {TARGET_RATIO}",
+                "fail",
+                decoupler.describe().get("note", "no fitted decoupler"),
+            )
+        )
         return rows, {}
     heldout = heldout or {}
     ho = D.heldout_footage(control, pairs, age_stable=age_stable)
     by_bin = relative_by_bin(D.fit_frames(control), ho.pop("dec_scores"))
     r, d = ho["raw"], ho["dec"]
-    note = (f"leave-people-out ({ho['k_folds']} folds, {ho['n_people']} people, {ho['n_frames']} frames after the "
-            "1 s reference window); within-clip least squares on |d_yaw|, d_expr")
+    note = (
+        f"leave-people-out ({ho['k_folds']} folds, {ho['n_people']} people, {ho['n_frames']} frames after "
+        "the "
+        "1 s reference window); within-clip least squares on |d_yaw|, d_expr"
+    )
     rows += [
-        Row(sec, "similarity change per 10 deg of yaw (held out)", r["per_10deg_yaw"], d["per_10deg_yaw"],
-            "towards 0", "info", note),
-        Row(sec, "similarity change per unit of blendshape distance (held out)", r["per_unit_expr"],
-            d["per_unit_expr"], "towards 0", "info"),
+        Row(
+            sec,
+            "similarity change per 10 deg of yaw (held out)",
+            r["per_10deg_yaw"],
+            d["per_10deg_yaw"],
+            "towards 0",
+            "info",
+            note,
+        ),
+        Row(
+            sec,
+            "similarity change per unit of blendshape distance (held out)",
+            r["per_unit_expr"],
+            d["per_unit_expr"],
+            "towards 0",
+            "info",
+        ),
         Row(sec, "R^2 of pose + expression (within clip, held out)", r["r2"], d["r2"], "towards 0", "info"),
-        Row(sec, "SD of the pose/expression component (held out)", r["component_sd"], d["component_sd"], "", "info"),
-        Row(sec, "held-out sensitivity ratio (decoupled / raw)", 1.0, ho["ratio"], f"<= {TARGET_RATIO}",
+        Row(
+            sec,
+            "SD of the pose/expression component (held out)",
+            r["component_sd"],
+            d["component_sd"],
+            "",
+            "info",
+        ),
+        Row(
+            sec,
+            "held-out sensitivity ratio (decoupled / raw)",
+            1.0,
+            ho["ratio"],
+            f"<= {TARGET_RATIO}",
             check(ho["ratio"] <= TARGET_RATIO),
-            f"95% CI {ho['ratio_ci95'][0]:.3f}-{ho['ratio_ci95'][1]:.3f} (bootstrap over people)"),
+            f"95% CI {ho['ratio_ci95'][0]:.3f}-{ho['ratio_ci95'][1]:.3f} (bootstrap over people)",
+        ),
     ]
     for col, label in (("d_yaw", "|d_yaw| (deg)"), ("d_expr", "blendshape distance")):
         b = by_bin[col]
@@ -229,17 +356,28 @@ def decoupling_rows(control: pd.DataFrame, pairs: pd.DataFrame, decoupler: Any, 
                         "flat", "info", "frames per bin: " + " / ".join(str(n) for n in b["n"])))
     out: dict[str, Any] = {"footage_kfold": ho}
     if n_splits > 0:
-        sp = heldout.get("random_splits") or D.heldout_splits(control, pairs, n_splits=n_splits, age_stable=age_stable)
+        sp = heldout.get("random_splits") or D.heldout_splits(
+            control, pairs, n_splits=n_splits, age_stable=age_stable
+        )
         out["random_splits"] = sp
-        rows.append(Row(sec, "random splits meeting every target", None, sp["share_all_targets"],
-                        "prototype: 64% of 252 splits", "info",
-                        f"{n_splits} splits: half the people fit, the other half tested; 4 photo identities held "
-                        f"out; ratio <= 0.5 in {sp['share_ratio_le_half']:.0%}, photo separation kept in "
-                        f"{sp['share_photo_ok']:.0%} ({sp['share_photo_ok_tol']:.0%} and all targets in "
-                        f"{sp['share_all_targets_tol']:.0%} tolerating a different-person mean raise below "
-                        f"{sp['diff_mean_tolerance']:g}; max raise {sp['max_diff_mean_raise']:.1e}); median ratio {sp['median_ratio']:.3f}, median held-out "
-                        f"d' {sp['median_raw_d_prime']:.2f} -> {sp['median_d_prime']:.2f}, margin "
-                        f"{sp['median_raw_margin']:+.3f} -> {sp['median_margin']:+.3f}"))
+        rows.append(
+            Row(
+                sec,
+                "random splits meeting every target",
+                None,
+                sp["share_all_targets"],
+                "prototype: 64% of 252 splits",
+                "info",
+                f"{n_splits} splits: half the people fit, the other half tested; 4 photo identities held "
+                f"out; ratio <= 0.5 in {sp['share_ratio_le_half']:.0%}, photo separation kept in "
+                f"{sp['share_photo_ok']:.0%} ({sp['share_photo_ok_tol']:.0%} and all targets in "
+                f"{sp['share_all_targets_tol']:.0%} tolerating a different-person mean raise below "
+                f"{sp['diff_mean_tolerance']:g}; max raise {sp['max_diff_mean_raise']:.1e}); median ratio "
+                f"{sp['median_ratio']:.3f}, median held-out "
+                f"d' {sp['median_raw_d_prime']:.2f} -> {sp['median_d_prime']:.2f}, margin "
+                f"{sp['median_raw_margin']:+.3f} -> {sp['median_margin']:+.3f}",
+            )
+        )
     return rows, out
 
 
@@ -285,37 +423,84 @@ def control_rows(control: pd.DataFrame, thr_raw: float, thr_dec: float, metrics:
     n_clips = control["clip_id"].nunique()
     ok = control["sim_raw"].notna()
     lifted = bool((control.loc[ok, "sim_dec"] >= control.loc[ok, "sim_raw"] - 1e-12).all())
-    by_construction = ("BY CONSTRUCTION given raw (sim_dec >= sim_raw on every frame and threshold dec <= raw): "
-                       if lifted and thr_dec <= thr_raw + 1e-12 and not lost_raw else "")
-    rows = [Row(sec, f"identity-loss events ({n_clips} clips, {control['person'].nunique()} people)", len(lost_raw),
-                len(lost_dec), "0 (decoupled)", check(not lost_dec), by_construction +
-                ("raw lost: " + ", ".join(sorted(lost_raw)) + "; " if lost_raw else "")
-                + ("decoupled lost: " + ", ".join(sorted(lost_dec)) if lost_dec else "")
-                + f"thresholds raw {thr_raw:.3f}, decoupled {thr_dec:.3f}; smoothing {metrics.smooth_s:g} s, "
-                  f"min run {metrics.min_loss_s:g} s")]
+    by_construction = (
+        "BY CONSTRUCTION given raw (sim_dec >= sim_raw on every frame and threshold dec <= raw): "
+        if lifted and thr_dec <= thr_raw + 1e-12 and not lost_raw
+        else ""
+    )
+    rows = [
+        Row(
+            sec,
+            f"identity-loss events ({n_clips} clips, {control['person'].nunique()} people)",
+            len(lost_raw),
+            len(lost_dec),
+            "0 (decoupled)",
+            check(not lost_dec),
+            by_construction
+            + ("raw lost: " + ", ".join(sorted(lost_raw)) + "; " if lost_raw else "")
+            + ("decoupled lost: " + ", ".join(sorted(lost_dec)) if lost_dec else "")
+            + f"thresholds raw {thr_raw:.3f}, decoupled {thr_dec:.3f}; smoothing {metrics.smooth_s:g} s, "
+            f"min run {metrics.min_loss_s:g} s",
+        )
+    ]
     for name, sub in [("all footage", control), *control.groupby("set", sort=True)]:
         ok = sub["sim_raw"].notna()
         raw, dec = sub.loc[ok, "sim_raw"].to_numpy(), sub.loc[ok, "sim_dec"].to_numpy()
-        min_bin = {c: min(bin_medians(g, c).min() for _, g in sub.groupby("clip_id")) for c in ("sim_raw", "sim_dec")}
+        min_bin = {
+            c: min(bin_medians(g, c).min() for _, g in sub.groupby("clip_id")) for c in ("sim_raw", "sim_dec")
+        }
         rows += [
-            Row(sec, f"{name}: lowest per-bin median (1 s)", min_bin["sim_raw"], min_bin["sim_dec"],
-                "above the threshold", check(min_bin["sim_dec"] > thr_dec)),
-            Row(sec, f"{name}: 1st / 5th percentile of frames", f"{np.quantile(raw, 0.01):.3f} / "
-                f"{np.quantile(raw, 0.05):.3f}", f"{np.quantile(dec, 0.01):.3f} / {np.quantile(dec, 0.05):.3f}",
-                "decoupled >= raw", check(np.quantile(dec, 0.01) >= np.quantile(raw, 0.01)
-                                          and np.quantile(dec, 0.05) >= np.quantile(raw, 0.05)),
-                "BY CONSTRUCTION: sim_dec >= sim_raw on every frame" if lifted else ""),
-            Row(sec, f"{name}: minimum / mean / SD of frames", f"{raw.min():.3f} / {raw.mean():.3f} / {raw.std():.3f}",
-                f"{dec.min():.3f} / {dec.mean():.3f} / {dec.std():.3f}", "", "info",
-                f"{len(raw)} frames, {sub['clip_id'].nunique()} clips"),
-            Row(sec, f"{name}: single frames below the threshold", float((raw < thr_raw).mean()),
-                float((dec < thr_dec).mean()), "", "info"),
+            Row(
+                sec,
+                f"{name}: lowest per-bin median (1 s)",
+                min_bin["sim_raw"],
+                min_bin["sim_dec"],
+                "above the threshold",
+                check(min_bin["sim_dec"] > thr_dec),
+            ),
+            Row(
+                sec,
+                f"{name}: 1st / 5th percentile of frames",
+                f"{np.quantile(raw, 0.01):.3f} / {np.quantile(raw, 0.05):.3f}",
+                f"{np.quantile(dec, 0.01):.3f} / {np.quantile(dec, 0.05):.3f}",
+                "decoupled >= raw",
+                check(
+                    np.quantile(dec, 0.01) >= np.quantile(raw, 0.01)
+                    and np.quantile(dec, 0.05) >= np.quantile(raw, 0.05)
+                ),
+                "BY CONSTRUCTION: sim_dec >= sim_raw on every frame" if lifted else "",
+            ),
+            Row(
+                sec,
+                f"{name}: minimum / mean / SD of frames",
+                f"{raw.min():.3f} / {raw.mean():.3f} / {raw.std():.3f}",
+                f"{dec.min():.3f} / {dec.mean():.3f} / {dec.std():.3f}",
+                "",
+                "info",
+                f"{len(raw)} frames, {sub['clip_id'].nunique()} clips",
+            ),
+            Row(
+                sec,
+                f"{name}: single frames below the threshold",
+                float((raw < thr_raw).mean()),
+                float((dec < thr_dec).mean()),
+                "",
+                "info",
+            ),
         ]
         if eer is not None:
-            rows.append(Row(sec, f"{name}: single frames below the EER threshold", float((raw < eer[0]).mean()),
-                            float((dec < eer[1]).mean()), "", "info",
-                            f"EER thresholds raw {eer[0]:.3f}, decoupled {eer[1]:.3f} (VALIDITY.md: 0.85% of "
-                            "liveportrait frames raw)"))
+            rows.append(
+                Row(
+                    sec,
+                    f"{name}: single frames below the EER threshold",
+                    float((raw < eer[0]).mean()),
+                    float((dec < eer[1]).mean()),
+                    "",
+                    "info",
+                    f"EER thresholds raw {eer[0]:.3f}, decoupled {eer[1]:.3f} (VALIDITY.md: 0.85% of "
+                    "liveportrait frames raw)",
+                )
+            )
     return rows
 
 
@@ -324,8 +509,9 @@ TARGET_NULL_DRIFT = 0.01
 
 
 def clip_drifts(frames: pd.DataFrame, metrics: Any, fps: float) -> pd.DataFrame:
-    """Per clip, the drift metrics of :func:`driftbench.measure.drift.clip_summary` (opening after the reference's
-    own frames, drift at every horizon the clip reaches and at its end) on the given (rescored) frames."""
+    """Per clip, the drift metrics of :func:`driftbench.measure.drift.clip_summary` (opening after the
+    reference's own frames, drift at every horizon the clip reaches and at its end) on the given (rescored)
+    frames."""
     from driftbench.measure import drift
 
     rows = []
@@ -333,10 +519,23 @@ def clip_drifts(frames: pd.DataFrame, metrics: Any, fps: float) -> pd.DataFrame:
         g = g.sort_values("t")
         dur = float(g["duration_s"].iloc[0]) if "duration_s" in g else float(g["t"].max() + 1.0 / fps)
         start = float(g["opening_start_s"].iloc[0]) if "opening_start_s" in g else 0.0
-        s = drift.clip_summary(g, drift.curve(g, float(metrics.bin_s)), duration_s=dur, threshold=float("nan"),
-                               metrics=metrics, fps=fps, opening_start_s=start)
-        rows.append({"clip_id": cid, "person": g["person"].iloc[0] if "person" in g else "", "duration_s": dur,
-                     **{k: v for k, v in s.items() if k.startswith(("drift_", "opening_", "slope_"))}})
+        s = drift.clip_summary(
+            g,
+            drift.curve(g, float(metrics.bin_s)),
+            duration_s=dur,
+            threshold=float("nan"),
+            metrics=metrics,
+            fps=fps,
+            opening_start_s=start,
+        )
+        rows.append(
+            {
+                "clip_id": cid,
+                "person": g["person"].iloc[0] if "person" in g else "",
+                "duration_s": dur,
+                **{k: v for k, v in s.items() if k.startswith(("drift_", "opening_", "slope_"))},
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -361,16 +560,35 @@ def null_drift_rows(drifts: pd.DataFrame, metrics: Any, *, n_boot: int = 999, se
             cells.append(med)
             if len(v) >= 3:
                 ci = bootstrap((v,), np.median, n_resamples=n_boot, method="percentile", random_state=seed)
-                notes.append(f"{kind} 95% CI {ci.confidence_interval.low:+.3f}..{ci.confidence_interval.high:+.3f}")
+                notes.append(
+                    f"{kind} 95% CI {ci.confidence_interval.low:+.3f}..{ci.confidence_interval.high:+.3f}"
+                )
         n = int(drifts[f"drift_raw_{lab}"].notna().sum())
         if n == 0:
-            rows.append(Row("control", f"median drift {lab.replace('_', ' ')} (identity-constant clips)", None, None,
-                            f"within +-{TARGET_NULL_DRIFT:g}", "unavailable", "no clip reaches this horizon"))
+            rows.append(
+                Row(
+                    "control",
+                    f"median drift {lab.replace('_', ' ')} (identity-constant clips)",
+                    None,
+                    None,
+                    f"within +-{TARGET_NULL_DRIFT:g}",
+                    "unavailable",
+                    "no clip reaches this horizon",
+                )
+            )
             continue
-        rows.append(Row("control", f"median drift {lab.replace('_', ' ')} (identity-constant clips)", cells[0],
-                        cells[1], f"within +-{TARGET_NULL_DRIFT:g} (raw and decoupled)", check(ok),
-                        f"{n} clips reach it; opening [reference_s, reference_s + opening_s) after the first-frame "
-                        f"reference; " + "; ".join(notes) + " (bootstrap over clips)"))
+        rows.append(
+            Row(
+                "control",
+                f"median drift {lab.replace('_', ' ')} (identity-constant clips)",
+                cells[0],
+                cells[1],
+                f"within +-{TARGET_NULL_DRIFT:g} (raw and decoupled)",
+                check(ok),
+                f"{n} clips reach it; opening [reference_s, reference_s + opening_s) after the first-frame "
+                f"reference; " + "; ".join(notes) + " (bootstrap over clips)",
+            )
+        )
     return rows
 
 
@@ -400,7 +618,8 @@ def oof_rescore(frames: pd.DataFrame, pairs: pd.DataFrame, smooth_s: float, *, k
 
 
 def drift_levels(frames: pd.DataFrame, metrics: Any, fps: float, score: str = "dec") -> pd.DataFrame:
-    """Per clip: its drift level (:func:`driftbench.measure.drift.drift_level`) on the raw or decoupled score."""
+    """Per clip: its drift level (:func:`driftbench.measure.drift.drift_level`) on the raw or decoupled
+    score."""
     from driftbench.measure import drift
 
     rows = []
@@ -425,17 +644,29 @@ def fit_drift_verdict(control: pd.DataFrame, metrics: Any, fps: float, backend: 
     lv = drift_levels(control, metrics, fps)
     cal = calibrate_drift(lv["level"], lv["person"], lv["clip_id"], window_s=drift.DRIFT_WINDOW_S,
                           min_s=drift.DRIFT_MIN_S)
-    record = {"about": "Drift verdict calibrated on identity-constant real footage (driftbench.validity.calibration."
-                       f"calibrate_drift); recompute with `driftbench validate --calibrate face={backend.split(':')[0]}` "
-                       f"with the weights of key {backend}.",
-              "decoupler": {k: (decoupler or {}).get(k) for k in ("name", "fit_id")}, "key": backend, "created": datetime.now(UTC).strftime("%Y-%m-%d"), **cal,
-              "data": "data/video/real + liveportrait/driving, decoupled score out of fold (person-grouped folds)"}
+    record = {
+        "about": "Drift verdict calibrated on identity-constant real footage "
+                 "(driftbench.validity.calibration."
+        f"calibrate_drift); recompute with `driftbench validate --calibrate face={backend.split(':')[0]}` "
+        f"with the weights of key {backend}.",
+        "decoupler": {k: (decoupler or {}).get(k) for k in ("name", "fit_id")},
+        "key": backend,
+        "created": datetime.now(UTC).strftime("%Y-%m-%d"),
+        **cal,
+        "data": "data/video/real + liveportrait/driving, decoupled score out of fold (person-grouped folds)",
+    }
     write_json(artefacts.artefact_path("drift", backend), record)
     return record
 
 
-def verdict_rows(control: pd.DataFrame, gen: pd.DataFrame | None, verdict: dict[str, Any] | None, metrics: Any,
-                 fps: float, decoupler_desc: dict[str, Any]) -> list[Row]:
+def verdict_rows(
+    control: pd.DataFrame,
+    gen: pd.DataFrame | None,
+    verdict: dict[str, Any] | None,
+    metrics: Any,
+    fps: float,
+    decoupler_desc: dict[str, Any],
+) -> list[Row]:
     """Drift below the loss bar: held-out false flags on real footage, infinitetalk_dub_9 flagged, the
     stable generated clips not."""
     if not verdict:
@@ -445,9 +676,19 @@ def verdict_rows(control: pd.DataFrame, gen: pd.DataFrame | None, verdict: dict[
     ho = verdict.get("heldout", {})
     live = {k: decoupler_desc.get(k) for k in ("name", "fit_id")}
     if verdict.get("decoupler") != live:
-        return [Row("control", "drift verdict", None, None, "calibrated with the installed decoupler", "fail",
-                    f"{verdict.get('file')}: calibrated with decoupler {verdict.get('decoupler')}, installed {live} "
-                    "-- fix: `driftbench validate --calibrate`")]
+        return [
+            Row(
+                "control",
+                "drift verdict",
+                None,
+                None,
+                "calibrated with the installed decoupler",
+                "fail",
+                f"{verdict.get('file')}: calibrated with decoupler {verdict.get('decoupler')}, installed "
+                f"{live} "
+                "-- fix: `driftbench validate --calibrate`",
+            )
+        ]
     lv = drift_levels(control, metrics, fps)
     rows = [Row("control", "drift verdict: held-out real clips flagged drifting", None, ho.get("rate"),
                 "<= 1% (people held out)", check(ho.get("rate", 1.0) <= 0.01 + 1e-12),
@@ -463,14 +704,32 @@ def verdict_rows(control: pd.DataFrame, gen: pd.DataFrame | None, verdict: dict[
     drifting = g[g["name"] == DRIFT_CLIP]
     if not drifting.empty:
         lvl = float(drifting["level"].iloc[0])
-        rows.append(Row("generated", f"{DRIFT_CLIP}: drift verdict", None, "drifting" if lvl > thr else "not drifting",
-                        "drifting", check(lvl > thr), f"drift level {lvl:.3f} vs threshold {thr:.3f}"))
+        rows.append(
+            Row(
+                "generated",
+                f"{DRIFT_CLIP}: drift verdict",
+                None,
+                "drifting" if lvl > thr else "not drifting",
+                "drifting",
+                check(lvl > thr),
+                f"drift level {lvl:.3f} vs threshold {thr:.3f}",
+            )
+        )
     stable = g[(g["name"] != DRIFT_CLIP) & ~g["name"].str.startswith("negative")
                & ~g["clip_id"].map(gen_case).astype(str).str.contains("negative")]
     flagged = stable[stable["level"] > thr]
-    rows.append(Row("generated", f"stable generated clips flagged drifting ({len(stable)} clips)", None, len(flagged),
-                    "0", check(flagged.empty), f"highest drift level {stable['level'].max():.3f} vs threshold "
-                    f"{thr:.3f}" + (f"; flagged: {', '.join(flagged['name'])}" if len(flagged) else "")))
+    rows.append(
+        Row(
+            "generated",
+            f"stable generated clips flagged drifting ({len(stable)} clips)",
+            None,
+            len(flagged),
+            "0",
+            check(flagged.empty),
+            f"highest drift level {stable['level'].max():.3f} vs threshold "
+            f"{thr:.3f}" + (f"; flagged: {', '.join(flagged['name'])}" if len(flagged) else ""),
+        )
+    )
     return rows
 
 
@@ -482,8 +741,12 @@ def age_rows(st: dict[str, Any], decoupler: Any) -> list[Row]:
     if not st.get("available"):
         return [Row(sec, "age stability", None, None, "", "unavailable", st.get("note", ""))]
     used = D.AGE_FEATURE in (decoupler.describe().get("params") or {}).get("features", [])
-    case = ("age is stable: it may enter the decoupled score" if st["stable"] else
-            "age is not stable on the control footage: it is reported (smoothed) but does not enter the decoupled score")
+    case = (
+        "age is stable: it may enter the decoupled score"
+        if st["stable"]
+        else "age is not stable on the control footage: it is reported (smoothed) but does not enter the "
+             "decoupled score"
+    )
     rows = [
         Row(sec, "per-clip age spread, single frames (median / 90th pct, SD in years)",
             f"{st['raw_median']:.2f} / {st['raw_p90']:.2f}", None, "", "info", f"{st['n_clips']} clips"),
@@ -517,11 +780,23 @@ def generated_rows(gen: pd.DataFrame, thr_raw: float, thr_dec: float, metrics: A
             fig[c] = (opening, low, float(b.iloc[-5:].median()))
         dr, dd = fig["sim_raw"][0] - fig["sim_raw"][1], fig["sim_dec"][0] - fig["sim_dec"][1]
         rows += [
-            Row(sec, f"{DRIFT_CLIP}: opening -> lowest 3 s -> last 5 s", "{:.3f} -> {:.3f} -> {:.3f}".format(*fig["sim_raw"]),
-                "{:.3f} -> {:.3f} -> {:.3f}".format(*fig["sim_dec"]), "drift still visible", "info",
-                "reference = first second; VALIDITY.md: 0.88 -> 0.70 raw"),
-            Row(sec, f"{DRIFT_CLIP}: drift (opening - lowest 3 s)", dr, dd,
-                f">= {MIN_DRIFT:g} and >= {MIN_DRIFT_SHARE:g} x raw", check(dd >= MIN_DRIFT and dd >= MIN_DRIFT_SHARE * dr)),
+            Row(
+                sec,
+                f"{DRIFT_CLIP}: opening -> lowest 3 s -> last 5 s",
+                "{:.3f} -> {:.3f} -> {:.3f}".format(*fig["sim_raw"]),
+                "{:.3f} -> {:.3f} -> {:.3f}".format(*fig["sim_dec"]),
+                "drift still visible",
+                "info",
+                "reference = first second; VALIDITY.md: 0.88 -> 0.70 raw",
+            ),
+            Row(
+                sec,
+                f"{DRIFT_CLIP}: drift (opening - lowest 3 s)",
+                dr,
+                dd,
+                f">= {MIN_DRIFT:g} and >= {MIN_DRIFT_SHARE:g} x raw",
+                check(dd >= MIN_DRIFT and dd >= MIN_DRIFT_SHARE * dr),
+            ),
         ]
     for cid, g in gen.groupby("clip_id", sort=True):
         name = Path(str(cid)).name
@@ -531,10 +806,14 @@ def generated_rows(gen: pd.DataFrame, thr_raw: float, thr_dec: float, metrics: A
         if name == DRIFT_CLIP:
             continue
         b_raw, b_dec = bin_medians(g, "sim_raw"), bin_medians(g, "sim_dec")
-        levels = f"bins {b_raw.min():.2f}-{b_raw.max():.2f} raw, {b_dec.min():.2f}-{b_dec.max():.2f} decoupled"
+        levels = (
+            f"bins {b_raw.min():.2f}-{b_raw.max():.2f} raw, {b_dec.min():.2f}-{b_dec.max():.2f} decoupled"
+        )
         tr, td = lost_raw.get(cid), lost_dec.get(cid)
         if neg:
-            rows.append(Row(sec, f"negative {name}", _lost(tr), _lost(td), "lost", check(td is not None), levels))
+            rows.append(
+                Row(sec, f"negative {name}", _lost(tr), _lost(td), "lost", check(td is not None), levels)
+            )
         else:
             rows.append(Row(sec, f"stable {name}", _lost(tr), _lost(td), "not lost", check(td is None),
                             f"{g['generator'].iloc[0]}; {levels}"))
@@ -563,8 +842,14 @@ def synthetic_rows(cfg_overrides: list[str], settings: Any, metrics: Any, decoup
     cfg = compose(["model=synthetic", *cfg_overrides])
     root = Path(cfg.cache.dir).expanduser() if cfg.cache.dir else signals_dir()
     # the clips hold only the frames this sampling measures (model.render=sampled), as in a run
-    ctx = SourceContext(work_dir=out_dir / "work", cache_dir=root.parent / "clips", mitigation=cfg.mitigation,
-                        seed=int(cfg.seed), progress=False, options={"sampling": dict(vars(settings.sampling))})
+    ctx = SourceContext(
+        work_dir=out_dir / "work",
+        cache_dir=root.parent / "clips",
+        mitigation=cfg.mitigation,
+        seed=int(cfg.seed),
+        progress=False,
+        options={"sampling": dict(vars(settings.sampling))},
+    )
     clips = create_source(cfg.model, ctx).clips()
     m = measure_clips(clips, replace(settings, reference="auto"), "synthetic")
     if m.frames.empty:
@@ -587,7 +872,11 @@ def synthetic_rows(cfg_overrides: list[str], settings: Any, metrics: Any, decoup
         ends.append((float(truth[-1]), float(first["sim_raw"].median() - last["sim_raw"].median()),
                      float(first["sim_dec"].median() - last["sim_dec"].median())))
         b = np.floor(g["t"].to_numpy() / metrics.bin_s + 1e-9).astype(int)
-        per_bin = pd.DataFrame({"bin": b, "alpha": truth, "raw": g["sim_raw"], "dec": g["sim_dec"]}).groupby("bin").median()
+        per_bin = (
+            pd.DataFrame({"bin": b, "alpha": truth, "raw": g["sim_raw"], "dec": g["sim_dec"]})
+            .groupby("bin")
+            .median()
+        )
         opening = per_bin.iloc[: max(1, round(metrics.opening_s / metrics.bin_s))].median()
         for _, r in per_bin.iterrows():
             pts.append((r["alpha"], opening["raw"] - r["raw"], opening["dec"] - r["dec"]))
@@ -600,18 +889,35 @@ def synthetic_rows(cfg_overrides: list[str], settings: Any, metrics: Any, decoup
     rd, pd_ = spearmanr(arr[ok, 0], arr[ok, 2])
     from driftbench.validity.decouple_eval import synthetic_clip_rows
 
-    rows = [Row(sec, "Spearman(injected alpha, measured drift) per 1 s bin", float(rr), float(rd), "> 0 (p < 0.05)",
-                check(bool(rd > 0 and pd_ < 0.05)),
-                f"{len(clips)} clips, {int(ok.sum())} bins; p raw {pr:.1e}, decoupled {pd_:.1e}; drift = opening - bin "
-                "(pooled bins are autocorrelated: the per-clip row below is the figure)"),
-            *synthetic_clip_rows(frames, truths)]
+    rows = [
+        Row(
+            sec,
+            "Spearman(injected alpha, measured drift) per 1 s bin",
+            float(rr),
+            float(rd),
+            "> 0 (p < 0.05)",
+            check(bool(rd > 0 and pd_ < 0.05)),
+            f"{len(clips)} clips, {int(ok.sum())} bins; p raw {pr:.1e}, decoupled {pd_:.1e}; drift = "
+            "opening - bin "
+            "(pooled bins are autocorrelated: the per-clip row below is the figure)",
+        ),
+        *synthetic_clip_rows(frames, truths),
+    ]
     e = np.asarray(ends, dtype=np.float64).reshape(-1, 3)
     drifting, still = e[e[:, 0] > 0], e[e[:, 0] <= 0]
     if len(drifting):
-        rows.append(Row(sec, "mean drift at the end, clips with injected drift (opening - last window)",
-                        float(drifting[:, 1].mean()), float(drifting[:, 2].mean()), "", "info",
-                        f"{len(drifting)} clips, mean injected alpha {drifting[:, 0].mean():.2f}; the share kept by "
-                        "decoupling shows how much identity change it mistakes for pose/expression"))
+        rows.append(
+            Row(
+                sec,
+                "mean drift at the end, clips with injected drift (opening - last window)",
+                float(drifting[:, 1].mean()),
+                float(drifting[:, 2].mean()),
+                "",
+                "info",
+                f"{len(drifting)} clips, mean injected alpha {drifting[:, 0].mean():.2f}; the share kept by "
+                "decoupling shows how much identity change it mistakes for pose/expression",
+            )
+        )
     if len(still):
         rows.append(Row(sec, "mean drift at the end, no-drift clips", float(still[:, 1].mean()),
                         float(still[:, 2].mean()), "~0", "info", f"{len(still)} clips"))
@@ -637,7 +943,8 @@ def injected_alpha(meta: Any, t: np.ndarray) -> np.ndarray | None:
 # -- fitting the artefact ---------------------------------------------------------------------------------
 def fit_artefact(control: Measured, faces: pd.DataFrame, pairs: pd.DataFrame, analyzer: Any, settings: Any,
                  backend: str, *, n_splits: int) -> Any:
-    """The decoupler artefact of the weights key ``backend`` (:func:`driftbench.validity.decouple_eval.fit_artefact`;
+    """The decoupler artefact of the weights key ``backend``
+    (:func:`driftbench.validity.decouple_eval.fit_artefact`;
     ``n_splits`` is no longer used: held-out figures come from person and identity folds)."""
     from driftbench.validity.decouple_eval import fit_artefact as fit_shift
 
@@ -671,7 +978,9 @@ def run_suite(cfg: Any, overrides: list[str], paths: SharedPaths, out_dir: Path,
     fps = float(cfg.sampling.fps)
     settings = settings_from_config(cfg, threshold=float("nan"))
     analyzer = get_analyzer(settings)
-    cache = SignalCache(Path(settings.cache_dir) if settings.cache_dir else None, enabled=settings.cache_enabled)
+    cache = SignalCache(
+        Path(settings.cache_dir) if settings.cache_dir else None, enabled=settings.cache_enabled
+    )
     log.info("validate: photos (%s)", paths.deepface)
     faces, pairs = photo_pairs(analyzer, paths.deepface, cache)
     faces.attrs["dir"] = str(paths.deepface)
@@ -694,8 +1003,11 @@ def run_suite(cfg: Any, overrides: list[str], paths: SharedPaths, out_dir: Path,
     decoupler = load_decoupler(backend, settings.decoupler)
     # every control figure out of fold: a person's clips scored by a decoupler fitted without that person
     log.info("validate: out-of-fold decoupled scores of the identity-constant footage")
-    oof = (oof_rescore(control.frames, pairs, float(metrics.smooth_s))
-           if getattr(decoupler, "name", "none") != "none" else rescore(control.frames, decoupler, float(metrics.smooth_s)))
+    oof = (
+        oof_rescore(control.frames, pairs, float(metrics.smooth_s))
+        if getattr(decoupler, "name", "none") != "none"
+        else rescore(control.frames, decoupler, float(metrics.smooth_s))
+    )
     if fit or calibrate:
         log.info("validate: calibrating the drift verdict for %s", backend)
         fit_drift_verdict(oof, metrics, fps, backend, load_decoupler(backend).describe())
@@ -704,8 +1016,21 @@ def run_suite(cfg: Any, overrides: list[str], paths: SharedPaths, out_dir: Path,
     verdict = load_drift_verdict(backend)
     thr_raw, _ = calibration.threshold_for(backend, far=float(metrics.far), score="raw")
     thr_dec, prov = calibration.threshold_for(backend, far=float(metrics.far), score="dec")
-    rows: list[Row] = [Row("verification", "measurement problems", None, len(control.problems), "0",
-                           check(not control.problems), "; ".join(control.problems[:3]))] if control.problems else []
+    rows: list[Row] = (
+        [
+            Row(
+                "verification",
+                "measurement problems",
+                None,
+                len(control.problems),
+                "0",
+                check(not control.problems),
+                "; ".join(control.problems[:3]),
+            )
+        ]
+        if control.problems
+        else []
+    )
     details: dict[str, Any] = {}
     frames = rescore(control.frames, decoupler, float(metrics.smooth_s))
     age = age_stability(frames)
@@ -721,8 +1046,18 @@ def run_suite(cfg: Any, overrides: list[str], paths: SharedPaths, out_dir: Path,
             log.info("validate: decoupling figures held out by person (morphs rendered once, then cached)")
             r, details = validate_section(frames, pairs, faces, paths.root, overrides, backend,
                                           morphs="synthetic" not in skip)
-            rows += [Row("decoupling", "decoupler", None, f"{decoupler.name} v{decoupler.version}",
-                         "fitted on identity-constant footage", "info", str(decoupler.describe().get("params"))), *r]
+            rows += [
+                Row(
+                    "decoupling",
+                    "decoupler",
+                    None,
+                    f"{decoupler.name} v{decoupler.version}",
+                    "fitted on identity-constant footage",
+                    "info",
+                    str(decoupler.describe().get("params")),
+                ),
+                *r,
+            ]
         else:
             r, details = decoupling_rows(frames, pairs, decoupler, n_splits=n_splits,
                                          age_stable=bool(age.get("stable")), heldout=heldout)
@@ -731,8 +1066,11 @@ def run_suite(cfg: Any, overrides: list[str], paths: SharedPaths, out_dir: Path,
         from driftbench.validity.calibration import thresholds
 
         entry = thresholds().get("backends", {}).get(backend, {})
-        eer = ((float(entry["raw"]["eer_threshold"]), float(entry["dec"]["eer_threshold"]))
-               if "eer_threshold" in entry.get("raw", {}) and "eer_threshold" in entry.get("dec", {}) else None)
+        eer = (
+            (float(entry["raw"]["eer_threshold"]), float(entry["dec"]["eer_threshold"]))
+            if "eer_threshold" in entry.get("raw", {}) and "eer_threshold" in entry.get("dec", {})
+            else None
+        )
         rows += control_rows(oof, thr_raw, thr_dec, metrics, fps, eer)
         rows += null_drift_rows(clip_drifts(oof, metrics, fps), metrics)
     if "age" not in skip:
@@ -740,7 +1078,9 @@ def run_suite(cfg: Any, overrides: list[str], paths: SharedPaths, out_dir: Path,
     gen_frames = None
     if "generated" not in skip:
         log.info("validate: real generated clips")
-        gen = measure_clips(folder_clips(paths.generated, cfg), replace(settings, reference="auto"), "generated")
+        gen = measure_clips(
+            folder_clips(paths.generated, cfg), replace(settings, reference="auto"), "generated"
+        )
         rows += [Row("generated", "measurement problems", None, len(gen.problems), "0", "fail",
                      "; ".join(gen.problems[:3]))] if gen.problems else []
         if not gen.frames.empty:
@@ -751,10 +1091,23 @@ def run_suite(cfg: Any, overrides: list[str], paths: SharedPaths, out_dir: Path,
     if "synthetic" not in skip:
         log.info("validate: synthetic clips")
         rows += synthetic_rows(overrides, settings, metrics, decoupler, out_dir)
-    meta = {"command": "validate", "command_line": " ".join(["driftbench validate", *sys.argv[2:]]) if
-            sys.argv[1:2] == ["validate"] else "driftbench validate", "backend": backend, "decoupler": decoupler.describe(),
-            "thresholds": {"raw": thr_raw, "dec": thr_dec, "provenance": prov}, "drift_verdict": verdict,
-            "control_scores": "out of fold (person-grouped folds)", "git_commit": git_commit(),
-            "versions": versions(), "shared": str(paths.root), "age": age, "heldout": details,
-            "sampling": settings.sampling.token(), "engine": analyzer.info.engine, "weights": analyzer.info.weights}
+    meta = {
+        "command": "validate",
+        "command_line": " ".join(["driftbench validate", *sys.argv[2:]])
+        if sys.argv[1:2] == ["validate"]
+        else "driftbench validate",
+        "backend": backend,
+        "decoupler": decoupler.describe(),
+        "thresholds": {"raw": thr_raw, "dec": thr_dec, "provenance": prov},
+        "drift_verdict": verdict,
+        "control_scores": "out of fold (person-grouped folds)",
+        "git_commit": git_commit(),
+        "versions": versions(),
+        "shared": str(paths.root),
+        "age": age,
+        "heldout": details,
+        "sampling": settings.sampling.token(),
+        "engine": analyzer.info.engine,
+        "weights": analyzer.info.weights,
+    }
     return rows, meta

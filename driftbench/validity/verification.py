@@ -56,7 +56,9 @@ def deepface_photos(root: Path) -> LabelledPhotos:
 def labelled_photos(root: Path) -> LabelledPhotos:
     lab = pd.read_csv(root / "labels.csv")
     lab = lab[lab["person"] != "group"]
-    return LabelledPhotos([root / f for f in lab["file"]], list(lab["person"]), "labelled photos (labels.csv)")
+    return LabelledPhotos(
+        [root / f for f in lab["file"]], list(lab["person"]), "labelled photos (labels.csv)"
+    )
 
 
 def all_pairs(labels: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -135,7 +137,9 @@ def pair_table(faces: pd.DataFrame) -> pd.DataFrame:
     for col in ("yaw", "pitch", "roll"):
         v = pd.to_numeric(ok[col], errors="coerce").to_numpy()
         out[f"d_{col}"] = np.abs(v[i] - v[j])
-    bs = [np.asarray(b, np.float32) if b is not None else None for b in ok.get("blendshapes", [None] * len(ok))]
+    bs = [
+        np.asarray(b, np.float32) if b is not None else None for b in ok.get("blendshapes", [None] * len(ok))
+    ]
     d_expr = [float(np.linalg.norm(bs[a] - bs[b])) if bs[a] is not None and bs[b] is not None else np.nan
               for a, b in zip(i, j, strict=True)]
     out["d_expr"] = d_expr

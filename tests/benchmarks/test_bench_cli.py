@@ -4,7 +4,8 @@ on an embedded synthetic clip, so it needs no ../shared.
 Compare two checkouts in one session (the same machine load for both): the tree under test is
 ``$DRIFTBENCH_BENCH_ROOT`` (default: this checkout), e.g.
 
-    DRIFTBENCH_BENCH_ROOT=/path/to/main python -m pytest tests/benchmarks/test_bench_cli.py --benchmark-only \\
+    DRIFTBENCH_BENCH_ROOT=/path/to/main python -m pytest tests/benchmarks/test_bench_cli.py --benchmark-only
+    \\
         --benchmark-json=main.json
     python -m pytest tests/benchmarks/test_bench_cli.py --benchmark-only --benchmark-json=branch.json
 """
@@ -54,8 +55,17 @@ def test_plain_run_4s_clip(benchmark, clip_dir: Path, tmp_path: Path) -> None:
     def once() -> subprocess.CompletedProcess[str]:
         nonlocal n
         n += 1  # a fresh run directory each round (the same one would resume)
-        return _run("run", "model=folder", f"model.path={clip_dir}", "reference=first_frame", "sampling.end=4",
-                    "cache.enabled=false", "report.html=false", "progress=false", f"output.dir={tmp_path / f'r{n}'}")
+        return _run(
+            "run",
+            "model=folder",
+            f"model.path={clip_dir}",
+            "reference=first_frame",
+            "sampling.end=4",
+            "cache.enabled=false",
+            "report.html=false",
+            "progress=false",
+            f"output.dir={tmp_path / f'r{n}'}",
+        )
 
     out = benchmark.pedantic(once, rounds=5, iterations=1)
     assert out.stdout.strip().splitlines()[-1] == str(tmp_path / f"r{n}")

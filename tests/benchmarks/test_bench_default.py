@@ -52,7 +52,8 @@ def test_default_sweep_cold(benchmark, tmp_path):
 
 
 def test_five_mitigation_sweep_60s_cold(benchmark, tmp_path):
-    """Issue 20: `driftbench run -m model=synthetic model.duration_s=60 mitigation=none,reanchor,chain,freeze,paste`
+    """Issue 20: `driftbench run -m model=synthetic model.duration_s=60
+    mitigation=none,reanchor,chain,freeze,paste`
     cold (was 23.8 min when every 25 fps frame was warped and re-encoded; target <= 5 min on a 2-core machine
     now that post-processing mitigations process only the sampled frames). One round."""
     cmd, env, _ = _cold(tmp_path, "sweep5", "-m", "model=synthetic", "model.duration_s=60",
@@ -63,4 +64,6 @@ def test_five_mitigation_sweep_60s_cold(benchmark, tmp_path):
     record(benchmark, "five_mitigation_sweep_60s_cold")
     benchmark.extra_info["load_avg_1min"] = os.getloadavg()[0]
     EXTRA["five_mitigation_sweep_60s_cold (target <= 300 s)"] = (
-        f"{benchmark.stats.stats.median:.1f} s (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+        f"{benchmark.stats.stats.median:.1f} s (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
+        "CPUs)"
+    )

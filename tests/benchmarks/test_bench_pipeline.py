@@ -85,7 +85,9 @@ def test_clip_end_to_end_models_loaded(benchmark):
 
     with FaceAnalyzer.create("sface", device="cpu") as analyzer:
         analyzer.analyze_video(CLIP_60S, Sampling(2.0, end=2.0))  # warm: models loaded before timing
-        df = benchmark.pedantic(lambda: analyzer.analyze_video(CLIP_60S, Sampling(2.0)), rounds=3, iterations=1)
+        df = benchmark.pedantic(
+            lambda: analyzer.analyze_video(CLIP_60S, Sampling(2.0)), rounds=3, iterations=1
+        )
     assert len(df) == 120 and df["yaw"].notna().all()
     record(benchmark, "clip_60s_end_to_end")
 
@@ -162,9 +164,11 @@ def test_floor_60s(benchmark, variant):
 
 def test_startup_help_and_no_torch(benchmark):
     """`driftbench --help` starts fast and imports neither torch nor any model runtime."""
-    code = ("import sys, driftbench.cli as c; c.main(['--help']); "
-            "bad = [m for m in ('torch', 'mediapipe', 'onnxruntime', 'cv2', 'matplotlib') if m in sys.modules]; "
-            "sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, driftbench.cli as c; c.main(['--help']); "
+        "bad = [m for m in ('torch', 'mediapipe', 'onnxruntime', 'cv2', 'matplotlib') if m in sys.modules]; "
+        "sys.exit(1 if bad else 0)"
+    )
     benchmark.pedantic(lambda: subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True,
                                               capture_output=True), rounds=5, iterations=1)
     record(benchmark, "startup_help")
@@ -182,7 +186,9 @@ def test_default_command_vs_shared_floor_interleaved(benchmark, clip_dir, tmp_pa
 
     cache = str(tmp_path / "cache")
     _command(clip_dir, tmp_path / "warmup", cache=cache)  # fills the cache; first-touch file reads too
-    times: dict[str, list[float]] = {k: [] for k in ("floor", "default", "floor_identity", "identity_only", "warm")}
+    times: dict[str, list[float]] = {
+        k: [] for k in ("floor", "default", "floor_identity", "identity_only", "warm")
+    }
     n = 0
 
     def timed(key, fn):
@@ -193,7 +199,10 @@ def test_default_command_vs_shared_floor_interleaved(benchmark, clip_dir, tmp_pa
     def round_():
         nonlocal n
         n += 1
-        timed("floor", lambda: subprocess.run(shared_floor_cmd(CLIP_60S), cwd=ROOT, check=True, capture_output=True))
+        timed(
+            "floor",
+            lambda: subprocess.run(shared_floor_cmd(CLIP_60S), cwd=ROOT, check=True, capture_output=True),
+        )
         timed("default", lambda: _command(clip_dir, tmp_path / f"d{n}", "cache.enabled=false"))
         timed("floor_identity", lambda: subprocess.run(shared_floor_cmd(CLIP_60S, mediapipe=False), cwd=ROOT,
                                                        check=True, capture_output=True))
@@ -214,4 +223,6 @@ def test_default_command_vs_shared_floor_interleaved(benchmark, clip_dir, tmp_pa
         f"{med['identity_only']:.2f} s / {med['floor_identity']:.2f} s = "
         f"{med['identity_only'] / med['floor_identity']:.2f}x")
     EXTRA["interleaved: default command, warm signal cache"] = f"{med['warm']:.2f} s"
-    EXTRA["interleaved: load average (1 min) at the end"] = f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    EXTRA["interleaved: load average (1 min) at the end"] = (
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )

@@ -88,9 +88,11 @@ def test_time_and_peak_memory_by_length(benchmark, inputs, length):
 
 #: many clips: the first 20 real clips of ../shared (sorted by name; 3-60 s each, several sizes and sources)
 MANY = 20
-RSS_WRAPPER = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
-               "sys.stderr.write(p.stderr[-3000:]); "
-               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024); sys.exit(p.returncode)")
+RSS_WRAPPER = (
+    "import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+    "sys.stderr.write(p.stderr[-3000:]); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024); sys.exit(p.returncode)"
+)
 
 
 def _real_clips(n: int) -> list[Path]:
@@ -127,7 +129,8 @@ def test_many_clips_vs_shared_floor(benchmark, tmp_path):
     """Issue 20: >= 20 real clips, per minute of video, the default command (one run over the folder,
     executor.workers=1 and =2) against ../shared/tools/floor.py --mp run once per clip (its imports and
     model loading paid per clip: that is what the floor costs on many clips), interleaved round by round;
-    medians of 3 rounds. Peak RSS at 5, 10 and 20 clips (workers=1) shows memory flat in the number of clips."""
+    medians of 3 rounds. Peak RSS at 5, 10 and 20 clips (workers=1) shows memory flat in the number of
+    clips."""
     import statistics
     import time
 
@@ -165,10 +168,14 @@ def test_many_clips_vs_shared_floor(benchmark, tmp_path):
     benchmark.extra_info.update({f"s_per_video_min_{key}": v for key, v in med.items()})
     benchmark.extra_info.update({f"peak_rss_mb {key}": v for key, v in rss.items()})
     benchmark.extra_info["video_minutes"] = minutes
-    EXTRA[f"many clips ({MANY} real, {minutes:.1f} min of video): floor per clip"] = f"{med['floor']:.2f} s/min"
+    EXTRA[f"many clips ({MANY} real, {minutes:.1f} min of video): floor per clip"] = (
+        f"{med['floor']:.2f} s/min"
+    )
     for w in (1, 2):
         EXTRA[f"many clips: default command, executor.workers={w} (target <= 1.05x floor)"] = (
             f"{med[f'workers{w}']:.2f} s/min = {med[f'workers{w}'] / med['floor']:.2f}x")
     EXTRA["many clips: peak RSS of the largest process"] = ", ".join(f"{key}: {v:.0f} MB" for key, v in
                                                                    sorted(rss.items()))
-    EXTRA["many clips: load average (1 min) at the end"] = f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    EXTRA["many clips: load average (1 min) at the end"] = (
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )

@@ -41,8 +41,15 @@ def subprocess_env(cache: Path | None = None, **extra: str) -> dict[str, str]:
 
 def run_subprocess(*overrides: str, cache: Path | None = None, timeout: float = 600,
                    **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command(*overrides), cwd=ROOT, env=subprocess_env(cache, **env), capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        command(*overrides),
+        cwd=ROOT,
+        env=subprocess_env(cache, **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def meaningful_lines(text: str) -> list[str]:

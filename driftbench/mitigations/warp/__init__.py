@@ -19,8 +19,8 @@ matching in Lab inside the face, and a feathered alpha blend or OpenCV ``seamles
 with PyAV.
 
 Modules: :mod:`.landmarks` (mesh geometry, FaceMesh), :mod:`.tps` (thin-plate spline and affine warps),
-:mod:`.masks` (masks, colour matching, blending), :mod:`.mp4` (MP4 output). The names below are re-exported for
-the synthetic source and the mitigations.
+:mod:`.masks` (masks, colour matching, blending), :mod:`.mp4` (MP4 output). The names below are re-exported
+for the synthetic source and the mitigations.
 """
 
 from driftbench.mitigations.warp.landmarks import (

@@ -1,6 +1,5 @@
-"""MediaPipe face-mesh geometry: the contour and point sets, the spline's control points, and :class:`FaceMesh`
-(the 478 landmarks of the main face of any image)."""
-
+"""MediaPipe face-mesh geometry: the contour and point sets, the spline's control points, and
+:class:`FaceMesh` (the 478 landmarks of the main face of any image)."""
 
 from __future__ import annotations
 
@@ -15,8 +14,44 @@ WARP_VERSION = "1"
 # Ordered contours of MediaPipe's 478-point face mesh (the sets equal mediapipe's
 # FaceLandmarksConnections; tests/test_warp.py checks them). "Right" is the subject's right,
 # i.e. the image's left.
-FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148,
-             176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
+FACE_OVAL = (
+    10,
+    338,
+    297,
+    332,
+    284,
+    251,
+    389,
+    356,
+    454,
+    323,
+    361,
+    288,
+    397,
+    365,
+    379,
+    378,
+    400,
+    377,
+    152,
+    148,
+    176,
+    149,
+    150,
+    136,
+    172,
+    58,
+    132,
+    93,
+    234,
+    127,
+    162,
+    21,
+    54,
+    103,
+    67,
+    109,
+)
 LIPS_OUTER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146)
 LIPS_INNER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
 RIGHT_EYE = (33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7)

@@ -122,8 +122,13 @@ def blend_into(frame: np.ndarray, face: np.ndarray, alpha: np.ndarray, box: np.n
         ys, xs = np.nonzero(support)
         if len(xs) > 16 and xs.min() > 0 and xs.max() < ww - 1 and ys.min() > 0 and ys.max() < hh - 1:
             centre = (int((xs.min() + xs.max() + 1) // 2), int((ys.min() + ys.max() + 1) // 2))
-            cloned = cv2.seamlessClone(np.clip(face, 0, 255).astype(np.uint8), region.astype(np.uint8), support,
-                                       centre, cv2.NORMAL_CLONE)
+            cloned = cv2.seamlessClone(
+                np.clip(face, 0, 255).astype(np.uint8),
+                region.astype(np.uint8),
+                support,
+                centre,
+                cv2.NORMAL_CLONE,
+            )
             face = cloned.astype(np.float32)
         elif mode == "seamless":
             pass  # the face touches the box edge: the plain feathered blend is the safe fallback

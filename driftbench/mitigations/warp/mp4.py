@@ -15,7 +15,9 @@ import numpy as np
 _TIME_EPS = 1e-6
 
 
-def sampled_indices(times: np.ndarray, fps: float, start: float = 0.0, end: float | None = None) -> np.ndarray:
+def sampled_indices(
+    times: np.ndarray, fps: float, start: float = 0.0, end: float | None = None
+) -> np.ndarray:
     """Indices of the frames (at ``times``, seconds from the first frame, increasing) that
     :func:`driftbench.measure.video.sample` measures at ``fps`` between ``start`` and ``end``: the first
     frame at or after each instant ``start + k / fps``. A clip made of only these frames, each at its
@@ -85,7 +87,8 @@ class Mp4Writer:
         self.frames = 0
 
     def write(self, bgr: np.ndarray, t: float | None = None) -> None:
-        """Append a frame; ``t`` (seconds, increasing) is required with a ``time_base`` and ignored without."""
+        """Append a frame; ``t`` (seconds, increasing) is required with a ``time_base`` and ignored
+        without."""
         import av
 
         img = np.ascontiguousarray(bgr[: self._stream.height, : self._stream.width])

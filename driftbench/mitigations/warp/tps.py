@@ -47,8 +47,7 @@ def tps_fit(ctrl: Any, values: Any, regularization: float = 1e-3) -> Any:
 
     U(r) = r^2 log r^2; ``regularization`` (in the squared units of ``ctrl``) relaxes exact
     interpolation so nearly coincident landmarks (inner/outer lip of a closed mouth) cannot fold the
-    field.
-    """
+    field. """
     import torch
 
     b, n, _ = ctrl.shape
@@ -59,7 +58,9 @@ def tps_fit(ctrl: Any, values: Any, regularization: float = 1e-3) -> Any:
     top = torch.cat([k, p], dim=2)
     bottom = torch.cat([p.transpose(1, 2), torch.zeros(b, 3, 3, dtype=ctrl.dtype, device=ctrl.device)], dim=2)
     system = torch.cat([top, bottom], dim=1)
-    rhs = torch.cat([values, torch.zeros(b, 3, values.shape[2], dtype=values.dtype, device=values.device)], dim=1)
+    rhs = torch.cat(
+        [values, torch.zeros(b, 3, values.shape[2], dtype=values.dtype, device=values.device)], dim=1
+    )
     return torch.linalg.solve(system, rhs)
 
 
@@ -123,9 +124,16 @@ def tps_warp(sources: Sequence[np.ndarray] | np.ndarray, src_points: np.ndarray,
                            stride=stride, regularization=regularization, post_affine=post_affine)[0]
 
 
-def tps_warp_layers(layers: Sequence[Layer], dst_points: np.ndarray, boxes: np.ndarray, *, device: str = "cpu",
-                    stride: int = 0, regularization: float = 1e-3,
-                    post_affine: np.ndarray | None = None) -> list[WarpBatch]:
+def tps_warp_layers(
+    layers: Sequence[Layer],
+    dst_points: np.ndarray,
+    boxes: np.ndarray,
+    *,
+    device: str = "cpu",
+    stride: int = 0,
+    regularization: float = 1e-3,
+    post_affine: np.ndarray | None = None,
+) -> list[WarpBatch]:
     """Warp every layer so that its control points land on ``dst_points`` (B, N, 2, output pixels).
 
     The layers share the output geometry, hence the spline system and its (B, M, N) kernel: one
@@ -209,7 +217,11 @@ def _image_tensor(image: np.ndarray, dev: Any) -> Any:
     hit = _TENSOR_MEMO.get(key)
     if hit is not None and hit[0] is image:
         return hit[1]
-    t = torch.as_tensor(np.ascontiguousarray(image), dtype=torch.float32, device=dev).permute(2, 0, 1).unsqueeze(0)
+    t = (
+        torch.as_tensor(np.ascontiguousarray(image), dtype=torch.float32, device=dev)
+        .permute(2, 0, 1)
+        .unsqueeze(0)
+    )
     if len(_TENSOR_MEMO) >= 4:
         _TENSOR_MEMO.pop(next(iter(_TENSOR_MEMO)))
     _TENSOR_MEMO[key] = (image, t)
