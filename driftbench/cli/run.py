@@ -50,8 +50,8 @@ Hydra's own options (handed to Hydra):
   --config-name NAME, -cn NAME       another primary config (found in a --config-dir)
 
 Config groups: {groups}
-Exit codes: 0 all measured, 1 some clips failed (the rest written), 2 bad usage/config or run directory in
-use, 130 interrupted, 143 terminated (SIGTERM); 130/143 resume on rerun.
+Exit 130 (interrupted) and 143 (terminated, SIGTERM): the run resumes when the same command is rerun.
+Exit codes: 0 all measured, 1 some clips failed (the rest written), 2 bad usage/config or run dir in use.
 """
 
 
