@@ -27,7 +27,7 @@ from driftbench.faces.base import BackendInfo, Face, FaceBackend, blur_score, cr
 from driftbench.faces.landmarker import CROP_SIZE, LandmarkResult, crop_box, square_crop
 
 #: bump when the face-level table's columns or their meaning change (invalidates caches)
-SCHEMA_VERSION = 2  # 2: OpenCV least-squares alignment, age in OpenCV DNN
+SCHEMA_VERSION = 3  # 2: OpenCV least-squares alignment, age in OpenCV DNN; 3: closed-form (Umeyama) alignment
 THUMB_SIZE = 112
 THUMB_QUALITY = 85
 
