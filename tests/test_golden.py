@@ -19,6 +19,8 @@ with the reason in its message::
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import subprocess
 import sys
@@ -64,10 +66,14 @@ def test_tables_match_golden(name: str, tmp_path: Path) -> None:
         )
         want = golden.read_text(encoding="utf-8")
         if got != want:
+            header = next(csv.reader(io.StringIO(want)))
             diff = [
-                f"  line {i + 1}:\n    golden {a[:300]}\n    now    {b[:300]}"
-                for i, (a, b) in enumerate(zip(want.splitlines(), got.splitlines(), strict=False))
-                if a != b
+                f"  line {i + 1}: "
+                + "; ".join(f"{header[k] if k < len(header) else k}: {x!r} -> {y!r}"
+                            for k, (x, y) in enumerate(zip(ra, rb, strict=False)) if x != y)
+                for i, (ra, rb) in enumerate(zip(csv.reader(io.StringIO(want)), csv.reader(io.StringIO(got)),
+                                                 strict=False))
+                if ra != rb
             ]
             pytest.fail(
                 f"{name}/{table} differs from {golden.relative_to(ROOT)} "
