@@ -149,6 +149,11 @@ def _f(x: Any) -> float:
     return v
 
 
+def _skipped(group: str, metric: str, base: float, tolerance: float, why: str) -> Check:
+    """A check that compares nothing (``skip``), with the reason."""
+    return Check(group, metric, "skip", "-", base, math.nan, math.nan, math.nan, math.nan, 0, tolerance, why)
+
+
 def compare(baseline: dict[str, Any], clips: pd.DataFrame, *, tolerances: dict[str, float] | None = None,
             seed: int = stats.DEFAULT_SEED) -> list[Check]:
     """Check every tracked metric of every baseline group against the run's clips."""
@@ -184,22 +189,7 @@ def compare(baseline: dict[str, Any], clips: pd.DataFrame, *, tolerances: dict[s
                 )
                 continue
             if not np.isfinite(bmean):
-                checks.append(
-                    Check(
-                        gname,
-                        metric,
-                        "skip",
-                        "-",
-                        bmean,
-                        math.nan,
-                        math.nan,
-                        math.nan,
-                        math.nan,
-                        0,
-                        tl,
-                        "not measurable in the baseline",
-                    )
-                )
+                checks.append(_skipped(gname, metric, bmean, tl, "not measurable in the baseline"))
                 continue
             base_clips = {str(k): _f(v.get(metric)) for k, v in (gb.get("clips") or {}).items()}
             cur_map = dict(zip(cur["clip_id"].astype(str), cur[metric].astype(float), strict=True))
@@ -260,23 +250,9 @@ def compare(baseline: dict[str, Any], clips: pd.DataFrame, *, tolerances: dict[s
                 )
             else:
                 if not np.isfinite(cest.value):
-                    checks.append(
-                        Check(
-                            gname,
-                            metric,
-                            "skip",
-                            "-",
-                            bmean,
-                            math.nan,
-                            math.nan,
-                            math.nan,
-                            math.nan,
-                            0,
-                            tl,
-                            "none of the run's clips is measurable here and the baseline's clips "
-                            "that were are not in the run",
-                        )
-                    )
+                    checks.append(_skipped(gname, metric, bmean, tl,
+                                           "none of the run's clips is measurable here and the baseline's "
+                                           "clips that were are not in the run"))
                     continue
                 change = spec.direction * (cest.value - bmean)
                 hw = math.sqrt(np.nan_to_num(cest.half_width) ** 2
