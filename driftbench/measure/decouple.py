@@ -181,26 +181,20 @@ def gated_lift(sim_raw: np.ndarray, explained: np.ndarray, p: GatedLiftParams) -
     return s + gate * lift
 
 
-class GatedLiftDecoupler:
-    """The fitted gated, capped lift (see the module docstring)."""
+class _FittedDecoupler:
+    """What the fitted forms share: parameters, the artefact's record, a fit id and a description."""
 
-    name = FORM
+    name = ""
+    default_version = ""
 
-    def __init__(self, params: GatedLiftParams, record: dict[str, Any] | None = None,
-                 path: Path | None = None) -> None:
+    def __init__(self, params: Any, record: dict[str, Any] | None = None, path: Path | None = None) -> None:
         self.params = params
         self.record = record or {}
         self.path = path
-        self.version = str(self.record.get("version", FORM_VERSION))
-
-    def explained(self, table: pd.DataFrame) -> np.ndarray:
-        return feature_matrix(table, self.params.features) @ np.asarray(self.params.weights, dtype=np.float64)
-
-    def apply(self, table: pd.DataFrame) -> np.ndarray:
-        return gated_lift(table["sim_raw"].to_numpy(dtype=np.float64), self.explained(table), self.params)
+        self.version = str(self.record.get("version", self.default_version))
 
     def fit_id(self) -> str:
-        blob = json.dumps({"form": FORM, "params": self.params.to_json()}, sort_keys=True)
+        blob = json.dumps({"form": self.name, "params": self.params.to_json()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def describe(self) -> dict[str, Any]:
@@ -209,11 +203,25 @@ class GatedLiftDecoupler:
         for key in ("backend", "created"):
             if key in self.record:
                 out[key] = self.record[key]
-        age = self.record.get("age") or {}
-        out["age"] = {"used": AGE_FEATURE in self.params.features, "stable_on_control": age.get("stable")}
+        out["age"] = {"used": AGE_FEATURE in self.params.features,
+                      "stable_on_control": (self.record.get("age") or {}).get("stable")}
         if self.path is not None:
             out["artefact"] = self.path.name
         return out
+
+
+class GatedLiftDecoupler(_FittedDecoupler):
+    """The fitted gated, capped lift (see the module docstring)."""
+
+    name = FORM
+    default_version = FORM_VERSION
+    params: GatedLiftParams
+
+    def explained(self, table: pd.DataFrame) -> np.ndarray:
+        return feature_matrix(table, self.params.features) @ np.asarray(self.params.weights, dtype=np.float64)
+
+    def apply(self, table: pd.DataFrame) -> np.ndarray:
+        return gated_lift(table["sim_raw"].to_numpy(dtype=np.float64), self.explained(table), self.params)
 
 
 # -- the uncapped form (second round) ---------------------------------------------------------------------
@@ -257,17 +265,12 @@ def gated_shift(sim_raw: np.ndarray, explained: np.ndarray, p: GatedShiftParams)
     return s + gate * np.maximum(np.asarray(explained, dtype=np.float64), 0.0)
 
 
-class GatedShiftDecoupler:
+class GatedShiftDecoupler(_FittedDecoupler):
     """The uncapped, gated additive correction (see :func:`gated_shift`)."""
 
     name = SHIFT_FORM
-
-    def __init__(self, params: GatedShiftParams, record: dict[str, Any] | None = None,
-                 path: Path | None = None) -> None:
-        self.params = params
-        self.record = record or {}
-        self.path = path
-        self.version = str(self.record.get("version", SHIFT_VERSION))
+    default_version = SHIFT_VERSION
+    params: GatedShiftParams
 
     def explained(self, table: pd.DataFrame) -> np.ndarray:
         x = np.minimum(
@@ -277,22 +280,6 @@ class GatedShiftDecoupler:
 
     def apply(self, table: pd.DataFrame) -> np.ndarray:
         return gated_shift(table["sim_raw"].to_numpy(dtype=np.float64), self.explained(table), self.params)
-
-    def fit_id(self) -> str:
-        blob = json.dumps({"form": SHIFT_FORM, "params": self.params.to_json()}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-    def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "version": self.version, "fit_id": self.fit_id(),
-                               "params": self.params.to_json()}
-        for key in ("backend", "created"):
-            if key in self.record:
-                out[key] = self.record[key]
-        out["age"] = {"used": AGE_FEATURE in self.params.features,
-                      "stable_on_control": (self.record.get("age") or {}).get("stable")}
-        if self.path is not None:
-            out["artefact"] = self.path.name
-        return out
 
 
 def fit_shift_params(frames: pd.DataFrame, pairs: pd.DataFrame, features: Sequence[str]) -> GatedShiftParams:
