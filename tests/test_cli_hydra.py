@@ -170,3 +170,28 @@ def test_hydra_sweep_dir_is_the_sweep_folder(tmp_path: Path) -> None:
     sweep, hydra_args = _run_dir_and_args(validate_overrides(ra.overrides, True), ra)
     assert sweep.parent == tmp_path and sweep.name.startswith("sw-20")
     assert f"hydra.sweep.dir='{sweep}'" in hydra_args
+
+
+def test_output_dir_is_the_sweep_folder_with_m(tmp_path: Path) -> None:
+    from driftbench.cli.run import _run_dir_and_args, parse_run_args
+    from driftbench.config import validate_overrides
+
+    ra = parse_run_args(["-m", "mitigation=none,reanchor", f"output.dir={tmp_path}/mine"])
+    sweep, hydra_args = _run_dir_and_args(validate_overrides(ra.overrides, True), ra)
+    assert sweep == tmp_path / "mine" and f"hydra.sweep.dir='{sweep}'" in hydra_args
+    # the same folder named twice is one setting
+    ra = parse_run_args(["-m", "mitigation=none,reanchor", f"output.dir={tmp_path}/mine",
+                         f"hydra.sweep.dir={tmp_path}/mine"])
+    assert _run_dir_and_args(validate_overrides(ra.overrides, True), ra)[0] == tmp_path / "mine"
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["-m", "mitigation=none,reanchor", "hydra.sweep.dir=OUT/a", "output.dir=OUT/b"],
+     "name two sweep folders"),
+    (["-m", "output.dir=OUT/a,OUT/b"], "output.dir is swept"),
+])
+def test_sweep_folder_conflicts_exit_2_with_one_line(args: list[str], says: str, tmp_path: Path) -> None:
+    args = [a.replace("OUT", str(tmp_path)) for a in args]
+    code, _out, err = run_cli("run", *args, f"output.root={tmp_path}")
+    assert code == 2 and says in err and "-- fix:" in err and err.count("\n") == 1, err
+    assert not any(tmp_path.iterdir())

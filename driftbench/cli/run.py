@@ -34,8 +34,9 @@ Overrides are Hydra overrides (key=value); an unknown key or a wrong type exits 
   sampling.fps=2.0                   frames measured per second of video
   metrics.horizons=[5,30,60,120]     seconds at which sim@T and drift@T are reported
   executor=local|ray executor.workers=N
-  output.dir=PATH                    run directory (default reports/runs/<model>-<mitigation>-<hash>);
-                                     hydra.run.dir=PATH is the same setting, hydra.sweep.dir=PATH a sweep's
+  output.dir=PATH                    run directory (default reports/runs/<model>-<mitigation>-<hash>),
+                                     with -m the sweep folder (one subfolder per job); hydra.run.dir=PATH /
+                                     hydra.sweep.dir=PATH are the same setting
   device=auto|cpu|cuda               GPU when present (auto), CPU otherwise
   -m / --multirun                    sweep comma-separated values, e.g. -m mitigation=none,reanchor
   --yes                              allow generator APIs to spend credits (after the cost estimate)
@@ -347,6 +348,18 @@ def _run_dir_and_args(cfgs: list, run_args: RunArgs) -> tuple[Path, list[str]]:
         import hashlib
 
         sweep = _dir_setting(run_args, "hydra.sweep.dir")
+        out_dirs = {str(OmegaConf.to_container(c, resolve=True)["output"].get("dir")) for c in cfgs}  # type: ignore[index]
+        if len(out_dirs) > 1:
+            raise UsageError(f"output.dir is swept ({', '.join(sorted(out_dirs))}); in a sweep it names the "
+                             "sweep folder -- fix: give one output.dir (each job gets a subfolder of it)")
+        sweep_out = first["output"].get("dir")
+        if sweep_out is not None:
+            if sweep is not None and Path(sweep) != Path(str(sweep_out)):
+                raise UsageError(
+                    f"hydra.sweep.dir={sweep} and output.dir={sweep_out} name two sweep folders -- fix: "
+                    "give one of them (in a sweep they are the same setting)"
+                )
+            sweep = str(sweep_out)
         if sweep is None:
             tag = hashlib.sha256("\0".join(sorted(args)).encode()).hexdigest()[:10]
             sweep = str(root / f"sweep-{tag}")
