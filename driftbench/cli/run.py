@@ -348,7 +348,7 @@ def _run_dir_and_args(cfgs: list, run_args: RunArgs) -> tuple[Path, list[str]]:
         import hashlib
 
         sweep = _dir_setting(run_args, "hydra.sweep.dir")
-        out_dirs = {str(OmegaConf.to_container(c, resolve=True)["output"].get("dir")) for c in cfgs}  # type: ignore[index]
+        out_dirs = {str(OmegaConf.select(c, "output.dir")) for c in cfgs}
         if len(out_dirs) > 1:
             raise UsageError(f"output.dir is swept ({', '.join(sorted(out_dirs))}); in a sweep it names the "
                              "sweep folder -- fix: give one output.dir (each job gets a subfolder of it)")
