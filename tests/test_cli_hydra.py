@@ -114,6 +114,8 @@ def test_config_dir_adds_the_users_groups_beside_the_shipped_ones(user_conf: Pat
     (["--resolve"], "--resolve and --package go with --cfg"),
     (["--cfg", "job", "model=nope"], "Could not find 'model/nope'"),
     (["hydra.run.dir=OUT/a", "output.dir=OUT/b"], "name two run directories"),
+    (["-m", "mitigation=none,reanchor", "--cfg", "job"], "-m cannot go with --cfg"),
+    (["--info", "-m", "mitigation=none,reanchor"], "-m cannot go with --info"),
 ])
 def test_bad_flags_exit_2_with_one_line(args: list[str], says: str, tmp_path: Path) -> None:
     args = [a.replace("OUT", str(tmp_path)) for a in args]

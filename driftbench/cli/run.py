@@ -220,10 +220,8 @@ def parse_run_args(argv: Sequence[str]) -> RunArgs:
         raise UsageError(f"{message} -- fix: see `driftbench run --help`")
 
     parser.error = error  # type: ignore[method-assign]
-    # -m/--multirun may stand anywhere among the overrides (argparse stops the positional list at a flag)
-    args = list(argv)
-    flags = [a for a in args if a in ("-m", "--multirun")]
-    ns = parser.parse_args([*flags, *(a for a in args if a not in ("-m", "--multirun"))])
+    # flags (-m, --cfg job, -cd DIR) may stand anywhere among the overrides
+    ns = parser.parse_intermixed_args(list(argv))
     for key, what in _REFUSED.items():
         if getattr(ns, key, None):
             raise UsageError(f"driftbench run does not take {what} -- fix: see `driftbench run --help`")
@@ -253,7 +251,11 @@ def parse_run_args(argv: Sequence[str]) -> RunArgs:
     if ns.shell_completion:
         hydra_argv.append("--shell-completion")
     if ns.multirun and hydra_argv:
-        hydra_argv.append("--multirun")  # Hydra refuses the combination with its own message
+        # Hydra takes one of --cfg/--info/--shell-completion/--multirun (it raises a traceback otherwise)
+        raise UsageError(
+            f"-m cannot go with {hydra_argv[0]}: Hydra answers for one composed config, not a sweep's -- "
+            "fix: drop -m and give one value per key (e.g. driftbench run --cfg job mitigation=reanchor)"
+        )
     return RunArgs(overrides, bool(ns.multirun), hydra_argv, ns.config_name or "config", search_dirs)
 
 
