@@ -181,6 +181,8 @@ def assign(faces: pd.DataFrame, refs: np.ndarray, *, threshold: float) -> pd.Dat
 
     k = len(refs)
     refs = np.asarray(refs, np.float64)
+    # no calibrated threshold (validation measures with NaN): identity admits any face
+    thr = threshold if np.isfinite(threshold) else -np.inf
     last_box: list[Any] = [None] * k
     last_t = [-np.inf] * k
     out: list[dict[str, Any]] = []
@@ -201,7 +203,7 @@ def assign(faces: pd.DataFrame, refs: np.ndarray, *, threshold: float) -> pd.Dat
                 for j, b in enumerate(cands["box"]):
                     d = float(np.linalg.norm(_centre_size(b)[0] - pc)) / ps
                     cont[c, j] = max(0.0, 1.0 - d / POS_GATE)
-            ok = (cont > 0) | (ident >= threshold)
+            ok = (cont > 0) | (ident >= thr)
             score = np.where(ok, POS_WEIGHT * cont + np.where(np.isfinite(ident), ident, -1.0), -1e6)
             rr, cc = linear_sum_assignment(-score)
             for c, j in zip(rr, cc, strict=True):
