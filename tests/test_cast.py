@@ -1,5 +1,5 @@
-"""Several characters per clip (driftbench.measure.cast): the manifest's cast, the one-to-one assignment with
-position continuity (a swap stays visible), swap onsets and leakage -- media-free logic tests on face tables."""
+"""Several characters per clip (driftbench.measure.cast): the manifest's cast, the one-to-one assignment
+with position continuity (a swap stays visible), swap onsets and leakage (media-free, on face tables)."""
 
 from __future__ import annotations
 
@@ -89,8 +89,8 @@ def test_identity_decides_at_the_start_and_after_a_jump_beyond_the_gate():
     asg = cast.assign(faces, np.stack([a, b]), threshold=0.4)
     assert (faces.loc[asg["face_0"], "face_index"] == 1).all()
     # A jumps 1.6 face sizes (beyond POS_GATE) while B stays: identity re-finds A, no continuity needed
-    jump = [[(a, (128.0, 128.0)), (b, (384.0, 128.0))] if i < 6 else [(a, (256.0, 220.0)), (b, (384.0, 128.0))]
-            for i in range(14)]
+    jump = [[(a, (128.0, 128.0)), (b, (384.0, 128.0))] if i < 6
+            else [(a, (256.0, 220.0)), (b, (384.0, 128.0))] for i in range(14)]
     f2 = _faces(jump)
     refs = np.stack([a, b])
     asg2 = cast.assign(f2, refs, threshold=0.4)
