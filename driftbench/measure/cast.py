@@ -7,8 +7,8 @@ Semantics (docs/MULTI-CHARACTER.md):
 - **A character is a track.** At each sample the faces are assigned to the characters by an optimal
   one-to-one assignment (Hungarian, :func:`scipy.optimize.linear_sum_assignment`) maximising
   ``POS_WEIGHT * continuity + identity``: ``identity`` is the cosine of the face to the character's
-  reference, ``continuity`` is 1 - d / ``POS_GATE`` for a face whose centre lies d face sizes from the
-  character's last box (seen at most ``MAX_GAP_S`` ago), else 0. Continuity outweighs identity, so once a
+  reference, ``continuity`` is 1 - d / ``POS_GATE`` for a face whose centre lies d face sizes (the larger of the two
+  boxes) from the character's last box (seen at most ``MAX_GAP_S`` ago), else 0. Continuity outweighs identity, so once a
   track is established it follows the *place*, not the identity: when two characters exchange faces where
   they stand, character A's track shows B's face and the swap is visible (an identity-only assignment
   would silently follow the faces and hide it). Identity decides at the start, on re-entry after a gap,
@@ -42,7 +42,8 @@ from driftbench.measure import drift
 #: weight of position continuity against the identity cosine (continuity in [0, 1], cosine in [-1, 1]):
 #: above 1 so that a face staying in place keeps its track whatever it looks like
 POS_WEIGHT = 2.0
-#: centre distance (in face sizes, sqrt of the previous box's area) at which continuity reaches 0
+#: centre distance (in face sizes: sqrt of the box area, the larger of the previous and the new box) at which
+#: continuity reaches 0
 POS_GATE = 1.0
 #: a character unseen for longer than this is re-identified by identity alone
 MAX_GAP_S = 2.0
@@ -201,7 +202,8 @@ def assign(faces: pd.DataFrame, refs: np.ndarray, *, threshold: float) -> pd.Dat
                     continue
                 pc, ps = _centre_size(last_box[c])
                 for j, b in enumerate(cands["box"]):
-                    d = float(np.linalg.norm(_centre_size(b)[0] - pc)) / ps
+                    bc, bs = _centre_size(b)
+                    d = float(np.linalg.norm(bc - pc)) / max(ps, bs)
                     cont[c, j] = max(0.0, 1.0 - d / POS_GATE)
             ok = (cont > 0) | (ident >= thr)
             score = np.where(ok, POS_WEIGHT * cont + np.where(np.isfinite(ident), ident, -1.0), -1e6)

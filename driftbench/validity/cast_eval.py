@@ -75,6 +75,8 @@ def measure_pair(left: str, right: str, folder: Path, settings: Any) -> dict[str
                 leak = f["cast_leak_trail"].to_numpy()
                 ok = np.isfinite(leak)
                 rec["morph_spearman"] = float(spearmanr(alpha[ok], leak[ok]).statistic)
+                rec["morph_series"] = {"t": f["t"].round(3).tolist(), "alpha": alpha.round(4).tolist(),
+                                       "leak": f["cast_leak"].round(4).tolist()}
     return rec
 
 
