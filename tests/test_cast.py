@@ -75,6 +75,9 @@ def test_a_swap_in_place_stays_visible_and_its_onset_is_found():
     assert cols["swapped"] == 1 and cols["swap_onset_s"] == pytest.approx(4.0) and cols["swap_with"] == "B"
     assert cols["cast_missing_samples"] == 0 and cols["cast_unassigned_faces"] == 0
     assert (series["cast_swap"].to_numpy()[8:] > 0).all()
+    # inside the swap each place shows the other's face: a swap, not a blend -- no leakage from it
+    assert np.isnan(series["cast_leak"].to_numpy()[8:]).all()
+    assert cols["leakage_max"] == pytest.approx(0.0, abs=1e-6) and cols["leak_with"] == "B"
     # a swap shorter than SWAP_MIN_S is not one
     short = [[(a, left), (b, right)] if not 8 <= i < 10 else [(b, left), (a, right)] for i in range(20)]
     f2 = _faces(short)

@@ -1,8 +1,8 @@
 """Several characters per clip on real footage: two identity-constant real clips of different people
-(../shared/data/video/real) side by side, the same with the faces exchanged at a known time, and with the left
-face morphed toward the right one (the synthetic source's morph), run through `driftbench run` as a cast
-manifest. Targets (issue 19): the swap is found within 1 s of the cut, the constant pair raises nothing, leakage
-rises with the morph (Spearman >= 0.9)."""
+(../shared/data/video/real) side by side, the same with the faces exchanged at a known time, and with the
+left face morphed toward the right one (the synthetic source's morph), run through `driftbench run` as a
+cast manifest. Targets (issue 19): the swap is found within 1 s of the cut, the constant pair raises
+nothing, leakage rises with the morph (Spearman >= 0.9)."""
 
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ def cast_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     pd.DataFrame({"clip": [mat[k]["path"] for k in ("constant", "swap", "morph")],
                   "clip_id": ["constant", "swap", "morph"], "character": ["left;right"] * 3,
                   "reference": ["first_frame"] * 3}).to_csv(manifest, index=False)
-    code, out, err = run_cli("run", "model=folder", f"model.path={manifest}", "fetch=false", "progress=false",
-                             f"sampling.fps={FPS:g}", f"output.dir={tmp / 'run'}", f"cache.dir={tmp / 'cache'}")
+    code, _, err = run_cli("run", "model=folder", f"model.path={manifest}", "fetch=false", "progress=false",
+                           f"sampling.fps={FPS:g}", f"output.dir={tmp / 'run'}", f"cache.dir={tmp / 'cache'}")
     assert code == 0, err[-3000:]
     return tmp / "run", mat
 

@@ -7,24 +7,29 @@ Semantics (docs/MULTI-CHARACTER.md):
 - **A character is a track.** At each sample the faces are assigned to the characters by an optimal
   one-to-one assignment (Hungarian, :func:`scipy.optimize.linear_sum_assignment`) maximising
   ``POS_WEIGHT * continuity + identity``: ``identity`` is the cosine of the face to the character's
-  reference, ``continuity`` is 1 - d / ``POS_GATE`` for a face whose centre lies d face sizes (the larger of the two
-  boxes) from the character's last box (seen at most ``MAX_GAP_S`` ago), else 0. Continuity outweighs identity, so once a
-  track is established it follows the *place*, not the identity: when two characters exchange faces where
-  they stand, character A's track shows B's face and the swap is visible (an identity-only assignment
-  would silently follow the faces and hide it). Identity decides at the start, on re-entry after a gap,
-  and when a face jumps further than ``POS_GATE`` face sizes. A pair is admissible only with continuity
-  or an identity cosine at or above the backend's threshold (a bystander is not taken for a character).
+  reference, ``continuity`` is 1 - d / ``POS_GATE`` for a face whose centre lies d face sizes (the larger
+  of the two boxes) from the character's last box (seen at most ``MAX_GAP_S`` ago), else 0. Continuity
+  outweighs identity, so once a track is established it follows the *place*, not the identity: when two
+  characters exchange faces where they stand, character A's track shows B's face and the swap is visible
+  (an identity-only assignment would silently follow the faces and hide it). Identity decides at the
+  start, on re-entry after a gap, and when a face jumps further than ``POS_GATE`` face sizes. A pair is
+  admissible only with continuity or an identity cosine at or above the backend's threshold (a bystander
+  is not taken for a character).
 - **Missing / unassigned**: a sample where no face is assigned to the character counts as missing for it
   (its similarity is NaN there, so a missing character counts towards loss as today); faces that no
   character takes are counted as unassigned.
 - **Swap** of A and B: A's face scores higher to B's reference than to A's, while B's face scores higher to
   A's reference than to B's: ``swap(t) = min(cos(fA, rB) - cos(fA, rA), cos(fB, rA) - cos(fB, rB))`` (smoothed
   over ``smooth_s``) stays above 0 for at least ``SWAP_MIN_S``; its onset is the run's first sample.
-- **Leakage** of A and B: ``leak(t) = cos(fA, fB) - cos(rA, rB)``: how much more alike the two faces are than
-  their references, as a trailing ``LEAK_WINDOW_S`` median; ``leakage_max`` is the highest level held for
-  ``LEAK_MIN_S`` and ``leakage_end`` the median over the clip's last ``window_s``. ``leaking`` compares
-  ``leakage_max`` with a threshold calibrated on identity-constant real two-person composites
-  (:data:`LEAK_THRESHOLDS`); empty for a backend without one.
+- **Leakage** of character A toward B: ``leak(t) = cos(fA, rB) - cos(rA, rB)``: how much more A's face
+  resembles B's reference than A's own reference does, as a trailing ``LEAK_WINDOW_S`` median; ``leakage_max``
+  is the highest level held for ``LEAK_MIN_S`` and ``leakage_end`` the median over the clip's last
+  ``window_s``. Samples inside a swap (smoothed swap series > 0) are left out: there each place shows the
+  other's face, which is a swap, not a blend. ``leaking`` compares ``leakage_max`` with a threshold
+  calibrated on identity-constant real two-person composites (:data:`LEAK_THRESHOLDS`); empty for a backend
+  without one. The face-to-face form ``cos(fA, fB) - cos(rA, rB)`` (kept per sample as ``cast_leak_faces``)
+  carries both faces' pose and expression noise: on the morph composites it follows the morph less
+  faithfully (docs/MULTI-CHARACTER.md).
 """
 
 from __future__ import annotations
@@ -266,8 +271,14 @@ def swap_series(fa: np.ndarray, fb: np.ndarray, ra: np.ndarray, rb: np.ndarray) 
     return np.minimum(a, b)
 
 
-def leak_series(fa: np.ndarray, fb: np.ndarray, ra: np.ndarray, rb: np.ndarray) -> np.ndarray:
-    """Per sample: cos(fA, fB) - cos(rA, rB) (NaN where either is missing)."""
+def leak_series(fa: np.ndarray, ra: np.ndarray, rb: np.ndarray) -> np.ndarray:
+    """Per sample: cos(fA, rB) - cos(rA, rB), A's face toward B's reference (NaN where A is missing)."""
+    return fa @ rb - float(ra @ rb)
+
+
+def face_leak_series(fa: np.ndarray, fb: np.ndarray, ra: np.ndarray, rb: np.ndarray) -> np.ndarray:
+    """Per sample: cos(fA, fB) - cos(rA, rB), the two faces against their references (NaN where either is
+    missing)."""
     return np.einsum("ij,ij->i", fa, fb) - float(ra @ rb)
 
 
@@ -300,8 +311,8 @@ def cast_summary(faces: pd.DataFrame, assignment: pd.DataFrame, refs: np.ndarray
                  leak_threshold: float | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
     """Per-clip cast columns of character ``c`` (see the metric cards ``cast_*``, ``swap_*``, ``leakage_*``):
     against every other character, the earliest swap and the strongest leakage; and per sample the swap and
-    leak series (``cast_swap``, ``cast_leak``: raw; ``cast_leak_trail``: the trailing median) against the
-    partner of the strongest leakage (or of the swap)."""
+    leak series (``cast_swap``, ``cast_leak``: raw; ``cast_leak_trail``: the trailing median;
+    ``cast_leak_faces``: face to face) against the partner of the strongest leakage."""
     t = assignment["t"].to_numpy(np.float64)
     dim = refs.shape[1]
     fa = _embs(faces, assignment[f"face_{c}"].to_numpy(), dim)
@@ -315,7 +326,7 @@ def cast_summary(faces: pd.DataFrame, assignment: pd.DataFrame, refs: np.ndarray
     }
     nan = np.full(len(t), np.nan)
     series = pd.DataFrame({"sample_index": assignment["sample_index"].to_numpy(), "cast_swap": nan,
-                           "cast_leak": nan, "cast_leak_trail": nan})
+                           "cast_leak": nan, "cast_leak_trail": nan, "cast_leak_faces": nan})
     best_leak = -np.inf
     for o in range(len(names)):
         if o == c:
@@ -325,7 +336,8 @@ def cast_summary(faces: pd.DataFrame, assignment: pd.DataFrame, refs: np.ndarray
         onset = swap_onset(t, sw, smooth_s)
         if onset is not None and (out["swap_onset_s"] is None or onset < out["swap_onset_s"]):
             out.update(swapped=1, swap_onset_s=onset, swap_with=names[o])
-        leak = leak_series(fa, fb, refs[c], refs[o])
+        leak = leak_series(fa, refs[c], refs[o])
+        leak = np.where(drift.smooth(t, sw, smooth_s) > 0, np.nan, leak)  # a swap is not a blend
         trail, lmax, lend = leakage_figures(t, leak, window_s)
         stronger = bool(np.isfinite(lmax) and lmax > best_leak)
         if stronger:
@@ -333,6 +345,7 @@ def cast_summary(faces: pd.DataFrame, assignment: pd.DataFrame, refs: np.ndarray
             out.update(leakage_max=lmax, leakage_end=lend, leak_with=names[o])
         if stronger or not np.isfinite(series["cast_leak"]).any():
             series["cast_swap"], series["cast_leak"], series["cast_leak_trail"] = sw, leak, trail
+            series["cast_leak_faces"] = face_leak_series(fa, fb, refs[c], refs[o])
     if leak_threshold is not None and out["leakage_max"] is not None:
         out["leaking"] = int(out["leakage_max"] > leak_threshold)
     return out, series

@@ -262,7 +262,7 @@ def _measure(clip: Clip, s: MeasureSettings, warnings: list[str]) -> ClipResult:
     frames["sim_dec_smooth"] = drift.smooth(t, frames["sim_dec"].to_numpy(), s.metrics.smooth_s)
     frames["blendshapes"] = track["blendshapes"].to_numpy()
     if cast_series is not None:  # a cast clip: the swap and leakage series against its partner, per sample
-        for col in ("cast_swap", "cast_leak", "cast_leak_trail"):
+        for col in ("cast_swap", "cast_leak", "cast_leak_trail", "cast_leak_faces"):
             frames[col] = cast_series[col].to_numpy()
     curv = drift.curve(frames, s.metrics.bin_s)
     # a truncated clip is observed only up to its last decoded frame: censor there, not at the header's

@@ -3,8 +3,9 @@ in one frame, optionally with the two faces exchanged from a known time (a swap)
 toward the other by the synthetic source's morph (:func:`driftbench.sources.synthetic_render.render_real`;
 leakage). Test material for :mod:`driftbench.measure.cast` and the frames of ``model=synthetic model.cast=2``.
 
-Each side is the clip's centre square resized to ``size``; the composite is ``2 * size`` wide, written at
-``fps`` (frame k at k / fps), as long as the shorter clip (at most ``duration_s``). """
+Each side is the clip's centre square (a portrait video's top square) resized to ``size``; the composite
+is ``2 * size`` wide, written at ``fps`` (frame k at k / fps), as long as the shorter clip (at most
+``duration_s``). """
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ def _square(img: np.ndarray, size: int) -> np.ndarray:
 
     h, w = img.shape[:2]
     s = min(h, w)
-    y0, x0 = (h - s) // 2, (w - s) // 2
+    # a portrait (upright) video's face sits in its upper part: its top square; else the centre square
+    y0, x0 = (0 if h > w else (h - s) // 2), (w - s) // 2
     crop = img[y0:y0 + s, x0:x0 + s]
     return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if s > size else cv2.INTER_CUBIC)
 

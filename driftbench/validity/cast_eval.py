@@ -50,7 +50,8 @@ def measure_pair(left: str, right: str, folder: Path, settings: Any) -> dict[str
     """The three composites of a pair measured as a two-character cast (regions left / right)."""
     from scipy.stats import spearmanr
 
-    from driftbench.measure.cast import Member
+    from driftbench.measure import drift
+    from driftbench.measure.cast import LEAK_WINDOW_S, Member
     from driftbench.measure.clip import measure_clip
     from driftbench.sources.base import Clip
     from driftbench.sources.composite import pair_material
@@ -75,8 +76,13 @@ def measure_pair(left: str, right: str, folder: Path, settings: Any) -> dict[str
                 leak = f["cast_leak_trail"].to_numpy()
                 ok = np.isfinite(leak)
                 rec["morph_spearman"] = float(spearmanr(alpha[ok], leak[ok]).statistic)
+                faces = -drift.drift_series(f["t"].to_numpy(), f["cast_leak_faces"].to_numpy(), 0.0,
+                                            LEAK_WINDOW_S)
+                ok = np.isfinite(faces)
+                rec["morph_spearman_faces"] = float(spearmanr(alpha[ok], faces[ok]).statistic)
                 rec["morph_series"] = {"t": f["t"].round(3).tolist(), "alpha": alpha.round(4).tolist(),
-                                       "leak": f["cast_leak"].round(4).tolist()}
+                                       "leak": f["cast_leak"].round(4).tolist(),
+                                       "leak_faces": f["cast_leak_faces"].round(4).tolist()}
     return rec
 
 
@@ -132,6 +138,8 @@ def summarise(recs: list[dict[str, Any]], key: str, persons: dict[str, str] | No
         "morph_leak_flags_heldout": sum(h["morph_flagged"] for h in held),
         "morph_spearman_min": min((r["morph_spearman"] for r in ok), default=None),
         "morph_spearman_ge_0_9": sum(r["morph_spearman"] >= 0.9 for r in ok),
+        "morph_spearman_faces_ge_0_9": sum(r["morph_spearman_faces"] >= 0.9 for r in ok),
+        "morph_spearman_faces_min": min((r["morph_spearman_faces"] for r in ok), default=None),
         "leak_threshold": leak_threshold(list(const.values())) if const else None,
         "heldout": held, "pairs": recs,
     }
