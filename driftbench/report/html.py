@@ -397,7 +397,7 @@ def _survival_cell(r: dict[str, Any], h: str) -> dict[str, Any]:
 def _clip_rows(clips: pd.DataFrame, cols: list[tuple[str, str]], text_cols: set[str]) -> list[dict[str, Any]]:
     rows = []
     for r in clips.to_dict(orient="records"):
-        cells = []
+        cells: list[dict[str, Any]] = []
         for c, _ in cols:
             if c == "drifting":
                 text, cls = _verdict(r.get(c))

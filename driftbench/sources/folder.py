@@ -193,7 +193,7 @@ class FolderSource:
 
     def _from_manifest(self, manifest: Path) -> list[Clip]:
         base = manifest.parent
-        clips = []
+        clips: list[Clip] = []
         for i, row in enumerate(read_manifest(manifest)):
             where = f"{manifest}:{i + 2 if manifest.suffix.lower() == '.csv' else i + 1}"
             clip_val = _pick(row, "clip")
