@@ -91,9 +91,9 @@ def test_identity_decides_at_the_start_and_after_a_jump_beyond_the_gate():
     faces = _faces([[(b, (128.0, 128.0)), (a, (384.0, 128.0))] for _ in range(6)])
     asg = cast.assign(faces, np.stack([a, b]), threshold=0.4)
     assert (faces.loc[asg["face_0"], "face_index"] == 1).all()
-    # A jumps 1.6 face sizes (beyond POS_GATE) while B stays: identity re-finds A, no continuity needed
+    # A jumps 2 face sizes (beyond POS_GATE) while B stays: identity re-finds A, no continuity needed
     jump = [[(a, (128.0, 128.0)), (b, (384.0, 128.0))] if i < 6
-            else [(a, (256.0, 220.0)), (b, (384.0, 128.0))] for i in range(14)]
+            else [(a, (300.0, 220.0)), (b, (384.0, 128.0))] for i in range(14)]
     f2 = _faces(jump)
     refs = np.stack([a, b])
     asg2 = cast.assign(f2, refs, threshold=0.4)

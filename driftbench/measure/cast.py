@@ -45,11 +45,12 @@ import pandas as pd
 from driftbench.measure import drift
 
 #: weight of position continuity against the identity cosine (continuity in [0, 1], cosine in [-1, 1]):
-#: above 1 so that a face staying in place keeps its track whatever it looks like
-POS_WEIGHT = 2.0
+#: large enough that a face within one face size of a track's last place keeps the track whatever it looks
+#: like (3 * (1 - 1 / 1.5) = 1, the whole range identity can add between two people)
+POS_WEIGHT = 3.0
 #: centre distance (in face sizes: sqrt of the box area, the larger of the previous and the new box) at which
 #: continuity reaches 0
-POS_GATE = 1.0
+POS_GATE = 1.5
 #: a character unseen for longer than this is re-identified by identity alone
 MAX_GAP_S = 2.0
 #: shortest swap that counts (the issue's ">= 2 s")
@@ -59,8 +60,9 @@ LEAK_WINDOW_S = 2.0
 LEAK_MIN_S = 2.0
 #: leakage verdict per backend threshold key: ``leaking`` when leakage_max exceeds it. Calibrated on
 #: identity-constant real two-person composites of ../shared/data/video/real (people held out); produced by
-#: ``python -m driftbench.sources.composite calibrate`` (docs/MULTI-CHARACTER.md).
-LEAK_THRESHOLDS: dict[str, float] = {}
+#: ``python -m driftbench.validity.cast_eval docs/multi-character/KEY.json`` (docs/MULTI-CHARACTER.md): the
+#: highest leakage_max of 21 constant pairs plus ``cast_eval.LEAK_MARGIN``.
+LEAK_THRESHOLDS: dict[str, float] = {"sface": 0.1201}
 
 _NAMED_REGIONS = {
     "left": (0.0, 0.0, 0.5, 1.0),

