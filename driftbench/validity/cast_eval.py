@@ -61,7 +61,7 @@ def measure_pair(left: str, right: str, folder: Path, settings: Any) -> dict[str
     mat = pair_material(left, right, folder, fps=FPS, duration_s=DURATION_S, size=SIZE)
     cast = [Member("L", region=(0.0, 0.0, 0.5, 1.0)).to_json(),
             Member("R", region=(0.5, 0.0, 1.0, 1.0)).to_json()]
-    rec: dict[str, Any] = {"left": left, "right": right}
+    rec: dict[str, Any] = {"left": Path(left).name, "right": Path(right).name}
     for kind, m in mat.items():
         for ch in ("L", "R"):
             r = measure_clip(Clip(f"{kind}#{ch}", m["path"], ch, meta={"cast": cast}), settings)
