@@ -232,7 +232,7 @@ class FolderSource:
             meta["source"] = "manifest"
             clip_id = str(row.get("clip_id") or clip_val)
             character = str(_pick(row, "character") or path.stem)
-            if ";" in character:  # several characters: one clip per character (driftbench.measure.cast)
+            if sum(bool(n.strip()) for n in character.split(";")) > 1:  # a cast: one clip per character
                 try:
                     cast = parse_cast(character, None if ref_val is None else str(ref_val),
                                       lambda r: _resolve(base, r))
