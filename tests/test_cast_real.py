@@ -25,15 +25,20 @@ DURATION_S, FPS = 8.0, 2.0
 
 @pytest.fixture(scope="module")
 def cast_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    from driftbench.sources.composite import pair_material
+    from driftbench.sources.composite import compose, pair_material
 
     tmp = tmp_path_factory.mktemp("cast")
     real = VIDEO / "real"
     mat = pair_material(real / PAIR[0], real / PAIR[1], tmp / "cached", fps=FPS, duration_s=DURATION_S)
+    # the same swap written at 10 frames/s, its cut between two of the 2 frames/s samples
+    fine = tmp / "cached" / "swapfine.mp4"
+    compose(real / PAIR[0], real / PAIR[1], fine, fps=10.0, duration_s=DURATION_S, swap_at=3.3)
+    mat["swapfine"] = {"path": str(fine), "swap_at": 3.3}
+    kinds = ("constant", "swap", "morph", "swapfine")
     manifest = tmp / "cast.csv"
-    pd.DataFrame({"clip": [mat[k]["path"] for k in ("constant", "swap", "morph")],
-                  "clip_id": ["constant", "swap", "morph"], "character": ["left;right"] * 3,
-                  "reference": ["first_frame"] * 3}).to_csv(manifest, index=False)
+    pd.DataFrame({"clip": [mat[k]["path"] for k in kinds], "clip_id": list(kinds),
+                  "character": ["left;right"] * len(kinds),
+                  "reference": ["first_frame"] * len(kinds)}).to_csv(manifest, index=False)
     code, _, err = run_cli("run", "model=folder", f"model.path={manifest}", "fetch=false", "progress=false",
                            f"sampling.fps={FPS:g}", f"output.dir={tmp / 'run'}", f"cache.dir={tmp / 'cache'}")
     assert code == 0, err[-3000:]
@@ -47,7 +52,7 @@ def _clips(run: Path) -> pd.DataFrame:
 def test_every_character_gets_its_own_row_curve_and_verdicts(cast_run):
     run, _ = cast_run
     clips = _clips(run)
-    ids = {f"{c}#{ch}" for c in ("constant", "swap", "morph") for ch in ("left", "right")}
+    ids = {f"{c}#{ch}" for c in ("constant", "swap", "morph", "swapfine") for ch in ("left", "right")}
     assert set(clips.index) == ids
     assert (clips["cast_size"] == 2).all() and (clips["cast_missing_samples"] == 0).all()
     assert (clips["cast_unassigned_faces"] == 0).all()
@@ -65,11 +70,12 @@ def test_every_character_gets_its_own_row_curve_and_verdicts(cast_run):
 def test_swap_is_found_within_one_second_of_the_cut(cast_run):
     run, mat = cast_run
     clips = _clips(run)
-    cut = mat["swap"]["swap_at"]
-    for ch, other in (("left", "right"), ("right", "left")):
-        row = clips.loc[f"swap#{ch}"]
+    for kind, ch, other in [(k, c, o) for k in ("swap", "swapfine") for c, o in (("left", "right"),
+                                                                                ("right", "left"))]:
+        cut = mat[kind]["swap_at"]
+        row = clips.loc[f"{kind}#{ch}"]
         assert row["swapped"] == 1 and row["swap_with"] == other
-        assert abs(row["swap_onset_s"] - cut) <= 1.0, (row["swap_onset_s"], cut)
+        assert abs(row["swap_onset_s"] - cut) <= 1.0, (kind, row["swap_onset_s"], cut)
         # position continuity carried the track: after the cut the character's place shows the other face
         assert row["sim_raw_at_end"] < 0.4
     assert (clips.loc[["constant#left", "constant#right", "morph#right"], "swapped"] == 0).all()

@@ -27,6 +27,9 @@ FPS = 2.0
 SIZE = 256
 #: the leakage threshold sits this far above the highest leakage_max of the identity-constant pairs
 LEAK_MARGIN = 0.03
+#: a second swap composite: written at 10 frames/s, cut between two 2 frames/s samples
+FINE_FPS = 10.0
+FINE_CUT_S = 3.3
 COLUMNS = ("swapped", "swap_onset_s", "leakage_max", "leakage_end", "cast_missing_samples",
            "cast_unassigned_faces")
 
@@ -56,9 +59,15 @@ def measure_pair(left: str, right: str, folder: Path, settings: Any) -> dict[str
     from driftbench.measure.cast import LEAK_WINDOW_S, Member
     from driftbench.measure.clip import measure_clip
     from driftbench.sources.base import Clip
-    from driftbench.sources.composite import pair_material
+    from driftbench.sources.composite import compose, pair_material
 
     mat = pair_material(left, right, folder, fps=FPS, duration_s=DURATION_S, size=SIZE)
+    # the same swap written at 10 frames/s with the cut between two samples (measured at 2 frames/s)
+    tag = f"{Path(left).stem}+{Path(right).stem}-{FINE_FPS:g}fps-{DURATION_S:g}s-{SIZE}"
+    fine = folder / f"{tag}-swap{FINE_CUT_S:g}.mp4"
+    if not fine.is_file():
+        compose(left, right, fine, fps=FINE_FPS, duration_s=DURATION_S, size=SIZE, swap_at=FINE_CUT_S)
+    mat["swapfine"] = {"path": str(fine), "swap_at": FINE_CUT_S}
     cast = [Member("L", region=(0.0, 0.0, 0.5, 1.0)).to_json(),
             Member("R", region=(0.5, 0.0, 1.0, 1.0)).to_json()]
     rec: dict[str, Any] = {"left": Path(left).name, "right": Path(right).name}
@@ -70,8 +79,8 @@ def measure_pair(left: str, right: str, folder: Path, settings: Any) -> dict[str
                 continue
             s = r.summary
             rec[f"{kind}_{ch}"] = {k: s.get(k) for k in COLUMNS}
-            if kind == "swap":
-                rec["swap_at"] = m["swap_at"]
+            if kind in ("swap", "swapfine"):
+                rec[f"{kind}_at"] = m["swap_at"]
             if kind == "morph" and ch == "L" and r.frames is not None:
                 f = r.frames
                 alpha = np.interp(f["t"].to_numpy(), m["t"], m["alpha"])
@@ -128,13 +137,21 @@ def summarise(recs: list[dict[str, Any]], key: str, persons: dict[str, str] | No
         held.append({"pair": f"{Path(r['left']).stem}+{Path(r['right']).stem}", "threshold": thr,
                      "constant_leakage_max": const[i], "constant_flagged": const[i] > thr,
                      "morph_leakage_max": morph, "morph_flagged": morph > thr})
-    onsets = [(r[f"swap_{c}"]["swap_onset_s"], r["swap_at"]) for r in ok for c in ("L", "R")]
-    onset_err = [None if o is None else abs(o - at) for o, at in onsets]
+    def errors(kind: str) -> list[float | None]:
+        onsets = [(r[f"{kind}_{c}"]["swap_onset_s"], r[f"{kind}_at"]) for r in ok if f"{kind}_L" in r
+                  for c in ("L", "R")]
+        return [None if o is None else abs(o - at) for o, at in onsets]
+
+    onset_err = errors("swap")
+    fine_err = errors("swapfine")
     return {
         "key": key, "duration_s": DURATION_S, "fps": FPS, "pairs_tried": len(recs), "pairs_measured": len(ok),
         "swap_found": sum(e is not None for e in onset_err), "swap_total": len(onset_err),
         "swap_onset_error_max_s": max((e for e in onset_err if e is not None), default=None),
         "swap_within_1s": sum(e is not None and e <= 1.0 for e in onset_err),
+        "swapfine_found": sum(e is not None for e in fine_err), "swapfine_total": len(fine_err),
+        "swapfine_onset_error_max_s": max((e for e in fine_err if e is not None), default=None),
+        "swapfine_within_1s": sum(e is not None and e <= 1.0 for e in fine_err),
         "constant_swap_flags": sum(int(r[f"constant_{c}"]["swapped"]) for r in ok for c in ("L", "R")),
         "constant_leak_flags_heldout": sum(h["constant_flagged"] for h in held),
         "morph_leak_flags_heldout": sum(h["morph_flagged"] for h in held),
