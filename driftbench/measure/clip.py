@@ -235,6 +235,10 @@ def _measure(clip: Clip, s: MeasureSettings, warnings: list[str]) -> ClipResult:
     cast_series: pd.DataFrame | None = None
     if clip.meta.get("cast"):
         track, ref, cast_cols, cast_series = _cast_track(clip, s, analyzer, cache, faces)
+        if cast_cols["cast_size"] > s.max_faces:
+            warnings.append(f"{clip.path}: a cast of {cast_cols['cast_size']} characters but at most "
+                            f"signals.max_faces={s.max_faces} faces are kept per frame -- fix: raise "
+                            "signals.max_faces to the cast's size")
     else:
         track = choose_faces(faces, ref.embedding if ref is not None else None)
     _check_samples(clip, track, s, info.duration_s)
