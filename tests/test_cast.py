@@ -208,3 +208,20 @@ def test_synthetic_cast_makes_two_character_clips_with_known_swap_and_leak(tmp_p
         assert abs(clips.loc[i, "swap_onset_s"] - meta[i]["gt_swap_s"]) <= 1.0
     assert (clips.loc[const, "swapped"] == 0).all()
     assert clips.loc[leak[0], "leakage_max"] > clips.loc[const, "leakage_max"].max() + 0.1
+
+
+def test_bad_cast_config_is_a_usage_error(tmp_path):
+    from driftbench.config import compose
+    from driftbench.errors import UsageError
+    from driftbench.sources.base import SourceContext
+    from driftbench.sources.synthetic import SyntheticSource
+
+    cfg = compose(["model=synthetic"]).model
+    assert cfg.cast == 1  # the default run is one character per clip
+    ctx = SourceContext(work_dir=tmp_path, cache_dir=tmp_path)
+    for changes in ({"cast": 3}, {"cast": 0}, {"cast": 2, "source": str(tmp_path)}):
+        bad = cfg.copy()
+        for k, v in changes.items():
+            bad[k] = v
+        with pytest.raises(UsageError, match=r"model\.cast"):
+            SyntheticSource(bad, ctx).clips()
