@@ -173,7 +173,7 @@ def region_opening(faces: pd.DataFrame, region: tuple[float, float, float, float
     if inside.empty:
         return inside, reference_s
     t0 = float(inside["t"].min())
-    t_end = max(reference_s, t0 + reference_s) if t0 >= reference_s else reference_s
+    t_end = reference_s if t0 < reference_s else t0 + reference_s  # the face appears later: its first second
     inside = inside[inside["t"] < t_end]
     rows = inside.loc[inside.groupby("sample_index")["face_size"].idxmax()]
     return rows, t_end
