@@ -96,6 +96,10 @@ class SyntheticModelConfig(ModelConfig):
     max_clips: int = 8
     seed: int = 0
     label: str = "synthetic"
+    #: characters per clip: 1 (one face per clip); 2: pairs of embedded identities side by side in three
+    #: scenarios with ground truth: constant, swap (faces exchanged at step_s, default half the duration)
+    #: and leak (the left face morphed toward the right one, linear to strength); see driftbench.measure.cast
+    cast: int = 1
 
 
 @dataclass

@@ -28,6 +28,7 @@ as the last line. Rerunning the same command resumes an interrupted run.
 Overrides are Hydra overrides (key=value); an unknown key or a wrong type exits 2 before any work.
   model=synthetic|folder|kling|...   where clips come from (default: synthetic, built offline)
   model.path=DIR_OR_MANIFEST         for model=folder: a folder of clips or a CSV/YAML/JSON manifest
+                                     (character=anna;ben: several characters, docs/MULTI-CHARACTER.md)
   reference=auto|images|first_frame  reference images of the character, or the clip's own opening
   mitigation=none|reanchor|chain|freeze|paste|extend
   face=sface                         face backend (detector + aligner + embedder)

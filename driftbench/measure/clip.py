@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from driftbench.errors import ClipError, DriftbenchError, printable
@@ -230,7 +231,16 @@ def _measure(clip: Clip, s: MeasureSettings, warnings: list[str]) -> ClipResult:
             "check the clip's length and sampling.start/end",
             reason="empty",
         )
-    track = choose_faces(faces, ref.embedding if ref is not None else None)
+    cast_cols: dict[str, Any] = {}
+    cast_series: pd.DataFrame | None = None
+    if clip.meta.get("cast"):
+        track, ref, cast_cols, cast_series = _cast_track(clip, s, analyzer, cache, faces)
+        if cast_cols["cast_size"] > s.max_faces:
+            warnings.append(f"{clip.path}: a cast of {cast_cols['cast_size']} characters but at most "
+                            f"signals.max_faces={s.max_faces} faces are kept per frame -- fix: raise "
+                            "signals.max_faces to the cast's size")
+    else:
+        track = choose_faces(faces, ref.embedding if ref is not None else None)
     _check_samples(clip, track, s, info.duration_s)
     if not track["face_found"].any():
         # losing the face is never a gain: the clip stays in n and in survival, lost at its first sample
@@ -255,6 +265,9 @@ def _measure(clip: Clip, s: MeasureSettings, warnings: list[str]) -> ClipResult:
     frames["sim_raw_smooth"] = drift.smooth(t, frames["sim_raw"].to_numpy(), s.metrics.smooth_s)
     frames["sim_dec_smooth"] = drift.smooth(t, frames["sim_dec"].to_numpy(), s.metrics.smooth_s)
     frames["blendshapes"] = track["blendshapes"].to_numpy()
+    if cast_series is not None:  # a cast clip: the swap and leakage series against its partner, per sample
+        for col in ("cast_swap", "cast_leak", "cast_leak_trail", "cast_leak_faces"):
+            frames[col] = cast_series[col].to_numpy()
     curv = drift.curve(frames, s.metrics.bin_s)
     # a truncated clip is observed only up to its last decoded frame: censor there, not at the header's
     # duration (else survival_time_s would claim seconds nobody measured)
@@ -267,6 +280,7 @@ def _measure(clip: Clip, s: MeasureSettings, warnings: list[str]) -> ClipResult:
     summary.update({"video_fps": info.fps, "width": info.width, "height": info.height, "codec": info.codec,
                     "reference_mode": ref.mode, "n_reference_faces": ref.n_faces,
                     "max_faces_seen": int(faces["n_faces"].max())})
+    summary.update(cast_cols)
     thumbs = pd.DataFrame({"sample_index": track["sample_index"].astype("int32"), "t": track["t"],
                            "thumb": track["thumb"]})
     ref_json = ref.to_json()
@@ -282,6 +296,46 @@ def _measure(clip: Clip, s: MeasureSettings, warnings: list[str]) -> ClipResult:
         signals_key=key,
         cache_hit=hit,
     )
+
+
+def _cast_track(clip: Clip, s: MeasureSettings, analyzer: FaceAnalyzer, cache: SignalCache,
+                faces: pd.DataFrame
+                ) -> tuple[pd.DataFrame, drift.Reference, dict[str, Any], pd.DataFrame | None]:
+    """A cast clip (several characters, :mod:`driftbench.measure.cast`): every character's reference (its
+    images, or its region's face in the opening), the one-to-one assignment of faces to characters, and the
+    track, reference and cast columns of ``clip.character``."""
+    from driftbench.measure import cast
+
+    members = cast.cast_from_meta(clip.meta) or []
+    names = [m.name for m in members]
+    if clip.character not in names:
+        raise ClipError(clip.path, f"character {clip.character!r} is not in the clip's cast {names}",
+                        "name the character in the manifest's character column", reason="bad_manifest_row")
+    found = faces["emb"].dropna()
+    dim = len(found.iloc[0]) if len(found) else int(analyzer.info.embedding_dim or 128)
+    refs: list[drift.Reference] = []
+    for i, m in enumerate(members):
+        use_images = bool(m.images) and s.reference != "first_frame"
+        if s.reference == "images" and not m.images:
+            raise ClipError(clip.path, f"reference=images but character {m.name!r} has no reference image",
+                            "give each character an image in the manifest's reference column, or use "
+                            "reference=auto / first_frame", reason="no_reference")
+        if use_images:
+            refs.append(reference_from_images(m.images, analyzer, cache))
+            continue
+        region = m.region or cast.strip(i, len(members))
+        rows, t_end = cast.region_opening(faces, region, s.metrics.reference_s)
+        refs.append(drift.reference_from_faces(rows, "first_frame", t_end=t_end) if len(rows)
+                    else drift.Reference.missing("first_frame", dim=dim))
+    emb = np.stack([np.asarray(r.embedding, np.float64) for r in refs])
+    assignment = cast.assign(faces, emb, threshold=s.threshold)
+    c = names.index(clip.character)
+    track = cast.character_track(faces, assignment, c)
+    key = analyzer.info.threshold_key or s.backend
+    cols, series = cast.cast_summary(faces, assignment, emb, names, c, smooth_s=s.metrics.smooth_s,
+                                     window_s=s.metrics.window_s,
+                                     leak_threshold=cast.LEAK_THRESHOLDS.get(key))
+    return track, refs[c], cols, series
 
 
 def _check_samples(clip: Clip, track: pd.DataFrame, s: MeasureSettings, duration_s: float) -> None:

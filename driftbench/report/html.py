@@ -397,7 +397,7 @@ def _survival_cell(r: dict[str, Any], h: str) -> dict[str, Any]:
 def _clip_rows(clips: pd.DataFrame, cols: list[tuple[str, str]], text_cols: set[str]) -> list[dict[str, Any]]:
     rows = []
     for r in clips.to_dict(orient="records"):
-        cells = []
+        cells: list[dict[str, Any]] = []
         for c, _ in cols:
             if c == "drifting":
                 text, cls = _verdict(r.get(c))
@@ -405,9 +405,26 @@ def _clip_rows(clips: pd.DataFrame, cols: list[tuple[str, str]], text_cols: set[
                 continue
             cells.append({"text": _num(r.get(c)), "sort": _sortval(r.get(c)), "col": c,
                           "cls": ("text" if c in text_cols else "")
-                          + (" lost" if c == "time_to_loss_s" and _finite(r.get(c)) else "")})
+                          + (" lost" if c == "time_to_loss_s" and _finite(r.get(c)) else ""),
+                          "badges": _cast_badges(r) if c == "clip_id" else []})
         rows.append({"cells": cells})
     return rows
+
+
+def _cast_badges(r: dict[str, Any]) -> list[dict[str, str]]:
+    """A cast clip's character row (driftbench.measure.cast): who else is in the clip, and its swap and
+    leakage verdicts as badges beside the clip id."""
+    if not _finite(r.get("cast_size")):
+        return []
+    out = [{"text": f"cast of {int(r['cast_size'])} · with {r.get('cast_with')}", "cls": ""}]
+    if _finite(r.get("swap_onset_s")):
+        out.append({"text": f"swap with {r.get('swap_with')} at {_num(r['swap_onset_s'], 1)} s",
+                    "cls": "bad"})
+    if _finite(r.get("leaking")):
+        leaking = bool(r["leaking"])
+        out.append({"text": f"leakage {_num(r.get('leakage_max'), 2)}" + (f" with {r.get('leak_with')}"
+                    if leaking else ""), "cls": "bad" if leaking else "good"})
+    return out
 
 
 def _json_records(df: pd.DataFrame, cols: Sequence[str]) -> list[dict[str, Any]]:

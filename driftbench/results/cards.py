@@ -271,6 +271,40 @@ CARDS: tuple[MetricCard, ...] = (
         -1,
         columns=(("ref_copy", "ref copy"),),
     ),
+    # -- several characters per clip (driftbench.measure.cast; columns of cast clips only) --
+    MetricCard(
+        "cast_{missing_samples,unassigned_faces}",
+        "cast clips: samples where no face was assigned to the character (its similarity is NaN there), and "
+        "faces in the clip that no character took (bystanders, faces too unlike every reference)",
+        "samples / faces",
+        "lower is better",
+        BOOT,
+        "whole clip",
+        -1,
+    ),
+    MetricCard(
+        "swap_onset_s",
+        "cast clips: onset of the first identity swap with another character (``swap_with``): for at least "
+        "2 s the character's face scores higher to the other's reference than to its own while the other's "
+        "face scores higher to this one's; empty = no swap (``swapped`` 0/1)",
+        "seconds",
+        "no swap is better",
+        "Kaplan-Meier over clips (censored at the end when no swap)",
+        "first run of 2 s",
+        0,
+    ),
+    MetricCard(
+        "leakage_{max,end}",
+        "cast clips: how much more alike the character's face and another's (``leak_with``) are than their "
+        "references: cos(face A, face B) - cos(ref A, ref B), trailing 2 s median; max = highest level held "
+        "for 2 s, end = median over the last 2 s; ``leaking`` 0/1 when max exceeds the threshold calibrated "
+        "on identity-constant real two-person composites (people held out); empty without a calibration",
+        "cosine similarity",
+        "lower is better",
+        BOOT,
+        "whole clip / last 2 s",
+        -1,
+    ),
 )
 
 

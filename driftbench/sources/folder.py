@@ -6,7 +6,11 @@ stem (``clip.mp4`` + ``clip.jpg``), else its own opening (first_frame).
 Manifest columns (aliases in brackets; only the clip path is required):
   clip [path, file, video]     the clip, relative to the manifest's folder or absolute
   reference [references, ref]  image path(s) separated by ';', or ``first_frame``
-  character [person, subject]  default: the clip's file stem
+  character [person, subject]  default: the clip's file stem; several separated by ';' (``anna;ben``) make
+                               a cast: one clip per character, ``<clip>#<character>``, each with its own
+                               reference entry in ``reference`` (separated by ';': images joined by '|',
+                               ``first_frame@left|right|x0,y0,x1,y1``; a lone ``first_frame`` = the
+                               frame's vertical strips left to right); see driftbench.measure.cast
   prompt_id [prompt], seed, model [generator], mitigation
 Every other column is kept in the clip's ``meta`` (and shown in reports, escaped).
 Manifest paths may point anywhere the user chooses (DESIGN.md); what driftbench writes never
@@ -19,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from driftbench.errors import UsageError, printable
+from driftbench.measure.cast import parse_cast
 from driftbench.sources.base import (
     FIRST_FRAME,
     Clip,
@@ -188,7 +193,7 @@ class FolderSource:
 
     def _from_manifest(self, manifest: Path) -> list[Clip]:
         base = manifest.parent
-        clips = []
+        clips: list[Clip] = []
         for i, row in enumerate(read_manifest(manifest)):
             where = f"{manifest}:{i + 2 if manifest.suffix.lower() == '.csv' else i + 1}"
             clip_val = _pick(row, "clip")
@@ -227,6 +232,21 @@ class FolderSource:
             meta["source"] = "manifest"
             clip_id = str(row.get("clip_id") or clip_val)
             character = str(_pick(row, "character") or path.stem)
+            if sum(bool(n.strip()) for n in character.split(";")) > 1:  # a cast: one clip per character
+                try:
+                    cast = parse_cast(character, None if ref_val is None else str(ref_val),
+                                      lambda r: _resolve(base, r))
+                except ValueError as exc:
+                    self._skipped.append(Skipped(where, "bad_manifest_row", f"{where}: {exc} -- fix: see "
+                                                 "docs/MULTI-CHARACTER.md for the cast format"))
+                    continue
+                meta["cast"] = [m.to_json() for m in cast]
+                clips.extend(Clip(
+                    clip_id=f"{clip_id}#{m.name}", path=str(path), character=m.name, references=m.images,
+                    prompt_id=str(_pick(row, "prompt_id") or path.stem), seed=seed,
+                    model=str(_pick(row, "model") or self.cfg.label),
+                    mitigation=str(_pick(row, "mitigation") or "none"), meta=meta) for m in cast)
+                continue
             clips.append(Clip(
                 clip_id=clip_id, path=str(path), character=character, references=refs,
                 prompt_id=str(_pick(row, "prompt_id") or path.stem), seed=seed,

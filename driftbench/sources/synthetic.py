@@ -113,6 +113,10 @@ class SyntheticSource:
                 f"model.render={cfg.render!r} -- fix: sampled (only the frames the sampling measures) "
                 "or full (every frame, to watch)"
             )
+        n_cast = int(getattr(cfg, "cast", 1))
+        if n_cast not in (1, 2) or (n_cast == 2 and str(cfg.source) != "embedded"):
+            raise UsageError(f"model.cast={n_cast} -- fix: 1 (one character per clip) or 2 (two-character "
+                             "clips, with model.source=embedded)")
         if float(cfg.duration_s) <= 0 or float(cfg.fps) <= 0 or int(cfg.size) < 64 or int(cfg.max_clips) < 1:
             raise UsageError(
                 "model.duration_s, model.fps must be > 0, model.size >= 64 and model.max_clips >= 1 "
@@ -160,6 +164,8 @@ class SyntheticSource:
         self._check()
         self.dir.mkdir(parents=True, exist_ok=True)
         try:
+            if int(getattr(self.cfg, "cast", 1)) > 1:
+                return self._cast()
             if str(self.cfg.source) == "embedded":
                 return self._embedded()
             return self._real()
@@ -263,6 +269,75 @@ class SyntheticSource:
                 clips.append(Clip(clip_id=clip_id, path=str(mp4), character=base_spec.name,
                                   references=(str(ref_png),), prompt_id=f"{tgt_spec.name}-{sched_name}",
                                   seed=int(self.cfg.seed), model=str(self.cfg.label), meta=meta))
+        return clips
+
+    def _single(self, base_spec: PhotoSpec, tgt_spec: PhotoSpec, sched_name: str) -> tuple[Path, Path]:
+        """One embedded face clip (cached) and its reference portrait: the parts of a cast clip."""
+        import cv2
+
+        from driftbench.io import write_bytes
+
+        sched = make_schedule(sched_name, self.cfg)
+        key = self._key("embedded", base_spec.digest, tgt_spec.digest, sched_name)
+        bp = self._portrait(base_spec)
+        if bp is None:
+            raise UsageError(f"{base_spec.path}: no usable face for embedded identity {base_spec.name!r}")
+        base = portrait_crop(bp, int(self.cfg.size))
+        tp = self._portrait(tgt_spec)
+        if tp is None:
+            raise UsageError(f"{tgt_spec.path}: no usable face for identity {tgt_spec.name!r}")
+
+        def render(out: Path) -> dict[str, Any]:
+            return render_embedded(base, tp, sched, self.cfg, out, device=self.device,
+                                   seed=int(self.cfg.seed), sampling=self.sampling)
+
+        mp4, _ = self._finish(key, render, {"clip_id": f"{base_spec.name}/{tgt_spec.name}/{sched_name}"})
+        ref_png = self.dir / "portraits" / f"{base_spec.name}-{self._key('portrait', base_spec.digest)}.png"
+        if not ref_png.is_file():
+            ok, png = cv2.imencode(".png", base.image)
+            if not ok:
+                raise OSError(f"{ref_png}: PNG encoding failed")
+            write_bytes(ref_png, bytes(png))
+        return mp4, ref_png
+
+    def _cast(self) -> list[Clip]:
+        """``cast=2``: pairs of embedded identities side by side (:mod:`driftbench.sources.composite`), each
+        pair in three scenarios -- ``constant``; ``swap``: the two faces exchange places at ``step_s``
+        (default half the duration); ``leak``: the left face morphed toward the right one (linear to
+        ``strength``) -- measured as casts (one clip per character, ``<clip>#<character>``)."""
+        from driftbench.measure.cast import Member
+        from driftbench.sources.composite import compose
+
+        specs = [s for s in embedded_specs(self.download) if s.name != "hanks"]
+        dur = float(self.cfg.duration_s)
+        fps = float(self.sampling.fps) if self.sampling is not None else float(self.cfg.fps)
+        swap_s = float(self.cfg.step_s) if self.cfg.step_s is not None else 0.5 * dur
+        clips: list[Clip] = []
+        for a_spec, b_spec in zip(specs[0::2], specs[1::2], strict=False):
+            a, a_ref = self._single(a_spec, b_spec, "none")
+            b, b_ref = self._single(b_spec, a_spec, "none")
+            cast = [Member(a_spec.name, images=(str(a_ref),)).to_json(),
+                    Member(b_spec.name, images=(str(b_ref),)).to_json()]
+            for scenario in ("constant", "swap", "leak"):
+                if len(clips) + 2 > int(self.cfg.max_clips):
+                    return clips
+                key = self._key("cast", a_spec.digest, b_spec.digest, scenario, swap_s, fps)
+                out = self.dir / f"{key}.mp4"
+                left = self._single(a_spec, b_spec, "linear")[0] if scenario == "leak" else a
+                if not out.is_file():
+                    compose(left, b, out, fps=fps, duration_s=dur, size=int(self.cfg.size),
+                            swap_at=swap_s if scenario == "swap" else None)
+                meta: dict[str, Any] = {
+                    "source": "embedded-cast", "cast": cast, "gt_scenario": scenario,
+                    "gt_swap_s": swap_s if scenario == "swap" else None,
+                    "gt_leak_character": a_spec.name if scenario == "leak" else None,
+                    "gt_strength": float(self.cfg.strength) if scenario == "leak" else 0.0,
+                    "duration_s": dur, "fps": fps, "render": _sampling_tag(self.sampling)}
+                clip_id = f"synthetic/cast/{a_spec.name}+{b_spec.name}/{scenario}"
+                clips.extend(Clip(clip_id=f"{clip_id}#{m['name']}", path=str(out), character=m["name"],
+                                  references=tuple(m["images"]), prompt_id=f"cast-{scenario}",
+                                  seed=int(self.cfg.seed), model=str(self.cfg.label), meta=meta)
+                             for m in cast)
         return clips
 
     def _real(self) -> list[Clip]:
