@@ -72,6 +72,8 @@ def clip_table(summaries: Mapping[str, pd.DataFrame], primary: str,
         df["clip_id"] = df["clip_id"].astype(str)
         cols = ["clip_id", *(c for c in BASE_COLUMNS if c in df), *drift_columns(df.columns)]
         out = df[cols].copy()
+        for c in cols[1:]:  # numbers (a column all empty from JSON would otherwise be object-typed)
+            out[c] = pd.to_numeric(out[c], errors="coerce").astype("float64")
         dec = str(decouplers.get(name, "fitted"))
         out.insert(1, "backend", name)
         out.insert(2, "primary", int(name == primary))
