@@ -32,8 +32,8 @@ from driftbench.results.stats import DEFAULT_RESAMPLES, DEFAULT_SEED, bootstrap_
 #: the per-clip verdicts compared between backends
 VERDICTS = ("lost", "drifting")
 #: per-clip columns copied from each backend's clip summary (drift_* columns are added by pattern)
-BASE_COLUMNS = ("opening_raw", "opening_dec", "threshold", "lost", "time_to_loss_s", "drift_threshold",
-                "drifting", "time_to_drift_s")
+BASE_COLUMNS = ("opening_raw", "opening_dec", "threshold", "lost", "time_to_loss_s", "drift_level",
+                "drift_threshold", "drifting", "time_to_drift_s")
 _DRIFT = re.compile(r"^drift_(raw|dec)_at_(end|[0-9.]+s)$")
 CLIP_KEY_COLUMNS = ("clip_id", "backend", "primary", "decoupler")
 TABLE_COLUMNS = ("backend", "vs", "metric", "kind", "score_other", "n", "spearman", "spearman_lo",
@@ -99,11 +99,12 @@ def clip_table(summaries: Mapping[str, pd.DataFrame], primary: str,
 
 
 def agreement_table(clips: pd.DataFrame, primary: str, *, seed: int = DEFAULT_SEED,
-                    n_resamples: int = DEFAULT_RESAMPLES, min_pairs: int = 3) -> pd.DataFrame:
+                    n_resamples: int = DEFAULT_RESAMPLES, min_pairs: int = 5) -> pd.DataFrame:
     """Per extra backend: Spearman (bootstrap CI over clips) of every drift column against the primary's,
     and for every verdict the share of clips on which both agree, with the disagreeing clip ids.
 
-    A drift column is compared where at least ``min_pairs`` clips have it from both backends. The
+    A drift column is compared where at least ``min_pairs`` clips have it from both backends (a rank
+    correlation of fewer says nothing, and its bootstrap degenerates). The
     decoupled comparison takes the other backend's raw score when it has no decoupler (``score_other``)."""
     rows: list[dict[str, Any]] = []
     prim = clips[clips["backend"] == primary].set_index("clip_id")
@@ -124,7 +125,7 @@ def agreement_table(clips: pd.DataFrame, primary: str, *, seed: int = DEFAULT_SE
             rows.append({"backend": name, "vs": primary, "metric": col, "kind": "rank",
                          "score_other": "raw" if other_col != col else kind_score, "n": n,
                          "spearman": est.value, "spearman_lo": est.lo, "spearman_hi": est.hi,
-                         "note": note or (est.method if not np.isfinite(est.value) else "")})
+                         "note": note or (est.method if not np.isfinite(est.hi) else "")})
         for v in VERDICTS:
             if v not in clips:
                 continue
@@ -140,4 +141,7 @@ def agreement_table(clips: pd.DataFrame, primary: str, *, seed: int = DEFAULT_SE
                          "disagree_clips": ";".join(differ),
                          "note": (f"no {v} verdict from {' and '.join(missing)} (no calibrated verdict for "
                                   "that backend)") if missing else ""})
-    return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    out = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    for c in ("n", "n_agree", "n_disagree"):
+        out[c] = pd.to_numeric(out[c], errors="coerce").astype("Int64")
+    return out

@@ -217,7 +217,7 @@ CARDS: tuple[MetricCard, ...] = (
         "Spearman rho (-1 to 1)",
         "higher = the recognizers rank the clips alike",
         "seeded BCa paired bootstrap over clips, 95%",
-        "each drift horizon reached by >= 3 clips, and the clip's end",
+        "each drift horizon reached by >= 5 clips, and the clip's end",
         0,
     ),
     MetricCard(
