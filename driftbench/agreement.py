@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,20 +63,21 @@ def parts_hash(cfg_hash: str, extra: Extra) -> str:
 
 
 def measure(extras: list[Extra], clips: list[Clip], run_dir: Path, cfg_hash: str, *, executor: str,
-            workers: int, address: str | None) -> dict[str, dict[str, Any]]:
+            workers: int, address: str | None, part_store: Callable[[Path, str], Any]
+            ) -> dict[str, dict[str, Any]]:
     """Measure ``clips`` with every extra backend (resuming parts already there); returns, per backend,
-    ``{"summaries": {clip_id: summary}, "not_measured": [messages]}``."""
+    ``{"summaries": {clip_id: summary}, "not_measured": [messages]}``. ``part_store(dir, config_hash)``: the
+    runner's :class:`~driftbench.runner.PartStore` (passed in: this module sits below the runner)."""
     from driftbench.measure.executors import execute
-    from driftbench.runner import PartStore
 
     out: dict[str, dict[str, Any]] = {}
     for extra in extras:
-        parts = PartStore(run_dir / "agreement" / extra.name, parts_hash(cfg_hash, extra))
+        parts = part_store(run_dir / "agreement" / extra.name, parts_hash(cfg_hash, extra))
         todo = [c for c in clips if not parts.done(c)]
         if todo:
             log.info("agreement: measuring %d clip(s) with %s", len(todo), extra.name)
 
-        def on_result(res: ClipResult, parts: PartStore = parts, name: str = extra.name) -> None:
+        def on_result(res: ClipResult, parts: Any = parts, name: str = extra.name) -> None:
             parts.save(res)
             if res.status != "ok":
                 log.warning("agreement %s: %s %s", name, res.status, res.message)

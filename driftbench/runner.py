@@ -649,7 +649,8 @@ def _agreement_run(cfg: Any, run_dir: Path, clips: list[Clip], cfg_hash: str, se
     from driftbench.measure.decouple import load_decoupler
 
     measured = agree.measure(extras, clips, run_dir, cfg_hash, executor=str(cfg.executor.name),
-                             workers=int(cfg.executor.workers), address=cfg.executor.address)
+                             workers=int(cfg.executor.workers), address=cfg.executor.address,
+                             part_store=PartStore)
     clips_csv = read_csv(run_dir / "clips.csv") if (run_dir / "clips.csv").stat().st_size else pd.DataFrame()
     if clips_csv.empty:
         clips_csv = pd.DataFrame(columns=["clip_id"])
