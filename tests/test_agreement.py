@@ -94,7 +94,7 @@ def test_clip_table_one_row_per_clip_and_backend_without_a_borrowed_decoupled_sc
                                         "drift_dec_at_5s", "drift_dec_at_end"]
 
 
-def test_agreement_table_ranks_verdicts_and_names_the_disagreeing_clips() -> None:
+def test_agreement_table_ranks_verdicts_and_names_the_disagreeing_clips(tmp_path: Path) -> None:
     prim, other = _summaries()
     t = clip_table({"sface": prim, "dlib": other}, "sface", {"sface": "gated-shift", "dlib": "none"})
     a = agreement_table(t, "sface", n_resamples=999)
@@ -120,6 +120,16 @@ def test_agreement_table_ranks_verdicts_and_names_the_disagreeing_clips() -> Non
     assert verdict.loc["drifting", "n"] == 0
     assert "no drifting verdict from dlib" in verdict.loc["drifting", "note"]
     assert set(a["backend"]) == {"dlib"} and set(a["vs"]) == {"sface"}
+
+    # the lines printed after the run, read back from agreement.csv
+    from driftbench.io import write_csv
+    from driftbench.report.summary import agreement_summary
+
+    write_csv(tmp_path / "agreement.csv", a)
+    [line] = agreement_summary(tmp_path)
+    assert line.startswith("agreement dlib vs sface: Spearman of raw end drift ")
+    assert "over 6 clips" in line and "lost differs on 2 of 6" in line and "drifting" not in line
+    assert agreement_summary(tmp_path / "nothing") == []
 
 
 def test_clip_table_needs_the_primary() -> None:
@@ -199,6 +209,7 @@ def test_two_real_clips_with_sface_and_dlib(tmp_path: Path, cache_dir: Path) -> 
     common = ["model=folder", f"model.path={clips}", "sampling.end=6", "executor.workers=1", "progress=false"]
     code, out, err = run_cli("run", *common, "face=[sface,dlib]", f"output.dir={tmp_path / 'both'}")
     assert code == 0, err[-3000:]
+    assert "agreement dlib vs sface: lost differs on 0 of 2" in out
     run = Path(last_line(out))
     t = pd.read_csv(run / "agreement_clips.csv")
     assert sorted(zip(t["clip_id"], t["backend"], strict=True)) == [
