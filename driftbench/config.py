@@ -240,6 +240,9 @@ class AgreementConfig:
     compare them with the primary backend (``face=``), which alone drives clips.csv, leaderboard and gate."""
 
     backends: list[str] = field(default_factory=list)
+    #: per extra backend, options over its conf/face/NAME.yaml ones
+    #: (e.g. +agreement.options.insightface.pack=/abs)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -362,6 +365,9 @@ def validate_config(cfg: Any) -> None:
     if thr is not None and not (0.0 < float(thr) <= 1.0):
         raise bad("face.options.score_threshold", thr, "a detector score in (0, 1]")
     extra = _num(cfg, "agreement.backends")
+    if _num(cfg, "agreement.options") and not extra:
+        raise bad("agreement.options", sorted(_num(cfg, "agreement.options")),
+                  "empty without agreement.backends (options of the backends listed there)")
     if extra:
         available = sorted(p.stem for p in (conf_dir() / "face").glob("*.yaml"))
         primary = str(_num(cfg, "face.backend") or "")
@@ -369,6 +375,10 @@ def validate_config(cfg: Any) -> None:
         for b in names:
             if b not in available:
                 raise bad("agreement.backends", names, f"a list of face options among {available}")
+        unknown = sorted(set(_num(cfg, "agreement.options") or {}) - set(names))
+        if unknown:
+            raise bad("agreement.options", unknown,
+                      f"options of backends listed in agreement.backends {names}")
         if len(set(names)) != len(names) or primary in names:
             raise UsageError(f"agreement.backends={names!r} repeats a backend (the primary face={primary!r} "
                          "is always measured) -- fix: list each other backend once, e.g. "
@@ -394,7 +404,9 @@ def agreement_faces(cfg: Any) -> list[tuple[str, str, dict[str, Any]]]:
     for name in _num(cfg, "agreement.backends") or []:
         node = OmegaConf.to_container(OmegaConf.load(conf_dir() / "face" / f"{name}.yaml"), resolve=True)
         assert isinstance(node, dict)
-        out.append((str(name), str(node.get("backend", name)), dict(node.get("options") or {})))
+        extra = (_num(cfg, "agreement.options") or {}).get(str(name)) or {}
+        options = {**dict(node.get("options") or {}), **dict(extra)}
+        out.append((str(name), str(node.get("backend", name)), options))
     return out
 
 

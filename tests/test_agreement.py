@@ -162,7 +162,12 @@ def test_agreement_backends_are_checked_before_any_work() -> None:
     validate_config(cfg)
     [(name, backend, options)] = agreement_faces(cfg)
     assert (name, backend, options["detector"]) == ("dlib", "dlib", "hog")  # conf/face/dlib.yaml's options
+    [(_, _, options)] = agreement_faces(compose(["agreement.backends=[dlib]",
+                                                 "+agreement.options.dlib.upsample=1"]))
+    assert options["upsample"] == 1 and options["detector"] == "hog"  # over the shipped options
     for bad, msg in ((["agreement.backends=[nosuch]"], "face options among"),
+                     (["agreement.backends=[dlib]", "+agreement.options.insightface.pack=x"], "listed in"),
+                     (["+agreement.options.dlib.upsample=1"], "without agreement.backends"),
                      (["agreement.backends=[sface]"], "repeats a backend"),
                      (["agreement.backends=[dlib,dlib]"], "repeats a backend")):
         with pytest.raises(UsageError, match=msg):
