@@ -208,3 +208,26 @@ def test_sampled_render_processes_only_the_sampled_frames(tmp_path, cache_dir, c
             for x, y in zip(a, b, strict=True)
         ]
         assert max(diff) < 3.0, diff
+
+
+@needs_shared
+def test_tone_table_measures_a_run_directory(tmp_path):
+    """``driftbench dev tone-table``: per clip, ΔE2000 of the face to its reference at the opening and the
+    end. A real identity-constant clip referenced to its own opening starts near 0; infinitetalk_dub_9 ends
+    far from it (its face reddens); a folder that is no run directory exits 2."""
+    import json
+
+    from driftbench.cli.dev import main as dev
+    from driftbench.mitigations.colormatch import tone_table
+
+    parts = tmp_path / "run" / "parts"
+    parts.mkdir(parents=True)
+    for name, path in (("ctl", VIDEO / "real" / "tpsmm_driving.mp4"), ("dub", DUB)):
+        clip = {"clip_id": name, "path": str(path), "references": [], "mitigation": "none", "meta": {}}
+        (parts / f"{name}.json").write_text(json.dumps({"status": "ok", "clip": clip}), encoding="utf-8")
+    table = tone_table(tmp_path / "run").set_index("clip_id")
+    assert set(table.index) == {"ctl", "dub"}
+    assert (table["reference"] == "first_frame@0.000s").all()
+    assert table.loc["ctl", "de_open"] < 1.5 and table.loc["ctl", "n_samples"] >= 13
+    assert table.loc["dub", "de_open"] < 3.0 < 5.0 < table.loc["dub", "de_end"] <= table.loc["dub", "de_max"]
+    assert dev(["tone-table", str(tmp_path)]) == 2

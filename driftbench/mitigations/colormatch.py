@@ -242,3 +242,75 @@ def tone_series(path: str, fps: float, mesh: Any, shrink: float = 0.08) -> tuple
         prev_box = face.box
         tones.append(face_tone(fr.image, face.landmarks, shrink))
     return np.asarray(times, np.float64), np.asarray(tones, np.float64).reshape(-1, 3)
+
+
+def reference_tone(clip: dict[str, Any], mesh: Any, fps: float = 2.0) -> tuple[np.ndarray, str]:
+    """Face-oval mean Lab of a clip's reference (a run's ``parts/*.json`` clip record): its first reference
+    image with a face, else the opening frame with a face of the clip's source (a mitigated clip's
+    ``mitigation_source``, so a mitigation cannot move its own reference)."""
+    from driftbench.measure.video import read_image
+
+    for p in clip.get("references") or ():
+        img = read_image(p)
+        face = mesh.detect(img)
+        if face is not None:
+            return face_tone(img, face.landmarks), f"image:{p}"
+    src = str((clip.get("meta") or {}).get("mitigation_source") or clip["path"])
+    t, tones = tone_series(src, fps, mesh)
+    ok = np.flatnonzero(np.isfinite(tones[:, 0]))
+    if not len(ok):
+        raise ValueError(f"{src}: no frame shows a face")
+    return tones[ok[0]], f"first_frame@{t[ok[0]]:.3f}s"
+
+
+#: the run's own identity figures put beside the colour ones (clips.csv columns, where the run has them)
+IDENTITY_COLUMNS = ("opening_raw", "opening_dec", "drift_raw_at_30s", "drift_raw_at_end", "drift_dec_at_30s",
+                    "drift_dec_at_end", "drifting", "time_to_drift_s")
+
+
+def tone_table(run_dir: Any, fps: float = 2.0, window_s: float = 5.0) -> Any:
+    """Per clip of a run directory: CIE ΔE2000 of the face's mean Lab to the reference's, averaged over
+    the opening ``window_s`` seconds and the last ``window_s`` seconds of samples (the colour a viewer sees
+    drift), and its maximum, beside the run's own identity drift (:data:`IDENTITY_COLUMNS` of clips.csv),
+    so colour and identity can be read apart; one row per measured clip (``driftbench dev tone-table``)."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from driftbench.mitigations.warp import FaceMesh
+
+    rows = []
+    mesh = FaceMesh(download=True)  # as a run with fetch=true (the default) finds its weights
+    try:
+        for part in sorted(Path(run_dir, "parts").glob("*.json")):
+            rec = json.loads(part.read_text(encoding="utf-8"))
+            clip = rec.get("clip") or {}
+            if rec.get("status") not in (None, "ok") or not clip.get("path"):
+                continue
+            ref, origin = reference_tone(clip, mesh, fps)
+            t, tones = tone_series(str(clip["path"]), fps, mesh)
+            ok = np.isfinite(tones[:, 0])
+            de = np.full(len(t), np.nan)
+            de[ok] = delta_e(tones[ok], ref[None])
+            end = t[ok].max() if ok.any() else 0.0
+            rows.append({
+                "clip_id": clip.get("clip_id"),
+                "run": Path(run_dir).name,
+                "mitigation": clip.get("mitigation", "none"),
+                "params": (clip.get("meta") or {}).get("mitigation_params", ""),
+                "reference": origin,
+                "n_samples": int(ok.sum()),
+                "de_open": float(np.nanmean(de[t < window_s])) if (ok & (t < window_s)).any() else np.nan,
+                "de_end": float(np.nanmean(de[t > end - window_s])) if ok.any() else np.nan,
+                "de_max": float(np.nanmax(de)) if ok.any() else np.nan,
+            })
+    finally:
+        mesh.close()
+    table = pd.DataFrame(rows)
+    clips_csv = Path(run_dir, "clips.csv")
+    if len(table) and clips_csv.is_file():
+        ident = pd.read_csv(clips_csv)
+        keep = ["clip_id", *(c for c in IDENTITY_COLUMNS if c in ident.columns)]
+        table = table.merge(ident[keep], on="clip_id", how="left")
+    return table
