@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{d}: no parts/ folder -- fix: pass a run directory from `driftbench run`",
                       file=sys.stderr)
                 return 2
-            tone_table(d, fps=a.fps).to_csv(sys.stdout, index=False, header=i == 0, float_format="%.3f")
+            tone_table(d, fps=a.fps).to_csv(sys.stdout, index=False, header=i == 0, float_format="%.4f")
         return 0
     if a.cmd == "expressivity-table":
         if not (a.run_dir / "frames.parquet").is_file():
