@@ -225,8 +225,13 @@ def test_tone_table_measures_a_run_directory(tmp_path):
     for name, path in (("ctl", VIDEO / "real" / "tpsmm_driving.mp4"), ("dub", DUB)):
         clip = {"clip_id": name, "path": str(path), "references": [], "mitigation": "none", "meta": {}}
         (parts / f"{name}.json").write_text(json.dumps({"status": "ok", "clip": clip}), encoding="utf-8")
+    # the run's own identity figures are joined by clip_id (here a hand-made clips.csv with one clip)
+    clips_csv = tmp_path / "run" / "clips.csv"
+    clips_csv.write_text("clip_id,drift_raw_at_end,other\nctl,0.01,x\n", encoding="utf-8")
     table = tone_table(tmp_path / "run").set_index("clip_id")
     assert set(table.index) == {"ctl", "dub"}
+    assert table.loc["ctl", "drift_raw_at_end"] == 0.01 and np.isnan(table.loc["dub", "drift_raw_at_end"])
+    assert "other" not in table.columns
     assert (table["reference"] == "first_frame@0.000s").all()
     assert table.loc["ctl", "de_open"] < 1.5 and table.loc["ctl", "n_samples"] >= 13
     assert table.loc["dub", "de_open"] < 3.0 < 5.0 < table.loc["dub", "de_end"] <= table.loc["dub", "de_max"]

@@ -29,7 +29,7 @@ Overrides are Hydra overrides (key=value); an unknown key or a wrong type exits 
   model=synthetic|folder|kling|...   where clips come from (default: synthetic, built offline)
   model.path=DIR_OR_MANIFEST         for model=folder: a folder of clips or a CSV/YAML/JSON manifest
   reference=auto|images|first_frame  reference images of the character, or the clip's own opening
-  mitigation=none|reanchor|chain|freeze|paste|extend
+  mitigation=none|reanchor|chain|colormatch|freeze|paste|extend
   face=sface                         face backend (detector + aligner + embedder)
   sampling.fps=2.0                   frames measured per second of video
   metrics.horizons=[5,30,60,120]     seconds at which sim@T and drift@T are reported
