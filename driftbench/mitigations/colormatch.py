@@ -1,10 +1,12 @@
 """``colormatch``: colour and tone of every frame (or chunk) re-matched to the reference.
 
 The fix practitioners apply to long InfiniteTalk / MultiTalk takes, whose colour and exposure creep from
-window to window: ComfyUI's ColorMatch node and WanVideoWrapper's ``colormatch`` option transfer each output
-frame's colour statistics to the start image's. It changes no geometry: every pixel keeps its place and only
-its colour moves, through one global transform per frame (or per chunk), so the question it answers is
-whether a run's measured identity drift was partly colour.
+window to window: the generators' own ``color_correction_strength`` (``match_and_blend_colors`` in
+MeiGen-AI/InfiniteTalk's wan/utils/multitalk_utils.py: each decoded frame's Lab mean and spread moved to the
+reference image's, blended by the strength), ComfyUI's ColorMatch node and WanVideoWrapper's ``colormatch``
+option. The defaults here (``reinhard``, ``frame``, per frame) are that correction. It changes no
+geometry: every pixel keeps its place and only its colour moves, through one global transform per frame (or
+per chunk), so the question it answers is whether a run's measured identity drift was partly colour.
 
 The transfer works in CIE Lab (OpenCV's float conversion: L 0-100, a/b about -127..127):
 
