@@ -31,8 +31,9 @@ DUB_FPS = 5
 def test_registry_and_configs():
     from driftbench.config import compose
 
-    assert set(MITIGATIONS) == {"reanchor", "chain", "freeze", "paste"}
-    for name, stage in (("reanchor", "auto"), ("chain", "auto"), ("freeze", "post"), ("paste", "post")):
+    assert set(MITIGATIONS) == {"reanchor", "chain", "freeze", "paste", "colormatch"}
+    for name, stage in (("reanchor", "auto"), ("chain", "auto"), ("freeze", "post"), ("paste", "post"),
+                        ("colormatch", "post")):
         cfg = compose([f"mitigation={name}"]).mitigation
         assert cfg.name == name and cfg.stage == stage
         proc = create(name, dict(cfg.params))  # every param in the YAML is known to the processor

@@ -3,6 +3,7 @@
 ``driftbench dev expressivity-reference --shared ../shared`` rebuilds
 driftbench/data/expressivity_reference.json
 from real footage; ``driftbench dev expressivity-table RUN_DIR`` prints a run's per-clip expressivity as CSV;
+``driftbench dev tone-table RUN_DIR...`` prints each clip's face colour drift (ΔE2000 to the reference);
 ``driftbench dev metrics-readme`` regenerates metrics/README.md from the metric cards; ``driftbench dev
 decouple-eval [--out docs/decoupling] [OVERRIDES]`` measures the decoupling figures of docs/DECOUPLING.md.
 """
@@ -95,6 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     m.add_argument("--out", type=Path, default=Path("metrics/README.md"))
     t = sub.add_parser("expressivity-table", help="per-clip expressivity of a run directory as CSV on stdout")
     t.add_argument("run_dir", type=Path)
+    c = sub.add_parser("tone-table", help="per-clip face colour (CIE ΔE2000 to the reference at the opening "
+                       "and the end) of run directories as CSV on stdout (docs/MITIGATIONS.md)")
+    c.add_argument("run_dirs", type=Path, nargs="+")
+    c.add_argument("--fps", type=float, default=2.0)
     try:
         a = p.parse_args(argv)
     except SystemExit as exc:
@@ -105,6 +110,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(readme(), encoding="utf-8")
         print(a.out)
+        return 0
+    if a.cmd == "tone-table":
+        from driftbench.mitigations.colormatch import tone_table
+
+        for i, d in enumerate(a.run_dirs):
+            if not (d / "parts").is_dir():
+                print(f"{d}: no parts/ folder -- fix: pass a run directory from `driftbench run`",
+                      file=sys.stderr)
+                return 2
+            tone_table(d, fps=a.fps).to_csv(sys.stdout, index=False, header=i == 0, float_format="%.4f")
         return 0
     if a.cmd == "expressivity-table":
         if not (a.run_dir / "frames.parquet").is_file():

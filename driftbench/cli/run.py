@@ -30,7 +30,7 @@ Overrides are Hydra overrides (key=value); an unknown key or a wrong type exits 
   model.path=DIR_OR_MANIFEST         for model=folder: a folder of clips or a CSV/YAML/JSON manifest
                                      (character=anna;ben: several characters, docs/MULTI-CHARACTER.md)
   reference=auto|images|first_frame  reference images of the character, or the clip's own opening
-  mitigation=none|reanchor|chain|freeze|paste|extend
+  mitigation=none|reanchor|chain|colormatch|freeze|paste|extend
   face=sface                         face backend (detector + aligner + embedder)
   face=[sface,dlib]                  recognizer agreement: the first drives the results, the others measure
                                      the same clips too (same as agreement.backends=[dlib]; agreement.csv)

@@ -18,6 +18,9 @@ Post-processing forms, registered by name in :data:`MITIGATIONS` (all share the 
 - ``reanchor`` (:mod:`.realign`): every frame's face re-aligned to the reference identity, expression
   and pose from the frame; anchored to the reference, independent of time.
 - ``chain`` (:mod:`.realign`): the same, anchored to the previous output frame (errors accumulate).
+- ``colormatch`` (:mod:`.colormatch`): every frame's (or chunk's) colour and tone moved to the
+  reference's in Lab (Reinhard or histogram matching), geometry untouched: the fix practitioners apply
+  to long talking-head takes; it shows whether a drift was partly colour.
 - ``freeze`` and ``paste`` (:mod:`.adversarial`): adversarial checks that win on identity by
   destroying expression; the benchmark must flag them.
 
@@ -55,9 +58,11 @@ MITIGATIONS: Registry[type[FrameProcessor]] = Registry(
     {"reanchor": "driftbench.mitigations.realign:Reanchor",
      "chain": "driftbench.mitigations.realign:Chain",
      "freeze": "driftbench.mitigations.adversarial:Freeze",
-     "paste": "driftbench.mitigations.adversarial:Paste"},
+     "paste": "driftbench.mitigations.adversarial:Paste",
+     "colormatch": "driftbench.mitigations.colormatch:ColorMatch"},
     entry_points=ENTRY_POINTS,
-    fix="choose from chain, freeze, paste, reanchor (or a generation-time one the model supports)",
+    fix="choose from chain, colormatch, freeze, paste, reanchor "
+        "(or a generation-time one the model supports)",
     unknown="post-processing mitigation {name!r} does not exist -- fix: {fix}")
 
 

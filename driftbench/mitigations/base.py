@@ -91,6 +91,11 @@ class FrameProcessor:
     def start(self, ref: RefFace) -> None:
         self.ref = ref
 
+    def group(self, t: float) -> int | None:
+        """Frames that :meth:`process` must see together (e.g. one chunk of time) share a key: the loop
+        hands over a batch whenever the key changes. None (the default): batches of ``BATCH`` frames."""
+        return None
+
     def process(self, batch: FrameBatch, info: RunInfo) -> list[np.ndarray]:
         raise NotImplementedError
 
@@ -260,7 +265,12 @@ def process_clip(clip: Clip, proc: FrameProcessor, *, reference_mode: str, mesh_
                 faces.clear()
                 times.clear()
 
+        group: int | None = None
         for t, img in frames:
+            frame_group = proc.group(t)
+            if frame_group != group:
+                flush()  # a new group (chunk) starts
+                group = frame_group
             face = mesh.detect(img, prev_box)
             if face is not None:
                 prev_box = face.box
@@ -269,7 +279,7 @@ def process_clip(clip: Clip, proc: FrameProcessor, *, reference_mode: str, mesh_
             images.append(img)
             faces.append(face)
             times.append(t)
-            if len(images) >= BATCH:
+            if group is None and len(images) >= BATCH:
                 flush()
         flush()
         if timeline is not None and last and timeline.t_last > written[-1] + 1e-6:
