@@ -321,12 +321,12 @@ def _paired_columns(horizons: Sequence[float]) -> list[str]:
 def holm(p_values: pd.Series) -> pd.Series:
     """Holm-adjusted p-values (statsmodels ``multipletests``, family-wise error) over the finite values;
     NaN stays NaN."""
-    from statsmodels.stats.multitest import multipletests
-
     p = pd.to_numeric(p_values, errors="coerce")
     out = pd.Series(np.nan, index=p.index, dtype=np.float64)
     ok = p.notna()
-    if ok.any():
+    if ok.any():  # imported only here: statsmodels imports scipy.stats, which a one-clip report never needs
+        from statsmodels.stats.multitest import multipletests
+
         out[ok] = multipletests(p[ok].to_numpy(dtype=np.float64), method="holm")[1]
     return out
 
