@@ -189,9 +189,11 @@ def test_default_command_vs_shared_floor_interleaved(benchmark, clip_dir, tmp_pa
     times: dict[str, list[float]] = {
         k: [] for k in ("floor", "default", "floor_identity", "identity_only", "warm")
     }
+    loads: dict[str, list[float]] = {k: [] for k in times}  # 1-min load average as each command starts
     n = 0
 
     def timed(key, fn):
+        loads[key].append(os.getloadavg()[0])
         t = time.perf_counter()
         fn()
         times[key].append(time.perf_counter() - t)
@@ -216,6 +218,11 @@ def test_default_command_vs_shared_floor_interleaved(benchmark, clip_dir, tmp_pa
     med = {k: statistics.median(v) for k, v in times.items()}
     benchmark.extra_info.update({f"median_{k}_s": v for k, v in med.items()})
     benchmark.extra_info["load_avg_1min"] = os.getloadavg()[0]
+    # every round's figures beside the load they ran under (other sessions may load the machine)
+    benchmark.extra_info["rounds_s"] = times
+    benchmark.extra_info["rounds_load_avg_1min"] = loads
+    benchmark.extra_info["ratio_default_over_floor"] = med["default"] / med["floor"]
+    benchmark.extra_info["ratio_identity_over_floor_identity"] = med["identity_only"] / med["floor_identity"]
     r = med["default"] / med["floor"]
     EXTRA["interleaved: default command / shared floor --mp (target <= 1.2x)"] = (
         f"{med['default']:.2f} s / {med['floor']:.2f} s = {r:.2f}x")
@@ -224,5 +231,6 @@ def test_default_command_vs_shared_floor_interleaved(benchmark, clip_dir, tmp_pa
         f"{med['identity_only'] / med['floor_identity']:.2f}x")
     EXTRA["interleaved: default command, warm signal cache"] = f"{med['warm']:.2f} s"
     EXTRA["interleaved: load average (1 min) at the end"] = (
-        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (as each command started: "
+        f"{min(min(v) for v in loads.values()):.1f}-{max(max(v) for v in loads.values()):.1f})"
     )
