@@ -181,6 +181,7 @@ def test_default_command_vs_shared_floor_interleaved(benchmark, clip_dir, tmp_pa
     command with a warm signal cache, interleaved round by round in this one run (the load of a shared
     machine then weighs on all alike); medians of the rounds. The benchmark's own figure is a whole round."""
     import json
+    import resource
     import statistics
     import time
 
@@ -190,13 +191,19 @@ def test_default_command_vs_shared_floor_interleaved(benchmark, clip_dir, tmp_pa
         k: [] for k in ("floor", "default", "floor_identity", "identity_only", "warm")
     }
     loads: dict[str, list[float]] = {k: [] for k in times}  # 1-min load average as each command starts
+    cpu: dict[str, list[float]] = {k: [] for k in times}  # CPU seconds (user + system) of each command
     n = 0
+
+    def children_cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
 
     def timed(key, fn):
         loads[key].append(os.getloadavg()[0])
-        t = time.perf_counter()
+        c, t = children_cpu(), time.perf_counter()
         fn()
         times[key].append(time.perf_counter() - t)
+        cpu[key].append(children_cpu() - c)
 
     def round_():
         nonlocal n
@@ -223,6 +230,10 @@ def test_default_command_vs_shared_floor_interleaved(benchmark, clip_dir, tmp_pa
     # every round's figures beside the load they ran under (other sessions may load the machine)
     benchmark.extra_info["rounds_s"] = times
     benchmark.extra_info["rounds_load_avg_1min"] = loads
+    # CPU time hardly depends on the load that stretches wall time: the work each side does
+    benchmark.extra_info["rounds_cpu_s"] = cpu
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    benchmark.extra_info.update({f"median_cpu_{k}_s": v for k, v in med_cpu.items()})
     benchmark.extra_info["ratio_default_over_floor"] = med["default"] / med["floor"]
     benchmark.extra_info["ratio_identity_over_floor_identity"] = med["identity_only"] / med["floor_identity"]
     # each round's own ratio (its commands ran seconds apart, under nearly the same load), then the median
@@ -235,6 +246,9 @@ def test_default_command_vs_shared_floor_interleaved(benchmark, clip_dir, tmp_pa
         f"{med['identity_only']:.2f} s / {med['floor_identity']:.2f} s = "
         f"{med['identity_only'] / med['floor_identity']:.2f}x")
     EXTRA["interleaved: default command / shared floor --mp, median of each round's ratio"] = f"{paired:.2f}x"
+    EXTRA["interleaved: CPU seconds, default command / shared floor --mp"] = (
+        f"{med_cpu['default']:.2f} s / {med_cpu['floor']:.2f} s = "
+        f"{med_cpu['default'] / med_cpu['floor']:.2f}x")
     EXTRA["interleaved: default command, warm signal cache"] = f"{med['warm']:.2f} s"
     EXTRA["interleaved: load average (1 min) at the end"] = (
         f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (as each command started: "
