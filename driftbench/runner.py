@@ -39,7 +39,7 @@ from driftbench.errors import DriftbenchError, ExitCode, RunDirBusy, Terminated,
 from driftbench.faces.base import preflight
 from driftbench.io import write_csv, write_json, write_parquet
 from driftbench.measure.clip import ClipResult, settings_from_config
-from driftbench.measure.preload import REPORT_MODULES, Preload
+from driftbench.measure.preload import Preload, report_modules
 from driftbench.sources.base import Clip, Skipped, SourceContext
 
 log = logging.getLogger("driftbench")
@@ -576,7 +576,7 @@ def _execute(cfg: Any, run_dir: Path, container: dict[Any, Any], cfg_hash: str, 
 
     t0 = time.perf_counter()
     # the report's imports overlap with measuring, which imports none of them (tests/test_cli.py checks)
-    preload = Preload(REPORT_MODULES) if cfg.report.html and todo else None
+    preload = Preload(report_modules(len(clips))) if cfg.report.html and todo else None
     try:
         execute(str(cfg.executor.name), todo, settings, workers=int(cfg.executor.workers),
                 address=cfg.executor.address, on_result=on_result)

@@ -129,6 +129,17 @@ def test_report_modules_are_imported_only_by_the_preload_thread_while_clips_are_
     assert (tmp_path / "run" / "report.html").is_file()
 
 
+def test_a_one_clip_run_preloads_no_scipy_but_a_several_clip_run_does():
+    """One clip's report needs no scipy.stats (driftbench.results.stats): the preload spares the ~0.5 s CPU
+    of importing it; with several clips the report's statistics import it, so it is preloaded."""
+    from driftbench.measure.preload import REPORT_MODULES, report_modules
+
+    assert "scipy.stats" in REPORT_MODULES
+    assert not any(m.startswith("scipy") for m in report_modules(1))
+    assert set(report_modules(1)) | {"scipy.stats"} == set(REPORT_MODULES)
+    assert report_modules(2) == REPORT_MODULES
+
+
 def test_executable_exit_codes_and_output_survive_the_quick_exit():
     """`python -m driftbench` ends with os._exit after flushing: exit codes and piped output intact."""
     import subprocess

@@ -37,6 +37,29 @@ def test_index_against_is_a_capped_mean_of_ratios() -> None:
     assert expr.index_against(half, zero_ref)[0] == pytest.approx(0.5)
 
 
+@pytest.mark.parametrize("bin_s", [1.0, 2.5, 30.0])
+def test_bin_summaries_slice_rows_and_equal_those_of_each_bins_table(bin_s: float) -> None:
+    """The per-bin figures come from row slices of the clip's arrays (issue 20: no DataFrame per bin);
+    they must be exactly the figures of each bin's own sub-table, gaps (no face) and NaNs included."""
+    rng = np.random.default_rng(3)
+    n = 50
+    found = rng.random(n) > 0.2
+    st = pd.DataFrame({"t": np.arange(n) / 2.0, "face_found": found,
+                       **{c: np.where(found & (rng.random(n) > 0.1), rng.random(n), np.nan)
+                          for c in ("expr_speed", "pose_speed", "lm_motion", "lm_motion_local", "crop_change",
+                                    "ref_copy")},
+                       **{f"_bs{k}": np.where(found, rng.random(n), np.nan) for k in range(52)},
+                       **{c: np.where(found, rng.normal(0, 20, n), np.nan)
+                          for c in ("_yaw", "_pitch", "_roll")}})
+    arrays = expr._arrays(st)
+    b = np.floor(st["t"].to_numpy() / bin_s + 1e-9).astype(int)
+    for k, block in st.groupby(b, sort=True):
+        np.testing.assert_equal(expr._summarise(arrays, np.flatnonzero(b == k)),
+                                expr._summarise(expr._arrays(block)))  # NaN equals NaN, else exact
+    whole = expr._summarise(arrays)
+    assert whole["n_faces"] == int(found.sum()) and np.isfinite(whole["expr_spread"])
+
+
 def test_reference_artefact_is_versioned_and_records_its_data_and_code() -> None:
     ref = expr.load_reference()
     assert ref["version"] == expr.REFERENCE_VERSION

@@ -117,6 +117,37 @@ def test_kaplan_meier_is_undefined_after_the_last_censored_clip_and_median_may_n
     assert np.isinf(km2.median)
 
 
+@pytest.mark.parametrize("lost", [True, False])
+@pytest.mark.parametrize("duration", [0.0, 0.5, 12.5, 60.0])
+def test_one_clip_curve_equals_scipys(duration: float, lost: bool) -> None:
+    """A single clip's curve and band are read without importing scipy.stats (issue 20): the same arrays
+    as scipy's ecdf with the closed exponential-Greenwood band, and the same Survival figures."""
+    d, e = np.array([duration]), np.array([lost])
+    timeline = np.unique(np.concatenate([[0.0], d]))
+    fast = stats._one_clip_curve(d, e, timeline, stats.CONFIDENCE)
+    ref = stats._scipy_curve(d, e, timeline, stats.CONFIDENCE)
+    for a, b in zip(fast, ref, strict=True):
+        np.testing.assert_array_equal(a, b)
+    km = stats.kaplan_meier([duration], [int(lost)], observed=[60.0])
+    assert km.n == 1 and km.n_lost == int(lost)
+    assert km.median == (duration if lost else float("inf"))
+    assert km.at(30.0).value == (0.0 if lost and duration <= 30.0 else 1.0)
+
+
+def test_a_one_clip_report_path_imports_no_scipy_stats() -> None:
+    """The statistics a one-clip run's report computes (survival, bootstrap of one value) leave scipy.stats
+    unimported (a fresh interpreter: ~0.5 s CPU of the default command, issue 20)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from driftbench.results import stats; "
+        "km = stats.kaplan_meier([12.0], [1], observed=[60.0]); e = stats.bootstrap_mean([0.3]); "
+        "assert km.median == 12.0 and e.n == 1; sys.exit(1 if 'scipy.stats' in sys.modules else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_kaplan_meier_and_logrank_equal_lifelines(seed: int) -> None:
     """scipy.stats computes the curve, its exponential-Greenwood band and the log-rank test; lifelines

@@ -19,6 +19,12 @@ from collections.abc import Iterable
 REPORT_MODULES = ("scipy.stats", "matplotlib.figure", "matplotlib.backends.backend_agg", "jinja2")
 
 
+def report_modules(n_clips: int) -> tuple[str, ...]:
+    """What rendering the report of a run of ``n_clips`` clips imports: one clip's statistics need no
+    scipy.stats (:mod:`driftbench.results.stats`), whose import alone costs ~0.5 s of CPU."""
+    return REPORT_MODULES if n_clips > 1 else tuple(m for m in REPORT_MODULES if not m.startswith("scipy"))
+
+
 class Preload:
     """Imports ``modules`` in order on a daemon thread; a module that fails to import is skipped
     (the error surfaces where the module is really used)."""

@@ -154,15 +154,27 @@ def sample_table(frames: pd.DataFrame, thumbs: pd.DataFrame | None) -> pd.DataFr
                          "_yaw": pose[:, 0], "_pitch": pose[:, 1], "_roll": pose[:, 2]})
 
 
-def _spread(block: pd.DataFrame) -> float:
-    cols = [f"_bs{k}" for k in range(52)]
-    v = block[cols].to_numpy(dtype=np.float64)
+_BS_COLUMNS = [f"_bs{k}" for k in range(52)]
+_POSE_COLUMNS = ["_yaw", "_pitch", "_roll"]
+_SCALAR_COLUMNS = ("expr_speed", "pose_speed", "lm_motion", "lm_motion_local", "crop_change", "ref_copy")
+
+
+def _arrays(st: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The columns of a :func:`sample_table` that the summaries read, as arrays (taken once per clip: the
+    per-bin summaries then slice rows instead of building 60 small DataFrames, ~0.06 s of a report)."""
+    out = {c: st[c].to_numpy(dtype=np.float64) for c in _SCALAR_COLUMNS}
+    out["bs"] = st[_BS_COLUMNS].to_numpy(dtype=np.float64)
+    out["pose"] = st[_POSE_COLUMNS].to_numpy(dtype=np.float64)
+    out["face_found"] = st["face_found"].to_numpy(dtype=bool)
+    return out
+
+
+def _spread(v: np.ndarray) -> float:
     v = v[np.isfinite(v).all(axis=1)]
     return float(np.sqrt(v.var(axis=0).sum())) if len(v) >= 2 else float("nan")
 
 
-def _pose_range(block: pd.DataFrame) -> float:
-    p = block[["_yaw", "_pitch", "_roll"]].to_numpy(dtype=np.float64)
+def _pose_range(p: np.ndarray) -> float:
     p = p[np.isfinite(p).all(axis=1)]
     if len(p) < 2:
         return float("nan")
@@ -170,30 +182,31 @@ def _pose_range(block: pd.DataFrame) -> float:
     return float(np.linalg.norm(r))
 
 
-def _nanmedian(x: pd.Series) -> float:
-    v = x.to_numpy(dtype=np.float64)
+def _nanmedian(v: np.ndarray) -> float:
     v = v[np.isfinite(v)]
     return float(np.median(v)) if v.size else float("nan")
 
 
-def _nanmean(x: pd.Series) -> float:
-    v = x.to_numpy(dtype=np.float64)
+def _nanmean(v: np.ndarray) -> float:
     v = v[np.isfinite(v)]
     return float(np.mean(v)) if v.size else float("nan")
 
 
-def _summarise(block: pd.DataFrame) -> dict[str, float]:
+def _summarise(a: dict[str, np.ndarray], rows: slice | np.ndarray = slice(None)) -> dict[str, float]:
+    """Expressivity figures of the ``rows`` of one clip's :func:`_arrays` (all of them by default)."""
+    found = a["face_found"][rows]
+    ref_copy = a["ref_copy"][rows]
     return {
-        "expr_spread": _spread(block),
-        "expr_speed": _nanmedian(block["expr_speed"]),
-        "pose_range": _pose_range(block),
-        "pose_speed": _nanmedian(block["pose_speed"]),
-        "lm_motion": _nanmean(block["lm_motion"]),
-        "lm_motion_local": _nanmean(block["lm_motion_local"]),
-        "crop_change": _nanmean(block["crop_change"]),
-        "ref_copy": _nanmedian(block["ref_copy"]),
-        "near_copy_share": float((block["ref_copy"] >= 0.9).sum() / max(int(block["face_found"].sum()), 1)),
-        "n_faces": int(block["face_found"].sum()),
+        "expr_spread": _spread(np.ascontiguousarray(a["bs"][rows])),
+        "expr_speed": _nanmedian(a["expr_speed"][rows]),
+        "pose_range": _pose_range(a["pose"][rows]),
+        "pose_speed": _nanmedian(a["pose_speed"][rows]),
+        "lm_motion": _nanmean(a["lm_motion"][rows]),
+        "lm_motion_local": _nanmean(a["lm_motion_local"][rows]),
+        "crop_change": _nanmean(a["crop_change"][rows]),
+        "ref_copy": _nanmedian(ref_copy),
+        "near_copy_share": float((ref_copy >= 0.9).sum() / max(int(found.sum()), 1)),
+        "n_faces": int(found.sum()),
     }
 
 
@@ -206,11 +219,12 @@ def clip_expressivity(frames: pd.DataFrame, thumbs: pd.DataFrame | None = None, 
     )
     for cid, fr in frames.groupby("clip_id", sort=True):
         st = sample_table(fr, th_groups.get(cid))
-        clip_rows.append({"clip_id": cid, **_summarise(st)})
+        a = _arrays(st)
+        clip_rows.append({"clip_id": cid, **_summarise(a)})
         b = np.floor(st["t"].to_numpy() / bin_s + 1e-9).astype(int)
-        for k, blk in st.groupby(b, sort=True):
+        for k in np.unique(b):  # ascending, each bin's rows in table order (as a groupby on b)
             bin_rows.append({"clip_id": cid, "t_start": float(k) * bin_s, "t_mid": (float(k) + 0.5) * bin_s,
-                             **_summarise(blk)})
+                             **_summarise(a, np.flatnonzero(b == k))})
     cols = ["clip_id", *COMPONENTS, "ref_copy", "near_copy_share", "n_faces"]
     clips = pd.DataFrame(clip_rows, columns=cols)
     bins = pd.DataFrame(bin_rows, columns=["clip_id", "t_start", "t_mid", *cols[1:]])

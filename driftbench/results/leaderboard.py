@@ -321,12 +321,12 @@ def _paired_columns(horizons: Sequence[float]) -> list[str]:
 def holm(p_values: pd.Series) -> pd.Series:
     """Holm-adjusted p-values (statsmodels ``multipletests``, family-wise error) over the finite values;
     NaN stays NaN."""
-    from statsmodels.stats.multitest import multipletests
-
     p = pd.to_numeric(p_values, errors="coerce")
     out = pd.Series(np.nan, index=p.index, dtype=np.float64)
     ok = p.notna()
-    if ok.any():
+    if ok.any():  # imported only here: statsmodels imports scipy.stats, which a one-clip report never needs
+        from statsmodels.stats.multitest import multipletests
+
         out[ok] = multipletests(p[ok].to_numpy(dtype=np.float64), method="holm")[1]
     return out
 
@@ -408,18 +408,28 @@ def build(runset: RunSet, settings: LeaderboardSettings | None = None) -> Leader
 
     s = settings or LeaderboardSettings()
     horizons = tuple(s.horizons or DEFAULT_HORIZONS)
-    lb = _build(runset, replace(s, horizons=horizons))
+    expressivity = _expressivity(runset)  # once: the second pass below reads the same frames
+    lb = _build(runset, replace(s, horizons=horizons), expressivity)
     if s.rank_by is None and not lb.rows.empty:
         label, note = _rank_label(lb.rows, lb.pairs, measured_horizons(runset.clips))
         if label != END and label not in _labels(horizons):
             horizons = tuple(sorted({*horizons, float(label.removesuffix("s"))}))
-        lb = _build(runset, replace(s, horizons=horizons, rank_by=f"drift_reduction_{label}_mean"))
+        lb = _build(runset, replace(s, horizons=horizons, rank_by=f"drift_reduction_{label}_mean"),
+                    expressivity)
         if note:
             lb.notes.insert(0, note)
     return lb
 
 
-def _build(runset: RunSet, settings: LeaderboardSettings) -> Leaderboard:
+def _expressivity(runset: RunSet) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """(per clip, per bin) expressivity of the run set's frames; None without frames."""
+    if runset.frames.empty:
+        return None
+    return expr.clip_expressivity(runset.frames, runset.thumbs if not runset.thumbs.empty else None)
+
+
+def _build(runset: RunSet, settings: LeaderboardSettings,
+           expressivity: tuple[pd.DataFrame, pd.DataFrame] | None) -> Leaderboard:
     horizons = tuple(settings.horizons or DEFAULT_HORIZONS)
     labels = _labels(horizons)
     clips = runset.clips.copy()
@@ -431,10 +441,8 @@ def _build(runset: RunSet, settings: LeaderboardSettings) -> Leaderboard:
         notes.append(
             f"expressivity reference unavailable ({exc}); vs-real figures and the copy limit are empty"
         )
-    if not runset.frames.empty:
-        clip_expr, bin_expr = expr.clip_expressivity(
-            runset.frames, runset.thumbs if not runset.thumbs.empty else None
-        )
+    if expressivity is not None:
+        clip_expr, bin_expr = expressivity[0].copy(), expressivity[1].copy()  # columns are added below
     else:
         clip_expr = pd.DataFrame(columns=["clip_id", *expr.COMPONENTS, "ref_copy"])
         bin_expr = pd.DataFrame()

@@ -77,8 +77,6 @@ def bootstrap_mean(values: Sequence[float] | np.ndarray | pd.Series, *, seed: in
     One value: the CI is undefined (NaN). All values equal: the CI collapses to the value (scipy
     would return NaN for a degenerate sample). BCa falls back to the percentile method when its
     acceleration cannot be estimated (tiny samples)."""
-    from scipy.stats import bootstrap
-
     a = _finite(values)
     fn = np.mean if statistic == "mean" else np.median
     if a.size == 0:
@@ -88,6 +86,8 @@ def bootstrap_mean(values: Sequence[float] | np.ndarray | pd.Series, *, seed: in
         return Estimate(point, float("nan"), float("nan"), 1, "single value")
     if np.ptp(a) == 0.0:
         return Estimate(point, point, point, int(a.size), "constant sample")
+    from scipy.stats import bootstrap  # here, not above: a one-clip run's report never imports scipy.stats
+
     for m in (method, "percentile"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -161,9 +161,8 @@ def kaplan_meier(
     never lost are right-censored. Curve and exponential-Greenwood ("log-log") band from
     ``scipy.stats.ecdf``, read on lifelines' timeline (0 and every distinct duration; tests check
     equality with lifelines, which costs ~0.5 s more to import). The median and its CI are where the
-    curve and its band bounds first reach 0.5, lifelines' ``median_survival_times`` reading."""
-    from scipy.stats import CensoredData, ecdf
-
+    curve and its band bounds first reach 0.5, lifelines' ``median_survival_times`` reading. One clip's
+    curve is read without scipy (:func:`_one_clip_curve`, equal to scipy's: tests/test_stats.py)."""
     d = np.asarray(durations, dtype=np.float64)
     lost_f = np.asarray(lost, dtype=np.float64)
     ok = np.isfinite(d) & np.isfinite(lost_f)
@@ -176,15 +175,8 @@ def kaplan_meier(
         empty = np.zeros(0)
         return Survival(empty, empty, empty, empty, empty, 0, 0, float("nan"), float("nan"), float("nan"),
                         float("nan"), empty)
-    sf = ecdf(CensoredData.right_censored(d, ~e)).sf
     timeline = np.unique(np.concatenate([[0.0], d]))
-    surv = sf.evaluate(timeline)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the band is undefined where S is 0 or 1: closed there, as lifelines
-        band = sf.confidence_interval(confidence, method="log-log")
-    closed = np.where(surv >= 1.0, 1.0, 0.0)
-    lo = np.where(np.isnan(low := band.low.evaluate(timeline)), closed, low)
-    hi = np.where(np.isnan(high := band.high.evaluate(timeline)), closed, high)
+    surv, lo, hi = (_one_clip_curve if d.size == 1 else _scipy_curve)(d, e, timeline, confidence)
     at_risk = np.array([np.sum(d >= t) for t in timeline], dtype=np.float64)
 
     def crossing(curve: np.ndarray) -> float:
@@ -206,6 +198,33 @@ def kaplan_meier(
         durations=d,
         observed=obs,
     )
+
+
+def _scipy_curve(d: np.ndarray, e: np.ndarray, timeline: np.ndarray,
+                 confidence: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(S, band low, band high) on ``timeline``: ``scipy.stats.ecdf`` with the exponential-Greenwood
+    band, closed (to S's 0 or 1) where it is undefined, as lifelines."""
+    from scipy.stats import CensoredData, ecdf
+
+    sf = ecdf(CensoredData.right_censored(d, ~e)).sf
+    surv = sf.evaluate(timeline)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the band is undefined where S is 0 or 1: closed there, as lifelines
+        band = sf.confidence_interval(confidence, method="log-log")
+    closed = np.where(surv >= 1.0, 1.0, 0.0)
+    lo = np.where(np.isnan(low := band.low.evaluate(timeline)), closed, low)
+    hi = np.where(np.isnan(high := band.high.evaluate(timeline)), closed, high)
+    return surv, lo, hi
+
+
+def _one_clip_curve(d: np.ndarray, e: np.ndarray, timeline: np.ndarray,
+                    confidence: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_scipy_curve` of a single clip, which needs no estimation: S is 1 until the clip's loss and 0
+    from it on (1 throughout when it was never lost), and S is 0 or 1 everywhere, where the band is
+    closed to S (at t=0 scipy's band is [1, 1] too). Spares a one-clip run's report the ~0.5 s CPU of
+    importing scipy.stats (issue 20)."""
+    surv = np.where(e[0] & (timeline >= d[0]), 0.0, 1.0)
+    return surv, surv.copy(), surv.copy()
 
 
 def survival_from_clips(clips: pd.DataFrame) -> Survival:
