@@ -18,6 +18,7 @@ import pandas as pd
 from driftbench.errors import ClipError, DriftbenchError, printable
 from driftbench.measure import drift
 from driftbench.measure.cache import SignalCache, content_hash, signal_key
+from driftbench.measure.published import PublishedSettings
 from driftbench.measure.signals import FaceAnalyzer, Sampling
 from driftbench.sources.base import Clip
 
@@ -56,6 +57,7 @@ class MeasureSettings:
     decoupler: str = "default"
     threshold: float = 0.4
     progress: bool = False
+    published: PublishedSettings = field(default_factory=PublishedSettings)
 
     def analyzer_key(self) -> tuple[Any, ...]:
         return (self.backend, tuple(sorted(self.backend_options.items())), self.expression, self.age,
@@ -267,6 +269,13 @@ def _measure(clip: Clip, s: MeasureSettings, warnings: list[str]) -> ClipResult:
     summary.update({"video_fps": info.fps, "width": info.width, "height": info.height, "codec": info.codec,
                     "reference_mode": ref.mode, "n_reference_faces": ref.n_faces,
                     "max_faces_seen": int(faces["n_faces"].max())})
+    if s.published.enabled:
+        from driftbench.measure import published
+
+        summary.update(published.clip_metrics(
+            clip.path, faces, ref.embedding if ref.mode == "images" else None, analyzer, cache, s.published,
+            recognizer=analyzer.info.threshold_key or s.backend, sampling_fps=s.sampling.fps,
+            video_fps=info.fps))
     thumbs = pd.DataFrame({"sample_index": track["sample_index"].astype("int32"), "t": track["t"],
                            "thumb": track["thumb"]})
     ref_json = ref.to_json()
@@ -334,4 +343,5 @@ def settings_from_config(cfg: Any, threshold: float, *, progress: bool = False) 
         cache_enabled=bool(cfg.cache.enabled),
         threshold=threshold,
         progress=progress,
+        published=PublishedSettings(**dict(cfg.get("published") or {})),
     )
