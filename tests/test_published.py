@@ -138,6 +138,25 @@ def test_frames_at_reads_exactly_the_indexed_frames_and_frame_count_is_the_decod
 
 
 @needs_shared
+def test_facesim_frames_reuse_the_sampled_analysis_exactly(analyzer):
+    """FaceSim's frames that the run sampled reuse their faces; the result equals analysing all 32."""
+    from driftbench.measure import video
+    from driftbench.measure.signals import Sampling
+
+    path = VIDEO / "opens2v" / "singleface_3.mp4"
+    n = video.frame_count(path)
+    sampled = analyzer.analyze_video(path, Sampling(2.0))
+    shared = set(sampled["frame_index"]) & set(P.facesim_indices(n).tolist())
+    assert len(shared) >= 3  # the reuse path is exercised
+    alone = P.per_frame(P.facesim_frames(path, analyzer, n))
+    reused = P.per_frame(P.facesim_frames(path, analyzer, n, sampled=sampled))
+    assert list(alone["frame_index"]) == list(reused["frame_index"]) == sorted(set(P.facesim_indices(n)))
+    assert list(alone["n_faces"]) == list(reused["n_faces"])
+    for a, b in zip(alone["emb"], reused["emb"], strict=True):
+        assert np.allclose(a, b, atol=1e-6)
+
+
+@needs_shared
 def test_published_columns_on_real_clips(tmp_path):
     """sface on a generated clip with its reference photo and on OpenS2V's singleface_3 (first frame):
     the columns are there, FaceSim reads 32 frames, Human_Identity follows VBench's frame-0 rule."""

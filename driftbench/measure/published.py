@@ -157,22 +157,31 @@ def pad_frame(image: np.ndarray, scale: float = PAD_SCALE) -> tuple[np.ndarray, 
     return padded, (left, top)
 
 
-def facesim_frames(path: str | Path, analyzer: Any, n_frames: int, num: int = FACESIM_FRAMES) -> pd.DataFrame:
-    """Face-level table of FaceSim's frames (identity only), with the authors' padded second try on the
-    frames where no face was found. ``sample_index`` is the position among the distinct frames read."""
+def facesim_frames(path: str | Path, analyzer: Any, n_frames: int, num: int = FACESIM_FRAMES,
+                   sampled: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Face-level table of FaceSim's frames (``sample_index`` = ``frame_index``), with the authors' padded
+    second try on the frames where no face was found. Frames among the run's ``sampled`` frames (same
+    stream index) reuse their analysis (the same detector and recogniser on the same image: the same
+    faces); only the others are decoded and analysed (identity only)."""
     from driftbench.measure import video
 
-    idx = facesim_indices(n_frames, num)
-    frames = list(video.frames_at(path, idx))
-    table = analyzer.analyze_frames(frames, identity_only=True)
-    missing = set(table.loc[table["face_index"] < 0, "sample_index"].astype(int))
+    idx = sorted(set(facesim_indices(n_frames, num).tolist()))
+    parts = []
+    if sampled is not None and not sampled.empty:
+        parts.append(sampled[sampled["frame_index"].isin(idx)])
+    have = set(parts[0]["frame_index"].astype(int)) if parts else set()
+    need = [i for i in idx if i not in have]
+    if need:
+        parts.append(analyzer.analyze_frames(video.frames_at(path, need), identity_only=True))
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    table["sample_index"] = table["frame_index"].astype("int32")
+    missing = sorted(set(table.loc[table["face_index"] < 0, "frame_index"].astype(int)))
     if missing:
-        padded = [video.SampledFrame(f.sample_index, f.t, f.frame_index, pad_frame(f.image)[0])
-                  for f in frames if f.sample_index in missing]
+        padded = [video.SampledFrame(f.frame_index, f.t, f.frame_index, pad_frame(f.image)[0])
+                  for f in video.frames_at(path, missing)]
         again = analyzer.analyze_frames(padded, identity_only=True)
-        table = pd.concat([table[~table["sample_index"].isin(missing)], again], ignore_index=True)
-        table = table.sort_values(["sample_index", "face_index"], kind="mergesort").reset_index(drop=True)
-    return table
+        table = pd.concat([table[~table["frame_index"].isin(missing)], again], ignore_index=True)
+    return table.sort_values(["sample_index", "face_index"], kind="mergesort").reset_index(drop=True)
 
 
 def _cached(cache: Any, path: str | Path, token: str, analyzer: Any, compute: Any) -> pd.DataFrame:
@@ -209,7 +218,7 @@ def clip_metrics(path: str | Path, sampled: pd.DataFrame, reference: Any, analyz
     if settings.exact:
         n = video.frame_count(path)
         exact = per_frame(_cached(cache, path, f"published:facesim:{FACESIM_FRAMES}:n={n}", analyzer,
-                                  lambda: facesim_frames(path, analyzer, n)))
+                                  lambda: facesim_frames(path, analyzer, n, sampled=sampled)))
         # each of the 32 positions reads its frame (a short clip repeats frames; each repeat counts)
         by_index = dict(zip(exact["frame_index"].astype(int), exact["emb"], strict=True))
         fs_embs = [by_index.get(int(i)) for i in facesim_indices(n)]
