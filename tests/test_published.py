@@ -391,3 +391,68 @@ def test_facesim_and_human_identity_equal_the_authors_procedure_on_a_local_insig
           f"driftbench {got['facesim']:.6f}; "
           f"Human_Identity {hi:.6f} over {hi_n} frames, driftbench {got['human_identity']:.6f}")
     assert fs_padded > 0 and 0 < fs_n < 32 and 0.0 < hi < 1.0 and hi_n < 68
+
+
+# -- the report section ------------------------------------------------------------------------------------
+def test_report_view_labels_each_figure_with_its_recogniser_and_finds_the_disagreements():
+    from driftbench.report import published as R
+
+    base = {"published_recognizer": "sface", "threshold": 0.36, "drift_dec_at_end": 0.35,
+            "published_frames": "facesim: 32 frames; human_identity: samples"}
+    clips = pd.DataFrame([
+        # a late drift every average hides
+        {**base, "clip_id": "late", "human_identity": 1.0, "facesim": 0.83, "csim": 0.83, "csim_5s": 0.90,
+         "drifting": 1, "time_to_drift_s": 51.5, "lost": 0, "time_to_loss_s": np.nan},
+        # steady clip that a published figure calls another person
+        {**base, "clip_id": "low", "human_identity": 0.3, "facesim": 0.3, "csim": 0.5, "csim_5s": 0.5,
+         "drifting": 0, "time_to_drift_s": np.nan, "lost": 0, "time_to_loss_s": np.nan},
+        # both agree it went wrong
+        {**base, "clip_id": "step", "human_identity": 0.34, "facesim": 0.54, "csim": 0.54, "csim_5s": 0.92,
+         "drifting": 1, "time_to_drift_s": 22.5, "lost": 1, "time_to_loss_s": 23.5},
+        # frame 0 with two faces: Human_Identity not measured, the rest agree with a steady clip
+        {**base, "clip_id": "two", "human_identity": np.nan, "facesim": 0.9, "csim": 0.9, "csim_5s": 0.9,
+         "drifting": 0, "time_to_drift_s": np.nan, "lost": 0, "time_to_loss_s": np.nan},
+    ])
+    v = R.view(clips)
+    assert v is not None
+    by = {r["clip_id"]: r for r in v["rows"]}
+    assert [f["label"] for f in by["late"]["figures"]] == [
+        "human_identity[sface]", "facesim[sface]", "csim[sface]", "csim_5s[sface]"]
+    assert by["late"]["flag"] == "drifting from 52 s" and "no published figure shows it" in by["late"][
+        "disagreement"]
+    assert "human_identity[sface], facesim[sface]" in by["low"]["disagreement"]
+    assert by["step"]["disagreement"] == ""
+    assert by["step"]["flag"] == "drifting from 22 s, identity lost at 24 s"
+    assert by["two"]["disagreement"] == "" and by["two"]["figures"][0]["same"] is None
+    assert [r["clip_id"] for r in v["disagreements"]] == ["late", "low"]
+    js = R.to_json(v)
+    assert js[3]["human_identity[sface]"] is None and js[0]["csim_5s[sface]"] == 0.9
+    assert R.view(clips.drop(columns=["facesim"])) is None
+
+
+@needs_shared
+def test_run_writes_the_published_columns_and_the_report_shows_them(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    (clips / "singleface_3.mp4").symlink_to(VIDEO / "opens2v" / "singleface_3.mp4")
+    cmd = [sys.executable, "-m", "driftbench", "run", "model=folder", f"model.path={clips}",
+           "reference=first_frame", "fetch=false", "progress=false", f"output.dir={tmp_path / 'run'}",
+           f"cache.dir={tmp_path / 'cache'}"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=600,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = pd.read_csv(tmp_path / "run" / "clips.csv").iloc[0]
+    assert row["published_recognizer"].startswith("sface") and row["facesim_faces"] == 32
+    assert 0.8 < row["facesim"] <= 1.0 and 0.8 < row["csim"] <= 1.0
+    html = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
+    assert "Published metrics beside driftbench" in html and "facesim[sface" in html
+    rep = json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))
+    assert rep["published"][0]["clip_id"] == "singleface_3.mp4"
+    assert rep["published"][0]["human_identity[" + row["published_recognizer"] + "]"] is None

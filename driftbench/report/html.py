@@ -500,6 +500,9 @@ def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench rep
     skipped = runset.skipped.to_dict(orient="records") if not runset.skipped.empty else []
     glossary = cards()
     runs = _run_info(runset.runs)
+    from driftbench.report import published as pub
+
+    published_view = pub.view(clips)
     html = (
         _env()
         .get_template("report.html.j2")
@@ -528,6 +531,7 @@ def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench rep
             worst=worst,
             skipped=skipped,
             glossary=glossary,
+            published=published_view,
         )
     )
     html_path = out_dir / html_name
@@ -549,6 +553,7 @@ def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench rep
         "worst_frames": [{k: v for k, v in w.items() if k not in ("uri", "ref")} for w in worst],
         "skipped": [{k: stats.finite_or_none(v) for k, v in s.items()} for s in skipped],
         "glossary": glossary,
+        "published": pub.to_json(published_view),
     }
     write_json(out_dir / "report.json", report)
     return html_path
