@@ -62,8 +62,8 @@ def view(clips: pd.DataFrame) -> dict[str, Any] | None:
     for r in clips.sort_values("clip_id").to_dict(orient="records"):
         rec = str(r.get("published_recognizer") or "")
         thr = _num(r.get("threshold"))
-        figures = []
-        verdicts = []
+        figures: list[dict[str, Any]] = []
+        verdicts: list[bool | None] = []
         for col, stem in FIGURES:
             v = _num(r.get(col))
             same = same_person(col, v, thr)
