@@ -456,3 +456,36 @@ def test_run_writes_the_published_columns_and_the_report_shows_them(tmp_path):
     rep = json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))
     assert rep["published"][0]["clip_id"] == "singleface_3.mp4"
     assert rep["published"][0]["human_identity[" + row["published_recognizer"] + "]"] is None
+
+
+@needs_shared
+def test_a_truncated_clip_keeps_its_metrics_and_says_which_facesim_frames_were_unreadable(tmp_path):
+    import av
+
+    from driftbench.measure import video
+    from driftbench.measure.clip import MeasureSettings, MetricSettings, measure_clip
+    from driftbench.sources.base import Clip
+
+    src = VIDEO / "generated" / "hallo_1_0.mp4"
+    whole = tmp_path / "whole.mp4"
+    with av.open(str(src)) as c, av.open(str(whole), "w", options={"movflags": "faststart"}) as out:
+        st = out.add_stream("libx264", rate=25)
+        st.width, st.height, st.pix_fmt = 256, 256, "yuv420p"
+        for _, f in zip(range(100), c.decode(video=0), strict=False):
+            for pkt in st.encode(f.reformat(width=256, height=256, format="yuv420p")):
+                out.mux(pkt)
+        for pkt in st.encode():
+            out.mux(pkt)
+    cut = tmp_path / "cut.mp4"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    read = list(video.frames_at(cut, range(100)))  # no exception: the damaged tail ends the frames
+    assert 0 < len(read) < 100
+    cache = tmp_path / "cache"
+    res = measure_clip(Clip("cut", str(cut), "h"), MeasureSettings(
+        device="cpu", expression=False, age=False, cache_dir=str(cache), reference="first_frame",
+        threshold=0.4, metrics=MetricSettings(min_samples=2)))
+    assert res.status == "ok", res.message
+    assert "unreadable, left out" in res.summary["published_frames"]
+    assert 0 < res.summary["facesim_faces"] < 32 and 0.8 < res.summary["facesim"] <= 1.0
+    assert not list(cache.rglob("*.parquet"))  # neither its signals nor its FaceSim frames are cached

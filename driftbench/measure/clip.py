@@ -272,10 +272,17 @@ def _measure(clip: Clip, s: MeasureSettings, warnings: list[str]) -> ClipResult:
     if s.published.enabled:
         from driftbench.measure import published
 
-        summary.update(published.clip_metrics(
-            clip.path, faces, ref.embedding if ref.mode == "images" else None, analyzer, cache, s.published,
-            recognizer=analyzer.info.threshold_key or s.backend, sampling_fps=s.sampling.fps,
-            video_fps=info.fps))
+        try:
+            summary.update(published.clip_metrics(
+                clip.path, faces, ref.embedding if ref.mode == "images" else None, analyzer,
+                SignalCache(enabled=False) if truncated else cache, s.published,
+                recognizer=analyzer.info.threshold_key or s.backend, sampling_fps=s.sampling.fps,
+                video_fps=info.fps))
+        except Exception as exc:  # an extra never costs the clip's own metrics
+            log.debug("published metrics of %s failed:\n%s", clip.clip_id, traceback.format_exc())
+            warnings.append(printable(f"{clip.path}: published metrics not computed ({type(exc).__name__}: "
+                                      f"{exc}) -- fix: report this with the clip attached; "
+                                      "published.enabled=false skips them"))
     thumbs = pd.DataFrame({"sample_index": track["sample_index"].astype("int32"), "t": track["t"],
                            "thumb": track["thumb"]})
     ref_json = ref.to_json()

@@ -223,7 +223,8 @@ def clip_metrics(path: str | Path, sampled: pd.DataFrame, reference: Any, analyz
         by_index = dict(zip(exact["frame_index"].astype(int), exact["emb"], strict=True))
         fs_embs = [by_index.get(int(i)) for i in facesim_indices(n)]
         fs_first = by_index.get(0)
-        fs_source = f"{FACESIM_FRAMES} frames"
+        unread = len(set(facesim_indices(n).tolist()) - set(by_index))
+        fs_source = f"{FACESIM_FRAMES} frames" + (f" ({unread} unreadable, left out)" if unread else "")
     else:
         fs_embs = list(samples["emb"])
         fs_first = samples["emb"].iloc[0] if not samples.empty else None

@@ -294,7 +294,10 @@ def frame_count(path: str | Path) -> int:
 def frames_at(path: str | Path, indices: Iterable[int] | None = None) -> Iterator[SampledFrame]:
     """Yield the decoded frames whose stream index is in ``indices`` (each index once, in stream order;
     None: every frame), upright BGR, decoded sequentially (no seeking). ``sample_index`` numbers the
-    yielded frames; ``t`` is seconds since the first frame."""
+    yielded frames; ``t`` is seconds since the first frame. A damaged tail ends the frames quietly (an
+    index past it is simply not yielded)."""
+    import av
+
     wanted = None if indices is None else sorted({int(i) for i in indices})
     container = _open(path)
     try:
@@ -304,7 +307,16 @@ def frames_at(path: str | Path, indices: Iterable[int] | None = None) -> Iterato
         k = 0
         last = wanted[-1] if wanted else -1
         pos = 0  # next position in wanted
-        for frame_index, frame in enumerate(container.decode(stream)):
+        decoded = container.decode(stream)
+        frame_index = -1
+        while True:
+            try:
+                frame = next(decoded)
+            except StopIteration:
+                return
+            except (av.error.FFmpegError, ValueError):  # a damaged tail: the frames before it were yielded
+                return
+            frame_index += 1
             if wanted is not None and (pos >= len(wanted) or frame_index > last):
                 break
             t = float(frame.time) if frame.time is not None else float("nan")
