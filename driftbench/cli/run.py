@@ -33,6 +33,8 @@ Overrides are Hydra overrides (key=value); an unknown key or a wrong type exits 
   face=sface                         face backend (detector + aligner + embedder)
   sampling.fps=2.0                   frames measured per second of video
   metrics.horizons=[5,30,60,120]     seconds at which sim@T and drift@T are reported
+  published.exact=true|false         FaceSim on its own 32 frames, or on the samples (published.enabled=false:
+                                     no published metrics; published.all_frames=true: Human_Identity on all)
   executor=local|ray executor.workers=N
   output.dir=PATH                    run directory (default reports/runs/<model>-<mitigation>-<hash>);
                                      hydra.run.dir=PATH is the same setting, hydra.sweep.dir=PATH a sweep's
