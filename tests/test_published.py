@@ -425,6 +425,11 @@ def test_report_view_labels_each_figure_with_its_recogniser_and_finds_the_disagr
     assert by["step"]["flag"] == "drifting from 22 s, identity lost at 24 s"
     assert by["two"]["disagreement"] == "" and by["two"]["figures"][0]["same"] is None
     assert [r["clip_id"] for r in v["disagreements"]] == ["late", "low"]
+    assert v["heads"][1] == "facesim[sface]" and not v["several"]
+    two = R.view(pd.concat([clips, clips.assign(clip_id="x", published_recognizer="dlib")]))
+    assert two is not None and two["several"] and two["heads"][1] == "facesim[recognizer]"
+    assert {f["label"] for r in two["rows"] for f in r["figures"] if f["col"] == "facesim"} == {
+        "facesim[sface]", "facesim[dlib]"}
     js = R.to_json(v)
     assert js[3]["human_identity[sface]"] is None and js[0]["csim_5s[sface]"] == 0.9
     assert R.view(clips.drop(columns=["facesim"])) is None

@@ -58,7 +58,8 @@ def view(clips: pd.DataFrame) -> dict[str, Any] | None:
     """Rows and disagreements for the report (None when the run has no published columns)."""
     if clips.empty or "facesim" not in clips or "published_recognizer" not in clips:
         return None
-    rows, disagree = [], []
+    rows: list[dict[str, Any]] = []
+    disagree: list[dict[str, Any]] = []
     for r in clips.sort_values("clip_id").to_dict(orient="records"):
         rec = str(r.get("published_recognizer") or "")
         thr = _num(r.get("threshold"))
@@ -84,7 +85,10 @@ def view(clips: pd.DataFrame) -> dict[str, Any] | None:
         rows.append(row)
         if note:
             disagree.append(row)
-    return {"rows": rows, "disagreements": disagree, "labels": [f"{stem}" for _, stem in FIGURES],
+    recs = sorted({str(r["recognizer"]) for r in rows})
+    # one recogniser: it goes into each heading; several (a sweep over face=...): each row names its own
+    heads = [f"{stem}[{recs[0]}]" if len(recs) == 1 else f"{stem}[recognizer]" for _, stem in FIGURES]
+    return {"rows": rows, "disagreements": disagree, "heads": heads, "several": len(recs) > 1,
             "hi_same": HI_SAME}
 
 
