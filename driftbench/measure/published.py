@@ -185,8 +185,11 @@ def facesim_frames(path: str | Path, analyzer: Any, n_frames: int, num: int = FA
 
 
 def _cached(cache: Any, path: str | Path, token: str, analyzer: Any, compute: Any) -> pd.DataFrame:
-    from driftbench.measure.cache import content_hash, signal_key
+    """The face-level table of a clip's published-metric frames, cached beside the sampled signals in the
+    cache's ``published/`` folder (the top-level entries stay one per sampled clip)."""
+    from driftbench.measure.cache import SignalCache, content_hash, signal_key
 
+    cache = SignalCache(cache.root / "published", enabled=cache.enabled)
     key = signal_key(content_hash(path), token, analyzer.signature())
     hit = cache.get(key)
     if hit is not None:
