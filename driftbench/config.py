@@ -201,6 +201,18 @@ class MetricsConfig:
 
 
 @dataclass
+class PublishedConfig:
+    """Published identity metrics beside driftbench's (driftbench/measure/published.py)."""
+
+    #: csim, csim_5s, facesim, human_identity columns in clips.csv
+    enabled: bool = True
+    #: FaceSim on its own 32 frames, decoded and analysed exactly; false: on the sampled frames
+    exact: bool = True
+    #: Human_Identity on every decoded frame, as VBench-2.0 (slow on long clips); false: on the samples
+    all_frames: bool = False
+
+
+@dataclass
 class ExecutorConfig:
     name: str = "local"
     #: worker processes; 0 = auto (sized to the cores)
@@ -262,6 +274,7 @@ class RunConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     signals: SignalsConfig = field(default_factory=SignalsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    published: PublishedConfig = field(default_factory=PublishedConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     agreement: AgreementConfig = field(default_factory=AgreementConfig)

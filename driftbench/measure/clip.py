@@ -19,6 +19,7 @@ import pandas as pd
 from driftbench.errors import ClipError, DriftbenchError, printable
 from driftbench.measure import drift
 from driftbench.measure.cache import SignalCache, content_hash, signal_key
+from driftbench.measure.published import PublishedSettings
 from driftbench.measure.signals import FaceAnalyzer, Sampling
 from driftbench.sources.base import Clip
 
@@ -57,6 +58,7 @@ class MeasureSettings:
     decoupler: str = "default"
     threshold: float = 0.4
     progress: bool = False
+    published: PublishedSettings = field(default_factory=PublishedSettings)
 
     def analyzer_key(self) -> tuple[Any, ...]:
         return (self.backend, tuple(sorted(self.backend_options.items())), self.expression, self.age,
@@ -281,6 +283,20 @@ def _measure(clip: Clip, s: MeasureSettings, warnings: list[str]) -> ClipResult:
                     "reference_mode": ref.mode, "n_reference_faces": ref.n_faces,
                     "max_faces_seen": int(faces["n_faces"].max())})
     summary.update(cast_cols)
+    if s.published.enabled and not cast_cols:  # a cast clip's faces are several people's
+        from driftbench.measure import published
+
+        try:
+            summary.update(published.clip_metrics(
+                clip.path, faces, ref.embedding if ref.mode == "images" else None, analyzer,
+                SignalCache(enabled=False) if truncated else cache, s.published,
+                recognizer=analyzer.info.threshold_key or s.backend, sampling_fps=s.sampling.fps,
+                video_fps=info.fps))
+        except Exception as exc:  # an extra never costs the clip's own metrics
+            log.debug("published metrics of %s failed:\n%s", clip.clip_id, traceback.format_exc())
+            warnings.append(printable(f"{clip.path}: published metrics not computed ({type(exc).__name__}: "
+                                      f"{exc}) -- fix: report this with the clip attached; "
+                                      "published.enabled=false skips them"))
     thumbs = pd.DataFrame({"sample_index": track["sample_index"].astype("int32"), "t": track["t"],
                            "thumb": track["thumb"]})
     ref_json = ref.to_json()
@@ -388,4 +404,5 @@ def settings_from_config(cfg: Any, threshold: float, *, progress: bool = False) 
         cache_enabled=bool(cfg.cache.enabled),
         threshold=threshold,
         progress=progress,
+        published=PublishedSettings(**dict(cfg.get("published") or {})),
     )

@@ -182,9 +182,14 @@ class FaceAnalyzer:
             ages.update({r: float(a) for (r, _), a in zip(pending, preds, strict=True)})
         pending.clear()
 
-    def analyze_frames(self, frames: Any, *, progress: Callable[[int], None] | None = None) -> pd.DataFrame:
-        """Face-level table for an iterable of :class:`driftbench.measure.video.SampledFrame`."""
-        self._ensure_signal_models()
+    def analyze_frames(self, frames: Any, *, progress: Callable[[int], None] | None = None,
+                       identity_only: bool = False) -> pd.DataFrame:
+        """Face-level table for an iterable of :class:`driftbench.measure.video.SampledFrame`;
+        ``identity_only``: detection, alignment and embedding only (no landmarks, pose, expression or age:
+        what published identity metrics need, at a fraction of the cost)."""
+        landmarks = self._has_landmarks and not identity_only
+        if landmarks:
+            self._ensure_signal_models()
         rows: list[dict[str, Any]] = []
         chips: list[np.ndarray] = []
         chip_rows: list[int] = []
@@ -220,7 +225,7 @@ class FaceAnalyzer:
                     row["thumb"] = _encode_thumb(chip)
                     chips.append(chip)
                     chip_rows.append(len(rows))
-                if self._has_landmarks:
+                if landmarks:
                     x0, y0, side = crop_box(face.box)
                     crop = square_crop(fr.image, x0, y0, side, CROP_SIZE)
                     assert self._pool is not None
@@ -241,7 +246,7 @@ class FaceAnalyzer:
         wait_loaded = getattr(self.backend, "wait_loaded", None)
         if wait_loaded is not None:  # a model that failed to load says so even when no face was seen
             wait_loaded()
-        if self._loaded is not None:
+        if landmarks and self._loaded is not None:
             self._loaded.result()  # surfaces a model-loading error here, once
         if self._pool is not None and futures:
             # the worker's last (partial) age batch; FIFO: runs after every landmark job

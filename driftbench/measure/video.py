@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -274,3 +274,59 @@ def read_image(path: str | Path) -> np.ndarray:
     if img is None:
         raise ClipError(p, "unreadable image", "re-save the reference as PNG or JPEG", reason="bad_reference")
     return img
+
+
+def frame_count(path: str | Path) -> int:
+    """Number of frames in the clip's video stream: the container's count when it has one (MP4, MOV), else
+    counted by decoding (WebM/MKV headers carry none). What decord's ``len(VideoReader)`` reports, which
+    published metrics that pick frames by index (FaceSim) rely on."""
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        if stream.frames:
+            return int(stream.frames)
+        stream.thread_type = "AUTO"
+        return sum(1 for _ in container.decode(stream))
+    finally:
+        container.close()
+
+
+def frames_at(path: str | Path, indices: Iterable[int] | None = None) -> Iterator[SampledFrame]:
+    """Yield the decoded frames whose stream index is in ``indices`` (each index once, in stream order;
+    None: every frame), upright BGR, decoded sequentially (no seeking). ``sample_index`` numbers the
+    yielded frames; ``t`` is seconds since the first frame. A damaged tail ends the frames quietly (an
+    index past it is simply not yielded)."""
+    import av
+
+    wanted = None if indices is None else sorted({int(i) for i in indices})
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        t0: float | None = None
+        k = 0
+        last = wanted[-1] if wanted else -1
+        pos = 0  # next position in wanted
+        decoded = container.decode(stream)
+        frame_index = -1
+        while True:
+            try:
+                frame = next(decoded)
+            except StopIteration:
+                return
+            except (av.error.FFmpegError, ValueError):  # a damaged tail: the frames before it were yielded
+                return
+            frame_index += 1
+            if wanted is not None and (pos >= len(wanted) or frame_index > last):
+                break
+            t = float(frame.time) if frame.time is not None else float("nan")
+            if t0 is None and frame.time is not None:
+                t0 = t
+            if wanted is not None and frame_index != wanted[pos]:
+                continue
+            pos += 1
+            img = _upright(frame.to_ndarray(format="bgr24"), int(getattr(frame, "rotation", 0) or 0))
+            yield SampledFrame(k, t - (t0 or 0.0), frame_index, img)
+            k += 1
+    finally:
+        container.close()

@@ -520,6 +520,10 @@ def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench rep
     from driftbench.report.agreement import agreement_view
 
     agreement = agreement_view(runset.run_dirs, list(runset.runs))
+
+    from driftbench.report import published as pub
+
+    published_view = pub.view(clips)
     html = (
         _env()
         .get_template("report.html.j2")
@@ -549,6 +553,7 @@ def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench rep
             skipped=skipped,
             glossary=glossary,
             agreement=agreement,
+            published=published_view,
         )
     )
     html_path = out_dir / html_name
@@ -571,6 +576,7 @@ def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench rep
         "skipped": [{k: stats.finite_or_none(v) for k, v in s.items()} for s in skipped],
         "glossary": glossary,
         **({"agreement": agreement} if agreement else {}),
+        "published": pub.to_json(published_view),
     }
     write_json(out_dir / "report.json", report)
     return html_path

@@ -318,8 +318,9 @@ CARDS: tuple[MetricCard, ...] = (
     ),
     MetricCard(
         "leakage_{max,end}",
-        "cast clips: how much more alike the character's face and another's (``leak_with``) are than their "
-        "references: cos(face A, face B) - cos(ref A, ref B), trailing 2 s median; max = highest level held "
+        "cast clips: how much more the character's face resembles another character's (``leak_with``) "
+        "reference than the two references resemble each other: cos(face A, ref B) - cos(ref A, ref B), "
+        "samples inside a swap left out, trailing 2 s median; max = highest level held "
         "for 2 s, end = median over the last 2 s; ``leaking`` 0/1 when max exceeds the threshold calibrated "
         "on identity-constant real two-person composites (people held out); empty without a calibration",
         "cosine similarity",
@@ -327,6 +328,44 @@ CARDS: tuple[MetricCard, ...] = (
         BOOT,
         "whole clip / last 2 s",
         -1,
+    ),
+    # -- published metrics, as their authors' code computes them, on the run's recogniser
+    #    (driftbench/measure/published.py; config published.*; clips.csv published_recognizer names it)
+    MetricCard(
+        "human_identity",
+        "VBench-2.0 Human_Identity: share of frames after frame 0 whose face has cosine >= 0.4 to "
+        "frame 0's face; frame 0 must hold exactly one face (else empty); frames with several faces are "
+        "skipped, frames with none count as consistent (as VBench's code does); empty under 20 frames (in "
+        "samples: the samples 20 frames span); published_frames says whether all frames or the samples "
+        "were read, human_identity_frames how many counted",
+        "share 0-1",
+        "higher is better",
+        BOOT,
+        "whole clip",
+        +1,
+    ),
+    MetricCard(
+        "facesim",
+        "FaceSim (OpenS2V/ConsisID): mean over 32 evenly spaced frames (np.linspace over the frame count) "
+        "of max(0, cosine) of the frame's largest face to the reference's face (the reference image's; "
+        "with a first-frame reference, frame 0's largest face); a frame without a face is "
+        "padded 25% grey and searched again, else left out; 0 when no frame has a face. FaceSim-Arc with "
+        "antelopev2's ArcFace, here the run's recogniser; facesim_faces: the frames that counted",
+        "cosine similarity",
+        "higher is better",
+        BOOT,
+        "whole clip (32 frames)",
+        +1,
+    ),
+    MetricCard(
+        "csim{,_5s}",
+        "CSIM (talking-head papers): mean cosine of each sampled frame's largest face to the reference's "
+        "face, frames without a face left out; csim_5s over the first 5 s only (a 5 s benchmark clip)",
+        "cosine similarity",
+        "higher is better",
+        BOOT,
+        "whole clip; first 5 s",
+        +1,
     ),
 )
 

@@ -969,6 +969,7 @@ def run_suite(cfg: Any, overrides: list[str], paths: SharedPaths, out_dir: Path,
     from driftbench.measure.cache import SignalCache
     from driftbench.measure.clip import get_analyzer, settings_from_config
     from driftbench.measure.decouple import age_stability, load_decoupler
+    from driftbench.measure.published import PublishedSettings
     from driftbench.runner import git_commit, versions
     from driftbench.validity import calibration
 
@@ -976,7 +977,9 @@ def run_suite(cfg: Any, overrides: list[str], paths: SharedPaths, out_dir: Path,
     backend = threshold_key(cfg)
     metrics = cfg.metrics
     fps = float(cfg.sampling.fps)
-    settings = settings_from_config(cfg, threshold=float("nan"))
+    # validation measures driftbench's own metrics: no published-metric extras (their frames cost time)
+    settings = replace(settings_from_config(cfg, threshold=float("nan")),
+                       published=PublishedSettings(enabled=False))
     analyzer = get_analyzer(settings)
     cache = SignalCache(
         Path(settings.cache_dir) if settings.cache_dir else None, enabled=settings.cache_enabled
