@@ -207,7 +207,7 @@ class PublishedConfig:
     #: csim, csim_5s, facesim, human_identity columns in clips.csv
     enabled: bool = True
     #: FaceSim on its own 32 frames, decoded and analysed exactly; false: on the sampled frames
-    exact: bool = True
+    exact: bool = False
     #: Human_Identity on every decoded frame, as VBench-2.0 (slow on long clips); false: on the samples
     all_frames: bool = False
 

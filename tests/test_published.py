@@ -163,7 +163,8 @@ def test_published_columns_on_real_clips(tmp_path):
     from driftbench.measure.clip import MeasureSettings, measure_clip
     from driftbench.sources.base import Clip
 
-    s = MeasureSettings(device="cpu", expression=False, age=False, cache_dir=str(tmp_path), threshold=0.4)
+    s = MeasureSettings(device="cpu", expression=False, age=False, cache_dir=str(tmp_path), threshold=0.4,
+                        published=P.PublishedSettings(exact=True))
     gen = VIDEO / "generated"
     res = measure_clip(Clip("hallo_1_0", str(gen / "hallo_1_0.mp4"), "hallo1",
                             references=(str(gen / "hallo_1_0.jpg"),)), s)
@@ -174,9 +175,8 @@ def test_published_columns_on_real_clips(tmp_path):
     assert row["facesim_faces"] == 32 and 0.5 < row["facesim"] <= 1.0
     assert 0.5 < row["csim"] <= 1.0 and 0.5 < row["csim_5s"] <= 1.0
     assert 0.9 <= row["human_identity"] <= 1.0 and row["human_identity_frames"] == row["n_samples"] - 1
-    # FaceSim on the samples instead of its 32 frames: labelled, and close on this steady clip
-    s2 = MeasureSettings(device="cpu", expression=False, age=False, cache_dir=str(tmp_path), threshold=0.4,
-                         published=P.PublishedSettings(exact=False))
+    # FaceSim on the samples instead of its 32 frames (the default): labelled, and close on this steady clip
+    s2 = MeasureSettings(device="cpu", expression=False, age=False, cache_dir=str(tmp_path), threshold=0.4)
     res2 = measure_clip(Clip("hallo_1_0", str(gen / "hallo_1_0.mp4"), "hallo1",
                              references=(str(gen / "hallo_1_0.jpg"),)), s2)
     assert res2.summary["published_frames"] == "facesim: samples; human_identity: samples"
@@ -184,7 +184,8 @@ def test_published_columns_on_real_clips(tmp_path):
     # singleface_3: YuNet sees a second, smaller face in frame 0, so VBench's rule leaves it unscored
     one = measure_clip(Clip("singleface_3", str(VIDEO / "opens2v" / "singleface_3.mp4"), "s3"),
                        MeasureSettings(device="cpu", expression=False, age=False, cache_dir=str(tmp_path),
-                                       reference="first_frame", threshold=0.4))
+                                       reference="first_frame", threshold=0.4,
+                                       published=P.PublishedSettings(exact=True)))
     assert one.status == "ok"
     assert one.summary["facesim_faces"] == 32 and 0.8 < one.summary["facesim"] <= 1.0
     assert math.isnan(one.summary["human_identity"]) and one.summary["human_identity_frames"] == 0
@@ -449,7 +450,7 @@ def test_run_writes_the_published_columns_and_the_report_shows_them(tmp_path):
     (clips / "singleface_3.mp4").symlink_to(VIDEO / "opens2v" / "singleface_3.mp4")
     cmd = [sys.executable, "-m", "driftbench", "run", "model=folder", f"model.path={clips}",
            "reference=first_frame", "fetch=false", "progress=false", f"output.dir={tmp_path / 'run'}",
-           f"cache.dir={tmp_path / 'cache'}"]
+           f"cache.dir={tmp_path / 'cache'}", "published.exact=true"]
     proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=600,
                           check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -489,7 +490,8 @@ def test_a_truncated_clip_keeps_its_metrics_and_says_which_facesim_frames_were_u
     cache = tmp_path / "cache"
     res = measure_clip(Clip("cut", str(cut), "h"), MeasureSettings(
         device="cpu", expression=False, age=False, cache_dir=str(cache), reference="first_frame",
-        threshold=0.4, metrics=MetricSettings(min_samples=2)))
+        threshold=0.4, metrics=MetricSettings(min_samples=2),
+        published=P.PublishedSettings(exact=True)))
     assert res.status == "ok", res.message
     assert "unreadable, left out" in res.summary["published_frames"]
     assert 0 < res.summary["facesim_faces"] < 32 and 0.8 < res.summary["facesim"] <= 1.0
