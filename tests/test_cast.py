@@ -133,6 +133,26 @@ def test_a_character_without_reference_is_never_assigned():
     assert (asg["n_unassigned"] == 1).all()
 
 
+def test_leak_series_reads_zero_for_the_own_reference_and_ignores_a_turn_away_from_it():
+    """leak = cos(fA, rB) - cos(rA, rB) * cos(fA, rA): 0 for A's reference; a face that moves away from A's
+    reference in a direction unrelated to B (a head turn) stays at 0, where the earlier form
+    cos(fA, rB) - cos(rA, rB) went negative; a face moving toward B rises by its component along B."""
+    a, _ = _ids()
+    k = 0.3  # the references resemble each other
+    rb = np.zeros(D)
+    rb[0], rb[1] = k, np.sqrt(1 - k * k)
+    other = np.zeros(D)
+    other[2] = 1.0  # orthogonal to both references
+    turned = _unit(0.6 * a + 0.8 * other)  # cos(fA, rA) = 0.6
+    toward = _unit(0.6 * a + 0.8 * np.array([0.0, 1.0] + [0.0] * (D - 2)))
+    fa = np.stack([a, turned, toward, np.full(D, np.nan)])
+    got = cast.leak_series(fa, a, rb)
+    assert got[0] == pytest.approx(0.0, abs=1e-12) and got[1] == pytest.approx(0.0, abs=1e-12)
+    assert got[2] == pytest.approx(0.8 * np.sqrt(1 - k * k))
+    assert np.isnan(got[3])
+    assert fa[1] @ rb - k < -0.1  # the earlier form read the turn as negative leakage
+
+
 def test_leakage_rises_with_blending_and_is_flat_for_a_constant_pair():
     a, b = _ids()
     n = 24

@@ -319,7 +319,8 @@ CARDS: tuple[MetricCard, ...] = (
     MetricCard(
         "leakage_{max,end}",
         "cast clips: how much more the character's face resembles another character's (``leak_with``) "
-        "reference than the two references resemble each other: cos(face A, ref B) - cos(ref A, ref B), "
+        "reference than its resemblance to its own reference carries: cos(face A, ref B) - "
+        "cos(ref A, ref B) * cos(face A, ref A) (0 for the own reference), "
         "samples inside a swap left out, trailing 2 s median; max = highest level held "
         "for 2 s, end = median over the last 2 s; ``leaking`` 0/1 when max exceeds the threshold calibrated "
         "on identity-constant real two-person composites (people held out); empty without a calibration",

@@ -93,6 +93,7 @@ def measure_pair(left: str, right: str, folder: Path, settings: Any) -> dict[str
                 rec["morph_spearman_faces"] = float(spearmanr(alpha[ok], faces[ok]).statistic)
                 rec["morph_series"] = {"t": f["t"].round(3).tolist(), "alpha": alpha.round(4).tolist(),
                                        "leak": f["cast_leak"].round(4).tolist(),
+                                       "own": f["sim_raw"].round(4).tolist(),
                                        "leak_faces": f["cast_leak_faces"].round(4).tolist()}
     return rec
 
