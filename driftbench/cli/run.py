@@ -36,8 +36,9 @@ Overrides are Hydra overrides (key=value); an unknown key or a wrong type exits 
                                      the same clips too (same as agreement.backends=[dlib]; agreement.csv)
   sampling.fps=2.0                   frames measured per second of video
   metrics.horizons=[5,30,60,120]     seconds at which sim@T and drift@T are reported
-  published.exact=false|true         FaceSim on the samples (default) or on its own 32 frames; published.enabled=
-                                     false: none; published.all_frames=true: Human_Identity on every frame
+  published.exact=false|true         FaceSim on the samples (default) or on its own 32 frames;
+                                     published.enabled=false: none; published.all_frames=true: Human_Identity
+                                     on every frame
   executor=local|ray executor.workers=N
   output.dir=PATH                    run directory (default reports/runs/<model>-<mitigation>-<hash>),
                                      with -m the sweep folder (one subfolder per job); hydra.run.dir=PATH /
