@@ -29,6 +29,7 @@ Overrides are Hydra overrides (key=value); an unknown key or a wrong type exits 
   model=synthetic|folder|kling|...   where clips come from (default: synthetic, built offline)
   model.path=DIR_OR_MANIFEST         for model=folder: a folder of clips or a CSV/YAML/JSON manifest
                                      (character=anna;ben: several characters, docs/MULTI-CHARACTER.md)
+  model.cast=2                       for model=synthetic: two-character clips (constant, swap, leakage)
   reference=auto|images|first_frame  reference images of the character, or the clip's own opening
   mitigation=none|reanchor|chain|colormatch|freeze|paste|extend
   face=sface                         face backend (detector + aligner + embedder)
