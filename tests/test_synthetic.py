@@ -334,3 +334,27 @@ def test_sampled_render_reads_the_same_instants_as_full_rate(tmp_path):
             for x, y in zip(fa, fb, strict=True)
         ]
         assert max(diff) < 3.0, diff
+
+
+def test_rendered_clip_keys_follow_the_landmark_models_weights(tmp_path, monkeypatch):
+    """The landmarks that drive the rendering (hence every frame) differ between YuNet fp32 and int8: a
+    clip rendered with one set of weights must never be reused by a run that resolves the other (it once
+    was: the embedded default's cached clips then depended on which run had filled the cache)."""
+    import driftbench.mitigations.warp as warp
+    from driftbench.config import compose
+    from driftbench.mitigations.base import cache_key
+    from driftbench.sources.base import SourceContext
+    from driftbench.sources.synthetic import SyntheticSource
+
+    cfg = compose(["model=synthetic"]).model
+    keys = []
+    for weights in ({"yunet_fp32.onnx": "a" * 64}, {"yunet_int8bq.onnx": "b" * 64}):
+        monkeypatch.setattr(warp, "mesh_weights", lambda download=False, w=weights: dict(w))
+        src = SyntheticSource(cfg, SourceContext(work_dir=tmp_path, cache_dir=tmp_path))
+        parts = ("embedded", "base", "target", "late")
+        keys.append((src._key(*parts), src._key(*parts)))
+    assert keys[0][0] == keys[0][1] and keys[1][0] == keys[1][1]  # stable for one set of weights
+    assert keys[0][0] != keys[1][0]
+    mitigated = [cache_key("src", "reanchor", {}, "first_frame", 25.0, "full", {"yunet.onnx": d})
+                 for d in "ab"]
+    assert mitigated[0] != mitigated[1]

@@ -90,6 +90,9 @@ def apply_post(
             mesh.append(FaceMesh(download=bool(getattr(settings, "download", False))))
         return mesh[0]
 
+    from driftbench.mitigations.warp import mesh_weights
+
+    weights = mesh_weights(download=bool(getattr(settings, "download", False)))
     out: list[Clip] = []
     skipped: list[Skipped] = []
     bar = None
@@ -108,6 +111,7 @@ def apply_post(
                         mesh_factory=mesh_factory,
                         cache_dir=Path(cache_dir),
                         sampling=getattr(settings, "sampling", None),
+                        mesh_weights=weights,
                     )
                 )
             except ClipError as exc:

@@ -105,11 +105,14 @@ def _json(obj: Any) -> str:
 
 
 def cache_key(source_sha: str, name: str, params: dict[str, Any], ref_digest: str, fps: float,
-              render: str = "full") -> str:
+              render: str = "full", mesh: dict[str, str] | None = None) -> str:
+    """The mitigated clip's cache key: everything its frames depend on, the landmark models' weights
+    (``mesh``, :func:`driftbench.mitigations.warp.mesh_weights`) included."""
     from driftbench.mitigations.warp import WARP_VERSION
 
     blob = _json({"source": source_sha, "mitigation": name, "params": params, "reference": ref_digest,
-                  "fps": round(fps, 6), "code": CODE_VERSION, "warp": WARP_VERSION, "render": render})
+                  "fps": round(fps, 6), "code": CODE_VERSION, "warp": WARP_VERSION, "render": render,
+                  "mesh": mesh or {}})
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
@@ -171,7 +174,8 @@ def render_tag(proc: FrameProcessor, sampling: Any | None) -> str:
 
 
 def process_clip(clip: Clip, proc: FrameProcessor, *, reference_mode: str, mesh_factory: Any,
-                 cache_dir: Path, sampling: Any | None = None) -> Clip:
+                 cache_dir: Path, sampling: Any | None = None, mesh_weights: dict[str, str] | None = None
+                 ) -> Clip:
     """Run one mitigation on one clip (or take it from the cache); raises ClipError when it cannot.
 
     With ``sampling`` and ``render: sampled`` (the default) only the frames that sampling measures are
@@ -205,7 +209,7 @@ def process_clip(clip: Clip, proc: FrameProcessor, *, reference_mode: str, mesh_
         ref_tag = "images:" + ",".join(cached_sha256(Path(p)) for p in clip.references)
     else:
         ref_tag = "first_frame"
-    key = cache_key(source_sha, proc.name, proc.params, ref_tag, fps, render)
+    key = cache_key(source_sha, proc.name, proc.params, ref_tag, fps, render, mesh_weights)
     out = cache_dir / proc.name / f"{key}.mp4"
     info_path = out.with_suffix(".json")
     if out.is_file() and info_path.is_file():

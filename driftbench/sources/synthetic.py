@@ -84,6 +84,7 @@ class SyntheticSource:
         self.dir = Path(ctx.cache_dir) / "synthetic"
         self._mesh: Any = None
         self._portraits: dict[str, Portrait | None] = {}
+        self._mesh_weights: dict[str, str] | None = None
         #: the run's sampling (fps, start, end): with ``render=sampled`` only the frames it measures are
         #: rendered; without one (a source used outside a run) every frame is
         sampling = ctx.options.get("sampling")
@@ -131,10 +132,14 @@ class SyntheticSource:
                 "late_onset_s": c.late_onset_s, "render": _sampling_tag(self.sampling)}
 
     def _key(self, *parts: Any) -> str:
-        from driftbench.mitigations.warp import WARP_VERSION
+        """A rendered clip's cache key: the source's params, the warp code and the landmark models' weights
+        (the landmarks, hence the frames, differ between YuNet fp32 and int8), and the clip's own parts."""
+        from driftbench.mitigations.warp import WARP_VERSION, mesh_weights
 
-        blob = json.dumps({"params": self._params(), "warp": WARP_VERSION, "parts": parts}, sort_keys=True,
-                          default=str)
+        if self._mesh_weights is None:
+            self._mesh_weights = mesh_weights(download=self.download)
+        blob = json.dumps({"params": self._params(), "warp": WARP_VERSION, "mesh": self._mesh_weights,
+                           "parts": parts}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
     def _mesh_(self) -> Any:

@@ -42,6 +42,7 @@ from driftbench.mitigations.warp.landmarks import (
     apply_affine,
     control_indices,
     five_points,
+    mesh_weights,
     similarity_to,
 )
 from driftbench.mitigations.warp.masks import (
@@ -101,6 +102,7 @@ __all__ = [
     "face_box",
     "face_size",
     "five_points",
+    "mesh_weights",
     "oval_mask",
     "region_mask",
     "sampled_indices",

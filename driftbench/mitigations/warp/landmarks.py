@@ -96,6 +96,17 @@ class MeshFace:
     score: float
 
 
+def mesh_weights(*, download: bool = False) -> dict[str, str]:
+    """File name -> sha256 of the detector and landmarker a :class:`FaceMesh` loads. The landmarks, and so
+    every frame rendered or warped through them, depend on these files (YuNet fp32 and int8 place the
+    face crop differently): caches of rendered clips key on this."""
+    from driftbench.weights import store
+
+    det = store.resolve("yunet", download=download)
+    lm = store.resolve("face_landmarker", download=download)
+    return {det.path.name: det.sha256, lm.path.name: lm.sha256}
+
+
 class FaceMesh:
     """YuNet box + MediaPipe FaceLandmarker: dense landmarks of the main face of a frame.
 
@@ -110,7 +121,7 @@ class FaceMesh:
 
         det = store.resolve("yunet", download=download)
         lm = store.resolve("face_landmarker", download=download)
-        self.weights = {det.path.name: det.sha256, lm.path.name: lm.sha256}
+        self.weights = mesh_weights(download=download)
         self._det = YuNetDetector(det.path, score_threshold=score_threshold, device=device)
         self._lm = Landmarker(lm.path)
 
