@@ -86,19 +86,28 @@ def bootstrap_mean(values: Sequence[float] | np.ndarray | pd.Series, *, seed: in
         return Estimate(point, float("nan"), float("nan"), 1, "single value")
     if np.ptp(a) == 0.0:
         return Estimate(point, point, point, int(a.size), "constant sample")
-    from scipy.stats import bootstrap  # here, not above: a one-clip run's report never imports scipy.stats
+    n = int(a.size)
+    return _bootstrap_estimate((a,), fn, point, n, method=method, paired=False, seed=seed,
+                               confidence=confidence, n_resamples=n_resamples,
+                               what=f"({n} values, {n_resamples} resamples)")
+
+
+def _bootstrap_estimate(data: tuple[np.ndarray, ...], statistic: Any, point: float, n: int, *, method: str,
+                        paired: bool, seed: int, confidence: float, n_resamples: int, what: str) -> Estimate:
+    """``point`` with the seeded ``scipy.stats.bootstrap`` CI of ``statistic`` (vectorised), falling back
+    from ``method`` to the percentile method where the CI comes out undefined (tiny samples); ``what``
+    describes the sample in the estimate's note."""
+    from scipy.stats import bootstrap  # here: a one-clip run's report never imports scipy.stats
 
     for m in (method, "percentile"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = bootstrap((a,), fn, n_resamples=n_resamples, confidence_level=confidence, method=m,
-                            rng=np.random.default_rng(seed), vectorized=True)
+            res = bootstrap(data, statistic, paired=paired, vectorized=True, n_resamples=n_resamples,
+                            confidence_level=confidence, method=m, rng=np.random.default_rng(seed))
         lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
         if np.isfinite(lo) and np.isfinite(hi):
-            return Estimate(
-                point, lo, hi, int(a.size), f"bootstrap {m} ({int(a.size)} values, {n_resamples} resamples)"
-            )
-    return Estimate(point, float("nan"), float("nan"), int(a.size), "bootstrap failed")
+            return Estimate(point, lo, hi, n, f"bootstrap {m} {what}")
+    return Estimate(point, float("nan"), float("nan"), n, "bootstrap failed")
 
 
 # -- survival ------------------------------------------------------------------------------------------
@@ -306,7 +315,7 @@ def bootstrap_spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.
     """Spearman rank correlation of two aligned per-clip arrays (pairs where either is missing dropped)
     with a seeded paired bootstrap CI over clips (scipy.stats.bootstrap, BCa, percentile fallback).
     Fewer than 3 pairs, or a side without spread: NaN (ranks that do not vary say nothing)."""
-    from scipy.stats import bootstrap, rankdata, spearmanr
+    from scipy.stats import rankdata, spearmanr
 
     a = np.asarray(pd.to_numeric(pd.Series(x, dtype="object"), errors="coerce"), dtype=np.float64)
     b = np.asarray(pd.to_numeric(pd.Series(y, dtype="object"), errors="coerce"), dtype=np.float64)
@@ -328,16 +337,9 @@ def bootstrap_spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.
             return np.asarray((ru * rv).sum(axis=axis) / den)
 
     point = float(spearmanr(a, b).statistic)
-    for m in ("BCa", "percentile"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = bootstrap((a, b), rho, paired=True, vectorized=True, n_resamples=n_resamples,
-                            confidence_level=confidence, method=m, rng=np.random.default_rng(seed))
-        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
-        if np.isfinite(lo) and np.isfinite(hi):
-            return Estimate(point, lo, hi, n,
-                            f"bootstrap {m} over clips ({n} pairs, {n_resamples} resamples)")
-    return Estimate(point, float("nan"), float("nan"), n, "bootstrap failed")
+    return _bootstrap_estimate((a, b), rho, point, n, method="BCa", paired=True, seed=seed,
+                               confidence=confidence, n_resamples=n_resamples,
+                               what=f"over clips ({n} pairs, {n_resamples} resamples)")
 
 
 @dataclass
