@@ -100,11 +100,14 @@ def mesh_weights(*, download: bool = False) -> dict[str, str]:
     """File name -> sha256 of the detector and landmarker a :class:`FaceMesh` loads. The landmarks, and so
     every frame rendered or warped through them, depend on these files (YuNet fp32 and int8 place the
     face crop differently): caches of rendered clips key on this."""
+    return {a.path.name: a.sha256 for a in _mesh_assets(download)}
+
+
+def _mesh_assets(download: bool) -> tuple[Any, Any]:
+    """The resolved detector and landmarker assets (weights store) of a :class:`FaceMesh`."""
     from driftbench.weights import store
 
-    det = store.resolve("yunet", download=download)
-    lm = store.resolve("face_landmarker", download=download)
-    return {det.path.name: det.sha256, lm.path.name: lm.sha256}
+    return store.resolve("yunet", download=download), store.resolve("face_landmarker", download=download)
 
 
 class FaceMesh:
@@ -117,11 +120,8 @@ class FaceMesh:
     def __init__(self, *, download: bool = False, score_threshold: float = 0.6, device: str = "cpu") -> None:
         from driftbench.faces.landmarker import Landmarker
         from driftbench.faces.sface import YuNetDetector
-        from driftbench.weights import store
-
-        det = store.resolve("yunet", download=download)
-        lm = store.resolve("face_landmarker", download=download)
-        self.weights = mesh_weights(download=download)
+        det, lm = _mesh_assets(download)
+        self.weights = {a.path.name: a.sha256 for a in (det, lm)}
         self._det = YuNetDetector(det.path, score_threshold=score_threshold, device=device)
         self._lm = Landmarker(lm.path)
 
