@@ -112,8 +112,69 @@ def test_fit_recovers_known_slopes_and_selects_on_people():
                                                                               np.linspace(-0.1, 0.3, 50)]})
     sel = D.fit(frames, pairs)
     w = dict(zip(sel.params.features, sel.params.weights, strict=True))
-    assert w["d_yaw"] == pytest.approx(0.004, rel=0.1) and w["d_expr"] == pytest.approx(0.05, rel=0.1)
+    k = D.SHIFT_SHRINK  # the shipped fit shrinks the least-squares weights by this factor
+    assert w["d_yaw"] == pytest.approx(k * 0.004, rel=0.1) and w["d_expr"] == pytest.approx(k * 0.05, rel=0.1)
     assert len(sel.table) == len(D.SHIFT_FEATURE_SETS)
+    v1 = D.fit(frames, pairs, options=D.SHIFT_V1_OPTIONS)
+    w1 = dict(zip(v1.params.features, v1.params.weights, strict=True))
+    assert w1["d_expr"] == pytest.approx(w["d_expr"] / k, rel=0.1) and "d_pitch" in w1
+
+
+def _pairs(same: list[float], diff: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"same": [True] * len(same) + [False] * len(diff), "sim_raw": np.r_[same, diff]})
+
+
+def test_gate_width_and_the_same_person_tail():
+    """The gate's top is the lowest same-person score unless that is closer than the minimum width to the
+    different-person top; ``normal`` lowers it to the same-person normal fit's tail when that is lower."""
+    rng = np.random.default_rng(0)
+    diff = list(rng.normal(0.1, 0.05, 200))
+    pairs = _pairs([0.62, 0.7, 0.8, 0.9], diff)
+    lo, hi = D.gate_from_pairs(pairs)
+    assert lo > max(diff) and hi == pytest.approx(0.62)
+    lo_w, hi_w = D.gate_from_pairs(_pairs([lo + 0.01, 0.8], diff), min_width=0.03)
+    assert hi_w == pytest.approx(lo_w + 0.03)
+    assert D.gate_from_pairs(_pairs([lo + 0.01, 0.8], diff))[1] == pytest.approx(lo + D.MIN_GATE_WIDTH)
+    _, hi_n = D.gate_from_pairs(_pairs([0.62, 0.9, 0.95, 0.97], diff), "normal", min_width=0.01)
+    assert lo + 0.01 - 1e-12 <= hi_n < 0.62
+    with pytest.raises(ValueError):
+        D.gate_from_pairs(pairs, "median")
+    # a larger tail probability puts the gate's bottom lower (never below the highest score seen)
+    assert max(diff) <= D.gate_from_pairs(pairs, tail=1e-2)[0] < lo
+
+
+def test_support_quantile_per_feature_and_shrink():
+    rng = np.random.default_rng(3)
+    n = 400
+    frames = pd.DataFrame({"clip_id": np.repeat(["a", "b"], n // 2), "person": np.repeat(["p", "q"], n // 2),
+                           "t": np.tile(np.arange(n // 2) / 2 + 1.0, 2), "face_found": True,
+                           "d_yaw": rng.uniform(0, 40, n), "d_roll": rng.uniform(0, 5, n),
+                           "d_expr": rng.uniform(0, 2, n)})
+    frames["sim_raw"] = 0.95 - 0.003 * frames["d_yaw"] - 0.05 * frames["d_expr"] + rng.normal(0, 0.001, n)
+    pairs = _pairs([0.6, 0.9], list(rng.normal(0.1, 0.05, 100)))
+    feats = ("d_yaw", "d_expr")
+    o = D.ShiftOptions(support_quantile=0.99, feature_quantiles=(("d_yaw", 0.5),), shrink=0.5)
+    p = D.fit_shift_params(frames, pairs, feats, o)
+    assert p.support[0] == pytest.approx(np.quantile(frames["d_yaw"], 0.5))
+    assert p.support[1] == pytest.approx(np.quantile(frames["d_expr"], 0.99))
+    full = D.fit_shift_params(frames, pairs, feats, D.ShiftOptions(shrink=1.0))
+    assert np.allclose(np.asarray(p.weights), 0.5 * np.asarray(full.weights))
+    assert full.weights[0] == pytest.approx(0.003, rel=0.05)
+    assert D.ShiftOptions().quantile("d_yaw") == dict(D.SHIFT_FEATURE_QUANTILES)["d_yaw"]
+    assert D.ShiftOptions().quantile("d_expr") == D.SHIFT_SUPPORT_QUANTILE
+
+
+def test_variant_names_parse_to_options_changed_from_version_1():
+    o = E.parse_shift_variant("gated-shift[feats=yaw+roll+expr|yaw+expr,q_yaw=0.8,shrink=0.9,width=0.03]")
+    assert o.feature_sets == (("d_yaw", "d_roll", "d_expr"), ("d_yaw", "d_expr"))
+    assert o.quantile("d_yaw") == 0.8 and o.quantile("d_expr") == D.SHIFT_V1_OPTIONS.support_quantile
+    assert (o.shrink, o.gate_width, o.gate_hi) == (0.9, 0.03, "min")
+    assert E.parse_shift_variant("gated-shift[]") == D.SHIFT_V1_OPTIONS
+    assert E.parse_shift_variant("gated-shift[gate=normal,tail=1e-3]").gate_tail == 1e-3
+    for bad in ("gated-shift", "gated-shift[x=1]", "gated-shift[shrink]", "nap[shrink=1]"):
+        with pytest.raises(ValueError):
+            E.parse_shift_variant(bad)
+    assert E.method_for("raw") is E.method_raw and callable(E.method_for("gated-shift[shrink=0.5]"))
 
 
 # -- the figures ------------------------------------------------------------------------------------------

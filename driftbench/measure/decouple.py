@@ -226,15 +226,25 @@ class GatedLiftDecoupler(_FittedDecoupler):
 
 # -- the uncapped form (second round) ---------------------------------------------------------------------
 SHIFT_FORM = "gated-shift"
-SHIFT_VERSION = "1"
-#: candidate feature sets of the uncapped form, chosen by person-grouped CV on the training people
-SHIFT_FEATURE_SETS: tuple[tuple[str, ...], ...] = (
+SHIFT_VERSION = "2"
+#: candidate feature sets of the uncapped form, chosen by person-grouped CV on the training people. Version 2
+#: leaves pitch out: VALIDITY.md finds it barely resolvable, and against a generated clip's reference image
+#: it carries constant offsets of 5-14 degrees that reordered the generated clips (docs/DECOUPLING.md)
+SHIFT_FEATURE_SETS: tuple[tuple[str, ...], ...] = (("d_yaw", "d_expr"), ("d_yaw", "d_roll", "d_expr"))
+#: version 1's candidates (``gated-shift-v1`` in ``driftbench dev decouple-eval``)
+SHIFT_FEATURE_SETS_V1: tuple[tuple[str, ...], ...] = (
     ("d_yaw", "d_pitch", "d_expr"),
     ("d_yaw", "d_pitch", "d_roll", "d_expr"),
 )
 #: a difference counts at most up to this quantile of the training footage's (no extrapolation beyond the
 #: head turns and expressions the fit has seen)
 SHIFT_SUPPORT_QUANTILE = 0.99
+#: per-feature overrides of it: yaw is clipped at its 80th percentile (version 2)
+SHIFT_FEATURE_QUANTILES: tuple[tuple[str, float], ...] = (("d_yaw", 0.8),)
+#: factor on the least-squares weights (version 2: 0.9; keeps more of a drift that comes with a pose change)
+SHIFT_SHRINK = 0.9
+#: the gate opens over at least this width above ``gate_lo`` (version 2: 0.03; version 1 used MIN_GATE_WIDTH)
+SHIFT_GATE_WIDTH = 0.03
 
 
 @dataclass(frozen=True)
@@ -282,13 +292,57 @@ class GatedShiftDecoupler(_FittedDecoupler):
         return gated_shift(table["sim_raw"].to_numpy(dtype=np.float64), self.explained(table), self.params)
 
 
-def fit_shift_params(frames: pd.DataFrame, pairs: pd.DataFrame, features: Sequence[str]) -> GatedShiftParams:
-    """Weights: within-clip NNLS on ``frames`` (:func:`fit_weights`); support: the frames' quantile of
-    each difference; gate: :func:`gate_from_pairs` on ``pairs`` (training identities only)."""
-    lo, hi = gate_from_pairs(pairs)
-    w = fit_weights(frames, features)
+@dataclass(frozen=True)
+class ShiftOptions:
+    """How :func:`fit_shift_params` fits the uncapped form (the defaults are the shipped fit, version 2;
+    :data:`SHIFT_V1_OPTIONS` is version 1; others are variants measured by ``driftbench dev decouple-eval``,
+    docs/DECOUPLING.md).
+
+    ``support_quantile``: quantile of each training difference where it is clipped. ``shrink``: factor on the
+    NNLS weights (1 = the least-squares fit). ``gate_hi``: ``"min"`` puts the top of the gate at the lowest
+    same-person training score; ``"normal"`` at a normal fit's ``gate_tail`` lower tail of the same-person
+    scores when that is lower (the same rule as ``gate_lo``, mirrored), never closer than
+    ``gate_width`` to ``gate_lo``; ``gate_tail``: the tail probability of both normal fits.
+    ``feature_sets``: the candidates :func:`select_shift` chooses among."""
+
+    support_quantile: float = SHIFT_SUPPORT_QUANTILE
+    shrink: float = SHIFT_SHRINK
+    gate_hi: str = "min"
+    gate_width: float = SHIFT_GATE_WIDTH
+    gate_tail: float = GATE_TAIL
+    feature_sets: tuple[tuple[str, ...], ...] = SHIFT_FEATURE_SETS
+    #: per-feature overrides of ``support_quantile``: ((feature, quantile), ...)
+    feature_quantiles: tuple[tuple[str, float], ...] = SHIFT_FEATURE_QUANTILES
+
+    def quantile(self, feature: str) -> float:
+        return float(dict(self.feature_quantiles).get(feature, self.support_quantile))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"support_quantile": self.support_quantile, "feature_quantiles": dict(self.feature_quantiles),
+                "shrink": self.shrink, "gate_hi": self.gate_hi, "gate_width": self.gate_width,
+                "gate_tail": self.gate_tail, "feature_sets": [list(fs) for fs in self.feature_sets]}
+
+
+#: version 1 of the fit (the first uncapped release): pitch among the candidates, every difference clipped
+#: at its 99th percentile, the least-squares weights, a gate at least MIN_GATE_WIDTH wide
+SHIFT_V1_OPTIONS = ShiftOptions(support_quantile=0.99, shrink=1.0, gate_width=MIN_GATE_WIDTH,
+                                feature_sets=SHIFT_FEATURE_SETS_V1, feature_quantiles=())
+
+
+def fit_shift_params(frames: pd.DataFrame, pairs: pd.DataFrame, features: Sequence[str],
+                     options: ShiftOptions | None = None) -> GatedShiftParams:
+    """Weights: within-clip NNLS on ``frames`` (:func:`fit_weights`), times ``options.shrink``; support: the
+    frames' quantile (``options.quantile``) of each difference; gate: :func:`gate_from_pairs` on ``pairs``
+    (training identities only)."""
+    o = options or ShiftOptions()
+    lo, hi = gate_from_pairs(pairs, hi_rule=o.gate_hi, min_width=o.gate_width, tail=o.gate_tail)
+    w = fit_weights(frames, features) * float(o.shrink)
     x = feature_matrix(frames, features)
-    support = np.quantile(x, SHIFT_SUPPORT_QUANTILE, axis=0) if len(x) else np.zeros(len(features))
+    support = (
+        np.array([np.quantile(x[:, i], o.quantile(f)) for i, f in enumerate(features)])
+        if len(x)
+        else np.zeros(len(features))
+    )
     return GatedShiftParams(
         tuple(features), tuple(float(v) for v in w), tuple(float(v) for v in support), lo, hi
     )
@@ -302,21 +356,23 @@ def within_clip_residual_var(frames: pd.DataFrame, score: np.ndarray) -> float:
 
 
 def select_shift(frames: pd.DataFrame, pairs: pd.DataFrame, *, inner_k: int = 5,
-                 feature_sets: Sequence[tuple[str, ...]] = SHIFT_FEATURE_SETS
-                 ) -> tuple[GatedShiftParams, list[dict[str, Any]]]:
-    """The feature set with the lowest person-held-out within-clip variance (inner CV on ``frames``),
-    then fitted on all of ``frames``."""
+                 feature_sets: Sequence[tuple[str, ...]] | None = None,
+                 options: ShiftOptions | None = None) -> tuple[GatedShiftParams, list[dict[str, Any]]]:
+    """The feature set (``feature_sets``, default ``options.feature_sets``) with the lowest person-held-out
+    within-clip variance (inner CV on ``frames``), then fitted on all of ``frames``."""
+    if feature_sets is None:
+        feature_sets = (options or ShiftOptions()).feature_sets
     frames = frames.reset_index(drop=True)
     folds = _group_folds(frames["person"].to_numpy(), inner_k)
     rows: list[dict[str, Any]] = []
     for feats in feature_sets:
         dec = np.full(len(frames), np.nan)
         for tr, te in folds:
-            p = fit_shift_params(frames.iloc[tr], pairs, feats)
+            p = fit_shift_params(frames.iloc[tr], pairs, feats, options)
             dec[te] = GatedShiftDecoupler(p).apply(frames.iloc[te])
         rows.append({"features": list(feats), "cv_within_clip_var": within_clip_residual_var(frames, dec)})
     best = min(range(len(rows)), key=lambda i: float(rows[i]["cv_within_clip_var"]))
-    return fit_shift_params(frames, pairs, tuple(feature_sets)[best]), rows
+    return fit_shift_params(frames, pairs, tuple(feature_sets)[best], options), rows
 
 
 # -- artefacts --------------------------------------------------------------------------------------------
@@ -465,22 +521,29 @@ def fit_weights(frames: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
     return np.asarray(w, dtype=np.float64)
 
 
-def gate_from_pairs(pairs: pd.DataFrame) -> tuple[float, float]:
+def gate_from_pairs(pairs: pd.DataFrame, hi_rule: str = "min", *, min_width: float = MIN_GATE_WIDTH,
+                    tail: float = GATE_TAIL) -> tuple[float, float]:
     """(lo, hi): the top of the different-person range and the bottom of the same-person range.
 
     ``lo`` is the highest different-person score seen, or, if higher, the score that a normal fit of
-    the different-person scores puts at tail probability ``GATE_TAIL`` (unseen identities can exceed
+    the different-person scores puts at tail probability ``tail`` (unseen identities can exceed
     the observed maximum; with VALIDITY.md's photos this keeps held-out different-person pairs below
-    the gate). ``hi`` is the lowest same-person score, at least ``MIN_GATE_WIDTH`` above ``lo``."""
+    the gate). ``hi`` is the lowest same-person score (``hi_rule="min"``), or with ``"normal"`` the lower
+    of that and a normal fit's ``tail`` lower tail of the same-person scores (unseen identities can
+    fall below the observed minimum); either way at least ``min_width`` above ``lo``."""
     from scipy.stats import norm
 
     same = pairs["same"].to_numpy(bool)
     s = pairs["sim_raw"].to_numpy(np.float64)
     diff = s[~same & np.isfinite(s)]
-    tail = float(diff.mean() + norm.isf(GATE_TAIL) * diff.std(ddof=1))
-    lo = max(float(diff.max()), tail)
-    hi = max(float(np.nanmin(s[same])), lo + MIN_GATE_WIDTH)
-    return lo, hi
+    lo = max(float(diff.max()), float(diff.mean() + norm.isf(tail) * diff.std(ddof=1)))
+    pos = s[same & np.isfinite(s)]
+    hi = float(pos.min())
+    if hi_rule == "normal":
+        hi = min(hi, float(pos.mean() - norm.isf(tail) * pos.std(ddof=1)))
+    elif hi_rule != "min":
+        raise ValueError(f"gate_hi rule {hi_rule!r}: expected 'min' or 'normal'")
+    return lo, max(hi, lo + min_width)
 
 
 def fit_params(frames: pd.DataFrame, pairs: pd.DataFrame, features: Sequence[str], cap_quantile: float
@@ -570,13 +633,17 @@ class ShiftSelection:
     table: list[dict[str, Any]] = field(default_factory=list)
 
 
-def fit(frames: pd.DataFrame, pairs: pd.DataFrame, *, age_stable: bool = False) -> ShiftSelection:
+def fit(frames: pd.DataFrame, pairs: pd.DataFrame, *, age_stable: bool = False,
+        options: ShiftOptions | None = None) -> ShiftSelection:
     """The decoupler (form ``gated-shift``) from identity-constant footage frames (columns clip_id,
     person, t, face_found, sim_raw, d_*) and labelled photo pairs (same, sim_raw): the feature set by
-    person-grouped CV on the frames, weights and support on all of them, the gate from the pairs.
-    Age enters the candidates only when it is stable on the control footage."""
-    sets = SHIFT_FEATURE_SETS + (tuple((*fs, AGE_FEATURE) for fs in SHIFT_FEATURE_SETS) if age_stable else ())
-    params, table = select_shift(fit_frames(frames), pairs, feature_sets=sets)
+    person-grouped CV on the frames, weights and support on all of them, the gate from the pairs
+    (``options``: the shipped :class:`ShiftOptions` by default). Age enters the candidates only when it is
+    stable on the control footage."""
+    o = options or ShiftOptions()
+    base = o.feature_sets
+    sets = base + (tuple((*fs, AGE_FEATURE) for fs in base) if age_stable else ())
+    params, table = select_shift(fit_frames(frames), pairs, feature_sets=sets, options=o)
     return ShiftSelection(params, table)
 
 

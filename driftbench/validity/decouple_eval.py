@@ -294,6 +294,60 @@ def method_gated_shift(frames: pd.DataFrame, pairs: pd.DataFrame) -> Any:
     return D.GatedShiftDecoupler(D.select_shift(frames, pairs)[0])
 
 
+def method_shift(options: Any) -> Method:
+    """The uncapped form fitted with other :class:`~driftbench.measure.decouple.ShiftOptions` (a variant)."""
+    from driftbench.measure import decouple as D
+
+    return lambda frames, pairs: D.GatedShiftDecoupler(D.select_shift(frames, pairs, options=options)[0])
+
+
+def _feature_sets(text: str) -> tuple[tuple[str, ...], ...]:
+    """``yaw+expr|yaw+pitch+expr`` -> (("d_yaw", "d_expr"), ("d_yaw", "d_pitch", "d_expr"))."""
+    return tuple(tuple(f"d_{f}" for f in fs.split("+")) for fs in text.split("|"))
+
+
+def parse_shift_variant(name: str) -> Any:
+    """``gated-shift[q=0.95,q_yaw=0.8,shrink=0.9,gate=normal,width=0.03,tail=1e-4,feats=yaw+expr|yaw+roll+expr]``
+    -> ShiftOptions (fields not named keep version 1's values,
+    :data:`~driftbench.measure.decouple.SHIFT_V1_OPTIONS`, so a variant names what it changes from the first
+    uncapped release); raises ValueError on anything else."""
+    from driftbench.measure import decouple as D
+
+    if not (name.startswith("gated-shift[") and name.endswith("]")):
+        raise ValueError(f"{name!r}: not a gated-shift variant")
+    kw: dict[str, Any] = {}
+    keys = {"q": ("support_quantile", float), "shrink": ("shrink", float), "gate": ("gate_hi", str),
+            "width": ("gate_width", float), "tail": ("gate_tail", float),
+            "feats": ("feature_sets", _feature_sets)}
+    for item in filter(None, name[len("gated-shift["):-1].split(",")):
+        k, sep, v = item.partition("=")
+        if sep and k.strip().startswith("q_"):  # a per-feature support quantile, q_yaw=0.8
+            kw.setdefault("feature_quantiles", ())
+            kw["feature_quantiles"] += ((f"d_{k.strip()[2:]}", float(v)),)
+            continue
+        if not sep or k.strip() not in keys:
+            raise ValueError(
+                f"{name!r}: expected q=, q_<feature>=, shrink=, gate=, width=, tail= or feats= items, "
+                f"got {item!r}"
+            )
+        field_name, conv = keys[k.strip()]
+        kw[field_name] = conv(v.strip())
+    return replace(D.SHIFT_V1_OPTIONS, **kw)
+
+
+def _v1() -> Any:
+    from driftbench.measure import decouple as D
+
+    return D.SHIFT_V1_OPTIONS
+
+
+def method_for(name: str) -> Method:
+    """A named method of :data:`METHODS` or a ``gated-shift[...]`` variant (:func:`parse_shift_variant`)."""
+    if name in METHODS:
+        return METHODS[name]
+    return method_shift(parse_shift_variant(name))
+
+
 class NapDecoupler:
     """Research candidate (not shipped): nuisance attribute projection of speaker/face verification.
     The ``k`` leading directions of the within-clip covariance of the embeddings (identity-constant
@@ -362,6 +416,7 @@ METHODS: dict[str, Method] = {
     "raw": method_raw,
     "gated-lift": method_gated_lift,
     "gated-shift": method_gated_shift,
+    "gated-shift-v1": lambda frames, pairs: method_shift(_v1())(frames, pairs),
     "nap-8": method_nap(8),
     "nap-16": method_nap(16),
     "wccn-0.4": method_wccn(0.4),
@@ -612,7 +667,7 @@ def figures(mat: Material, morphs: pd.DataFrame | None, method: str = "gated-shi
             ) -> dict[str, Any]:
     """Every held-out figure of ``method`` beside raw (see the module docstring), with 95 % bootstrap
     CIs over people (R^2) or clips (morphs)."""
-    sc = score_heldout(METHODS[method], method, mat.control, mat.pairs, morphs,
+    sc = score_heldout(method_for(method), method, mat.control, mat.pairs, morphs,
                        mat.generated if not mat.generated.empty else None)
     out: dict[str, Any] = {
         "method": method,
@@ -966,6 +1021,7 @@ def fit_artefact(
             "features": list(sel.params.features),
             "candidates": sel.table,
             "criterion": "lowest person-held-out within-clip variance (5 person-grouped folds)",
+            "options": D.ShiftOptions().to_json(),
         },
         "age": {**age, "used": D.AGE_FEATURE in sel.params.features},
         "data": {
