@@ -15,13 +15,16 @@ The shipped form (``gated-shift``, second round) has no cap::
 Above the different-person range a frame moves by exactly its pose/expression-explained amount, so an
 identity change moves the decoupled score one for one and stable clips keep their differences (the
 first release's capped lift, ``gated-lift`` below, pinned stable clips at its cap 0.9334 and hid part
-of an identity drop wherever the cap bound). ``support_k`` is the 99th percentile of each difference
-on the fitting footage: a head turn beyond what the fit has seen is not extrapolated. ``w`` is the
-within-clip NNLS fit described below; the feature set is chosen by person-grouped CV (lowest held-out
-within-clip variance); the gate comes from the labelled photo pairs as below. It is judged by
-scale-free, person-held-out figures (:mod:`driftbench.validity.decouple_eval`: within-clip R^2 of pose and
-expression, detectability of real footage morphed toward other people, drift kept, order of the
-generated clips' levels, separation with training-identity thresholds). Decouplers are fitted per
+of an identity drop wherever the cap bound). ``support_k`` is a quantile of each difference on the
+fitting footage (version 2: the 80th for yaw, the 99th otherwise): a head turn beyond it is not
+extrapolated. ``w`` is the within-clip NNLS fit described below times ``SHIFT_SHRINK`` (0.9); the feature
+set is chosen by person-grouped CV (lowest held-out within-clip variance) among yaw + expression with or
+without roll (version 2 leaves pitch out); the gate comes from the labelled photo pairs as below, at least
+``SHIFT_GATE_WIDTH`` (0.03) wide. Version 2's settings (:class:`ShiftOptions`) were chosen after looking at
+version 1's misses (docs/DECOUPLING.md lists the variants measured); ``SHIFT_V1_OPTIONS`` is version 1.
+It is judged by scale-free, person-held-out figures (:mod:`driftbench.validity.decouple_eval`: within-clip
+R^2 of pose and expression, detectability of real footage morphed toward other people, drift kept, order of
+the generated clips' levels, separation with training-identity thresholds). Decouplers are fitted per
 weights key (``sface``: fp32 YuNet; ``sface:yunet-int8bq``: the detector a fresh install resolves):
 :func:`weights_key` resolves a bare backend name to the key of the weights this machine finds.
 Embedding-space compensation (nuisance attribute projection, within-class covariance normalisation,
