@@ -282,10 +282,8 @@ def test_shipped_artefacts_are_uncapped_and_record_heldout_figures(key):
     raw, dec = ho["photos"]["raw"], ho["photos"]["dec"]
     assert dec["tar_heldout"] == 1.0 and dec["d_prime"] >= 7.1
     assert dec["d_prime"] > raw["d_prime"] and dec["margin"] > raw["margin"]
-    if key == "sface":
-        assert dec["margin"] >= 0.08
-    # with the int8bq detector raw's margin is +0.050; decoupled, held out, +0.071 (below the target:
-    # reported)
+    # version 2 meets the margin target for both keys (version 1: +0.071 held out with the int8bq detector)
+    assert dec["margin"] >= 0.08
 
 
 @pytest.mark.slow
