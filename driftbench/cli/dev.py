@@ -5,7 +5,9 @@ driftbench/data/expressivity_reference.json
 from real footage; ``driftbench dev expressivity-table RUN_DIR`` prints a run's per-clip expressivity as CSV;
 ``driftbench dev tone-table RUN_DIR...`` prints each clip's face colour drift (ΔE2000 to the reference);
 ``driftbench dev metrics-readme`` regenerates metrics/README.md from the metric cards; ``driftbench dev
-decouple-eval [--out docs/decoupling] [OVERRIDES]`` measures the decoupling figures of docs/DECOUPLING.md.
+decouple-eval [--out docs/decoupling] [OVERRIDES]`` measures the decoupling figures of docs/DECOUPLING.md;
+``driftbench dev drift-variants [--material FILE] [OVERRIDES]`` measures the drift-verdict variants of
+docs/DRIFT-VERDICT.md.
 """
 
 from __future__ import annotations
@@ -80,6 +82,10 @@ def decouple_eval(argv: Sequence[str] | None = None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == "decouple-eval":
         return decouple_eval(argv[1:])
+    if argv and argv[0] == "drift-variants":
+        from driftbench.validity.drift_variants import main as drift_variants
+
+        return drift_variants(list(argv[1:]))
     p = argparse.ArgumentParser(prog="driftbench dev",
                                 description="Maintainer tasks that regenerate committed artefacts.")
     sub = p.add_subparsers(dest="cmd", required=True)
