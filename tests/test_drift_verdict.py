@@ -12,8 +12,8 @@ from driftbench.validity import calibration
 
 
 def _frames(t: np.ndarray, sim: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({"t": t, "face_found": np.isfinite(sim), "sim_raw": sim, "sim_dec": sim, "sim_open": sim,
-                         "sim_raw_smooth": sim, "sim_dec_smooth": sim})
+    return pd.DataFrame({"t": t, "face_found": np.isfinite(sim), "sim_raw": sim, "sim_dec": sim,
+                         "sim_open": sim, "sim_raw_smooth": sim, "sim_dec_smooth": sim})
 
 
 def test_noise_scale_measures_sample_noise_not_slow_drift_or_a_single_jump():
@@ -22,7 +22,8 @@ def test_noise_scale_measures_sample_noise_not_slow_drift_or_a_single_jump():
     e = rng.normal(0, 0.02, len(t))
     assert drift.noise_scale(t, 0.8 + e) == pytest.approx(0.02, rel=0.2)
     # a slow drift of 0.2 over the clip and a step of 0.3 hardly move it
-    assert drift.noise_scale(t, 0.8 - 0.2 * t / 60 + e) == pytest.approx(drift.noise_scale(t, 0.8 + e), rel=0.05)
+    base = drift.noise_scale(t, 0.8 + e)
+    assert drift.noise_scale(t, 0.8 - 0.2 * t / 60 + e) == pytest.approx(base, rel=0.05)
     step = np.where(t < 30, 0.8, 0.5) + e
     assert drift.noise_scale(t, step) == pytest.approx(drift.noise_scale(t, 0.8 + e), rel=0.1)
     # twice the noise, twice the scale; samples before the start and without a face are left out
@@ -68,7 +69,7 @@ def test_noise_units_keep_an_expressive_real_clip_unflagged_where_the_level_rule
     assert cal["tail"] in calibration.DRIFT_TAILS and cal["heldout"]["n_clips"] == 60
     # the verdict the measurement reads: a drop of 0.15 at ordinary noise (infinitetalk's size) is drifting,
     # the expressive clip's own level is not
-    assert 0.15 > drift.verdict_threshold(cal, 0.02)
+    assert drift.verdict_threshold(cal, 0.02) < 0.15
     assert levels[0] < drift.verdict_threshold(cal, noise[0])
     # too few clips with a level: no verdict
     with pytest.raises(Exception, match="identity-constant clip"):
@@ -101,7 +102,33 @@ def test_the_noise_unit_verdict_dates_the_onset_like_the_level_rule():
     # the same drop in an expressive clip (noise 0.1) is within its own noise: censored at the end
     loud = np.where(t < 20, 0.85, 0.70) + rng.normal(0, 0.1, len(t))
     fl = _frames(t, loud)
-    s2 = drift.clip_summary(fl, drift.curve(fl, 1.0), duration_s=40.0, threshold=0.0, metrics=MetricSettings(),
-                            fps=2.0, opening_start_s=1.0, verdict=v)
+    s2 = drift.clip_summary(fl, drift.curve(fl, 1.0), duration_s=40.0, threshold=0.0,
+                            metrics=MetricSettings(), fps=2.0, opening_start_s=1.0, verdict=v)
     assert s2["drift_level"] > s_level["drift_threshold"]  # which the level rule would have flagged
     assert s2["drifting"] == 0 and np.isnan(s2["time_to_drift_s"]) and s2["drift_survival_time_s"] == 40.0
+
+
+def test_drift_variants_table_measures_held_out_flags_and_margins():
+    """`driftbench dev drift-variants` (docs/DRIFT-VERDICT.md) on a made-up population: per variant, the
+    nested leave-one-person-out flags, infinitetalk's statistic against the threshold, the stable clips'."""
+    from driftbench.validity import drift_variants as DV
+
+    levels, noise, people, clips = _expressive_population()
+    ctrl = pd.DataFrame({"clip_id": clips, "name": clips, "set": "real", "person": people, "case": "",
+                         "level_dec": levels, "noise_dec": noise, "level_raw": levels * 1.5,
+                         "noise_raw": noise * 1.2})
+    names = ["infinitetalk_dub_9.mp4", "stable_a.mp4", "negative_x.mp4"]
+    gen = pd.DataFrame({"clip_id": names, "name": names, "set": "generated",
+                        "person": ["g1", "g2", "g3"], "case": ["drift", "", "negative"],
+                        "level_dec": [0.2, 0.01, 0.5], "noise_dec": [0.02, 0.02, 0.02],
+                        "level_raw": [0.27, 0.02, 0.5], "noise_raw": [0.03, 0.03, 0.03]})
+    stats = pd.concat([ctrl, gen], ignore_index=True)
+    v0, v1f = DV.evaluate(stats, "V0"), DV.evaluate(stats, "V1f")
+    assert v0["heldout_flagged"] == ["c0"] and v1f["heldout_flagged"] == []
+    for r in (v0, v1f):
+        assert r["n_controls"] == 60 and r["n_stable"] == 1 and r["stable_top"] == "stable_a.mp4"
+        assert r["infinitetalk_flagged"] and r["infinitetalk_ratio"] > 1 > r["stable_top_ratio"]
+    # V1f's statistic of infinitetalk: its level over sqrt(noise^2 + median control noise^2)
+    assert v1f["infinitetalk"][0] == pytest.approx(0.2 / np.hypot(0.02, np.median(noise)))
+    md = DV.table([v0, v1f])
+    assert "| V0 | 1 of 60 (c0) |" in md and "| V1f | 0 of 60 |" in md

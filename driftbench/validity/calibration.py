@@ -493,9 +493,9 @@ def calibrate_drift(levels: Any, people: Any, clips: Any, *, window_s: float, mi
             f"drift verdict: {int(finite.sum())} identity-constant clip(s) long enough for a drift "
             "level (>= about 8 s) -- fix: calibrate on more or longer identity-constant footage"
         )
-    what = ("the drift level / sqrt(noise^2 + noise_floor^2), noise the clip's own sample-to-sample noise "
-            "(driftbench.measure.drift.noise_scale), noise_floor the median noise of the calibration clips"
-            if nz is not None else "the drift level")
+    what = ("level / sqrt(noise^2 + noise_floor^2) (level: the drift level; noise: the clip's own "
+            "sample-to-sample noise, driftbench.measure.drift.noise_scale; noise_floor: the median noise of "
+            "these clips)" if nz is not None else "the drift levels")
     out: dict[str, Any] = {
         "score": score,
         "window_s": window_s,
@@ -503,7 +503,7 @@ def calibrate_drift(levels: Any, people: Any, clips: Any, *, window_s: float, mi
         "statistic": "noise_units" if nz is not None else "level",
         "threshold": _drift_threshold(stat, tail),
         "tail": tail,
-        "rule": f"mean + norm.isf(tail) * SD of {what} of identity-constant real clips; "
+        "rule": f"mean + norm.isf(tail) * SD, over identity-constant real clips, of {what}; "
         f"tail: the largest of {list(DRIFT_TAILS)} whose leave-one-person-out flag rate "
         f"is <= {DRIFT_MAX_FPR:g}",
         "n_clips": len(levels),

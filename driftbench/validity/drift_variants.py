@@ -135,12 +135,12 @@ def _level(kind: str) -> Any:
     return lambda df, train: df[[f"level_{kind}"]].to_numpy(np.float64)
 
 
-def _noise_units(kind: str, floor: bool) -> Any:
+def _noise_units(kind: str, floor: bool, q: float = 50.0) -> Any:
     def stat(df: pd.DataFrame, train: pd.DataFrame) -> np.ndarray:
         sd = df[f"noise_{kind}"].to_numpy(np.float64)
         if floor:
-            s0 = float(np.nanmedian(train[f"noise_{kind}"].to_numpy(np.float64)))
-            sd = np.sqrt(sd**2 + s0**2)
+            s0 = float(np.nanpercentile(train[f"noise_{kind}"].to_numpy(np.float64), q))
+            sd = np.sqrt(np.nan_to_num(sd, nan=0.0)**2 + s0**2)
         with np.errstate(divide="ignore", invalid="ignore"):
             return (df[f"level_{kind}"].to_numpy(np.float64) / sd)[:, None]
 
@@ -161,6 +161,11 @@ VARIANTS: dict[str, tuple[Any, str, str]] = {
     "V1f": (_noise_units("dec", True), "normal",
             "V1 with the noise floored: level / sqrt(noise^2 + s0^2), s0 the median noise of the "
             "calibration clips; mean + z SD"),
+    "V1f-q25": (_noise_units("dec", True, 25.0), "normal",
+                "sensitivity of V1f: the floor at the 25th percentile of the calibration clips' noise"),
+    "V1f-q75": (_noise_units("dec", True, 75.0), "normal",
+                "sensitivity of V1f: the floor at the 75th percentile"),
+    "V1f-raw": (_noise_units("raw", True), "normal", "V1f on the raw score (no decoupling)"),
     "V2": (_both, "normal", "decoupled and raw drift levels both above their own threshold (one tail); "
            "mean + z SD"),
     "V3": (_level("dec"), "t", "decoupled drift level; Student t fitted by maximum likelihood"),
