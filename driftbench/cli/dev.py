@@ -79,12 +79,26 @@ def decouple_eval(argv: Sequence[str] | None = None) -> int:
     return decouple_eval(["--md-from", str(out_json)])
 
 
+def drift_variants(argv: Sequence[str]) -> int:
+    """``driftbench dev drift-variants [--shared DIR] [--material FILE] [--out FILE.json] [OVERRIDES]``."""
+    from driftbench.validity.drift_variants import VARIANTS, run
+
+    ap = argparse.ArgumentParser(prog="driftbench dev drift-variants",
+                                 description="Drift-verdict variants side by side (docs/DRIFT-VERDICT.md).")
+    ap.add_argument("overrides", nargs="*")
+    ap.add_argument("--shared", type=Path, default=Path("../shared"))
+    ap.add_argument("--material", type=Path, default=None,
+                    help="parquet of per-sample scores: read when it exists, else measured and written")
+    ap.add_argument("--out", type=Path, default=None, help="write every variant's figures as JSON")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    a = ap.parse_args(list(argv))
+    return run(a.shared, list(a.overrides), material_path=a.material, out=a.out, variants=a.variants)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == "decouple-eval":
         return decouple_eval(argv[1:])
     if argv and argv[0] == "drift-variants":
-        from driftbench.validity.drift_variants import main as drift_variants
-
         return drift_variants(list(argv[1:]))
     p = argparse.ArgumentParser(prog="driftbench dev",
                                 description="Maintainer tasks that regenerate committed artefacts.")

@@ -257,41 +257,33 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``driftbench dev drift-variants [--shared DIR] [--material FILE] [--out FILE.json] [OVERRIDES]``."""
-    import argparse
+def run(shared: Path, overrides: list[str], *, material_path: Path | None = None, out: Path | None = None,
+        variants: str = ",".join(VARIANTS)) -> int:
+    """``driftbench dev drift-variants``: measure (or read ``material_path``) and print every variant's
+    figures; ``out``: also write them as JSON."""
     import json
-    import sys
 
     from driftbench.io import dumps_json
 
-    ap = argparse.ArgumentParser(prog="driftbench dev drift-variants",
-                                 description="Drift-verdict variants side by side (docs/DRIFT-VERDICT.md).")
-    ap.add_argument("overrides", nargs="*")
-    ap.add_argument("--shared", type=Path, default=Path("../shared"))
-    ap.add_argument("--material", type=Path, default=None,
-                    help="parquet of per-sample scores: read when it exists, else measured and written")
-    ap.add_argument("--out", type=Path, default=None, help="write every variant's figures as JSON")
-    ap.add_argument("--variants", default=",".join(VARIANTS))
-    a = ap.parse_args(list(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.WARNING)
-    info_path = a.material.with_suffix(".json") if a.material is not None else None
-    if a.material is not None and a.material.is_file() and info_path is not None and info_path.is_file():
-        material = pd.read_parquet(a.material)
+    info_path = material_path.with_suffix(".json") if material_path is not None else None
+    if material_path is not None and material_path.is_file() and info_path is not None \
+            and info_path.is_file():
+        material = pd.read_parquet(material_path)
         info = json.loads(info_path.read_text(encoding="utf-8"))
     else:
-        material, info = collect(a.shared, list(a.overrides))
-        if a.material is not None and info_path is not None:
-            a.material.parent.mkdir(parents=True, exist_ok=True)
-            material.to_parquet(a.material)
+        material, info = collect(shared, list(overrides))
+        if material_path is not None and info_path is not None:
+            material_path.parent.mkdir(parents=True, exist_ok=True)
+            material.to_parquet(material_path)
             info_path.write_text(dumps_json(json.loads(json.dumps(info, default=str))), encoding="utf-8")
     stats = clip_stats(material, float(info["opening_s"]), float(info["fps"]))
-    results = [evaluate(stats, v) for v in a.variants.split(",")]
+    results = [evaluate(stats, v) for v in variants.split(",")]
     print(f"key {info['key']}, decoupler {info['decoupler'].get('name')} {info['decoupler'].get('fit_id')}")
     print(table(results))
-    if a.out is not None:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(dumps_json(json.loads(json.dumps(
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(dumps_json(json.loads(json.dumps(
             {"key": info["key"], "decoupler": info["decoupler"], "variants": results,
              "clips": stats.replace([np.inf, -np.inf], np.nan).to_dict(orient="records")}, default=str))),
             encoding="utf-8")
