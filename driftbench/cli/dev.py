@@ -5,7 +5,9 @@ driftbench/data/expressivity_reference.json
 from real footage; ``driftbench dev expressivity-table RUN_DIR`` prints a run's per-clip expressivity as CSV;
 ``driftbench dev tone-table RUN_DIR...`` prints each clip's face colour drift (ΔE2000 to the reference);
 ``driftbench dev metrics-readme`` regenerates metrics/README.md from the metric cards; ``driftbench dev
-decouple-eval [--out docs/decoupling] [OVERRIDES]`` measures the decoupling figures of docs/DECOUPLING.md.
+decouple-eval [--out docs/decoupling] [OVERRIDES]`` measures the decoupling figures of docs/DECOUPLING.md;
+``driftbench dev drift-variants [--material FILE] [OVERRIDES]`` measures the drift-verdict variants of
+docs/DRIFT-VERDICT.md.
 """
 
 from __future__ import annotations
@@ -77,9 +79,27 @@ def decouple_eval(argv: Sequence[str] | None = None) -> int:
     return decouple_eval(["--md-from", str(out_json)])
 
 
+def drift_variants(argv: Sequence[str]) -> int:
+    """``driftbench dev drift-variants [--shared DIR] [--material FILE] [--out FILE.json] [OVERRIDES]``."""
+    from driftbench.validity.drift_variants import VARIANTS, run
+
+    ap = argparse.ArgumentParser(prog="driftbench dev drift-variants",
+                                 description="Drift-verdict variants side by side (docs/DRIFT-VERDICT.md).")
+    ap.add_argument("overrides", nargs="*")
+    ap.add_argument("--shared", type=Path, default=Path("../shared"))
+    ap.add_argument("--material", type=Path, default=None,
+                    help="parquet of per-sample scores: read when it exists, else measured and written")
+    ap.add_argument("--out", type=Path, default=None, help="write every variant's figures as JSON")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    a = ap.parse_args(list(argv))
+    return run(a.shared, list(a.overrides), material_path=a.material, out=a.out, variants=a.variants)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == "decouple-eval":
         return decouple_eval(argv[1:])
+    if argv and argv[0] == "drift-variants":
+        return drift_variants(list(argv[1:]))
     p = argparse.ArgumentParser(prog="driftbench dev",
                                 description="Maintainer tasks that regenerate committed artefacts.")
     sub = p.add_subparsers(dest="cmd", required=True)

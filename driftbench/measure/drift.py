@@ -26,13 +26,16 @@ Metric cards (units: cosine similarity of identity embeddings unless stated; hig
   is a loss like a run of another face (``loss_cause`` says which: ``identity`` when the run holds a
   sample below the threshold, ``no_face`` when the face is missing throughout), and a clip in which
   the face is never found stays in n and in survival, lost at its first sample.
-- ``drifting`` / ``time_to_drift_s`` / ``drift_level``: drift below the identity-loss bar. The drift
-  series is the opening minus the trailing ``DRIFT_WINDOW_S`` median of the decoupled score; ``drift_level``
-  is the highest level it holds for ``DRIFT_MIN_S``; a clip is ``drifting`` when that exceeds the
-  threshold calibrated on identity-constant real footage (people held out, at most 1 % of held-out real
-  clips flagged; :func:`driftbench.validity.calibration.calibrate_drift`), and ``time_to_drift_s`` is the
-  onset of the first such run (empty = censored at the end; ``drift_survival_time_s`` for Kaplan-Meier). Empty
-  where no calibrated verdict exists for the backend key.
+- ``drifting`` / ``time_to_drift_s`` / ``drift_level`` / ``drift_threshold``: drift below the identity-loss
+  bar. The drift series is the opening minus the trailing ``DRIFT_WINDOW_S`` median of the decoupled score;
+  ``drift_level`` is the highest level it holds for ``DRIFT_MIN_S``; a clip is ``drifting`` when that
+  exceeds its ``drift_threshold``: the verdict's calibrated number of units of the clip's own
+  sample-to-sample noise (:func:`noise_scale`), floored at identity-constant footage's median noise
+  (:func:`verdict_threshold`), calibrated on identity-constant real footage (people held out, at most 1 %
+  of held-out real clips flagged; :func:`driftbench.validity.calibration.calibrate_drift`;
+  docs/DRIFT-VERDICT.md). ``time_to_drift_s`` is the onset of the first such run (empty = censored at the
+  end; ``drift_survival_time_s`` for Kaplan-Meier). Both the level and the threshold are in cosine
+  similarity. Empty where no calibrated verdict exists for the backend key.
 - ``face_rate``: share of samples where the character's face was found; stands beside every
   identity figure (a method that loses the face is flagged, never rewarded). ``longest_no_face_s``:
   the longest run of samples without the face (seconds, a sample counting one sampling period).
@@ -460,6 +463,38 @@ def drift_level(frames: pd.DataFrame, col: str, *, opening_start_s: float, openi
     return sustained_drift(t, d, min_s, period)[0], d
 
 
+def noise_scale(t: np.ndarray, sim: np.ndarray, start_s: float = 0.0) -> float:
+    """The clip's own sample-to-sample noise of a score: a robust SD of the differences between consecutive
+    samples with a face from ``start_s`` on (1.4826 * MAD, divided by sqrt 2: the SD of one sample's noise
+    were it independent). Slow drift hardly moves it, a single jump (a cut) does not; expressive footage,
+    whose score shakes with every expression, has a large one. NaN with fewer than 3 differences."""
+    t = np.asarray(t, np.float64)
+    v = np.asarray(sim, np.float64)
+    v = v[(t >= start_s - 1e-9) & np.isfinite(v)]
+    dv = np.diff(v)
+    if len(dv) < 3:
+        return float("nan")
+    return float(1.4826 * np.median(np.abs(dv - np.median(dv))) / np.sqrt(2.0))
+
+
+def verdict_threshold(verdict: dict[str, Any], noise: float) -> float:
+    """The drift threshold of a clip whose score has sample-to-sample noise ``noise``
+    (:func:`noise_scale`), in the drift level's units (cosine similarity).
+
+    A verdict with ``noise_floor`` (``statistic`` ``noise_units``) is calibrated on the drift level in units
+    of the clip's own noise, floored: level / sqrt(noise^2 + noise_floor^2) > threshold, i.e.
+    level > threshold * sqrt(noise^2 + noise_floor^2). The floor (the calibration clips' median noise)
+    keeps a very smooth clip's tiny noise from turning a small level into many units; a clip without a
+    noise estimate gets the floor alone. A verdict without one (the first shipped rule) compares the level
+    itself."""
+    thr = float(verdict["threshold"])
+    floor = verdict.get("noise_floor")
+    if floor is None:
+        return thr
+    n = float(noise) if noise is not None and np.isfinite(noise) else 0.0
+    return thr * float(np.hypot(n, float(floor)))
+
+
 def load_drift_verdict(key: str) -> dict[str, Any] | None:
     """The calibrated drift verdict of backend key ``key`` (:mod:`driftbench.weights.artefacts` kind
     ``drift``)."""
@@ -482,7 +517,8 @@ def drift_verdict_stale(verdict: dict[str, Any], decoupler: dict[str, Any]) -> b
 def verdict_summary(frames: pd.DataFrame, verdict: dict[str, Any] | None, *, duration_s: float,
                     opening_start_s: float, opening_s: float, period: float) -> dict[str, Any]:
     """``drifting`` (0/1), ``time_to_drift_s`` (onset, empty = censored at the clip's end),
-    ``drift_survival_time_s`` and ``drift_level`` under a calibrated verdict (empty without one)."""
+    ``drift_survival_time_s``, ``drift_level`` and the clip's ``drift_threshold`` (both in cosine similarity;
+    :func:`verdict_threshold`) under a calibrated verdict (empty without one)."""
     empty = {"drift_level": np.nan, "drift_threshold": np.nan, "drifting": np.nan, "time_to_drift_s": np.nan,
              "drift_survival_time_s": np.nan}
     if not verdict:
@@ -490,8 +526,9 @@ def verdict_summary(frames: pd.DataFrame, verdict: dict[str, Any] | None, *, dur
     col = "sim_dec" if verdict.get("score", "dec") == "dec" else "sim_raw"
     level, d = drift_level(frames, col, opening_start_s=opening_start_s, opening_s=opening_s,
                            window_s=float(verdict["window_s"]), min_s=float(verdict["min_s"]), period=period)
-    thr = float(verdict["threshold"])
-    onset = time_to_drift(frames["t"].to_numpy(np.float64), d, thr, float(verdict["min_s"]), period)
+    t = frames["t"].to_numpy(np.float64)
+    thr = verdict_threshold(verdict, noise_scale(t, frames[col].to_numpy(np.float64), opening_start_s))
+    onset = time_to_drift(t, d, thr, float(verdict["min_s"]), period)
     return {"drift_level": level if np.isfinite(level) else np.nan, "drift_threshold": thr,
             "drifting": int(onset is not None), "time_to_drift_s": onset if onset is not None else np.nan,
             "drift_survival_time_s": onset if onset is not None else duration_s}

@@ -153,8 +153,9 @@ CARDS: tuple[MetricCard, ...] = (
     MetricCard(
         "time_to_drift_s",
         "onset of drift below the loss bar: the first 5 s run in which the opening minus "
-        "the trailing 5 s median exceeds what identity-constant real footage shows (<= 1% of held-out real "
-        "clips); drifting = 0/1; empty = censored",
+        "the trailing 5 s median exceeds the clip's drift_threshold, a calibrated number of units of the "
+        "clip's own sample-to-sample noise (floored at real footage's median noise), set so that <= 1% of "
+        "held-out identity-constant real clips are flagged; drifting = 0/1; empty = censored",
         "seconds",
         "later (or never) is better",
         "Kaplan-Meier (scipy.stats.ecdf)",

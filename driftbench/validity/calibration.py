@@ -433,26 +433,59 @@ def _choose_tail(levels: Any, people: Any) -> float:
     return DRIFT_TAILS[-1]
 
 
-def calibrate_drift(levels: Any, people: Any, clips: Any, *, window_s: float, min_s: float, score: str = "dec"
-                    ) -> dict[str, Any]:
+def noise_floor(noise: Any) -> float:
+    """The floor of the noise-unit drift statistic: the median within-clip noise of the calibration clips
+    (:func:`driftbench.measure.drift.noise_scale`)."""
+    import numpy as np
+
+    v = np.asarray(noise, np.float64)
+    v = v[np.isfinite(v)]
+    return float(np.median(v)) if len(v) else float("nan")
+
+
+def noise_units(levels: Any, noise: Any, floor: float) -> Any:
+    """Drift levels in units of each clip's own noise, floored: level / sqrt(noise^2 + floor^2) (a clip
+    without a noise estimate: level / floor); the statistic
+    :func:`driftbench.measure.drift.verdict_threshold` compares."""
+    import numpy as np
+
+    n = np.asarray(noise, np.float64)
+    return np.asarray(levels, np.float64) / np.hypot(np.where(np.isfinite(n), n, 0.0), floor)
+
+
+def calibrate_drift(levels: Any, people: Any, clips: Any, *, window_s: float, min_s: float,
+                    score: str = "dec", noise: Any = None) -> dict[str, Any]:
     """The drift verdict's threshold from identity-constant real clips' drift levels
     (:func:`driftbench.measure.drift.drift_level`), people held out.
 
-    The threshold is mean + z * SD of the clips' levels, z at the largest tail of ``DRIFT_TAILS`` whose
+    With ``noise`` (each clip's :func:`driftbench.measure.drift.noise_scale`) the statistic is the level in
+    units of the clip's own noise, floored (:func:`noise_units`, the floor :func:`noise_floor` of the
+    calibration clips; docs/DRIFT-VERDICT.md); without, the level itself (the first shipped rule).
+    The threshold is mean + z * SD of the clips' statistics, z at the largest tail of ``DRIFT_TAILS`` whose
     leave-one-person-out flag rate is <= ``DRIFT_MAX_FPR``. ``heldout``: nested leave-one-person-out, the
-    tail chosen and the threshold computed without the held-out person's clips, then applied to them:
+    floor, the tail and the threshold computed without the held-out person's clips, then applied to them:
     the share of held-out real clips flagged (and which). Clips too short for a run have level -inf:
     they cannot be flagged and do not enter the fit."""
     import numpy as np
 
     levels, people, clips = np.asarray(levels, np.float64), np.asarray(people).astype(str), np.asarray(clips)
-    tail = _choose_tail(levels, people)
+    nz = None if noise is None else np.asarray(noise, np.float64)
+
+    def statistic(train: Any) -> tuple[Any, float | None]:
+        if nz is None:
+            return levels, None
+        floor = noise_floor(nz[train])
+        return noise_units(levels, nz, floor), floor
+
+    stat, floor = statistic(np.ones(len(levels), bool))
+    tail = _choose_tail(stat, people)
     flagged = []
     for p in np.unique(people):
         tr, te = people != p, people == p
-        thr = _drift_threshold(levels[tr], _choose_tail(levels[tr], people[tr]))
-        flagged += [str(c) for c, lv in zip(clips[te], levels[te], strict=True) if lv > thr]
-    finite = np.isfinite(levels)
+        s_tr, _ = statistic(tr)
+        thr = _drift_threshold(s_tr[tr], _choose_tail(s_tr[tr], people[tr]))
+        flagged += [str(c) for c, lv in zip(clips[te], s_tr[te], strict=True) if lv > thr]
+    finite = np.isfinite(stat)
     if finite.sum() < 2:
         from driftbench.errors import UsageError
 
@@ -460,21 +493,25 @@ def calibrate_drift(levels: Any, people: Any, clips: Any, *, window_s: float, mi
             f"drift verdict: {int(finite.sum())} identity-constant clip(s) long enough for a drift "
             "level (>= about 8 s) -- fix: calibrate on more or longer identity-constant footage"
         )
-    return {
+    what = ("level / sqrt(noise^2 + noise_floor^2) (level: the drift level; noise: the clip's own "
+            "sample-to-sample noise, driftbench.measure.drift.noise_scale; noise_floor: the median noise of "
+            "these clips)" if nz is not None else "the drift levels")
+    out: dict[str, Any] = {
         "score": score,
         "window_s": window_s,
         "min_s": min_s,
-        "threshold": _drift_threshold(levels, tail),
+        "statistic": "noise_units" if nz is not None else "level",
+        "threshold": _drift_threshold(stat, tail),
         "tail": tail,
-        "rule": "mean + norm.isf(tail) * SD of the drift levels of identity-constant real clips; "
+        "rule": f"mean + norm.isf(tail) * SD, over identity-constant real clips, of {what}; "
         f"tail: the largest of {list(DRIFT_TAILS)} whose leave-one-person-out flag rate "
         f"is <= {DRIFT_MAX_FPR:g}",
         "n_clips": len(levels),
         "n_clips_with_level": int(finite.sum()),
         "n_people": len(np.unique(people)),
-        "level_mean": float(levels[finite].mean()),
-        "level_sd": float(levels[finite].std(ddof=1)),
-        "level_max": float(levels[finite].max()),
+        "level_mean": float(stat[finite].mean()),
+        "level_sd": float(stat[finite].std(ddof=1)),
+        "level_max": float(stat[finite].max()),
         "heldout": {
             "method": "nested leave-one-person-out",
             "n_flagged": len(flagged),
@@ -483,3 +520,6 @@ def calibrate_drift(levels: Any, people: Any, clips: Any, *, window_s: float, mi
             "flagged": flagged,
         },
     }
+    if floor is not None:
+        out["noise_floor"] = floor
+    return out

@@ -619,16 +619,18 @@ def oof_rescore(frames: pd.DataFrame, pairs: pd.DataFrame, smooth_s: float, *, k
 
 def drift_levels(frames: pd.DataFrame, metrics: Any, fps: float, score: str = "dec") -> pd.DataFrame:
     """Per clip: its drift level (:func:`driftbench.measure.drift.drift_level`) on the raw or decoupled
-    score."""
+    score and the score's own sample-to-sample noise (:func:`driftbench.measure.drift.noise_scale`)."""
     from driftbench.measure import drift
 
     rows = []
+    col = "sim_dec" if score == "dec" else "sim_raw"
     for cid, g in frames.groupby("clip_id", sort=True):
         g = g.sort_values("t")
         start = float(g["opening_start_s"].iloc[0]) if "opening_start_s" in g else 0.0
-        level, _ = drift.drift_level(g, "sim_dec" if score == "dec" else "sim_raw", opening_start_s=start,
-                                     opening_s=float(metrics.opening_s), period=1.0 / fps)
-        rows.append({"clip_id": cid, "person": g["person"].iloc[0], "level": level})
+        level, _ = drift.drift_level(g, col, opening_start_s=start, opening_s=float(metrics.opening_s),
+                                     period=1.0 / fps)
+        noise = drift.noise_scale(g["t"].to_numpy(np.float64), g[col].to_numpy(np.float64), start)
+        rows.append({"clip_id": cid, "person": g["person"].iloc[0], "level": level, "noise": noise})
     return pd.DataFrame(rows)
 
 
@@ -643,7 +645,7 @@ def fit_drift_verdict(control: pd.DataFrame, metrics: Any, fps: float, backend: 
 
     lv = drift_levels(control, metrics, fps)
     cal = calibrate_drift(lv["level"], lv["person"], lv["clip_id"], window_s=drift.DRIFT_WINDOW_S,
-                          min_s=drift.DRIFT_MIN_S)
+                          min_s=drift.DRIFT_MIN_S, noise=lv["noise"])
     record = {
         "about": "Drift verdict calibrated on identity-constant real footage "
                  "(driftbench.validity.calibration."
@@ -689,35 +691,44 @@ def verdict_rows(
                 "-- fix: `driftbench validate --calibrate`",
             )
         ]
+    from driftbench.measure.drift import verdict_threshold
+
+    unit = ("in units of the clip's own noise, floored at " f"{float(verdict['noise_floor']):.4f}"
+            if verdict.get("noise_floor") is not None else "on the drift level")
     lv = drift_levels(control, metrics, fps)
+    lv["thr"] = [verdict_threshold(verdict, n) for n in lv["noise"]]
     rows = [Row("control", "drift verdict: held-out real clips flagged drifting", None, ho.get("rate"),
                 "<= 1% (people held out)", check(ho.get("rate", 1.0) <= 0.01 + 1e-12),
                 f"{ho.get('n_flagged')} of {ho.get('n_clips')} clips, nested leave-one-person-out "
-                f"({', '.join(ho.get('flagged', [])) or 'none'}); threshold {thr:.3f} on the drift level "
-                f"(opening - trailing {verdict['window_s']:g} s median held {verdict['min_s']:g} s), tail "
-                f"{verdict['tail']:g}; clips flagged with these scores: {int((lv['level'] > thr).sum())}")]
+                f"({', '.join(ho.get('flagged', [])) or 'none'}); threshold {thr:.3f} {unit} "
+                f"(drift level: opening - trailing {verdict['window_s']:g} s median held "
+                f"{verdict['min_s']:g} s), tail {verdict['tail']:g}; clips flagged with these scores: "
+                f"{int((lv['level'] > lv['thr']).sum())}")]
     if gen is None or gen.empty:
         return rows
     g = drift_levels(gen, metrics, fps)
+    g["thr"] = [verdict_threshold(verdict, n) for n in g["noise"]]
     g["name"] = g["clip_id"].map(lambda c: Path(str(c)).name)
     gen_case = gen.groupby("clip_id")["case"].first()
     drifting = g[g["name"] == DRIFT_CLIP]
     if not drifting.empty:
-        lvl = float(drifting["level"].iloc[0])
+        lvl, cthr = float(drifting["level"].iloc[0]), float(drifting["thr"].iloc[0])
         rows.append(
             Row(
                 "generated",
                 f"{DRIFT_CLIP}: drift verdict",
                 None,
-                "drifting" if lvl > thr else "not drifting",
+                "drifting" if lvl > cthr else "not drifting",
                 "drifting",
-                check(lvl > thr),
-                f"drift level {lvl:.3f} vs threshold {thr:.3f}",
+                check(lvl > cthr),
+                f"drift level {lvl:.3f} vs its threshold {cthr:.3f} ({lvl / cthr:.2f} x)",
             )
         )
     stable = g[(g["name"] != DRIFT_CLIP) & ~g["name"].str.startswith("negative")
-               & ~g["clip_id"].map(gen_case).astype(str).str.contains("negative")]
-    flagged = stable[stable["level"] > thr]
+               & ~g["clip_id"].map(gen_case).astype(str).str.contains("negative")].copy()
+    stable["ratio"] = stable["level"] / stable["thr"]
+    flagged = stable[stable["level"] > stable["thr"]]
+    top = stable.loc[stable["ratio"].idxmax()] if len(stable) else None
     rows.append(
         Row(
             "generated",
@@ -726,8 +737,9 @@ def verdict_rows(
             len(flagged),
             "0",
             check(flagged.empty),
-            f"highest drift level {stable['level'].max():.3f} vs threshold "
-            f"{thr:.3f}" + (f"; flagged: {', '.join(flagged['name'])}" if len(flagged) else ""),
+            (f"highest drift level / threshold {top['ratio']:.2f} ({top['name']}: {top['level']:.3f} vs "
+             f"{top['thr']:.3f})" if top is not None else "no stable clip")
+            + (f"; flagged: {', '.join(flagged['name'])}" if len(flagged) else ""),
         )
     )
     return rows
