@@ -5,6 +5,7 @@ logic on synthetic tables without media, and the held-out figures on ../shared's
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -160,8 +161,11 @@ def test_support_quantile_per_feature_and_shrink():
     full = D.fit_shift_params(frames, pairs, feats, D.ShiftOptions(shrink=1.0))
     assert np.allclose(np.asarray(p.weights), 0.5 * np.asarray(full.weights))
     assert full.weights[0] == pytest.approx(0.003, rel=0.05)
-    assert D.ShiftOptions().quantile("d_yaw") == dict(D.SHIFT_FEATURE_QUANTILES)["d_yaw"]
-    assert D.ShiftOptions().quantile("d_expr") == D.SHIFT_SUPPORT_QUANTILE
+    # the shipped fit (version 2) is version 1 with a narrower minimum gate width
+    o = D.ShiftOptions()
+    assert o.quantile("d_yaw") == o.quantile("d_expr") == D.SHIFT_SUPPORT_QUANTILE
+    assert D.ShiftOptions() == replace(D.SHIFT_V1_OPTIONS, gate_width=D.SHIFT_GATE_WIDTH)
+    assert D.SHIFT_GATE_WIDTH < D.MIN_GATE_WIDTH
 
 
 def test_variant_names_parse_to_options_changed_from_version_1():
