@@ -8,6 +8,7 @@ place: :func:`to_object`. """
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -464,8 +465,12 @@ def _expand_sweeps(overrides: list[str]) -> list[list[str]]:
 
 
 def compose(
-    overrides: list[str], config_name: str = "config", return_hydra_config: bool = False
+    overrides: list[str], config_name: str = "config", return_hydra_config: bool = False, *,
+    sources: list[str] | None = None,
 ):  # -> DictConfig
+    """Hydra's compose of ``config_name`` with ``overrides``; ``sources``, when given, receives the config
+    folders the compose read from (its search path: file:// and pkg:// entries as absolute folders, or the
+    entry itself when it is not a folder on disk)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -475,9 +480,230 @@ def compose(
     register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return hydra_compose(
+        cfg = hydra_compose(
             config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config
         )
+        if sources is not None:  # the search path Hydra starts from (plug-ins' folders included) ...
+            sources.extend(_source_dir(s) for s in GlobalHydra.instance().config_loader().get_sources()
+                           if s.scheme() != "structured")  # the ConfigStore: schemas of config.py, plug-ins
+            sources.extend(_searchpath_override_dirs(overrides))  # ... and the folders the overrides add
+    return cfg
+
+
+def _searchpath_override_dirs(overrides: list[str]) -> list[str]:
+    """The folders of ``hydra.searchpath=[...]`` overrides (as :func:`_source_dir` names them)."""
+    from types import SimpleNamespace
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    out = []
+    for o in overrides:
+        if o.lstrip("+~").split("=", 1)[0] == "hydra.searchpath" and "=" in o:
+            value = OverridesParser.create().parse_override(o).value()
+            for entry in value if isinstance(value, list) else [value]:
+                scheme, sep, path = str(entry).partition("://")
+                source = SimpleNamespace(scheme=lambda scheme=scheme: scheme, path=path) if sep else \
+                    SimpleNamespace(scheme=lambda: "file", path=str(entry))
+                out.append(_source_dir(source))
+    return out
+
+
+def _source_dir(source: Any) -> str:
+    """The folder on disk of a Hydra config source (file:// or pkg://), else ``scheme://path`` (which
+    :func:`_tree_digest` cannot read: such a compose is not cached)."""
+    import os
+
+    if source.scheme() == "file":
+        return os.path.abspath(source.path)
+    if source.scheme() == "pkg":
+        import importlib.resources
+
+        try:
+            where = importlib.resources.files(source.path.replace("/", "."))
+        except (ImportError, TypeError, ValueError):
+            where = None
+        if isinstance(where, Path) and where.is_dir():
+            return str(where.resolve())
+    return f"{source.scheme()}://{source.path}"
+
+
+# -- composed configs kept on disk: a plain run neither imports Hydra nor composes (~0.5 s of CPU) ---------
+#: bump when what a cache entry holds changes
+CONFIG_CACHE_FORMAT = 1
+
+
+def config_cache_dir() -> Path | None:
+    """Where composed configs are kept: $DRIFTBENCH_CONFIG_CACHE (``0``/``off``: no cache), else
+    $XDG_CACHE_HOME/driftbench/config (~/.cache/driftbench/config)."""
+    import os
+
+    env = os.environ.get("DRIFTBENCH_CONFIG_CACHE")
+    if env is not None:
+        if env.strip().lower() in ("", "0", "off", "false", "no"):
+            return None
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "driftbench" / "config"
+
+
+def _tree_digest(root: str) -> str:
+    """sha256 of every file below the folder ``root`` (relative names and contents, compiled Python left
+    out); a missing folder (or a non-folder source, ``scheme://...``) digests as missing."""
+    import hashlib
+    import os
+
+    h = hashlib.sha256()
+    if not os.path.isdir(root):
+        h.update(b"\0missing")
+        return h.hexdigest()
+    for here, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(files):
+            if name.endswith((".pyc", ".pyo")):
+                continue
+            path = os.path.join(here, name)
+            with open(path, "rb") as fh:
+                h.update(os.path.relpath(path, root).encode() + b"\0" + hashlib.sha256(fh.read()).digest())
+    return h.hexdigest()
+
+
+def _cache_key(overrides: list[str], config_name: str) -> str:
+    """What a compose depends on besides the config folders it reads (checked per entry): the overrides,
+    the primary config, the versions of Python, Hydra and OmegaConf, driftbench's schemas (this file), the
+    installed Hydra plug-ins (``hydra_plugins/``, which may add config folders or schemas), and the working
+    directory when a ``hydra.searchpath`` entry may be relative to it."""
+    import hashlib
+    import importlib.metadata as md
+    import json
+    import os
+    import sys
+
+    from driftbench import __version__
+
+    plugin_dirs = sorted({os.path.abspath(os.path.join(p or ".", "hydra_plugins")) for p in sys.path
+                          if os.path.isdir(os.path.join(p or ".", "hydra_plugins"))})
+    versions = {}
+    for pkg in ("hydra-core", "omegaconf"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    searchpath = any("searchpath" in o for o in overrides)
+    blob = {"format": CONFIG_CACHE_FORMAT, "overrides": list(overrides), "config_name": config_name,
+            "conf_dir": str(conf_dir()), "python": sys.version, "driftbench": __version__,
+            "schemas": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(), "versions": versions,
+            "plugins": {d: _tree_digest(d) for d in plugin_dirs},
+            "cwd": os.getcwd() if searchpath else None}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+
+
+#: a value override kept out of a cache entry's key: a dotted key (never hydra.*) set to a value that Hydra's
+#: override grammar reads as exactly that string (ASCII letters, digits, ``_ . - /`` with at least one ``/``:
+#: never a number, bool, null, interpolation or escape), e.g. model.path=clips/ or output.dir=/runs/a
+_PATH_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
+_PATH_VALUE = re.compile(r"[A-Za-z0-9_.\-]*/[A-Za-z0-9_./\-]*")
+_OPTION = re.compile(r"[A-Za-z0-9_\-]+")
+
+
+def _split_paths(overrides: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """(the overrides a cached compose is keyed by, the path-valued overrides set on top of it). A run's own
+    folders (output.dir, model.path) change from run to run; the composition does not. Hydra applies a
+    value override after composing the config groups, with ``OmegaConf.update(cfg, key, value,
+    merge=True)``: setting the path overrides on the cached composition is that same step. Nothing is set
+    apart when another override touches the same key or a key around it (other than selecting a group
+    option, which Hydra composes first)."""
+    paths: list[tuple[str, str]] = []
+    kept: list[str] = []
+    for o in overrides:
+        key, sep, value = o.partition("=")
+        if sep and _PATH_KEY.fullmatch(key) and not key.startswith("hydra.") and _PATH_VALUE.fullmatch(value):
+            paths.append((key, value))
+        else:
+            kept.append(o)
+    keys = [k for k, _ in paths]
+    if len(set(keys)) != len(keys):
+        return list(overrides), []
+    for o in kept:
+        key, _, value = o.partition("=")
+        key = key.lstrip("+~").split("@")[0]
+        for k in keys:
+            inside = key == k or key.startswith(k + ".")
+            around = k.startswith(key + ".") and (o.startswith(("~", "+")) or not _OPTION.fullmatch(value)
+                                                   or value.lower() == "null")
+            if inside or around:
+                return list(overrides), []
+    return kept, paths
+
+
+def compose_cached(overrides: list[str], config_name: str = "config"):  # -> DictConfig
+    """:func:`compose`, kept on disk (:func:`config_cache_dir`) under :func:`_cache_key` of the overrides
+    less the path-valued ones (:func:`_split_paths`, set on top as Hydra sets them), with the digest of every
+    config folder the compose read: an entry is used only while all of them are unchanged, so editing,
+    adding or removing any config file (shipped, ``--config-dir``, a plug-in's) composes afresh. A compose
+    that fails is never kept, and any error setting a path composes afresh too (so every config error is
+    Hydra's own, as before); a config folder holding an environment interpolation (``oc.env``, which a
+    defaults list resolves at compose time) is not kept. An unreadable or unwritable cache only costs the
+    compose."""
+    import pickle
+
+    root = config_cache_dir()
+    if root is None:
+        return compose(overrides, config_name)
+    kept, paths = _split_paths(list(overrides))
+    entry = root / f"{_cache_key(kept, config_name)}.pickle"
+    cfg = None
+    try:
+        with open(entry, "rb") as fh:
+            held = pickle.load(fh)
+        if held.get("format") == CONFIG_CACHE_FORMAT and all(
+                _tree_digest(d) == digest for d, digest in held["sources"]):
+            cfg = held["cfg"]
+    except Exception:  # missing, or damaged: composed again (and replaced)
+        cfg = None
+    if cfg is None:
+        sources: list[str] = []
+        cfg = compose(kept, config_name, sources=sources)
+        try:
+            if all(Path(d).is_dir() and not _mentions_env(d) for d in sources):
+                from omegaconf import OmegaConf
+
+                from driftbench.io import write_bytes
+
+                # without the resolver cache: ${now:...} is the time of each run, not of the first one
+                held_cache = OmegaConf.get_cache(cfg)
+                OmegaConf.clear_cache(cfg)
+                try:
+                    data = pickle.dumps({"format": CONFIG_CACHE_FORMAT, "cfg": cfg,
+                                         "sources": [(d, _tree_digest(d)) for d in sources]},
+                                        protocol=pickle.HIGHEST_PROTOCOL)
+                finally:
+                    OmegaConf.set_cache(cfg, held_cache)
+                write_bytes(entry, data)
+        except Exception:
+            pass
+    if paths:
+        from omegaconf import OmegaConf
+
+        try:
+            for key, value in paths:
+                OmegaConf.update(cfg, key, value, merge=True)
+        except Exception:  # Hydra's own compose says what is wrong, in its words
+            return compose(list(overrides), config_name)
+    return cfg
+
+
+def _mentions_env(root: str) -> bool:
+    import os
+
+    for here, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in files:
+            if name.endswith((".yaml", ".yml")):
+                with open(os.path.join(here, name), "rb") as fh:
+                    text = fh.read()
+                if b"oc.env" in text or b"${env:" in text:
+                    return True
+    return False
 
 
 def _config_error(exc: BaseException) -> str:
@@ -501,7 +727,7 @@ def validate_overrides(overrides: list[str], multirun: bool, config_name: str = 
     cfgs = []
     for combo in combos:
         try:
-            cfg = compose(combo, config_name)
+            cfg = compose_cached(combo, config_name)
             OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
         except Exception as exc:
             hint = "see `driftbench run --help` for the config groups and keys"

@@ -575,8 +575,12 @@ def _execute(cfg: Any, run_dir: Path, container: dict[Any, Any], cfg_hash: str, 
             bar.update(1)
 
     t0 = time.perf_counter()
-    # the report's imports overlap with measuring, which imports none of them (tests/test_cli.py checks)
-    preload = Preload(report_modules(len(clips))) if cfg.report.html and todo else None
+    # the report's imports overlap with measuring, which imports none of them (tests/test_cli.py checks);
+    # clips measured here: once the measurement's own imports are done (they would compete for the GIL)
+    from driftbench.measure.executors import in_process
+
+    gated = in_process(str(cfg.executor.name), len(todo), int(cfg.executor.workers))
+    preload = Preload(report_modules(len(clips)), gated=gated) if cfg.report.html and todo else None
     try:
         execute(str(cfg.executor.name), todo, settings, workers=int(cfg.executor.workers),
                 address=cfg.executor.address, on_result=on_result)

@@ -81,10 +81,20 @@ def timed_wait(self):
     waited.append(time.perf_counter())
 
 preload.Preload.wait = timed_wait
+import driftbench.measure.signals as signals
+
+loaded = []
+load = signals.FaceAnalyzer._load_signal_models
+
+def timed_load(self):
+    load(self)
+    loaded.append(time.perf_counter())
+
+signals.FaceAnalyzer._load_signal_models = timed_load
 from driftbench.cli import main
 
 code = main(sys.argv[1:])
-print(json.dumps({"code": code, "events": events, "waited": waited}))
+print(json.dumps({"code": code, "events": events, "waited": waited, "loaded": loaded}))
 """
 
 
@@ -126,6 +136,8 @@ def test_report_modules_are_imported_only_by_the_preload_thread_while_clips_are_
     assert out["code"] == 0 and len(out["waited"]) == 1
     before = [(thread, module) for thread, module, t in out["events"] if t < out["waited"][0]]
     assert before and {thread for thread, _ in before} == {"driftbench-preload"}, before[:5]
+    # and only once the clip's own models are loaded (MediaPipe's import would wait on the same GIL)
+    assert len(out["loaded"]) == 1 and min(t for _, _, t in out["events"]) > out["loaded"][0]
     assert (tmp_path / "run" / "report.html").is_file()
 
 

@@ -112,6 +112,44 @@ def test_per_frame_takes_the_largest_face_and_marks_frames_without_one():
     assert list(out["frame_index"]) == [0, 12]
 
 
+def _per_frame_by_groups(faces: pd.DataFrame) -> pd.DataFrame:
+    """per_frame as it was written first (a pandas group per frame): the reference the faster one matches."""
+    cols = ["sample_index", "t", "frame_index", "n_faces", "emb"]
+    rows = []
+    for si, g in faces.groupby("sample_index", sort=True):
+        first = g.iloc[0]
+        found = g[g["face_index"] >= 0]
+        emb = None
+        if not found.empty:
+            big = found.loc[found["face_size"].astype(float).idxmax()]
+            emb = None if big["emb"] is None else np.asarray(big["emb"], dtype=np.float32)
+        rows.append({"sample_index": int(si), "t": float(first["t"]),
+                     "frame_index": int(first["frame_index"]), "n_faces": len(found), "emb": emb})
+    return pd.DataFrame(rows, columns=cols)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_per_frame_matches_a_pandas_group_per_frame(seed):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for si in rng.permutation(30):  # samples in any order, 0-3 faces each, ties in size, unembedded faces
+        n = int(rng.integers(0, 4))
+        t, fi = float(si) / 2 + rng.random() * 1e-3, int(si) * 12 + int(rng.integers(0, 3))
+        if n == 0:
+            rows.append({"sample_index": si, "t": t, "frame_index": fi, "face_index": -1, "face_size": np.nan,
+                         "emb": None})
+        for k in range(n):
+            rows.append({"sample_index": si, "t": t, "frame_index": fi, "face_index": k,
+                         "face_size": float(rng.choice([40.0, 80.0, 80.0, 120.0])),
+                         "emb": None if rng.random() < 0.2 else rng.normal(size=8).astype(np.float32)})
+    faces = pd.DataFrame(rows).astype({"sample_index": "int32", "frame_index": "int32", "face_index": "int16",
+                                       "face_size": "float32"})
+    fast, ref = P.per_frame(faces), _per_frame_by_groups(faces)
+    pd.testing.assert_frame_equal(fast.drop(columns="emb"), ref.drop(columns="emb"))
+    for a, b in zip(fast["emb"], ref["emb"], strict=True):
+        assert (a is None and b is None) or (a.dtype == b.dtype and np.array_equal(a, b))
+
+
 def test_pad_frame_is_the_authors_grey_border():
     img = np.zeros((100, 60, 3), np.uint8)
     padded, (left, top) = P.pad_frame(img)

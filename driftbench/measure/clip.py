@@ -19,6 +19,7 @@ import pandas as pd
 from driftbench.errors import ClipError, DriftbenchError, printable
 from driftbench.measure import drift
 from driftbench.measure.cache import SignalCache, content_hash, signal_key
+from driftbench.measure.preload import measuring_settled
 from driftbench.measure.published import PublishedSettings
 from driftbench.measure.signals import FaceAnalyzer, Sampling
 from driftbench.sources.base import Clip
@@ -117,6 +118,7 @@ def video_faces(path: str | Path, analyzer: FaceAnalyzer, sampling: Sampling, ca
     key = signal_key(content_hash(path), sampling.token(), analyzer.signature())
     hit = cache.get(key)
     if hit is not None:
+        measuring_settled()  # nothing to load or decode for this clip
         return hit, key, True
     bar = None
     if progress:
@@ -205,6 +207,7 @@ def measure_clip(clip: Clip, settings: MeasureSettings) -> ClipResult:
                 "report this with the clip attached; the other clips were measured"
             ),
         )
+    measuring_settled()  # whatever happened to this clip (skipped before any frame, failed)
     result.warnings = warnings
     result.seconds = time.perf_counter() - t0
     if _ANALYZER is not None:

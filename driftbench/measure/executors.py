@@ -48,6 +48,12 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="driftbench-parent-watch", daemon=True).start()
 
 
+def in_process(name: str, n_clips: int, workers: int = 0) -> bool:
+    """Whether ``execute`` measures ``n_clips`` clips in this process (executor=local with one worker or
+    one clip), not in worker processes or on Ray."""
+    return name == "local" and ((workers or auto_workers(n_clips)) <= 1 or n_clips <= 1)
+
+
 def run_local(clips: list[Clip], settings: MeasureSettings, workers: int,
               on_result: Callable[[ClipResult], None]) -> None:
     if workers <= 1 or len(clips) <= 1:

@@ -25,16 +25,33 @@ def report_modules(n_clips: int) -> tuple[str, ...]:
     return REPORT_MODULES if n_clips > 1 else tuple(m for m in REPORT_MODULES if not m.startswith("scipy"))
 
 
+#: open while a gated preload waits for the clip measurement in this process to settle
+_SETTLED = threading.Event()
+_SETTLED.set()
+
+
+def measuring_settled() -> None:
+    """Said by the measurement once its own imports and model loading are done (cv2, av, MediaPipe and
+    the networks loaded; or the clip's signals came from the cache): from then on its threads run native
+    code that releases the GIL, and a gated :class:`Preload` starts. Before that, importing the report's
+    modules (~1 s of GIL-bound Python) only delays the first frame: both imports wait on one GIL."""
+    _SETTLED.set()
+
+
 class Preload:
     """Imports ``modules`` in order on a daemon thread; a module that fails to import is skipped
-    (the error surfaces where the module is really used)."""
+    (the error surfaces where the module is really used). ``gated``: the thread starts importing once
+    :func:`measuring_settled` is said in this process (or at :meth:`wait`): for clips measured in-process."""
 
-    def __init__(self, modules: Iterable[str]) -> None:
+    def __init__(self, modules: Iterable[str], *, gated: bool = False) -> None:
         self.modules = tuple(modules)
+        if gated:
+            _SETTLED.clear()
         self._thread = threading.Thread(target=self._load, name="driftbench-preload", daemon=True)
         self._thread.start()
 
     def _load(self) -> None:
+        _SETTLED.wait()
         for name in self.modules:
             try:
                 importlib.import_module(name)
@@ -42,4 +59,5 @@ class Preload:
                 continue
 
     def wait(self) -> None:
+        _SETTLED.set()
         self._thread.join()

@@ -25,6 +25,7 @@ import pandas as pd
 
 from driftbench.faces.base import BackendInfo, Face, FaceBackend, blur_score, create_backend
 from driftbench.faces.landmarker import CROP_SIZE, LandmarkResult, crop_box, square_crop
+from driftbench.measure.preload import measuring_settled
 
 #: bump when the face-level table's columns or their meaning change (invalidates caches)
 SCHEMA_VERSION = 3  # 2: OpenCV least-squares alignment, age in OpenCV DNN; 3: closed-form (Umeyama) alignment
@@ -137,6 +138,7 @@ class FaceAnalyzer:
         if self._pool is None:
             self._pool = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftbench-landmarks")
             self._loaded = self._pool.submit(self._load_signal_models)
+            self._loaded.add_done_callback(lambda _: measuring_settled())
 
     @property
     def _has_landmarks(self) -> bool:
@@ -240,6 +242,8 @@ class FaceAnalyzer:
                 rows.append(row)
             if len(chips) >= self.batch_size:
                 flush_embeddings()
+            if n == 0 and (not landmarks or (self._loaded is not None and self._loaded.done())):
+                measuring_settled()  # no signal models (left) to load: the first frame is analysed
             if progress is not None:
                 progress(n + 1)
         flush_embeddings()
