@@ -31,14 +31,29 @@ def _tab10(i: int) -> Any:
     return matplotlib.colormaps["tab10"](i % 10)
 
 
+#: zlib level of the figures' PNGs: 3 encodes in about half the time of PIL's default 6, and as RGB (the
+#: figures are opaque) the files are still smaller than the RGBA ones savefig wrote at level 6
+PNG_COMPRESS_LEVEL = 3
+
+
 def _fig_to_uri(fig: Any) -> str:
+    """The figure drawn by Agg at 110 dpi, as an RGB PNG (the background is opaque, so the alpha channel
+    savefig would write carries nothing) without metadata."""
     import warnings
 
-    buf = io.BytesIO()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    fig.set_dpi(110)
+    canvas = FigureCanvasAgg(fig)
     with warnings.catch_warnings():
         # user strings in any script: a glyph the bundled font lacks is drawn as a box, not an error
         warnings.filterwarnings("ignore", message="Glyph .* missing from font")
-        fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+        canvas.draw()
+    rgba = canvas.buffer_rgba()
+    image = Image.frombuffer("RGBA", (rgba.shape[1], rgba.shape[0]), rgba, "raw", "RGBA", 0, 1).convert("RGB")
+    buf = io.BytesIO()
+    image.save(buf, format="png", compress_level=PNG_COMPRESS_LEVEL, dpi=(110, 110))
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
