@@ -352,3 +352,30 @@ def test_single_run_opens_with_identity_per_clip_and_a_sweep_with_its_leaderboar
     curves_at, board_at = order(both)
     assert board_at < curves_at and "one panel per clip" not in both
     assert mixed is None or mixed.count('<section id="leaderboard">') == 1
+
+
+def test_template_bytecode_cache_renders_the_same_page(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled report template kept under $XDG_CACHE_HOME renders what a fresh compile renders; a
+    truncated entry and a cache directory that cannot be made fall back to compiling."""
+    from driftbench.report.html import _env
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    ctx = {"title": "<t>", "runs": [], "leaderboard": [], "figures": [], "rows": [], "table_cols": [],
+           "strips": [], "worst": [], "skipped": [], "glossary": [], "horizons": [], "notes": [],
+           "settings": {}, "survival": {}}
+
+    def page() -> str:
+        return _env().get_template("report.html.j2").render(**ctx)
+
+    fresh = page()
+    assert "&lt;t&gt;" in fresh
+    entries = list((tmp_path / "xdg" / "driftbench" / "templates").glob("*.cache"))
+    assert len(entries) == 1
+    assert page() == fresh  # loaded from the cache
+    entries[0].write_bytes(entries[0].read_bytes()[:100])
+    assert page() == fresh  # truncated entry: compiled again
+    assert len(entries[0].read_bytes()) > 100  # and rewritten
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))  # a file where the directory would go
+    assert page() == fresh

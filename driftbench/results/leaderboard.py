@@ -412,10 +412,15 @@ def build(runset: RunSet, settings: LeaderboardSettings | None = None) -> Leader
     lb = _build(runset, replace(s, horizons=horizons), expressivity)
     if s.rank_by is None and not lb.rows.empty:
         label, note = _rank_label(lb.rows, lb.pairs, measured_horizons(runset.clips))
-        if label != END and label not in _labels(horizons):
-            horizons = tuple(sorted({*horizons, float(label.removesuffix("s"))}))
-        lb = _build(runset, replace(s, horizons=horizons, rank_by=f"drift_reduction_{label}_mean"),
-                    expressivity)
+        rank_by = f"drift_reduction_{label}_mean"
+        if label in _labels(horizons) and (label == _h(RANK_HORIZON) or bool(lb.rows["baseline"].all())):
+            # the first pass ranked by this very column at these horizons, or had no row to rank (baselines
+            # only, as in a single run: their drift-reduction columns are all empty): the same table
+            lb = replace(lb, settings=replace(lb.settings, rank_by=rank_by))
+        else:
+            if label != END and label not in _labels(horizons):
+                horizons = tuple(sorted({*horizons, float(label.removesuffix("s"))}))
+            lb = _build(runset, replace(s, horizons=horizons, rank_by=rank_by), expressivity)
         if note:
             lb.notes.insert(0, note)
     return lb
