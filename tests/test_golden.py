@@ -1,7 +1,8 @@
-"""Golden tables: the per-clip and per-bin tables of two reference runs, byte for byte.
+"""Golden tables: the per-clip and per-bin tables of two reference runs.
 
-A refactoring must not change a single number: ``clips.csv`` (one row per clip) and ``curves.csv`` (one row
-per clip and time bin) of
+A refactoring must not change a number (within :data:`TOLERANCE`: the real clips to the last digit, the
+rendered synthetic ones within what differs between CPUs): ``clips.csv`` (one row per clip) and
+``curves.csv`` (one row per clip and time bin) of
 
 * ``driftbench run`` -- the embedded default (8 synthetic clips of 60 s), and
 * ``driftbench run model=folder model.path=../shared/data/video/generated/manifest.csv`` -- the 17 generated
@@ -40,6 +41,57 @@ RUNS = {
 REGENERATE = os.environ.get("DRIFTBENCH_REGEN_GOLDEN") == "1"
 
 
+#: how closely a fresh run must match, per reference run. The 17 generated clips are real files: their
+#: numbers are the same to the table's 6 decimals on every machine seen, up to a last-digit rounding (1e-6
+#: apart measured between two hosts). The embedded default renders its 8 clips with MediaPipe landmarks and
+#: OpenCV warps, whose float paths differ between CPUs (the previous session's host and this AMD EPYC one:
+#: rendered bytes differ, so the content-addressed clip path and signals key differ, and clip metrics by up
+#: to 0.010, e.g. min_bin_dec 0.364 -> 0.374 of the same commit's baseline): there the numbers must agree
+#: within 0.02 and those two host-dependent columns are not compared. Text columns must be equal.
+TOLERANCE: dict[str, dict] = {
+    "default": {"atol": 0.02, "ignore": ("path", "signals_key")},
+    "generated": {"atol": 2e-6, "ignore": ()},
+}
+
+
+def differences(want: str, got: str, *, atol: float, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Lines where two CSV tables differ: another header or row count, a text cell that differs, or a
+    number more than ``atol`` apart (empty cells must stay empty); ``ignore`` names columns not compared."""
+    a, b = list(csv.reader(io.StringIO(want))), list(csv.reader(io.StringIO(got)))
+    if not a or not b or a[0] != b[0]:
+        return [f"  header: {a[0] if a else []} -> {b[0] if b else []}"]
+    if len(a) != len(b):
+        return [f"  {len(a) - 1} rows -> {len(b) - 1} rows"]
+    header, out = a[0], []
+    for i, (ra, rb) in enumerate(zip(a[1:], b[1:], strict=True), start=2):
+        bad = []
+        for k, (x, y) in enumerate(zip(ra, rb, strict=False)):
+            if x == y or (k < len(header) and header[k] in ignore):
+                continue
+            try:
+                close = abs(float(x) - float(y)) <= atol
+            except ValueError:
+                close = False
+            if not close:
+                bad.append(f"{header[k] if k < len(header) else k}: {x!r} -> {y!r}")
+        if bad or len(ra) != len(rb):
+            out.append(f"  line {i}: " + "; ".join(bad or [f"{len(ra)} -> {len(rb)} cells"]))
+    return out
+
+
+def test_differences_tolerates_only_what_it_is_told():
+    want = "clip,path,x,n\na,p1,0.500000,1\n"
+    assert differences(want, want, atol=0) == []
+    assert differences(want, "clip,path,x,n\na,p1,0.500001,1\n", atol=2e-6) == []
+    assert differences(want, "clip,path,x,n\na,p1,0.500010,1\n", atol=2e-6)
+    assert differences(want, "clip,path,x,n\na,p2,0.5,1\n", atol=2e-6)  # a text cell
+    assert differences(want, "clip,path,x,n\na,p2,0.5,1\n", atol=2e-6, ignore=("path",)) == []
+    assert differences(want, "clip,path,x,n\na,p1,,1\n", atol=1.0)  # a number became empty
+    assert differences(want, "clip,path,x,m\na,p1,0.5,1\n", atol=1.0)  # another header
+    assert differences(want, want + "b,p,0.1,0\n", atol=1.0)  # another row count
+    assert differences(want, "clip,path,x,n\na,p1,0.519,0\n", atol=0.02)  # 1 -> 0 is beyond 0.02
+
+
 def _run(name: str, tmp: Path) -> Path:
     out = tmp / "run"
     env = {**os.environ, "DRIFTBENCH_CACHE": str(tmp / "signals"), "PYTHONHASHSEED": "0"}
@@ -65,16 +117,8 @@ def test_tables_match_golden(name: str, tmp_path: Path) -> None:
             f"{golden} missing: DRIFTBENCH_REGEN_GOLDEN=1 python -m pytest tests/test_golden.py"
         )
         want = golden.read_text(encoding="utf-8")
-        if got != want:
-            header = next(csv.reader(io.StringIO(want)))
-            diff = [
-                f"  line {i + 1}: "
-                + "; ".join(f"{header[k] if k < len(header) else k}: {x!r} -> {y!r}"
-                            for k, (x, y) in enumerate(zip(ra, rb, strict=False)) if x != y)
-                for i, (ra, rb) in enumerate(zip(csv.reader(io.StringIO(want)), csv.reader(io.StringIO(got)),
-                                                 strict=False))
-                if ra != rb
-            ]
+        diff = differences(want, got, **TOLERANCE[name])
+        if diff:
             pytest.fail(
                 f"{name}/{table} differs from {golden.relative_to(ROOT)} "
                 f"({len(want.splitlines())} vs {len(got.splitlines())} lines):\n" + "\n".join(diff[:5])
