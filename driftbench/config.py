@@ -582,7 +582,7 @@ def _cache_key(overrides: list[str], config_name: str) -> str:
 
     plugin_dirs = sorted({os.path.abspath(os.path.join(p or ".", "hydra_plugins")) for p in sys.path
                           if os.path.isdir(os.path.join(p or ".", "hydra_plugins"))})
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("hydra-core", "omegaconf"):
         try:
             versions[pkg] = md.version(pkg)

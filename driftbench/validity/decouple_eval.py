@@ -316,9 +316,10 @@ def parse_shift_variant(name: str) -> Any:
     if not (name.startswith("gated-shift[") and name.endswith("]")):
         raise ValueError(f"{name!r}: not a gated-shift variant")
     kw: dict[str, Any] = {}
-    keys = {"q": ("support_quantile", float), "shrink": ("shrink", float), "gate": ("gate_hi", str),
-            "width": ("gate_width", float), "tail": ("gate_tail", float),
-            "feats": ("feature_sets", _feature_sets)}
+    keys: dict[str, tuple[str, Callable[[str], Any]]] = {
+        "q": ("support_quantile", float), "shrink": ("shrink", float), "gate": ("gate_hi", str),
+        "width": ("gate_width", float), "tail": ("gate_tail", float),
+        "feats": ("feature_sets", _feature_sets)}
     for item in filter(None, name[len("gated-shift["):-1].split(",")):
         k, sep, v = item.partition("=")
         if sep and k.strip().startswith("q_"):  # a per-feature support quantile, q_yaw=0.8
