@@ -42,21 +42,26 @@ REGENERATE = os.environ.get("DRIFTBENCH_REGEN_GOLDEN") == "1"
 
 
 #: how closely a fresh run must match, per reference run. The 17 generated clips are real files: their
-#: numbers are the same to the table's 6 decimals on every machine seen, up to a last-digit rounding (1e-6
-#: apart measured between two hosts). The embedded default renders its 8 clips with MediaPipe landmarks and
-#: OpenCV warps, whose float paths differ between CPUs (the previous session's host and this AMD EPYC one:
-#: rendered bytes differ, so the content-addressed clip path and signals key differ, and clip metrics by up
-#: to 0.010, e.g. min_bin_dec 0.364 -> 0.374 of the same commit's baseline): there the numbers must agree
-#: within 0.02 and those two host-dependent columns are not compared. Text columns must be equal.
+#: numbers are the same to the table's 6 decimals on every machine seen, up to a last-digit rounding. The
+#: embedded default renders its 8 clips with MediaPipe landmarks and OpenCV warps, whose float paths differ
+#: between CPUs: on this AMD EPYC host the rendered bytes differ from the previous host's (so the
+#: content-addressed clip path and signals key differ), raw similarities by up to 0.052 in a 1 s bin and
+#: 0.032 in a clip metric, and event times by up to 2 s (measured: the golden copies of 5377f01 against a
+#: run of the same code here). There numbers must agree within 0.08 (times, columns ending in ``_s``,
+#: within 4 s), those two columns are not compared, and text cells (ids, models, verdict labels) and the
+#: row count must be equal: a broken stage still shows; the exact check of the default is the regression
+#: gate against metrics/baselines/default.json, with its paired tolerances.
 TOLERANCE: dict[str, dict] = {
-    "default": {"atol": 0.02, "ignore": ("path", "signals_key")},
-    "generated": {"atol": 2e-6, "ignore": ()},
+    "default": {"atol": 0.08, "atol_s": 4.0, "ignore": ("path", "signals_key")},
+    "generated": {"atol": 2e-6, "atol_s": 2e-6, "ignore": ()},
 }
 
 
-def differences(want: str, got: str, *, atol: float, ignore: tuple[str, ...] = ()) -> list[str]:
+def differences(want: str, got: str, *, atol: float, atol_s: float | None = None,
+                ignore: tuple[str, ...] = ()) -> list[str]:
     """Lines where two CSV tables differ: another header or row count, a text cell that differs, or a
-    number more than ``atol`` apart (empty cells must stay empty); ``ignore`` names columns not compared."""
+    number more than ``atol`` apart (``atol_s`` for columns ending in ``_s``, seconds; empty cells must stay
+    empty); ``ignore`` names columns not compared."""
     a, b = list(csv.reader(io.StringIO(want))), list(csv.reader(io.StringIO(got)))
     if not a or not b or a[0] != b[0]:
         return [f"  header: {a[0] if a else []} -> {b[0] if b else []}"]
@@ -68,8 +73,10 @@ def differences(want: str, got: str, *, atol: float, ignore: tuple[str, ...] = (
         for k, (x, y) in enumerate(zip(ra, rb, strict=False)):
             if x == y or (k < len(header) and header[k] in ignore):
                 continue
+            name = header[k] if k < len(header) else ""
+            tol = atol_s if atol_s is not None and name.endswith("_s") else atol
             try:
-                close = abs(float(x) - float(y)) <= atol
+                close = abs(float(x) - float(y)) <= tol
             except ValueError:
                 close = False
             if not close:
@@ -90,6 +97,9 @@ def test_differences_tolerates_only_what_it_is_told():
     assert differences(want, "clip,path,x,m\na,p1,0.5,1\n", atol=1.0)  # another header
     assert differences(want, want + "b,p,0.1,0\n", atol=1.0)  # another row count
     assert differences(want, "clip,path,x,n\na,p1,0.519,0\n", atol=0.02)  # 1 -> 0 is beyond 0.02
+    times = "clip,t_s\na,10.0\n"
+    assert differences(times, "clip,t_s\na,12.0\n", atol=0.1, atol_s=4.0) == []
+    assert differences(times, "clip,t_s\na,15.0\n", atol=0.1, atol_s=4.0)
 
 
 def _run(name: str, tmp: Path) -> Path:
