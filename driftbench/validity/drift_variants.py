@@ -136,13 +136,16 @@ def _level(kind: str) -> Any:
 
 
 def _noise_units(kind: str, floor: bool, q: float = 50.0) -> Any:
+    from driftbench.validity.calibration import noise_units
+
     def stat(df: pd.DataFrame, train: pd.DataFrame) -> np.ndarray:
         sd = df[f"noise_{kind}"].to_numpy(np.float64)
-        if floor:
+        level = df[f"level_{kind}"].to_numpy(np.float64)
+        if floor:  # the statistic the shipped verdict calibrates, with the floor at the q-th percentile
             s0 = float(np.nanpercentile(train[f"noise_{kind}"].to_numpy(np.float64), q))
-            sd = np.sqrt(np.nan_to_num(sd, nan=0.0)**2 + s0**2)
+            return np.asarray(noise_units(level, sd, s0))[:, None]
         with np.errstate(divide="ignore", invalid="ignore"):
-            return (df[f"level_{kind}"].to_numpy(np.float64) / sd)[:, None]
+            return (level / sd)[:, None]
 
     return stat
 
