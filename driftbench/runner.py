@@ -29,18 +29,22 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from driftbench import __version__
 from driftbench.errors import DriftbenchError, ExitCode, RunDirBusy, Terminated, UsageError
 from driftbench.faces.base import preflight
 from driftbench.io import write_csv, write_json, write_parquet
 from driftbench.measure.clip import ClipResult, settings_from_config
-from driftbench.measure.preload import Preload, report_modules
+from driftbench.measure.preload import MEASURE_MODULES, Preload, deferred, report_modules
 from driftbench.sources.base import Clip, Skipped, SourceContext
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = deferred("pandas")  # imported once the frames are analysed (measure.preload)
 
 log = logging.getLogger("driftbench")
 
@@ -575,12 +579,14 @@ def _execute(cfg: Any, run_dir: Path, container: dict[Any, Any], cfg_hash: str, 
             bar.update(1)
 
     t0 = time.perf_counter()
-    # the report's imports overlap with measuring, which imports none of them (tests/test_cli.py checks);
-    # clips measured here: once the measurement's own imports are done (they would compete for the GIL)
+    # pandas (first needed once a clip's frames are analysed) and the report's imports overlap with
+    # measuring, which imports none of the report's (tests/test_cli.py checks); clips measured here: once
+    # the measurement's own imports are done (they would compete for the GIL)
     from driftbench.measure.executors import in_process
 
     gated = in_process(str(cfg.executor.name), len(todo), int(cfg.executor.workers))
-    preload = Preload(report_modules(len(clips)), gated=gated) if cfg.report.html and todo else None
+    wanted = (*MEASURE_MODULES, *(report_modules(len(clips)) if cfg.report.html else ()))
+    preload = Preload(wanted, gated=gated) if todo else None
     try:
         execute(str(cfg.executor.name), todo, settings, workers=int(cfg.executor.workers),
                 address=cfg.executor.address, on_result=on_result)

@@ -55,3 +55,23 @@ def test_in_process_is_where_clips_are_measured(name, clips, workers, here):
     from driftbench.measure.executors import in_process
 
     assert in_process(name, clips, workers) is here
+
+
+def test_a_deferred_module_is_imported_on_first_attribute_access(module):
+    proxy = preload.deferred(module)
+    assert module not in sys.modules
+    assert proxy.VALUE == 1
+    assert module in sys.modules
+    assert repr(proxy) == f"<deferred module {module!r}>"
+
+
+def test_the_path_to_a_clips_first_frame_imports_no_pandas():
+    """pandas (~0.6 s of import on 2 cores) is deferred to the preload thread: the modules a run imports
+    before its first frame name it through measure.preload.deferred."""
+    import subprocess
+
+    code = ("import sys; import driftbench.runner, driftbench.sources.folder, driftbench.measure.clip; "
+            "print('pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
+    assert "pandas" in preload.MEASURE_MODULES

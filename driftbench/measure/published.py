@@ -37,10 +37,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+from driftbench.measure.preload import deferred
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = deferred("pandas")  # imported once the frames are analysed (measure.preload)
 
 #: OpenS2V-Nexus get_facesim.py --num_frames default (ConsisID's script uses 16)
 FACESIM_FRAMES = 32
