@@ -531,6 +531,40 @@ def _source_dir(source: Any) -> str:
 #: bump when what a cache entry holds changes
 CONFIG_CACHE_FORMAT = 1
 
+#: entries kept in the config cache; writing a new one removes the oldest beyond this (each is a few kB)
+CONFIG_CACHE_MAX_ENTRIES = 256
+
+
+def _trusted(path: Path) -> bool:
+    """Whether a cache entry may be unpickled: on POSIX it must be a regular file owned by this user and
+    writable by nobody else, in a folder writable by nobody else but its owner (a pickle runs code when
+    loaded, so an entry others could write, e.g. in a shared ``DRIFTBENCH_CONFIG_CACHE``, is composed
+    afresh instead)."""
+    import os
+    import stat
+
+    if not hasattr(os, "getuid"):
+        return True
+    try:
+        st, parent = os.lstat(path), os.stat(path.parent)
+    except OSError:
+        return False
+    return (stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022
+            and parent.st_uid in (os.getuid(), 0) and not parent.st_mode & 0o022)
+
+
+def _prune(root: Path, keep: int = CONFIG_CACHE_MAX_ENTRIES) -> None:
+    """Remove the oldest entries (by modification time) beyond ``keep``: the cache holds one entry per set
+    of overrides, so a long-lived user folder would otherwise grow without bound."""
+    entries = []
+    for p in root.glob("*.pickle"):
+        try:
+            entries.append((p.stat().st_mtime, p))
+        except OSError:
+            continue
+    for _, p in sorted(entries, reverse=True)[keep:]:
+        p.unlink(missing_ok=True)
+
 
 def config_cache_dir() -> Path | None:
     """Where composed configs are kept: $DRIFTBENCH_CONFIG_CACHE (``0``/``off``: no cache), else
@@ -643,7 +677,9 @@ def compose_cached(overrides: list[str], config_name: str = "config"):  # -> Dic
     that fails is never kept, and any error setting a path composes afresh too (so every config error is
     Hydra's own, as before); a config folder holding an environment interpolation (``oc.env``, which a
     defaults list resolves at compose time) is not kept. An unreadable or unwritable cache only costs the
-    compose."""
+    compose. Entries are written for this user only (0600 in a 0700 folder), loaded only when nobody else
+    could have written them (:func:`_trusted`), and pruned to :data:`CONFIG_CACHE_MAX_ENTRIES`."""
+    import os
     import pickle
 
     root = config_cache_dir()
@@ -653,6 +689,8 @@ def compose_cached(overrides: list[str], config_name: str = "config"):  # -> Dic
     entry = root / f"{_cache_key(kept, config_name)}.pickle"
     cfg = None
     try:
+        if not _trusted(entry):
+            raise FileNotFoundError(entry)
         with open(entry, "rb") as fh:
             held = pickle.load(fh)
         if held.get("format") == CONFIG_CACHE_FORMAT and all(
@@ -678,7 +716,10 @@ def compose_cached(overrides: list[str], config_name: str = "config"):  # -> Dic
                                         protocol=pickle.HIGHEST_PROTOCOL)
                 finally:
                     OmegaConf.set_cache(cfg, held_cache)
+                root.mkdir(parents=True, exist_ok=True, mode=0o700)
                 write_bytes(entry, data)
+                os.chmod(entry, 0o600)
+                _prune(root)
         except Exception:
             pass
     if paths:

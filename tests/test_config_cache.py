@@ -3,6 +3,7 @@ any config change composes afresh, and a plain run with a warm cache never impor
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -173,6 +174,30 @@ def test_a_damaged_entry_is_composed_again(cache, composes):
         entry.write_bytes(b"not a pickle")
     assert config.compose_cached(["seed=1"]).seed == 1
     assert len(composes) == 2
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX ownership and modes")
+@pytest.mark.parametrize("who", ["entry", "folder"])
+def test_an_entry_others_could_write_is_never_unpickled(cache, composes, who):
+    """A pickle runs code when loaded: an entry (or a cache folder) writable by group or others, e.g. a
+    shared DRIFTBENCH_CONFIG_CACHE, is composed afresh; what the cache writes is for this user only."""
+    config.compose_cached(["seed=2"])
+    (entry,) = cache.glob("*.pickle")
+    assert entry.stat().st_mode & 0o777 == 0o600 and cache.stat().st_mode & 0o077 == 0
+    assert config.compose_cached(["seed=2"]).seed == 2 and len(composes) == 1
+    os.chmod(entry if who == "entry" else cache, 0o666 if who == "entry" else 0o777)
+    assert config.compose_cached(["seed=2"]).seed == 2
+    assert len(composes) == 2
+
+
+def test_the_cache_keeps_the_newest_entries(tmp_path):
+    for i in range(5):
+        (tmp_path / f"{i}.pickle").write_bytes(b"x")
+        os.utime(tmp_path / f"{i}.pickle", (1000 + i, 1000 + i))
+    (tmp_path / "other.txt").write_text("not an entry")
+    config._prune(tmp_path, keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["3.pickle", "4.pickle", "other.txt"]
+    assert config.CONFIG_CACHE_MAX_ENTRIES >= 64
 
 
 @pytest.mark.parametrize("overrides", [
