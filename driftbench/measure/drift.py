@@ -496,8 +496,15 @@ def verdict_threshold(verdict: dict[str, Any], noise: float) -> float:
     floor = verdict.get("noise_floor")
     if floor is None:
         return thr
-    n = float(noise) if noise is not None and np.isfinite(noise) else 0.0
-    return thr * float(np.hypot(n, float(floor)))
+    return thr * float(floored_noise(np.nan if noise is None else noise, float(floor)))
+
+
+def floored_noise(noise: Any, floor: float) -> Any:
+    """sqrt(noise^2 + floor^2), a missing (non-finite) noise counting as 0: the unit of the drift verdict's
+    statistic, per clip (:func:`verdict_threshold`) and per population
+    (:func:`driftbench.validity.calibration.noise_units`)."""
+    n = np.asarray(noise, np.float64)
+    return np.hypot(np.where(np.isfinite(n), n, 0.0), floor)
 
 
 def load_drift_verdict(key: str) -> dict[str, Any] | None:

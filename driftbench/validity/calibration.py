@@ -449,8 +449,9 @@ def noise_units(levels: Any, noise: Any, floor: float) -> Any:
     :func:`driftbench.measure.drift.verdict_threshold` compares."""
     import numpy as np
 
-    n = np.asarray(noise, np.float64)
-    return np.asarray(levels, np.float64) / np.hypot(np.where(np.isfinite(n), n, 0.0), floor)
+    from driftbench.measure.drift import floored_noise
+
+    return np.asarray(levels, np.float64) / floored_noise(noise, floor)
 
 
 def calibrate_drift(levels: Any, people: Any, clips: Any, *, window_s: float, min_s: float,
