@@ -468,6 +468,17 @@ def drift_level(frames: pd.DataFrame, col: str, *, opening_start_s: float, openi
     return sustained_drift(t, d, min_s, period)[0], d
 
 
+def clip_level_and_noise(frames: pd.DataFrame, col: str, *, opening_s: float, period: float
+                         ) -> tuple[float, float]:
+    """One clip's drift level (:func:`drift_level`) and noise (:func:`noise_scale`) of score ``col``, from
+    its frames (sorted here; the opening starts at the ``opening_start_s`` column where there is one, else
+    at 0): the two figures the drift verdict is calibrated and judged on."""
+    g = frames.sort_values("t")
+    start = float(g["opening_start_s"].iloc[0]) if "opening_start_s" in g else 0.0
+    level, _ = drift_level(g, col, opening_start_s=start, opening_s=opening_s, period=period)
+    return level, noise_scale(g["t"].to_numpy(np.float64), g[col].to_numpy(np.float64), start)
+
+
 def noise_scale(t: np.ndarray, sim: np.ndarray, start_s: float = 0.0) -> float:
     """The clip's own sample-to-sample noise of a score: a robust SD of the differences between consecutive
     samples with a face from ``start_s`` on (1.4826 * MAD, divided by sqrt 2: the SD of one sample's noise

@@ -72,24 +72,18 @@ def collect(shared: Path, overrides: list[str]) -> tuple[pd.DataFrame, dict[str,
 
 # -- per-clip statistics ------------------------------------------------------------------------------------
 def clip_stats(material: pd.DataFrame, opening_s: float, fps: float) -> pd.DataFrame:
-    """Per clip: the drift levels of the decoupled and the raw score
-    (:func:`driftbench.measure.drift.drift_level`) and the clip's own noise scale of each
-    (:func:`driftbench.measure.drift.noise_scale`)."""
+    """Per clip: the drift level and the clip's own noise of the decoupled and the raw score
+    (:func:`driftbench.measure.drift.clip_level_and_noise`, as the shipped verdict computes them)."""
     from driftbench.measure import drift
 
     rows = []
     for cid, g in material.groupby("clip_id", sort=True):
-        g = g.sort_values("t")
-        start = float(g["opening_start_s"].iloc[0])
         row: dict[str, Any] = {"clip_id": cid, "name": Path(str(cid)).name, "set": g["set"].iloc[0],
                                "person": g["person"].iloc[0], "case": str(g["case"].iloc[0]),
                                "duration_s": float(g["duration_s"].iloc[0])}
         for kind in ("dec", "raw"):
-            col = f"sim_{kind}"
-            row[f"level_{kind}"], _ = drift.drift_level(g, col, opening_start_s=start, opening_s=opening_s,
-                                                        period=1.0 / fps)
-            row[f"noise_{kind}"] = drift.noise_scale(g["t"].to_numpy(np.float64), g[col].to_numpy(np.float64),
-                                                     start)
+            row[f"level_{kind}"], row[f"noise_{kind}"] = drift.clip_level_and_noise(
+                g, f"sim_{kind}", opening_s=opening_s, period=1.0 / fps)
         rows.append(row)
     return pd.DataFrame(rows)
 

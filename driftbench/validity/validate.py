@@ -625,11 +625,8 @@ def drift_levels(frames: pd.DataFrame, metrics: Any, fps: float, score: str = "d
     rows = []
     col = "sim_dec" if score == "dec" else "sim_raw"
     for cid, g in frames.groupby("clip_id", sort=True):
-        g = g.sort_values("t")
-        start = float(g["opening_start_s"].iloc[0]) if "opening_start_s" in g else 0.0
-        level, _ = drift.drift_level(g, col, opening_start_s=start, opening_s=float(metrics.opening_s),
-                                     period=1.0 / fps)
-        noise = drift.noise_scale(g["t"].to_numpy(np.float64), g[col].to_numpy(np.float64), start)
+        level, noise = drift.clip_level_and_noise(g, col, opening_s=float(metrics.opening_s),
+                                                  period=1.0 / fps)
         rows.append({"clip_id": cid, "person": g["person"].iloc[0], "level": level, "noise": noise})
     return pd.DataFrame(rows)
 
