@@ -99,14 +99,36 @@ def get_analyzer(settings: MeasureSettings) -> FaceAnalyzer:
     if _ANALYZER is None or _ANALYZER[0] != key:
         if _ANALYZER is not None:
             _ANALYZER[1].close()
-        import atexit
-
-        atexit.register(close_analyzer)  # MediaPipe's graph must be closed before interpreter teardown
+        _close_at_exit()
         analyzer = FaceAnalyzer.create(settings.backend, expression=settings.expression, age=settings.age,
                                        max_faces=settings.max_faces, device=settings.device,
                                        download=settings.download, backend_options=settings.backend_options)
         _ANALYZER = (key, analyzer)
     return _ANALYZER[1]
+
+
+_CLOSE_REGISTERED = False
+
+
+def _close_at_exit() -> None:
+    """Close the process's analyzer when the interpreter exits, before ``concurrent.futures`` shuts its
+    thread pools down: MediaPipe (1.2) closes its graph through such a pool, so a plain ``atexit`` handler
+    (run after that shutdown) fails with "cannot schedule new futures after shutdown" in every process that
+    measured in-process and exits normally (pytest, joblib/loky sweep workers). ``threading._register_atexit``
+    is the hook concurrent.futures itself uses; its handlers run last-registered first, so this one runs
+    before the pools close. Where it is missing (another Python), ``atexit``."""
+    global _CLOSE_REGISTERED
+    if _CLOSE_REGISTERED:
+        return
+    import threading
+
+    try:
+        threading._register_atexit(close_analyzer)  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):  # no such hook, or the interpreter is already shutting down
+        import atexit
+
+        atexit.register(close_analyzer)
+    _CLOSE_REGISTERED = True
 
 
 def close_analyzer() -> None:
