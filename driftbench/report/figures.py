@@ -29,13 +29,14 @@ def _axes(figsize: tuple[float, float]) -> tuple[Any, Any]:
     return fig, fig.subplots()
 
 
-def _few_ticks(axis: Any, nbins: int, *, integer: bool = False, fixed: Sequence[float] | None = None) -> None:
-    """At most ``nbins`` ticks on ``axis`` (or exactly ``fixed``): drawing tick labels is most of a
-    figure's render time (text layout per label), and these small panels read as well with fewer."""
+def _few_ticks(axis: Any, *, most: int | None = None, at: Sequence[float] | None = None,
+               integer: bool = False) -> None:
+    """Ticks on ``axis`` exactly ``at`` those values, else at most ``most`` of them: drawing tick labels is
+    most of a figure's render time (text layout per label), and these small panels read as well with fewer."""
     from matplotlib.ticker import FixedLocator, MaxNLocator
 
-    axis.set_major_locator(FixedLocator(list(fixed)) if fixed is not None
-                           else MaxNLocator(nbins=nbins, integer=integer))
+    axis.set_major_locator(FixedLocator(list(at)) if at is not None
+                           else MaxNLocator(nbins=most or "auto", integer=integer))
 
 
 def _tab10(i: int) -> Any:
@@ -125,9 +126,9 @@ def curves_figure(
     ax_n.set_ylim(bottom=0)
     ax_n.grid(alpha=0.3)
     ax_n.tick_params(labelsize=7)
-    _few_ticks(ax_n.yaxis, 2, integer=True)
-    _few_ticks(ax.yaxis, 6)
-    _few_ticks(ax.xaxis, 8)
+    _few_ticks(ax_n.yaxis, most=2, integer=True)
+    _few_ticks(ax.yaxis, most=6)
+    _few_ticks(ax.xaxis, most=8)
     ax_n.set_xlabel("time (s); below: clips still observed per bin")
     ax.set_ylabel("cosine similarity to reference")
     ax.set_title(title, y=TITLE_Y)
@@ -168,8 +169,8 @@ def clip_multiples_figure(curves: pd.DataFrame, clip_ids: Sequence[str], thresho
     for ax in axes[len(ids):]:
         ax.set_visible(False)
     axes[0].set_ylim(-0.05, 1.02)
-    _few_ticks(axes[0].yaxis, 3, fixed=(0.0, 0.5, 1.0))
-    _few_ticks(axes[0].xaxis, 4)
+    _few_ticks(axes[0].yaxis, at=(0.0, 0.5, 1.0))
+    _few_ticks(axes[0].xaxis, most=4)
     axes[0].legend(fontsize=6, loc="lower left")
     fig.suptitle(title, fontsize=9)
     return _fig_to_uri(fig)
@@ -191,8 +192,8 @@ def survival_figure(curves: Mapping[str, pd.DataFrame], title: str) -> str:
     ax.set_xlabel("time (s)")
     ax.set_ylabel("share still the same person")
     ax.set_ylim(-0.02, 1.05)
-    _few_ticks(ax.yaxis, 5, fixed=(0.0, 0.25, 0.5, 0.75, 1.0))
-    _few_ticks(ax.xaxis, 8)
+    _few_ticks(ax.yaxis, at=(0.0, 0.25, 0.5, 0.75, 1.0))
+    _few_ticks(ax.xaxis, most=8)
     ax.set_title(title, y=TITLE_Y)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower left", ncol=2)
