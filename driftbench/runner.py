@@ -29,7 +29,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -38,13 +38,9 @@ from driftbench.errors import DriftbenchError, ExitCode, RunDirBusy, Terminated,
 from driftbench.faces.base import preflight
 from driftbench.io import write_csv, write_json, write_parquet
 from driftbench.measure.clip import ClipResult, settings_from_config
-from driftbench.measure.preload import MEASURE_MODULES, Preload, deferred, report_modules
+from driftbench.measure.preload import MEASURE_MODULES, Preload, report_modules
+from driftbench.measure.preload import pandas as pd
 from driftbench.sources.base import Clip, Skipped, SourceContext
-
-if TYPE_CHECKING:
-    import pandas as pd
-else:
-    pd = deferred("pandas")  # imported once the frames are analysed (measure.preload)
 
 log = logging.getLogger("driftbench")
 

@@ -12,16 +12,11 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from driftbench.io import atomic_path
-from driftbench.measure.preload import deferred
+from driftbench.measure.preload import pandas as pd
 from driftbench.weights.store import cached_sha256
-
-if TYPE_CHECKING:
-    import pandas as pd
-else:
-    pd = deferred("pandas")  # imported once the frames are analysed (measure.preload)
 
 
 def signals_dir() -> Path:

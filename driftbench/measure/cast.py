@@ -45,17 +45,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from driftbench.measure import drift
-from driftbench.measure.preload import deferred
-
-if TYPE_CHECKING:
-    import pandas as pd
-else:
-    pd = deferred("pandas")  # imported once the frames are analysed (measure.preload)
+from driftbench.measure.preload import pandas as pd
 
 #: weight of position continuity against the identity cosine (continuity in [0, 1], cosine in [-1, 1]):
 #: large enough that a face within one face size of a track's last place keeps the track whatever it looks

@@ -11,22 +11,18 @@ import logging
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from driftbench.errors import ClipError, DriftbenchError, printable
 from driftbench.measure import drift
 from driftbench.measure.cache import SignalCache, content_hash, signal_key
-from driftbench.measure.preload import deferred, measuring_settled
+from driftbench.measure.preload import measuring_settled
+from driftbench.measure.preload import pandas as pd
 from driftbench.measure.published import PublishedSettings
 from driftbench.measure.signals import FaceAnalyzer, Sampling
 from driftbench.sources.base import Clip
-
-if TYPE_CHECKING:
-    import pandas as pd
-else:
-    pd = deferred("pandas")  # imported once the frames are analysed (measure.preload)
 
 log = logging.getLogger("driftbench")
 

@@ -73,16 +73,11 @@ import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from driftbench.measure.preload import deferred
-
-if TYPE_CHECKING:
-    import pandas as pd
-else:
-    pd = deferred("pandas")  # imported once the frames are analysed (measure.preload)
+from driftbench.measure.preload import pandas as pd
 
 log = logging.getLogger("driftbench")
 

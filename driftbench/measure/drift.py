@@ -44,17 +44,12 @@ Metric cards (units: cosine similarity of identity embeddings unless stated; hig
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from driftbench.faces.base import l2_normalize
-from driftbench.measure.preload import deferred
-
-if TYPE_CHECKING:
-    import pandas as pd
-else:
-    pd = deferred("pandas")  # imported once the frames are analysed (measure.preload)
+from driftbench.measure.preload import pandas as pd
 
 
 @dataclass

@@ -14,13 +14,14 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 #: what measuring a clip needs only once its frames are analysed: pandas (~0.6 s of GIL-bound import on a
 #: 2-core machine) is first used to tabulate the analysed faces. The modules on the way to the first frame
-#: name it through :func:`deferred`, so it is imported here, overlapping the networks, instead of before
-#: the first frame. pandas loads no submodule lazily (no module ``__getattr__``), so a measuring thread
-#: that reaches it first simply waits on Python's per-module import lock: the exception to the rule above.
+#: take it from here (``from driftbench.measure.preload import pandas as pd``, a :func:`deferred` module), so
+#: it is imported by the preload, overlapping the networks, instead of before the first frame. pandas loads
+#: no submodule lazily (no module ``__getattr__``), so a measuring thread that reaches it first simply waits
+#: on Python's per-module import lock: the exception to the rule above.
 MEASURE_MODULES = ("pandas",)
 
 #: what rendering the report imports (~1 s)
@@ -52,6 +53,14 @@ def deferred(name: str) -> Any:
     on the way to a clip's first frame uses it where a top-level import would delay that frame). Type
     checkers see the real import under ``TYPE_CHECKING``."""
     return _Deferred(name)
+
+
+if TYPE_CHECKING:
+    import pandas as pandas  # the real module, re-exported for type checkers
+else:
+    #: ``from driftbench.measure.preload import pandas as pd``: what the modules on the way to a clip's first
+    #: frame use instead of ``import pandas`` (see :data:`MEASURE_MODULES`)
+    pandas = deferred("pandas")
 
 
 #: open while a gated preload waits for the clip measurement in this process to settle

@@ -37,16 +37,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from driftbench.measure.preload import deferred
-
-if TYPE_CHECKING:
-    import pandas as pd
-else:
-    pd = deferred("pandas")  # imported once the frames are analysed (measure.preload)
+from driftbench.measure.preload import pandas as pd
 
 #: OpenS2V-Nexus get_facesim.py --num_frames default (ConsisID's script uses 16)
 FACESIM_FRAMES = 32

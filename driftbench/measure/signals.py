@@ -18,18 +18,14 @@ import concurrent.futures as cf
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from driftbench.faces.base import BackendInfo, Face, FaceBackend, blur_score, create_backend
 from driftbench.faces.landmarker import CROP_SIZE, LandmarkResult, crop_box, square_crop
-from driftbench.measure.preload import deferred, measuring_settled
-
-if TYPE_CHECKING:
-    import pandas as pd
-else:
-    pd = deferred("pandas")  # imported once the frames are analysed (measure.preload)
+from driftbench.measure.preload import measuring_settled
+from driftbench.measure.preload import pandas as pd
 
 #: bump when the face-level table's columns or their meaning change (invalidates caches)
 SCHEMA_VERSION = 3  # 2: OpenCV least-squares alignment, age in OpenCV DNN; 3: closed-form (Umeyama) alignment

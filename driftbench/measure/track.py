@@ -8,16 +8,9 @@ take over. Samples without a usable face stay in the table with ``face_found = F
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from driftbench.measure.preload import deferred
-
-if TYPE_CHECKING:
-    import pandas as pd
-else:
-    pd = deferred("pandas")  # imported once the frames are analysed (measure.preload)
+from driftbench.measure.preload import pandas as pd
 
 #: weight of box overlap (IoU with the previous chosen face) in the candidate score
 IOU_WEIGHT = 0.5
