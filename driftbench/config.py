@@ -679,7 +679,6 @@ def compose_cached(overrides: list[str], config_name: str = "config"):  # -> Dic
     defaults list resolves at compose time) is not kept. An unreadable or unwritable cache only costs the
     compose. Entries are written for this user only (0600 in a 0700 folder), loaded only when nobody else
     could have written them (:func:`_trusted`), and pruned to :data:`CONFIG_CACHE_MAX_ENTRIES`."""
-    import os
     import pickle
 
     root = config_cache_dir()
@@ -717,8 +716,7 @@ def compose_cached(overrides: list[str], config_name: str = "config"):  # -> Dic
                 finally:
                     OmegaConf.set_cache(cfg, held_cache)
                 root.mkdir(parents=True, exist_ok=True, mode=0o700)
-                write_bytes(entry, data)
-                os.chmod(entry, 0o600)
+                write_bytes(entry, data, mode=0o600)
                 _prune(root)
         except Exception:
             pass
