@@ -76,7 +76,9 @@ class SFaceEmbedder:
 
     The graph is repaired and loaded on a background thread (~0.2 s, mostly native code that releases
     the GIL), so it overlaps with decoding and detecting the first frames; the first :meth:`embed`
-    waits for it and raises any loading error there."""
+    waits for it and raises any loading error there. The thread is not a daemon: a process that exits
+    while it is still in OpenCV's or onnxruntime's loader would abort in their static destructors
+    ("terminate called without an active exception"), so the interpreter joins it at exit instead."""
 
     def __init__(self, model_path: str | Path, engine: str = "auto", device: str = "cpu",
                  batch_size: int = 16) -> None:
@@ -95,7 +97,7 @@ class SFaceEmbedder:
         self._lock = threading.Lock()
         self._load_error: BaseException | None = None
         self._loading: threading.Thread | None = threading.Thread(
-            target=self._load, args=(Path(model_path), device), name="driftbench-sface-load", daemon=True)
+            target=self._load, args=(Path(model_path), device), name="driftbench-sface-load")
         self._loading.start()
 
     def _load(self, model_path: Path, device: str) -> None:
