@@ -36,6 +36,15 @@ class LossScore(StrEnum):
     raw = "raw"
 
 
+class Charts(StrEnum):
+    """Where the report's charts are drawn: by the reader's browser from the data embedded in the page
+    (uPlot, inlined; no matplotlib in the run), or as PNG images by matplotlib (a page that needs no
+    script)."""
+
+    browser = "browser"
+    png = "png"
+
+
 class MitigationStage(StrEnum):
     none = "none"
     post = "post"
@@ -224,6 +233,7 @@ class ExecutorConfig:
 @dataclass
 class ReportConfig:
     html: bool = True
+    charts: Charts = Charts.browser
     filmstrip_frames: int = 8
     worst_frames: int = 12
     title: str = "driftbench report"

@@ -581,7 +581,8 @@ def _execute(cfg: Any, run_dir: Path, container: dict[Any, Any], cfg_hash: str, 
     from driftbench.measure.executors import in_process
 
     gated = in_process(str(cfg.executor.name), len(todo), int(cfg.executor.workers))
-    wanted = (*MEASURE_MODULES, *(report_modules(len(clips)) if cfg.report.html else ()))
+    wanted = (*MEASURE_MODULES,
+              *(report_modules(len(clips), str(cfg.report.charts)) if cfg.report.html else ()))
     preload = Preload(wanted, gated=gated) if todo else None
     try:
         execute(str(cfg.executor.name), todo, settings, workers=int(cfg.executor.workers),
@@ -628,7 +629,7 @@ def _execute(cfg: Any, run_dir: Path, container: dict[Any, Any], cfg_hash: str, 
 
         write_json(run_dir / "run.json", run_meta)
         render_run(run_dir, title=str(cfg.report.title), filmstrip_frames=int(cfg.report.filmstrip_frames),
-                   worst_frames=int(cfg.report.worst_frames))
+                   worst_frames=int(cfg.report.worst_frames), charts=str(cfg.report.charts))
         run_meta["timing_report_s"] = time.perf_counter() - t0
     run_meta["timing_s"] = {"source": t_source, "measure": t_measure, "tables": t_tables,
                             "total": time.perf_counter() - t_start}

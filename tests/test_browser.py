@@ -93,6 +93,31 @@ def test_report_renders_offline_in_chromium(report: Path, browser, tmp_path: Pat
         "return Array.from(document.images).map(i => [i.src.slice(0, 11), i.complete && i.naturalWidth > 0])")
     assert len(images) > 20
     assert all(src.startswith("data:image/") and ok for src, ok in images), images[:3]
+    # every chart (report.charts=browser) is drawn by uPlot from the page's data: one canvas per panel, inked
+    specs = json.loads(browser.find_element(By.ID, "chart-data").get_attribute("textContent"))
+    charts = browser.execute_script("""
+        return Array.from(document.querySelectorAll("div.chart[data-chart]")).map(function (el) {
+          return [Number(el.getAttribute("data-chart")), Array.from(el.querySelectorAll("canvas")).map(
+            function (c) {
+              var d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data, ink = 0;
+              for (var i = 3; i < d.length; i += 4) { if (d[i] > 0) { ink++; } }
+              return [c.width, c.height, ink];
+            })];
+        });""")
+    assert sorted(i for i, _ in charts) == list(range(len(specs))) and len(specs) >= 4
+    for i, canvases in charts:
+        spec = specs[i]
+        assert len(canvases) == (len(spec["panels"]) if spec["kind"] == "group" else 1), spec.get("title")
+        assert all(w > 200 and h > 50 and ink > 1000 for w, h, ink in canvases), (spec.get("title"), canvases)
+    # hovering a curve reads its values out in the legend
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    over = browser.find_element(By.CSS_SELECTOR, "#curves div.chart .u-over")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", over)
+    ActionChains(browser).move_to_element(over).perform()
+    values = [v.text for v in browser.find_elements(By.CSS_SELECTOR, "#curves div.chart .u-legend .u-value")
+              if v.is_displayed()]
+    assert values and any(v not in ("", "--") for v in values), values
     # the leaderboard shows the flagged adversarial rows with their reasons
     board = browser.find_element(By.ID, "leaderboard-table").text
     assert "freeze" in board and "not ranked: expressivity retained" in board

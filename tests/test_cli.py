@@ -139,17 +139,23 @@ def test_report_modules_are_imported_only_by_the_preload_thread_while_clips_are_
     # and only once the clip's own models are loaded (MediaPipe's import would wait on the same GIL)
     assert len(out["loaded"]) == 1 and min(t for _, _, t in out["events"]) > out["loaded"][0]
     assert (tmp_path / "run" / "report.html").is_file()
+    # charts drawn in the browser (the default): the run never imports matplotlib
+    assert not [m for _, m, _ in out["events"] if m.startswith("matplotlib")]
 
 
 def test_a_one_clip_run_preloads_no_scipy_but_a_several_clip_run_does():
     """One clip's report needs no scipy.stats (driftbench.results.stats): the preload spares the ~0.5 s CPU
-    of importing it; with several clips the report's statistics import it, so it is preloaded."""
+    of importing it; with several clips the report's statistics import it, so it is preloaded. matplotlib
+    only when the report draws PNG figures (report.charts=png)."""
     from driftbench.measure.preload import REPORT_MODULES, report_modules
 
     assert "scipy.stats" in REPORT_MODULES
-    assert not any(m.startswith("scipy") for m in report_modules(1))
-    assert set(report_modules(1)) | {"scipy.stats"} == set(REPORT_MODULES)
-    assert report_modules(2) == REPORT_MODULES
+    assert not any(m.startswith("scipy") for m in report_modules(1, "png"))
+    assert set(report_modules(1, "png")) | {"scipy.stats"} == set(REPORT_MODULES)
+    assert report_modules(2, "png") == REPORT_MODULES
+    assert report_modules(2) == report_modules(2, "browser") == tuple(
+        m for m in REPORT_MODULES if not m.startswith("matplotlib"))
+    assert report_modules(1) == ("jinja2",)
 
 
 def test_executable_exit_codes_and_output_survive_the_quick_exit():

@@ -3,8 +3,6 @@ escaped, the same numbers in HTML, CSV and JSON, re-rendered and merged without 
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import re
 import subprocess
@@ -16,6 +14,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import ROOT
+from tests.helpers import report_scripts
 from tests.realruns import ADV_MODEL, HAVE_SHARED, PAIRS_MODEL, copy_run
 
 HOSTILE = ['<script>alert(1)</script>', '"onerror=alert(2) x="', "<img src=x onerror=alert(3)>"]
@@ -90,13 +89,11 @@ def test_report_is_self_contained_with_every_section(adv_report: Path) -> None:
     assert not [t for t, a in page.tags if t in ("link", "iframe", "object", "embed", "base", "form")]
     assert not [a for t, a in page.tags if t == "script" and a.get("src")]
     assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", html)
-    csp = next(
-        a["content"] for t, a in page.tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy"
-    )
-    assert "default-src 'none'" in str(csp) and "img-src data:" in str(csp)
-    assert len(page.scripts) == 1
-    digest = base64.b64encode(hashlib.sha256(page.scripts[0].encode("utf-8")).digest()).decode()
-    assert f"script-src 'sha256-{digest}'" in str(csp)  # the CSP allows exactly this script
+    # the CSP allows exactly the shipped scripts: the sorter, uPlot and the chart drawer (browser charts)
+    runnable, (charts,) = report_scripts(html)
+    assert len(runnable) == 3
+    divs = [a for t, a in page.tags if t == "div" and a.get("data-chart") is not None]
+    assert sorted(int(str(a["data-chart"])) for a in divs) == list(range(len(charts))) and len(charts) >= 4
     # the flagged rows are shown with their reasons
     assert "expressivity retained" in html and "reference-copy score" in html
 
@@ -157,9 +154,10 @@ def test_hostile_strings_are_escaped(anitalker: Path, tmp_path: Path) -> None:
                    "message": HOSTILE[0]}]).to_csv(run / "skipped.csv", index=False)
     html_path = render([run], tmp_path / "out")
     html, page = parse(html_path)
-    assert len(page.scripts) == 1 and "alert" not in page.scripts[0]
+    runnable, (charts,) = report_scripts(html)  # no user text in a runnable script; the data escaped
+    assert [t for t, _ in page.tags].count("script") == len(runnable) + 1
+    assert evil_id in json.dumps(charts, ensure_ascii=False)  # carried as data, drawn as canvas text
     assert not any(k.startswith("on") for _, a in page.tags for k in a)
-    assert [t for t, _ in page.tags].count("script") == 1
     assert "<script>alert(1)" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;clip" in html  # shown, escaped
     assert "&#34;onerror=alert(2) x=&#34;" in html
@@ -379,3 +377,25 @@ def test_template_bytecode_cache_renders_the_same_page(tmp_path: Path,
     (tmp_path / "file").write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))  # a file where the directory would go
     assert page() == fresh
+
+
+def test_png_charts_draw_the_same_charts_as_images(adversarial: Path, adv_report: Path,
+                                                   tmp_path: Path) -> None:
+    """`driftbench report --charts png`: every chart slot of the browser page is an inline PNG instead, the
+    page runs the sorter only (the CSP admits that one script), and the tables are the same."""
+    res = subprocess.run([sys.executable, "-m", "driftbench", "report", str(adversarial), "--out",
+                          str(tmp_path), "--charts", "png"], cwd=ROOT, capture_output=True, text=True,
+                         check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    html, page = parse(tmp_path / "report.html")
+    browser_html, browser_page = parse(adv_report)
+    n_charts = sum(1 for t, a in browser_page.tags if t == "div" and a.get("data-chart") is not None)
+    assert not [a for t, a in page.tags if t == "div" and a.get("data-chart") is not None]
+    imgs = [a for t, a in page.tags if t == "img"]
+    browser_imgs = [a for t, a in browser_page.tags if t == "img"]
+    assert len(imgs) == len(browser_imgs) + n_charts
+    runnable, data = report_scripts(html)
+    assert len(runnable) == 1 and data == []
+    for name in ("report_clips.csv", "leaderboard.csv"):
+        assert (tmp_path / name).read_bytes() == (adv_report.parent / name).read_bytes()
+    assert browser_html.count("<section") == html.count("<section")

@@ -46,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=stats.DEFAULT_SEED, help="bootstrap seed")
     p.add_argument("--title", default="driftbench leaderboard")
     p.add_argument("--no-html", action="store_true", help="only leaderboard.csv/json")
+    p.add_argument("--charts", choices=("browser", "png"), default="browser",
+                   help="browser: charts drawn by the page from its embedded data (default); "
+                        "png: matplotlib images")
     try:
         a = p.parse_args(argv)
     except SystemExit as exc:
@@ -93,6 +96,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not a.no_html:
         from driftbench.report import render_runset
 
-        render_runset(runset, out, title=a.title, leaderboard=lb)
+        render_runset(runset, out, title=a.title, leaderboard=lb, charts=a.charts)
     print(out)
     return ExitCode.OK

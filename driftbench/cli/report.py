@@ -20,6 +20,9 @@ def cmd_report(argv: Sequence[str]) -> int:
     p.add_argument("--out", type=Path, default=None,
                    help="output directory (default: the run directory; several runs: reports/compare-<hash>)")
     p.add_argument("--title", default="driftbench report")
+    p.add_argument("--charts", choices=("browser", "png"), default="browser",
+                   help="browser: charts drawn by the page from its embedded data (interactive; default); "
+                        "png: matplotlib images (a page that needs no script)")
     a = p.parse_args(argv)
     from driftbench.errors import UsageError
     from driftbench.io import check_run_tables
@@ -43,6 +46,6 @@ def cmd_report(argv: Sequence[str]) -> int:
         from driftbench.results.leaderboard import default_out
 
         out_dir = default_out(a.run_dirs)
-    out = render_runs(a.run_dirs, out_dir, title=a.title)
+    out = render_runs(a.run_dirs, out_dir, title=a.title, charts=a.charts)
     print(out)
     return ExitCode.OK

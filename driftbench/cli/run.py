@@ -45,6 +45,8 @@ Overrides are Hydra overrides (key=value); an unknown key or a wrong type exits 
                                      with -m the sweep folder (one subfolder per job); hydra.run.dir=PATH /
                                      hydra.sweep.dir=PATH are the same setting
   device=auto|cpu|cuda               GPU when present (auto), CPU otherwise
+  report.charts=browser|png          report charts drawn by the page (default) or as matplotlib images;
+                                     report.html=false: tables only
   -m / --multirun                    sweep comma-separated values, e.g. -m mitigation=none,reanchor
   --yes                              allow generator APIs to spend credits (after the cost estimate)
 

@@ -10,6 +10,7 @@ Content-Security-Policy, and images are data: URIs, so the page makes no request
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -19,13 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from driftbench.report.figures import (
-    bytes_to_uri,
-    clip_multiples_figure,
-    curves_figure,
-    scatter_figure,
-    survival_figure,
-)
+from driftbench.report import charts as ch
+from driftbench.report.figures import bytes_to_uri
 from driftbench.results import stats
 from driftbench.results.cards import headers as card_headers
 from driftbench.results.leaderboard import Leaderboard, LeaderboardSettings, RunSet, build, load_runs, write
@@ -139,9 +135,55 @@ TABLE_COLUMNS = [
 MAX_MULTIPLES = 24
 TEXT_COLUMNS = frozenset({"clip_id", "model", "mitigation", "character", "prompt_id", "loss_cause"})
 SORT_JS = (TEMPLATES / "sort.js").read_text(encoding="utf-8")
-CSP_SCRIPT_HASH = "sha256-" + base64.b64encode(hashlib.sha256(SORT_JS.encode("utf-8")).digest()).decode(
-    "ascii"
-)
+STATIC = Path(__file__).resolve().parent / "static"
+#: report.charts=browser: uPlot 1.6.32 (MIT, static/uPlot.LICENSE) and the page's chart drawer, inlined
+CHART_SCRIPTS = ("uPlot.iife.min.js", "charts.js")
+CHART_STYLE = "uPlot.min.css"
+
+
+def _csp_hash(script: str) -> str:
+    digest = hashlib.sha256(script.encode("utf-8")).digest()
+    return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
+
+
+@functools.cache
+def _static(name: str) -> str:
+    return (STATIC / name).read_text(encoding="utf-8")
+
+
+class Charts:
+    """The report's chart slots: each spec (:mod:`driftbench.report.charts`) becomes an inline PNG
+    (``png``) or a placeholder the page's script draws from the embedded data (``browser``)."""
+
+    def __init__(self, mode: str) -> None:
+        if str(mode) not in ("browser", "png"):
+            raise ValueError(f"report charts {mode!r}: expected 'browser' or 'png'")
+        self.mode = str(mode)
+        self.specs: list[dict[str, Any]] = []
+
+    def slot(self, spec: dict[str, Any]) -> dict[str, Any]:
+        if self.mode == "png":
+            from driftbench.report.figures import png
+
+            return {"uri": png(spec)}
+        self.specs.append(spec)
+        return {"chart": len(self.specs) - 1}
+
+    def page(self) -> dict[str, Any]:
+        """What the template needs: the scripts the CSP admits (by their sha256), and the data to draw."""
+        scripts = [SORT_JS]
+        out: dict[str, Any] = {"chart_json": None, "chart_scripts": [], "chart_style": None}
+        if self.specs:
+            chart_scripts = [_static(n) for n in CHART_SCRIPTS]
+            scripts += chart_scripts
+            # a data block, never run; "<" and ">" escaped so no user string can close the element
+            data = json.dumps(self.specs, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+            out.update(chart_json=_markup(data.replace("<", "\\u003c").replace(">", "\\u003e")
+                                          .replace("&", "\\u0026")),
+                       chart_scripts=[_markup(js) for js in chart_scripts],
+                       chart_style=_markup(_static(CHART_STYLE)))
+        out["csp_script"] = " ".join(_csp_hash(js) for js in scripts)
+        return out
 
 
 def _template_cache() -> Any:
@@ -467,12 +509,14 @@ def _json_records(df: pd.DataFrame, cols: Sequence[str]) -> list[dict[str, Any]]
 
 def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench report",
                   settings: LeaderboardSettings | None = None, leaderboard: Leaderboard | None = None,
-                  filmstrip_frames: int = 8, worst_n: int = 12, html_name: str = "report.html") -> Path:
+                  filmstrip_frames: int = 8, worst_n: int = 12, html_name: str = "report.html",
+                  charts: str = "browser") -> Path:
     """Write report.html, report.json, leaderboard.csv/json, report_clips.csv and expressivity tables."""
     from driftbench.io import write_csv, write_json, write_text
     from driftbench.report.glossary import cards
 
     out_dir = Path(out_dir)
+    slots = Charts(charts)
     lb = leaderboard or build(runset, settings)
     write(lb, out_dir)
     clips = runset.clips.merge(lb.clip_expressivity, on="clip_id", how="left") if not runset.clips.empty \
@@ -491,12 +535,12 @@ def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench rep
         figures.append(
             (
                 "Identity over time, one panel per clip (1 s bins; dashed: identity-loss threshold)",
-                clip_multiples_figure(
+                slots.slot(ch.multiples_chart(
                     runset.curves,
                     sorted(clips["clip_id"].astype(str)),
                     threshold,
                     "each clip: decoupled (blue) and raw (grey) similarity to the reference",
-                ),
+                )),
             )
         )
     if groups and not runset.curves.empty:
@@ -507,9 +551,9 @@ def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench rep
                 (
                     f"Identity over time ({label}): group mean per 1 s bin with bootstrap 95% band; below "
                     "it, the clips still observed per bin",
-                    curves_figure(
+                    slots.slot(ch.curves_chart(
                         bands, runset.curves, groups, col, threshold, f"{label} similarity to the reference"
-                    ),
+                    )),
                 )
             )
             band_json[col] = {
@@ -533,14 +577,15 @@ def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench rep
             **{f"at_{h:g}s": sv.at(h).to_dict() for h in lb.horizons},
             "curve": _json_records(km, ["t", "survival", "lo", "hi", "at_risk"]),
         }
-    survival_uri = survival_figure(km_frames, "Kaplan-Meier identity survival (95% band; | = censored)") \
-        if km_frames else None
-    drift_survival_uri, drift_json = drift_survival(clips)
+    survival_fig = slots.slot(ch.survival_chart(km_frames, "Kaplan-Meier identity survival (95% band; "
+                                                "| = censored)")) if km_frames else None
+    drift_spec, drift_json = drift_survival(clips)
+    drift_survival_fig = slots.slot(drift_spec) if drift_spec is not None else None
     rank_col = lb.rank_by.removesuffix("_mean")
-    scatter_uri = None
+    scatter_fig = None
     if not lb.rows.empty and (~lb.rows["baseline"]).any() and f"{rank_col}_mean" in lb.rows:
-        scatter_uri = scatter_figure(lb.rows, rank_col, lb.settings.floor,
-                                     "Identity gain vs expressivity retained")
+        scatter_fig = slots.slot(ch.scatter_chart(lb.rows, rank_col, lb.settings.floor,
+                                                  "Identity gain vs expressivity retained"))
     cols = [(c, h) for c, h in TABLE_COLUMNS if c in clips.columns]
     if len(runset.run_dirs) > 1:
         cols.insert(1, ("run", "run"))
@@ -562,7 +607,7 @@ def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench rep
         .get_template("report.html.j2")
         .render(
             title=title,
-            csp_script=CSP_SCRIPT_HASH,
+            **slots.page(),
             sort_js=_markup(SORT_JS),
             runs=runs,
             n_clips=len(clips),
@@ -574,11 +619,11 @@ def render_runset(runset: RunSet, out_dir: Path, *, title: str = "driftbench rep
             rank_by=lb.rank_by,
             settings=lb.to_json()["settings"],
             notes=lb.notes,
-            scatter=scatter_uri,
+            scatter=scatter_fig,
             figures=figures,
-            survival_uri=survival_uri,
+            survival_fig=survival_fig,
             survival=survival_json,
-            drift_survival_uri=drift_survival_uri,
+            drift_survival_fig=drift_survival_fig,
             table_cols=cols,
             rows=_clip_rows(clips, cols, {*TEXT_COLUMNS, "run"}),
             strips=strips,
@@ -623,7 +668,7 @@ def _markup(text: str) -> Any:
 
 def render_runs(run_dirs: Sequence[Path], out_dir: Path | None = None, *, title: str = "driftbench report",
                 filmstrip_frames: int = 8, worst_frames: int = 12,
-                settings: LeaderboardSettings | None = None) -> Path:
+                settings: LeaderboardSettings | None = None, charts: str = "browser") -> Path:
     """Merge run directories and render their report (default: into the first run directory)."""
     runset = load_runs(run_dirs)
     return render_runset(
@@ -633,11 +678,12 @@ def render_runs(run_dirs: Sequence[Path], out_dir: Path | None = None, *, title:
         settings=settings,
         filmstrip_frames=filmstrip_frames,
         worst_n=worst_frames,
+        charts=charts,
     )
 
 
 def render_run(run_dir: Path, *, title: str = "driftbench report", filmstrip_frames: int = 8,
-               worst_frames: int = 12, out: Path | None = None) -> Path:
+               worst_frames: int = 12, out: Path | None = None, charts: str = "browser") -> Path:
     """One run's report; ``out`` is the HTML path (the CSV/JSON files go beside it)."""
     out_dir = Path(out).parent if out else Path(run_dir)
     runset = load_runs([run_dir])
@@ -648,6 +694,7 @@ def render_run(run_dir: Path, *, title: str = "driftbench report", filmstrip_fra
         filmstrip_frames=filmstrip_frames,
         worst_n=worst_frames,
         html_name=Path(out).name if out else "report.html",
+        charts=charts,
     )
 
 
@@ -658,20 +705,24 @@ def sweep_run_dirs(sweep_dir: Path) -> list[Path]:
                   if p.parent != Path(sweep_dir) and (p.parent / "clips.csv").is_file())
 
 
-def render_sweep(sweep_dir: Path, *, title: str = "driftbench sweep") -> Path:
-    """The leaderboard and report of a sweep (``driftbench run -m ...``), written into the sweep dir."""
+def render_sweep(sweep_dir: Path, *, title: str = "driftbench sweep", charts: str | None = None) -> Path:
+    """The leaderboard and report of a sweep (``driftbench run -m ...``), written into the sweep dir; its
+    charts drawn as the first job's ``report.charts`` says unless ``charts`` is given."""
     dirs = sweep_run_dirs(Path(sweep_dir))
     if not dirs:
         raise FileNotFoundError(
             f"{sweep_dir}: no job directory with run.json and clips.csv -- fix: pass the sweep "
             "directory that `driftbench run -m` printed"
         )
-    return render_runs(dirs, Path(sweep_dir), title=title)
+    if charts is None:
+        config = json.loads((dirs[0] / "run.json").read_text(encoding="utf-8")).get("config") or {}
+        charts = str((config.get("report") or {}).get("charts") or "browser")
+    return render_runs(dirs, Path(sweep_dir), title=title, charts=charts)
 
 
-def drift_survival(clips: pd.DataFrame) -> tuple[str | None, dict[str, Any]]:
+def drift_survival(clips: pd.DataFrame) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """Kaplan-Meier drift-free survival per model / mitigation (``time_to_drift_s`` below the loss bar, clips
-    without a calibrated drift verdict left out): the figure beside identity survival, and its curves."""
+    without a calibrated drift verdict left out): the chart beside identity survival, and its curves."""
     if clips.empty or "drifting" not in clips or "drift_survival_time_s" not in clips:
         return None, {}
     frames, out = {}, {}
@@ -690,4 +741,4 @@ def drift_survival(clips: pd.DataFrame) -> tuple[str | None, dict[str, Any]]:
                           "curve": _json_records(km, ["t", "survival", "lo", "hi", "at_risk"])}
     if not frames:
         return None, {}
-    return survival_figure(frames, "Kaplan-Meier drift-free survival (95% band; | = censored)"), out
+    return ch.survival_chart(frames, "Kaplan-Meier drift-free survival (95% band; | = censored)"), out
