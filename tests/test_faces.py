@@ -257,3 +257,27 @@ def test_torch_engine_without_onnx2torch_is_a_usage_error(tmp_path):
     assert p.returncode == 2, p.stderr[-2000:]
     assert "face.options.engine=torch" in p.stderr and "torch-gpu" in p.stderr
     assert not (tmp_path / "run" / "parts").exists()
+
+
+def test_device_auto_without_an_nvidia_driver_is_cpu_without_importing_an_engine(tmp_path):
+    """device=auto on a Linux machine without an NVIDIA driver: cpu, decided from the driver's files alone
+    (onnxruntime is not imported for it: ~25 ms of start-up, and onnxruntime-gpu lists its CUDA provider on
+    machines without a GPU too). With the files present the engines decide."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from driftbench.faces import engines\n"
+        "engines.NVIDIA_DRIVER_PATHS = (sys.argv[1],)\n"
+        "print(engines.resolve_device('auto'), engines.resolve_device('cpu'), 'onnxruntime' in sys.modules)\n"
+    )
+    absent = subprocess.run([sys.executable, "-c", code, str(tmp_path / "none")], capture_output=True,
+                            text=True, check=True)
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the driver check is Linux-only")
+    assert absent.stdout.split() == ["cpu", "cpu", "False"]
+    present = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                             check=True)
+    resolved, _, imported = present.stdout.split()
+    assert imported == "True" and resolved in ("cpu", "cuda")  # the engines were asked

@@ -26,8 +26,28 @@ def opencv_cuda_available() -> bool:
         return False
 
 
+#: what an NVIDIA driver leaves on Linux (its procfs entry, its device nodes) and on WSL (the GPU's
+#: paravirtual device)
+NVIDIA_DRIVER_PATHS = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg")
+
+
+@functools.lru_cache(maxsize=1)
+def nvidia_driver_present() -> bool:
+    """Whether a CUDA device can exist here at all. On Linux an NVIDIA driver leaves its files (checked
+    without importing any engine: onnxruntime's import alone costs ~25 ms of a run's start-up, and
+    onnxruntime-gpu lists its CUDA provider even on a machine without a GPU); elsewhere nothing this
+    cheap says so, and the engines' own checks decide."""
+    import os
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return True
+    return any(os.path.exists(p) for p in NVIDIA_DRIVER_PATHS)
+
+
 def cuda_available() -> bool:
-    return "CUDAExecutionProvider" in ort_providers_available() or opencv_cuda_available()
+    return nvidia_driver_present() and (
+        "CUDAExecutionProvider" in ort_providers_available() or opencv_cuda_available())
 
 
 def resolve_device(device: str) -> str:
