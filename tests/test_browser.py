@@ -111,13 +111,19 @@ def test_report_renders_offline_in_chromium(report: Path, browser, tmp_path: Pat
         assert all(w > 200 and h > 50 and ink > 1000 for w, h, ink in canvases), (spec.get("title"), canvases)
     # hovering a curve reads its values out in the legend
     from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.support.ui import WebDriverWait
 
     over = browser.find_element(By.CSS_SELECTOR, "#curves div.chart .u-over")
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", over)
-    ActionChains(browser).move_to_element(over).perform()
-    values = [v.text for v in browser.find_elements(By.CSS_SELECTOR, "#curves div.chart .u-legend .u-value")
-              if v.is_displayed()]
-    assert values and any(v not in ("", "--") for v in values), values
+
+    def read_out(driver) -> list[str] | None:
+        # uPlot re-reads the plot's position on the scroll event, which may come after a first move
+        ActionChains(driver).move_to_element_with_offset(over, 5, 0).move_to_element(over).perform()
+        cells = driver.find_elements(By.CSS_SELECTOR, "#curves div.chart .u-legend .u-value")
+        values = [v.text for v in cells if v.is_displayed()]
+        return values if any(v not in ("", "--") for v in values) else None
+
+    assert WebDriverWait(browser, 5, poll_frequency=0.2).until(read_out)
     # the leaderboard shows the flagged adversarial rows with their reasons
     board = browser.find_element(By.ID, "leaderboard-table").text
     assert "freeze" in board and "not ranked: expressivity retained" in board
