@@ -164,7 +164,7 @@
       hidden.forEach(function (i) { if (rows[i]) { rows[i].style.display = "none"; } });
     }
     if (small) { u.root.querySelectorAll(".u-title").forEach(function (t) { t.style.fontSize = "11px"; }); }
-    drawn.push({ u: u, el: el, cols: 1 });
+    drawn.push({ u: u, el: el, cols: 1, most: spec.width || Infinity });
     return u;
   }
 
@@ -211,7 +211,7 @@
       drawn.forEach(function (d) {
         var chart = d.el.closest("div.chart");
         var w = Math.max(240, chart ? chart.clientWidth : d.el.clientWidth);
-        d.u.setSize({ width: Math.floor((w - (d.cols - 1) * 10) / d.cols), height: d.u.height });
+        d.u.setSize({ width: Math.min(d.most, Math.floor((w - (d.cols - 1) * 10) / d.cols)), height: d.u.height });
       });
     }, 150);
   });
