@@ -48,7 +48,7 @@
   /* points with labels beside them need room on the right */
   function labelled(spec) { return spec.series.some(function (s) { return s.text; }); }
 
-  function axis(a, small, vertical, height) {
+  function axis(a, small, vertical, size) {
     a = a || {};
     var out = { label: a.label || null, font: (small ? 10 : 11) + "px system-ui, sans-serif",
                 labelFont: (small ? 10 : 12) + "px system-ui, sans-serif", stroke: "#38424d",
@@ -57,7 +57,7 @@
     if (a.at) {
       out.splits = function () { return a.at; };
     } else if (a.ticks) {
-      out.space = Math.max(vertical ? 24 : 50, Math.floor((vertical ? height : 700) / (a.ticks + 1)));
+      out.space = Math.max(vertical ? 24 : 40, Math.floor(size / (a.ticks + 1)));
     }
     if (a.integer) { out.incrs = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]; }
     return out;
@@ -127,7 +127,8 @@
     var lines = spec.series.filter(function (s) { return !s.markers; });
     var tables = lines.map(table);
     var data = tables.length ? uPlot.join(tables) : [[xRange[0], xRange[1]]];
-    var series = [{ label: (spec.x && spec.x.label && spec.x.label.indexOf("time") === 0) ? "t (s)" : "x" }];
+    var xLabel = spec.x && spec.x.label;  /* the curves' upper panel leaves its time label to the panel below */
+    var series = [{ label: (!xLabel || xLabel.indexOf("time") === 0) ? "t (s)" : "x" }];
     var bands = [], hidden = [], k = 1;
     lines.forEach(function (s) {
       var path = s.step ? uPlot.paths.stepped({ align: 1 }) : undefined;
@@ -143,7 +144,9 @@
         k += 2;
       }
     });
-    var legend = !!spec.legend && lines.some(function (s) { return s.legend; });
+    /* small multiples go without: their group's title names the colours, and a legend under the first panel
+       alone would unalign the grid's first row */
+    var legend = !small && !!spec.legend && lines.some(function (s) { return s.legend; });
     var y = spec.y || {};
     var yRange = function (u, lo, hi) {
       var auto = uPlot.rangeNum(finite(lo) ? lo : 0, finite(hi) ? hi : 1, 0.1, true);
@@ -153,7 +156,7 @@
       width: width, height: spec.height, title: spec.title || undefined,
       series: series, bands: bands,
       scales: { x: { time: false, range: function () { return xRange; } }, y: { range: yRange } },
-      axes: [axis(spec.x, small, false, spec.height), axis(y, small, true, spec.height)],
+      axes: [axis(spec.x, small, false, width - 60), axis(y, small, true, spec.height - 50)],
       legend: { show: legend, live: true },
       cursor: { drag: { x: true, y: false }, points: { size: 5 } },
       hooks: { draw: [overlay(spec)] }
