@@ -138,3 +138,14 @@ def test_browser_page_embeds_the_specs_and_admits_only_shipped_scripts() -> None
     assert len(page["chart_scripts"]) == 2 and page["csp_script"].count("'sha256-") == 3
     empty = Charts("browser").page()  # no chart: no chart script, the sorter only
     assert empty["chart_json"] is None and empty["csp_script"].count("'sha256-") == 1
+
+
+def test_a_sweep_report_draws_its_charts_as_its_jobs_asked(tmp_path: Path) -> None:
+    """`driftbench run -m ... report.charts=png`: the sweep's own report follows its first job's setting."""
+    from driftbench.report.html import run_charts
+
+    for charts in ("png", "browser"):
+        (tmp_path / "run.json").write_text(json.dumps({"config": {"report": {"charts": charts}}}))
+        assert run_charts(tmp_path) == charts
+    (tmp_path / "run.json").write_text(json.dumps({"config": {"report": {"html": True}}}))  # an older run
+    assert run_charts(tmp_path) == "browser"

@@ -714,10 +714,14 @@ def render_sweep(sweep_dir: Path, *, title: str = "driftbench sweep", charts: st
             f"{sweep_dir}: no job directory with run.json and clips.csv -- fix: pass the sweep "
             "directory that `driftbench run -m` printed"
         )
-    if charts is None:
-        config = json.loads((dirs[0] / "run.json").read_text(encoding="utf-8")).get("config") or {}
-        charts = str((config.get("report") or {}).get("charts") or "browser")
-    return render_runs(dirs, Path(sweep_dir), title=title, charts=charts)
+    return render_runs(dirs, Path(sweep_dir), title=title, charts=charts or run_charts(dirs[0]))
+
+
+def run_charts(run_dir: Path) -> str:
+    """How a run asked for its report's charts (``report.charts`` in its run.json; ``browser`` for a run made
+    before the setting existed)."""
+    config = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8")).get("config") or {}
+    return str((config.get("report") or {}).get("charts") or "browser")
 
 
 def drift_survival(clips: pd.DataFrame) -> tuple[dict[str, Any] | None, dict[str, Any]]:
