@@ -295,7 +295,9 @@ def face_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
         if col not in df:
             df[col] = False if dtype == "bool" else np.nan
         if dtype == "bool":
-            df[col] = df[col].fillna(False).astype(bool)
+            # True only where the row says True (None / NaN: False), without fillna's object downcasting
+            # (deprecated in pandas 2.2, a FutureWarning in every run)
+            df[col] = df[col].eq(True).astype(bool)
         elif dtype.startswith("int"):
             df[col] = df[col].astype(dtype)
         else:
