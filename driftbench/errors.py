@@ -98,15 +98,16 @@ def secret_values() -> list[str]:
     return sorted(vals, key=len, reverse=True)
 
 
-def scrub(text: str, *, patterns: bool = True) -> str:
+def scrub(text: str, *, patterns: bool = True, values: list[str] | None = None) -> str:
     """``text`` with every credential replaced by ``[redacted]``: the values of secret environment
     variables and, with ``patterns``, bearer tokens and JWTs in any form. The one function every
     recorded message goes through (errors, log records, CSV cells), and every text file written by
     :mod:`driftbench.io` (those with ``patterns=False``: a signed result URL that a generator's cache
-    keeps must stay usable, and no key or token reaches a file other than inside a message)."""
+    keeps must stay usable, and no key or token reaches a file other than inside a message). ``values``:
+    :func:`secret_values` taken once by a caller that scrubs many strings at once (a table's cells)."""
     if not isinstance(text, str) or not text:
         return text
-    for value in secret_values():
+    for value in secret_values() if values is None else values:
         if value in text:
             text = text.replace(value, REDACTED)
     if not patterns:

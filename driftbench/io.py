@@ -91,14 +91,17 @@ def write_csv(path: str | os.PathLike[str], df: Any, *, sort_by: list[str] | Non
     """Write a DataFrame as CSV with rounded floats and a stable row order."""
     import pandas as pd
 
+    from driftbench.errors import secret_values
+
     out = df.copy()
     if sort_by:
         out = out.sort_values(sort_by, kind="mergesort").reset_index(drop=True)
+    secrets = secret_values()  # once per table, not once per cell
     for col in out.columns:
         if pd.api.types.is_float_dtype(out[col]):
             out[col] = out[col].round(decimals)
         elif out[col].dtype == object:
-            out[col] = [_safe_cell(v) for v in out[col]]
+            out[col] = [_safe_cell(v, secrets) for v in out[col]]
     with atomic_path(path) as tmp:
         out.to_csv(tmp, index=False, lineterminator="\n")
 
@@ -133,11 +136,11 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _safe_cell(value: Any) -> Any:
+def _safe_cell(value: Any, secrets: list[str] | None = None) -> Any:
     if isinstance(value, str):
         from driftbench.errors import scrub
 
-        return neutralise_cell(scrub(value))
+        return neutralise_cell(scrub(value, values=secrets))
     return value
 
 

@@ -65,7 +65,12 @@ NAN_ESTIMATE = Estimate(float("nan"), float("nan"), float("nan"), 0, "none")
 
 
 def _finite(values: Sequence[float] | np.ndarray | pd.Series) -> np.ndarray:
-    a = pd.to_numeric(pd.Series(values, dtype="object"), errors="coerce").to_numpy(dtype=np.float64)
+    """The finite values as floats; anything that is not a number (None, text, NA) left out."""
+    if isinstance(values, (np.ndarray, pd.Series)) and values.dtype.kind in "fiub":
+        # numeric already: the same floats without a round trip through object dtype (~0.15 ms a call)
+        a = values.to_numpy(dtype=np.float64) if isinstance(values, pd.Series) else values.astype(np.float64)
+    else:
+        a = pd.to_numeric(pd.Series(values, dtype="object"), errors="coerce").to_numpy(dtype=np.float64)
     return a[np.isfinite(a)]
 
 
