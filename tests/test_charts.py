@@ -116,9 +116,11 @@ def test_the_png_renderer_draws_every_kind_of_spec() -> None:
 
 
 def test_report_charts_is_a_typed_choice(tmp_path: Path) -> None:
+    from driftbench.config import Charts as ChartsChoice
     from driftbench.config import compose
     from driftbench.report.html import Charts
 
+    assert tuple(c.value for c in ChartsChoice) == Charts.MODES  # the report layer's names are the config's
     assert str(compose([]).report.charts) == "browser"
     assert str(compose(["report.charts=png"]).report.charts) == "png"
     with pytest.raises(Exception, match="svg"):

@@ -46,9 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=stats.DEFAULT_SEED, help="bootstrap seed")
     p.add_argument("--title", default="driftbench leaderboard")
     p.add_argument("--no-html", action="store_true", help="only leaderboard.csv/json")
-    p.add_argument("--charts", choices=("browser", "png"), default="browser",
-                   help="browser: charts drawn by the page from its embedded data (default); "
-                        "png: matplotlib images")
+    from driftbench.cli.report import add_charts_option
+
+    add_charts_option(p)
     try:
         a = p.parse_args(argv)
     except SystemExit as exc:

@@ -9,6 +9,15 @@ from collections.abc import Sequence
 from driftbench.errors import ExitCode
 
 
+def add_charts_option(p: argparse.ArgumentParser) -> None:
+    """``--charts browser|png`` (config.Charts), for the commands that render a report."""
+    from driftbench.config import Charts
+
+    p.add_argument("--charts", choices=list(Charts.__members__), default=Charts.browser.value,
+                   help="browser: charts drawn by the page from its embedded data (interactive; default); "
+                        "png: matplotlib images (a page that needs no script)")
+
+
 def cmd_report(argv: Sequence[str]) -> int:
     from pathlib import Path
 
@@ -20,9 +29,7 @@ def cmd_report(argv: Sequence[str]) -> int:
     p.add_argument("--out", type=Path, default=None,
                    help="output directory (default: the run directory; several runs: reports/compare-<hash>)")
     p.add_argument("--title", default="driftbench report")
-    p.add_argument("--charts", choices=("browser", "png"), default="browser",
-                   help="browser: charts drawn by the page from its embedded data (interactive; default); "
-                        "png: matplotlib images (a page that needs no script)")
+    add_charts_option(p)
     a = p.parse_args(argv)
     from driftbench.errors import UsageError
     from driftbench.io import check_run_tables

@@ -9,9 +9,9 @@ A spec is a dict:
 - ``{"kind": "xy", "title", "height", "x": {"label", "min", "max", "ticks"}, "y": {...}, "series": [...],
   "hlines": [...], "vlines": [...], "legend": "lower left" | "upper right" | None}``: one set of axes.
   A series is ``{"label", "color", "width", "alpha", "legend", "x", "y"}`` and optionally ``"step": True``
-  (a post step, as survival curves are), ``"band": {"lo", "hi"}`` (shaded between), ``"markers": "o"``
-  (points only), ``"hollow"``, ``"err": {"xlo", "xhi", "ylo", "yhi"}`` (whiskers) and ``"text"`` (a label
-  beside each point). A line is ``{"y" (or "x"), "color", "dash", "width", "label"}``.
+  (a post step, as survival curves are), ``"band": {"lo", "hi", "alpha"}`` (shaded between),
+  ``"markers": "o"`` (points only), ``"hollow"``, ``"err": {"xlo", "xhi", "ylo", "yhi"}`` (whiskers) and
+  ``"text"`` (a label beside each point). A line is ``{"y" (or "x"), "color", "dash", "width", "label"}``.
 - ``{"kind": "group", "layout": "grid" | "stack", "title", "cols", "panels": [xy, ...], "share_x"}``: small
   panels in a grid (a clip per panel), or full-width panels stacked (a curve above its count of clips).
 
@@ -20,12 +20,13 @@ Numbers are plain floats; a missing value (NaN: a bin without a face) is ``None`
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from driftbench.results.stats import finite_or_none
 
 #: matplotlib's tab10 (the colour cycle the PNG figures always used), as hex for the browser
 TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -34,6 +35,8 @@ LOSS = "#dc143c"  # crimson: the identity-loss threshold
 FLAG = "#b3261e"
 MAIN = "#2f6fdb"
 GREY = "#9aa5b1"
+#: opacity of a 95 % band: lighter under a survival step than under a curve
+BAND_ALPHA, STEP_BAND_ALPHA = 0.18, 0.15
 
 
 def color(i: int) -> str:
@@ -42,11 +45,7 @@ def color(i: int) -> str:
 
 def values(v: Iterable[Any]) -> list[float | None]:
     """Floats for JSON, a non-finite value as None (a gap)."""
-    out: list[float | None] = []
-    for x in v:
-        f = float(x) if x is not None else math.nan
-        out.append(f if math.isfinite(f) else None)
-    return out
+    return [None if x is None else finite_or_none(float(x)) for x in v]
 
 
 def short(text: str, n: int = 48) -> str:
@@ -91,7 +90,7 @@ def curves_chart(
             continue
         series.append({"label": f"{short(name)} (n={int(band['n'].max())})", "color": c, "width": 2.0,
                        "alpha": 1.0, "legend": True, "x": values(band["t_mid"]), "y": values(band["mean"]),
-                       "band": {"lo": values(band["lo"]), "hi": values(band["hi"])}})
+                       "band": {"lo": values(band["lo"]), "hi": values(band["hi"]), "alpha": BAND_ALPHA}})
         # a post step from each bin's start, closed at the last bin's end: each bin's count spans its bin
         edges = [*values(band["t_mid"] - 0.5), float(band["t_mid"].iloc[-1]) + 0.5]
         counts.append({"label": short(name), "color": c, "width": 1.2, "alpha": 1.0, "legend": False,
@@ -144,7 +143,7 @@ def survival_chart(curves: Mapping[str, pd.DataFrame], title: str) -> dict[str, 
         c = color(gi)
         series.append({"label": short(name), "color": c, "width": 1.8, "alpha": 1.0, "legend": True,
                        "step": True, "x": values(km["t"]), "y": values(km["survival"]),
-                       "band": {"lo": values(km["lo"]), "hi": values(km["hi"])}})
+                       "band": {"lo": values(km["lo"]), "hi": values(km["hi"]), "alpha": STEP_BAND_ALPHA}})
         if "censored_t" in km.attrs and len(km.attrs["censored_t"]):
             ct = np.asarray(km.attrs["censored_t"], dtype=float)
             idx = np.searchsorted(km["t"].to_numpy(), ct, side="right") - 1

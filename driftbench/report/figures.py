@@ -64,8 +64,18 @@ def _plain(text: str | None) -> str | None:
     return None if text is None else text.replace("$", r"\$")
 
 
+#: panels at most this tall (the clip counts under a curve) get smaller tick and axis labels
+COMPACT_HEIGHT = 150
+
+
 def _arr(v: Sequence[float | None]) -> np.ndarray:
-    return np.array([np.nan if x is None else x for x in v], dtype=float)
+    return np.asarray(v, dtype=float)  # None (a gap in the spec) -> NaN
+
+
+def _whisker(mid: float, lo: Sequence[float | None], hi: Sequence[float | None]) -> list[list[float]] | None:
+    """matplotlib's errorbar extent of one point from its CI bounds, or None without a lower bound."""
+    low, high = _arr(lo)[0], _arr(hi)[0]
+    return [[mid - low], [high - mid]] if np.isfinite(low) else None
 
 
 def _axis(ax: Any, spec: Mapping[str, Any], which: str) -> None:
@@ -79,8 +89,9 @@ def _axis(ax: Any, spec: Mapping[str, Any], which: str) -> None:
     if a.get("min") is not None or a.get("max") is not None:
         lim(a.get("min"), a.get("max"))
     if a.get("label"):
-        (ax.set_xlabel if which == "x" else ax.set_ylabel)(_plain(a["label"]), fontsize=8 if which == "y"
-                                                            and spec.get("height", 300) < 120 else None)
+        compact = which == "y" and spec.get("height", 300) <= COMPACT_HEIGHT
+        set_label = ax.set_xlabel if which == "x" else ax.set_ylabel
+        set_label(_plain(a["label"]), fontsize=8 if compact else None)
 
 
 def _draw_xy(ax: Any, spec: Mapping[str, Any], small: bool) -> None:
@@ -91,10 +102,8 @@ def _draw_xy(ax: Any, spec: Mapping[str, Any], small: bool) -> None:
         kw = {"color": s["color"], "alpha": s.get("alpha", 1.0), "label": label}
         if s.get("markers") == "o":
             err = s.get("err") or {}
-            xe = [[x[0] - _arr(err["xlo"])[0]], [_arr(err["xhi"])[0] - x[0]]] if err.get("xlo") and \
-                err["xlo"][0] is not None else None
-            ye = [[y[0] - _arr(err["ylo"])[0]], [_arr(err["yhi"])[0] - y[0]]] if err.get("ylo") and \
-                err["ylo"][0] is not None else None
+            xe = _whisker(x[0], err["xlo"], err["xhi"]) if err else None
+            ye = _whisker(y[0], err["ylo"], err["yhi"]) if err else None
             ax.errorbar(x, y, xerr=xe, yerr=ye, fmt="o", color=s["color"], ms=7, capsize=3, lw=1,
                         mfc="white" if s.get("hollow") else s["color"])
             for xi, yi, t in zip(x, y, s.get("text") or [], strict=False):
@@ -111,8 +120,8 @@ def _draw_xy(ax: Any, spec: Mapping[str, Any], small: bool) -> None:
         if band:
             lo, hi = _arr(band["lo"]), _arr(band["hi"])
             ok = np.isfinite(lo) & np.isfinite(hi)
-            ax.fill_between(x[ok], lo[ok], hi[ok], color=s["color"], lw=0,
-                            alpha=0.15 if s.get("step") else 0.18, step="post" if s.get("step") else None)
+            ax.fill_between(x[ok], lo[ok], hi[ok], color=s["color"], lw=0, alpha=band["alpha"],
+                            step="post" if s.get("step") else None)
     for line in spec.get("hlines", []):
         ax.axhline(line["y"], color=line["color"], ls="--" if line.get("dash") else "-",
                    lw=line.get("width", 1), label=_plain(line.get("label")))
@@ -126,7 +135,7 @@ def _draw_xy(ax: Any, spec: Mapping[str, Any], small: bool) -> None:
     ax.grid(alpha=0.3)
     if small:
         ax.tick_params(labelsize=6)
-    elif spec.get("height", 300) < 120:
+    elif spec.get("height", 300) <= COMPACT_HEIGHT:
         ax.tick_params(labelsize=7)
     if spec.get("legend"):
         ax.legend(fontsize=6 if small else 7, loc=spec["legend"], ncol=1 if small else 2)

@@ -155,9 +155,12 @@ class Charts:
     """The report's chart slots: each spec (:mod:`driftbench.report.charts`) becomes an inline PNG
     (``png``) or a placeholder the page's script draws from the embedded data (``browser``)."""
 
+    #: the renderers (driftbench.config.Charts names the same for Hydra; the report layer reads no config)
+    MODES = ("browser", "png")
+
     def __init__(self, mode: str) -> None:
-        if str(mode) not in ("browser", "png"):
-            raise ValueError(f"report charts {mode!r}: expected 'browser' or 'png'")
+        if str(mode) not in self.MODES:
+            raise ValueError(f"report charts {mode!r}: expected one of {', '.join(self.MODES)}")
         self.mode = str(mode)
         self.specs: list[dict[str, Any]] = []
 

@@ -139,7 +139,7 @@
       if (s.band) {
         series.push({ label: s.label + " upper 95%", stroke: "transparent", width: 0, points: { show: false }, paths: path });
         series.push({ label: s.label + " lower 95%", stroke: "transparent", width: 0, points: { show: false }, paths: path });
-        bands.push({ series: [k, k + 1], fill: rgba(s.color, s.step ? 0.15 : 0.18) });
+        bands.push({ series: [k, k + 1], fill: rgba(s.color, s.band.alpha) });
         hidden.push(k, k + 1);
         k += 2;
       }
