@@ -281,3 +281,18 @@ def test_device_auto_without_an_nvidia_driver_is_cpu_without_importing_an_engine
                              check=True)
     resolved, _, imported = present.stdout.split()
     assert imported == "True" and resolved in ("cpu", "cuda")  # the engines were asked
+
+
+def test_onnxruntime_version_is_read_without_importing_it():
+    """run.json records onnxruntime's version from its distribution's metadata: the same string as the
+    module's own, and no import (a run on the OpenCV engines never imports onnxruntime)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom driftbench.faces import engines\n"
+            "print(engines.ort_version(), 'onnxruntime' in sys.modules)\n")
+    version, imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                       check=True).stdout.split()
+    import onnxruntime
+
+    assert (version, imported) == (onnxruntime.__version__, "False")
