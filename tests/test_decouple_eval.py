@@ -339,6 +339,21 @@ def test_synthetic_clip_rows_use_the_clip_as_unit():
     truth["still"] = np.zeros(24)  # a constant schedule is left out, not counted as a zero correlation
     (row,) = E.synthetic_clip_rows(pd.concat(frames, ignore_index=True), truth, n_boot=99)
     assert row.status == "pass" and row.dec > 0.9 and "5 clips" in row.note
+    assert row.note.endswith("(its ties in alpha): 1.000, 1.000, 1.000, 1.000, 1.000")
+
+
+def test_spearman_ceiling_is_what_a_perfect_measurement_reaches():
+    """A schedule with ties caps Spearman below 1 for any measurement: the synthetic source's ``late``
+    schedule (0 for 60 % of a 60 s clip at 2 fps, then linear) at 0.880, below the 0.9 target."""
+    from scipy.stats import spearmanr
+
+    t = np.arange(0, 60, 0.5)
+    rng = np.random.default_rng(0)
+    for alpha, expected in ((t / 60 * 0.9, 1.0), (np.clip((t - 36) / 24, 0, None) * 0.9, 0.880),
+                            ((t >= 30) * 0.9, 0.866)):
+        perfect = [spearmanr(alpha, -(-alpha + rng.normal(0, 1e-9, alpha.size))).statistic for _ in range(20)]
+        assert E.spearman_ceiling(alpha) == pytest.approx(expected, abs=5e-4)
+        assert E.spearman_ceiling(alpha) == pytest.approx(np.mean(perfect), abs=1e-9)
 
 
 def test_embedding_space_candidates_reduce_to_cosine_without_compensation():
