@@ -173,12 +173,15 @@ class SFaceBackend:
         self.detector = YuNetDetector(det.path, score_threshold=score_threshold, max_side=detect_max_side,
                                       device=dev)
         self.embedder = SFaceEmbedder(rec.path, engine=engine, device=dev, batch_size=batch_size)
+        versions = {"opencv": cv2.__version__}
+        ort = engines.ort_version()  # from its metadata: a run on the OpenCV engines never imports it
+        if ort is not None:
+            versions["onnxruntime"] = ort
         self.info = BackendInfo(
             name="sface",
             engine=f"yunet:opencv-{cv2.__version__};sface:{self.embedder.engine};device:{dev}",
             weights={det.path.name: det.sha256, rec.path.name: rec.sha256},
-            versions={"opencv": cv2.__version__,
-                      **({"onnxruntime": ort} if (ort := engines.ort_version()) is not None else {})},
+            versions=versions,
             embedding_dim=128,
             threshold_key="sface:yunet-int8bq" if "int8bq" in det.path.name else "sface",
         )
