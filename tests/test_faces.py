@@ -92,6 +92,12 @@ def test_age_engines_agree_on_real_faces(analyzer):
     assert np.abs(cv.probabilities(chips) - ort.probabilities(chips)).max() < 1e-4
     ages = cv.predict(chips)
     assert ((ages > 10) & (ages < 80)).all()
+    # issue 20's GPU path: the graph converted by onnx2fx (engine 'torch') gives the same probabilities
+    pytest.importorskip("onnx2fx")
+    tv = AgeEstimator(path, engine="torch", device="cpu")
+    assert tv.engine == "torch"
+    assert np.abs(cv.probabilities(chips) - tv.probabilities(chips)).max() < 1e-4
+    assert np.abs(tv.predict(chips) - ages).max() < 0.01  # years
 
 
 def test_similarity_alignment_is_the_least_squares_umeyama_solution():
@@ -203,11 +209,11 @@ def test_a_graph_that_fails_to_load_in_the_background_is_reported_even_without_f
 
 
 def test_sface_torch_engine_matches_opencv_on_real_faces():
-    """Issue 20's GPU path: SFace converted by onnx2torch (engine 'torch', what a machine with only torch's
-    CUDA runs) gives the OpenCV engine's embeddings on real faces. Skipped where onnx2torch is not
-    importable (it needs a torchvision matching torch); tests/benchmarks/gpu_check.py measures the same
-    parity, plus YuNet's, and throughput, on a lent GPU."""
-    pytest.importorskip("onnx2torch")
+    """Issue 20's GPU path: SFace converted by onnx2fx (engine 'torch', what a machine with only torch's
+    CUDA runs) gives the OpenCV engine's embeddings on real faces, here on CPU (onnx2fx is a dev
+    dependency, so CI runs this); tests/benchmarks/gpu_check.py measures the same parity, plus YuNet's
+    and the age graph's, and throughput, on a lent GPU."""
+    pytest.importorskip("onnx2fx")
     import cv2
 
     from driftbench.faces.sface import SFaceEmbedder
@@ -221,28 +227,53 @@ def test_sface_torch_engine_matches_opencv_on_real_faces():
             chips.append(backend.align(img, faces[0]))
     assert len(chips) >= 5
     ref = backend.embed(chips)
-    got = SFaceEmbedder(store.resolve("sface").path, engine="torch", device="cpu").embed(chips)
+    torch_embedder = SFaceEmbedder(store.resolve("sface").path, engine="torch", device="cpu")
+    got = torch_embedder.embed(chips)
+    assert torch_embedder.engine == "torch" and got.shape == ref.shape
     assert np.allclose((ref * got).sum(1), 1.0, atol=1e-4)
 
 
-def test_torch_engine_without_onnx2torch_is_a_usage_error(tmp_path):
-    """face.options.engine=torch where onnx2torch is missing: exit 2 and a one-line fix, before any clip is
-    measured."""
-    import importlib.util
+def test_sface_torch_engine_measures_a_real_clip_like_opencv(tmp_path):
+    """The whole run with face.options.engine=torch (on CPU here) gives the default engine's per-sample
+    similarities on a real clip, and records its engine in run.json."""
+    pytest.importorskip("onnx2fx")
+    import json
+
+    from tests.conftest import VIDEO
+    from tests.data.runs import run_inprocess
+
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "a.mp4").symlink_to(VIDEO / "real/edtalk_pose_source2.mp4")
+    sims = {}
+    for engine in ("opencv", "torch"):
+        out = tmp_path / engine
+        rc = run_inprocess("model=folder", f"model.path={tmp_path / 'clips'}", f"output.dir={out}",
+                           f"face.options.engine={engine}", "device=cpu", "cache.enabled=false",
+                           "report.html=false", "sampling.end=12")
+        assert rc == 0
+        assert f"sface:{engine}" in json.dumps(json.loads((out / "run.json").read_text()))
+        sims[engine] = __import__("pandas").read_parquet(out / "frames.parquet")["sim_raw"].to_numpy()
+    assert len(sims["torch"]) == len(sims["opencv"]) >= 10
+    assert np.abs(sims["torch"] - sims["opencv"]).max() < 1e-4
+
+
+def test_torch_engine_without_onnx2fx_is_a_usage_error(tmp_path):
+    """face.options.engine=torch where onnx2fx is missing (hidden from this subprocess, so the test runs
+    whether or not it is installed): exit 2 and a one-line fix, before any clip is measured."""
     import subprocess
     import sys
 
     from tests.conftest import ROOT, VIDEO
 
-    if importlib.util.find_spec("onnx2torch") is not None:
-        pytest.skip("onnx2torch is installed here")
     (tmp_path / "clips").mkdir()
     (tmp_path / "clips" / "a.mp4").symlink_to(VIDEO / "real/edtalk_pose_source2.mp4")
+    hide = ("import sys; sys.modules['onnx2fx'] = None; "
+            "from driftbench.cli.main import console_main; console_main()")
     p = subprocess.run(
         [
             sys.executable,
-            "-m",
-            "driftbench",
+            "-c",
+            hide,
             "run",
             "model=folder",
             f"model.path={tmp_path / 'clips'}",
@@ -255,8 +286,33 @@ def test_torch_engine_without_onnx2torch_is_a_usage_error(tmp_path):
         check=False,
     )
     assert p.returncode == 2, p.stderr[-2000:]
-    assert "face.options.engine=torch" in p.stderr and "torch-gpu" in p.stderr
+    assert "face.options.engine=torch" in p.stderr and "onnx2fx is not installed" in p.stderr
+    assert "torch-gpu" in p.stderr
     assert not (tmp_path / "run" / "parts").exists()
+
+
+def test_auto_engine_picks_torch_only_where_torch_alone_has_cuda(monkeypatch):
+    """engine: auto -- OpenCV on CPU; on CUDA OpenCV's CUDA backend, else onnxruntime's CUDA provider, else
+    torch when only torch has CUDA (the lent machine), else onnxruntime (its CPU provider)."""
+    from driftbench.faces import engines
+
+    def machine(cv_cuda, ort_cuda, torch_cuda):
+        monkeypatch.setattr(engines, "opencv_cuda_available", lambda: cv_cuda)
+        monkeypatch.setattr(engines, "ort_providers_available",
+                            lambda: ("CUDAExecutionProvider",) * ort_cuda + ("CPUExecutionProvider",))
+        monkeypatch.setattr(engines, "torch_cuda_available", lambda: torch_cuda)
+
+    machine(True, True, True)
+    assert engines.auto_engine("cpu") == "opencv"
+    assert engines.auto_engine("cuda") == "opencv"
+    assert engines.auto_engine("cuda", opencv_cuda=False) == "onnxruntime"
+    machine(False, True, True)
+    assert engines.auto_engine("cuda") == "onnxruntime"
+    machine(False, False, True)
+    assert engines.auto_engine("cuda") == "torch"
+    assert engines.auto_engine("cpu") == "opencv"
+    machine(False, False, False)
+    assert engines.auto_engine("cuda") == "onnxruntime"
 
 
 def test_device_auto_without_an_nvidia_driver_is_cpu_without_importing_an_engine(tmp_path):

@@ -48,14 +48,15 @@ def age_chip(image_bgr: np.ndarray, landmarks478: np.ndarray) -> np.ndarray | No
 class AgeEstimator:
     """The age network in OpenCV's DNN module on CPU (3.0 ms per face single-threaded, against 10.2 ms in
     onnxruntime here, same probabilities within 1e-5: tests/test_faces.py), onnxruntime's CUDA provider on
-    a GPU."""
+    a GPU, or torch (the graph converted by onnx2fx) where only torch has CUDA."""
 
     def __init__(self, model_path: str | Path, device: str = "cpu", engine: str = "auto") -> None:
         if engine == "auto":
-            engine = "onnxruntime" if device == "cuda" else "opencv"
+            engine = engines.auto_engine(device, opencv_cuda=False)
         self.engine = engine
         self._net = None
         self._sess = None
+        self._torch: engines.TorchGraph | None = None
         if engine == "opencv":
             import cv2
 
@@ -63,8 +64,10 @@ class AgeEstimator:
         elif engine == "onnxruntime":
             self._sess = engines.ort_session(str(model_path), device=device, threads=1)
             self._input = self._sess.get_inputs()[0].name
+        elif engine == "torch":
+            self._torch = engines.TorchGraph(str(model_path), device=device)
         else:
-            raise ValueError(f"unknown age engine {engine!r} (opencv, onnxruntime, auto)")
+            raise ValueError(f"unknown age engine {engine!r} (opencv, onnxruntime, torch, auto)")
 
     def probabilities(self, chips_bgr: list[np.ndarray]) -> np.ndarray:
         rgb = np.stack([c[:, :, ::-1] for c in chips_bgr]).astype(np.float32)
@@ -72,6 +75,8 @@ class AgeEstimator:
         if self._net is not None:
             self._net.setInput(x)
             return np.asarray(self._net.forward(), dtype=np.float32)
+        if self._torch is not None:
+            return np.asarray(self._torch(x)[0], dtype=np.float32)
         assert self._sess is not None
         return np.asarray(self._sess.run(None, {self._input: x})[0], dtype=np.float32)
 

