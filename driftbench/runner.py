@@ -72,8 +72,11 @@ def versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {"python": platform.python_version(), "platform": platform.platform()}
-    for pkg in ("driftbench", "numpy", "pandas", "pyarrow", "opencv-contrib-python", "onnxruntime", "onnx",
-                "mediapipe", "av", "torch", "scipy", "scikit-learn", "hydra-core", "matplotlib"):
+    # every onnxruntime build (engines.ort_version reads the first one installed) and the torch engine's
+    # converter: a package that is not installed is left out
+    for pkg in ("driftbench", "numpy", "pandas", "pyarrow", "opencv-contrib-python", "onnxruntime",
+                "onnxruntime-gpu", "onnx", "onnx2fx", "mediapipe", "av", "torch", "scipy", "scikit-learn",
+                "hydra-core", "matplotlib"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:

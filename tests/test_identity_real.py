@@ -59,6 +59,13 @@ def test_run_directory_contents(control_run):
     assert run["threshold"]["far"] == 0.001 and 0.3 < run["threshold"]["value"] < 0.5
     assert run["config"]["reference"] == "first_frame"
     assert "versions" in run and run["versions"]["onnxruntime"]
+    import importlib.metadata as md
+
+    # the torch engine's converter is recorded where it is installed (a dev dependency), absent elsewhere
+    try:
+        assert run["versions"]["onnx2fx"] == md.version("onnx2fx")
+    except md.PackageNotFoundError:
+        assert "onnx2fx" not in run["versions"]
     frames = pd.read_parquet(control_run / "frames.parquet")
     curves = pd.read_csv(control_run / "curves.csv")
     # curves at a fixed 1 s resolution with per-bin median and count
