@@ -160,6 +160,8 @@ class TorchGraph:
         except Onnx2FxError as exc:  # an operator onnx2fx has no handler for
             raise RuntimeError(f"engine 'torch': onnx2fx cannot convert this graph: {exc}") from exc
         self.module = module.eval().to(self.device)
+        #: the graph's output names, in the order :meth:`__call__` returns them
+        self.output_names = [o.name for o in proto.graph.output]
 
     def __call__(self, x):
         import numpy as np

@@ -24,22 +24,88 @@ from driftbench.weights import store
 DETECT_MAX_SIDE = 640
 
 
+#: YuNet's output strides and the multiple its input is padded to (OpenCV's FaceDetectorYN)
+YUNET_STRIDES = (8, 16, 32)
+YUNET_DIVISOR = 32
+
+
+def yunet_decode(outputs: dict[str, np.ndarray], pad_w: int, pad_h: int, score_threshold: float,
+                 nms_threshold: float, top_k: int) -> np.ndarray:
+    """YuNet's raw outputs (``cls_8`` ... ``kps_32`` of an input padded to ``pad_w`` x ``pad_h``) decoded
+    as OpenCV's FaceDetectorYN does (modules/objdetect/src/face_detect.cpp): score sqrt(cls * obj) of the
+    clamped heads, box centre and landmarks offset from the grid cell, size exp(.) times the stride, all in
+    float32; then cv2.dnn.NMSBoxes over the boxes truncated to integers, when more than one face passes.
+    Rows: x, y, w, h, five (x, y) landmarks, score (the layout FaceDetectorYN.detect returns)."""
+    import cv2
+
+    faces = []
+    for s in YUNET_STRIDES:
+        cols = pad_w // s
+        cls = np.clip(outputs[f"cls_{s}"].reshape(-1), 0.0, 1.0)
+        obj = np.clip(outputs[f"obj_{s}"].reshape(-1), 0.0, 1.0)
+        score = np.sqrt(cls * obj, dtype=np.float32)
+        idx = np.flatnonzero(score >= np.float32(score_threshold))
+        if not len(idx):
+            continue
+        bbox = outputs[f"bbox_{s}"].reshape(-1, 4)[idx].astype(np.float32)
+        kps = outputs[f"kps_{s}"].reshape(-1, 10)[idx].astype(np.float32)
+        r, c = (idx // cols).astype(np.float32), (idx % cols).astype(np.float32)
+        stride = np.float32(s)
+        w, h = np.exp(bbox[:, 2]) * stride, np.exp(bbox[:, 3]) * stride
+        x1 = (c + bbox[:, 0]) * stride - w / np.float32(2.0)
+        y1 = (r + bbox[:, 1]) * stride - h / np.float32(2.0)
+        lms = np.empty((len(idx), 10), np.float32)
+        lms[:, 0::2] = (kps[:, 0::2] + c[:, None]) * stride
+        lms[:, 1::2] = (kps[:, 1::2] + r[:, None]) * stride
+        faces.append(np.column_stack([x1, y1, w, h, lms, score[idx]]).astype(np.float32))
+    out = np.concatenate(faces) if faces else np.zeros((0, 15), np.float32)
+    if len(out) > 1:
+        boxes = [[int(v) for v in row[:4]] for row in out]  # C++'s int(): truncation, as OpenCV feeds NMS
+        keep = cv2.dnn.NMSBoxes(boxes, out[:, 14].tolist(), score_threshold, nms_threshold, 1.0, top_k)
+        out = out[np.asarray(keep, dtype=np.int64).reshape(-1)]
+    return out
+
+
 class YuNetDetector:
-    """OpenCV FaceDetectorYN with input-size caching and full-resolution landmark mapping."""
+    """OpenCV FaceDetectorYN with input-size caching and full-resolution landmark mapping; with engine
+    ``torch`` the same graph runs through torch (onnx2fx) and :func:`yunet_decode` decodes it as
+    FaceDetectorYN does (a GPU where only torch has CUDA)."""
 
     def __init__(self, model_path: str | Path, score_threshold: float = 0.6, nms_threshold: float = 0.3,
-                 top_k: int = 50, max_side: int = DETECT_MAX_SIDE, device: str = "cpu") -> None:
+                 top_k: int = 50, max_side: int = DETECT_MAX_SIDE, device: str = "cpu",
+                 engine: str = "opencv") -> None:
         import cv2
 
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-        backend, target = cv2.dnn.DNN_BACKEND_DEFAULT, cv2.dnn.DNN_TARGET_CPU
-        if device == "cuda" and engines.opencv_cuda_available():
-            backend, target = cv2.dnn.DNN_BACKEND_CUDA, cv2.dnn.DNN_TARGET_CUDA
-        self._det = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), score_threshold,
-                                              nms_threshold, top_k, backend, target)
+        if engine not in ("opencv", "torch"):
+            raise ValueError(f"unknown YuNet engine {engine!r} (opencv, torch)")
+        self.engine = engine
+        self._det: Any = None
+        self._graph: engines.TorchGraph | None = None
+        self._nms = (float(score_threshold), float(nms_threshold), int(top_k))
+        if engine == "torch":
+            self._graph = engines.TorchGraph(str(model_path), device=device)
+        else:
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+            backend, target = cv2.dnn.DNN_BACKEND_DEFAULT, cv2.dnn.DNN_TARGET_CPU
+            if device == "cuda" and engines.opencv_cuda_available():
+                backend, target = cv2.dnn.DNN_BACKEND_CUDA, cv2.dnn.DNN_TARGET_CUDA
+            self._det = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), score_threshold,
+                                                  nms_threshold, top_k, backend, target)
         self._size: tuple[int, int] | None = None
         self.max_side = max_side
         self._lock = threading.Lock()
+
+    def _detect_torch(self, image: np.ndarray) -> np.ndarray:
+        import cv2
+
+        assert self._graph is not None
+        h, w = image.shape[:2]
+        pad_w = ((w - 1) // YUNET_DIVISOR + 1) * YUNET_DIVISOR
+        pad_h = ((h - 1) // YUNET_DIVISOR + 1) * YUNET_DIVISOR
+        padded = cv2.copyMakeBorder(image, 0, pad_h - h, 0, pad_w - w, cv2.BORDER_CONSTANT, value=0)
+        blob = padded.transpose(2, 0, 1)[None].astype(np.float32)  # BGR, 0-255 (blobFromImage's defaults)
+        outputs = dict(zip(self._graph.output_names, self._graph(blob), strict=True))
+        return yunet_decode(outputs, pad_w, pad_h, *self._nms)
 
     def detect(self, image: np.ndarray) -> list[Face]:
         import cv2
@@ -55,11 +121,14 @@ class YuNetDetector:
         )
         size = (small.shape[1], small.shape[0])
         with self._lock:
-            if size != self._size:
-                self._det.setInputSize(size)
-                self._size = size
-            _, raw = self._det.detect(small)
-        if raw is None:
+            if self._graph is not None:
+                raw = self._detect_torch(small)
+            else:
+                if size != self._size:
+                    self._det.setInputSize(size)
+                    self._size = size
+                _, raw = self._det.detect(small)
+        if raw is None or not len(raw):
             return []
         faces = []
         inv = 1.0 / scale
@@ -167,16 +236,19 @@ class SFaceBackend:
         dev = engines.resolve_device(device)
         det = store.resolve("yunet", download=download)
         rec = store.resolve("sface", download=download)
-        self.detector = YuNetDetector(det.path, score_threshold=score_threshold, max_side=detect_max_side,
-                                      device=dev)
         self.embedder = SFaceEmbedder(rec.path, engine=engine, device=dev, batch_size=batch_size)
+        # detection follows the embedder onto torch (where only torch has CUDA); else OpenCV's FaceDetectorYN
+        det_engine = "torch" if self.embedder.engine == "torch" else "opencv"
+        self.detector = YuNetDetector(det.path, score_threshold=score_threshold, max_side=detect_max_side,
+                                      device=dev, engine=det_engine)
         versions = {"opencv": cv2.__version__}
         ort = engines.ort_version()  # from its metadata: a run on the OpenCV engines never imports it
         if ort is not None:
             versions["onnxruntime"] = ort
         self.info = BackendInfo(
             name="sface",
-            engine=f"yunet:opencv-{cv2.__version__};sface:{self.embedder.engine};device:{dev}",
+            engine=(f"yunet:{'torch' if self.detector.engine == 'torch' else f'opencv-{cv2.__version__}'};"
+                    f"sface:{self.embedder.engine};device:{dev}"),
             weights={det.path.name: det.sha256, rec.path.name: rec.sha256},
             versions=versions,
             embedding_dim=128,

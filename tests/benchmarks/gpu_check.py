@@ -1,6 +1,8 @@
 """GPU path check (issue 20): the identity (SFace), detection (YuNet) and age graphs run through PyTorch
 (converted from their ONNX files by onnx2fx), their parity with onnxruntime on CPU on real faces, and
-their throughput on the device. One prepared run for a lent GPU machine (torch with CUDA, no network):
+their throughput on the device; and the whole detector (YuNet through torch, decoded as OpenCV's
+FaceDetectorYN does) against FaceDetectorYN on the photos. One prepared run for a lent GPU machine
+(torch with CUDA, no network):
 
     PYTHONPATH=. python tests/benchmarks/gpu_check.py [--out DIR] [--seconds 5]
 
@@ -117,6 +119,25 @@ def main() -> int:
                 lambda v, s=sess, f=feed: s.run(None, {f: v}), xb, a.seconds
             )
         report[name] = row
+    # the whole detector: YuNet through torch decoded by yunet_decode against OpenCV's FaceDetectorYN
+    try:
+        tdet = YuNetDetector(store.resolve("yunet").path, engine="torch", device=device)
+    except RuntimeError as exc:
+        report["detector"] = {"error": str(exc)}
+    else:
+        n_diff, box_diff = 0, 0.0
+        for img in photos:
+            ref_faces, got_faces = det.detect(img), tdet.detect(img)
+            n_diff += len(ref_faces) != len(got_faces)
+            if len(ref_faces) == len(got_faces):
+                box_diff = max([box_diff, *(float(np.abs(fr.box - fg.box).max())
+                                            for fr, fg in zip(ref_faces, got_faces, strict=True))])
+        report["detector"] = {"images": len(photos), "count_mismatches": n_diff, "max_box_diff_px": box_diff,
+                              "torch_images_per_s": _throughput(lambda v: [tdet.detect(i) for i in v], photos,
+                                                                a.seconds),
+                              "opencv_cpu_images_per_s": _throughput(lambda v: [det.detect(i) for i in v],
+                                                                     photos, a.seconds)}
+        ok &= n_diff == 0 and box_diff <= 0.01
     report["parity_ok"] = bool(ok)
     text = json.dumps(report, indent=1)
     print(text)
