@@ -322,8 +322,10 @@ def test_sface_torch_engine_measures_a_real_clip_like_opencv(tmp_path):
                            f"face.options.engine={engine}", "device=cpu", "cache.enabled=false",
                            "report.html=false", "sampling.end=12")
         assert rc == 0
-        recorded = json.dumps(json.loads((out / "run.json").read_text()))
+        run = json.loads((out / "run.json").read_text())
+        recorded = json.dumps(run)
         assert f"sface:{engine}" in recorded and ("yunet:torch" in recorded) == (engine == "torch")
+        assert run["signal_engines"] == {"age": "opencv"}  # on CPU the age network stays in OpenCV
         sims[engine] = __import__("pandas").read_parquet(out / "frames.parquet")["sim_raw"].to_numpy()
     assert len(sims["torch"]) == len(sims["opencv"]) >= 10
     assert np.abs(sims["torch"] - sims["opencv"]).max() < 1e-4

@@ -236,7 +236,8 @@ def measure_clip(clip: Clip, settings: MeasureSettings) -> ClipResult:
         a = _ANALYZER[1]
         result.env = {"backend": {"name": a.info.name, "engine": a.info.engine, "weights": a.info.weights,
                                   "versions": a.info.versions},
-                      "signal_weights": a.extra_weights, "signals_unavailable": a.unavailable}
+                      "signal_weights": a.extra_weights, "signal_engines": a.signal_engines,
+                      "signals_unavailable": a.unavailable}
     return result
 
 

@@ -134,6 +134,11 @@ class FaceAnalyzer:
 
             self._age = AgeEstimator(self._age_path, device=self.device)
 
+    @property
+    def signal_engines(self) -> dict[str, str]:
+        """The engine each signal network runs on (recorded in run.json), once it is loaded."""
+        return {"age": self._age.engine} if self._age is not None else {}
+
     def _ensure_signal_models(self) -> None:
         if self._pool is None:
             self._pool = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftbench-landmarks")

@@ -378,7 +378,10 @@ def _run_info(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                 "git_commit": r.get("git_commit"),
                 "config_hash": r.get("config_hash"),
                 "backend": (r.get("backend") or {}).get("name"),
-                "engine": (r.get("backend") or {}).get("engine"),
+                # the backend's engines, then the signal networks' (age) where the run recorded them
+                "engine": ";".join([e for e in [(r.get("backend") or {}).get("engine")] if e]
+                                   + [f"{k}:{v}" for k, v in sorted((r.get("signal_engines") or {}).items())])
+                or None,
                 "weights": (r.get("backend") or {}).get("weights"),
                 "signal_weights": r.get("signal_weights"),
                 "signals_unavailable": r.get("signals_unavailable"),
