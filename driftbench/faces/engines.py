@@ -162,6 +162,11 @@ class TorchGraph:
         except Onnx2FxError as exc:  # an operator onnx2fx has no handler for
             raise RuntimeError(f"engine 'torch': onnx2fx cannot convert this graph: {exc}") from exc
         self.module = module.eval().to(self.device)
+        if self.device.type == "cuda":
+            # full fp32 convolutions (cuDNN's default TF32 keeps a 10-bit mantissa): the fp32 graph whose
+            # CPU parity the tests check. Process-wide, set once: a context manager around each call would
+            # race between the threads that embed and estimate age
+            torch.backends.cudnn.allow_tf32 = False
         #: the graph's output names, in the order :meth:`__call__` returns them
         self.output_names = [o.name for o in proto.graph.output]
 
@@ -169,9 +174,7 @@ class TorchGraph:
         import numpy as np
 
         torch = self._torch
-        # full fp32 convolutions on the GPU (cuDNN's default TF32 keeps a 10-bit mantissa): the fp32 graph
-        # whose CPU parity the tests check
-        with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        with torch.inference_mode():
             out = self.module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device))
         outs = out if isinstance(out, list | tuple) else [out]
         return [o.float().cpu().numpy() for o in outs]
