@@ -236,8 +236,8 @@ def test_sface_torch_engine_matches_opencv_on_real_faces():
 def test_yunet_torch_engine_detects_what_opencv_detects_on_real_images():
     """Detection through torch (engine 'torch': YuNet's graph converted by onnx2fx, decoded by
     yunet_decode) finds the faces OpenCV's FaceDetectorYN finds, at the same places, on the labelled
-    photos, frames of real clips and a three-person strip; for the fp32 YuNet of ../shared and, where this
-    machine has it, the int8bq one a fresh install resolves."""
+    photos, frames of real clips, a three-person strip and grey / BGRA copies; for the fp32 YuNet of
+    ../shared and, where this machine has it, the int8bq one a fresh install resolves."""
     pytest.importorskip("onnx2fx")
     import cv2
 
@@ -253,6 +253,8 @@ def test_yunet_torch_engine_detects_what_opencv_detects_on_real_images():
         if ok:
             images.append(frame)
     images.append(np.hstack([cv2.resize(images[i], (400, 400)) for i in (0, 5, 9)]))
+    # grey and BGRA inputs become BGR before either engine sees them
+    images += [cv2.cvtColor(images[1], cv2.COLOR_BGR2GRAY), cv2.cvtColor(images[2], cv2.COLOR_BGR2BGRA)]
     paths = [store.resolve("yunet").path]
     paths += sorted(store.weights_dir().glob("yunet/*int8bq*.onnx"))
     for path in paths:
@@ -266,42 +268,7 @@ def test_yunet_torch_engine_detects_what_opencv_detects_on_real_images():
                 assert np.abs(fa.landmarks - fb.landmarks).max() < 0.01
                 assert abs(fa.score - fb.score) < 1e-4
             n += len(a)
-        assert n >= len(images) + 2  # every photo and frame has its face; the strip has three
-
-
-def test_yunet_decode_follows_opencv_layout_and_nms():
-    """yunet_decode without media: a cell's box and landmarks from its offsets, exp-sizes and stride; the
-    score is sqrt(cls * obj) of the clamped heads; below-threshold cells are dropped and of two
-    overlapping boxes NMS keeps the higher-scoring one."""
-    from driftbench.faces.sface import YUNET_STRIDES, yunet_decode
-
-    pad_w, pad_h = 64, 32
-    out = {}
-    for s in YUNET_STRIDES:
-        n = (pad_w // s) * (pad_h // s)
-        out[f"cls_{s}"] = np.zeros((1, n, 1), np.float32)
-        out[f"obj_{s}"] = np.zeros((1, n, 1), np.float32)
-        out[f"bbox_{s}"] = np.zeros((1, n, 4), np.float32)
-        out[f"kps_{s}"] = np.zeros((1, n, 10), np.float32)
-    # stride 8, row 1, column 2 (cols = 8): index 10; centre offsets (0.5, 0.25), size exp(1) * 8
-    out["cls_8"][0, 10, 0], out["obj_8"][0, 10, 0] = 1.2, 0.81  # cls clamps to 1: score 0.9
-    out["bbox_8"][0, 10] = [0.5, 0.25, 1.0, 0.0]
-    out["kps_8"][0, 10] = np.arange(10) / 10.0
-    # the same face found again at stride 16 (row 0, column 1), weaker: suppressed by NMS
-    out["cls_16"][0, 1, 0], out["obj_16"][0, 1, 0] = 0.7, 0.7
-    out["bbox_16"][0, 1] = [0.25, 0.6, np.log(22 / 16), np.log(8 / 16)]
-    # a weak cell, under the threshold
-    out["cls_32"][0, 0, 0], out["obj_32"][0, 0, 0] = 0.5, 0.5
-    faces = yunet_decode(out, pad_w, pad_h, 0.6, 0.3, 50)
-    assert faces.shape == (1, 15) and faces.dtype == np.float32
-    w = np.exp(np.float32(1.0)) * 8
-    assert np.allclose(faces[0, :4], [(2 + 0.5) * 8 - w / 2, (1 + 0.25) * 8 - 4, w, 8], atol=1e-5)
-    assert np.allclose(faces[0, 4:14:2], (np.arange(0, 10, 2) / 10 + 2) * 8, atol=1e-5)
-    assert np.allclose(faces[0, 5:14:2], (np.arange(1, 10, 2) / 10 + 1) * 8, atol=1e-5)
-    assert np.isclose(faces[0, 14], 0.9)
-    both = yunet_decode(out, pad_w, pad_h, 0.6, 0.99, 50)  # NMS that suppresses nothing: both, best first
-    assert len(both) == 2 and both[0, 14] > both[1, 14] and np.isclose(both[1, 14], 0.7)
-    assert yunet_decode(out, pad_w, pad_h, 0.95, 0.3, 50).shape == (0, 15)
+        assert n >= len(images) + 2  # every image has its face; the strip has three
 
 
 def test_sface_torch_engine_measures_a_real_clip_like_opencv(tmp_path):
@@ -363,30 +330,6 @@ def test_torch_engine_without_onnx2fx_is_a_usage_error(tmp_path):
     assert "face.options.engine=torch" in p.stderr and "onnx2fx is not installed" in p.stderr
     assert "torch-gpu" in p.stderr
     assert not (tmp_path / "run" / "parts").exists()
-
-
-def test_auto_engine_picks_torch_only_where_torch_alone_has_cuda(monkeypatch):
-    """engine: auto -- OpenCV on CPU; on CUDA OpenCV's CUDA backend, else onnxruntime's CUDA provider, else
-    torch when only torch has CUDA (the lent machine), else onnxruntime (its CPU provider)."""
-    from driftbench.faces import engines
-
-    def machine(cv_cuda, ort_cuda, torch_cuda):
-        monkeypatch.setattr(engines, "opencv_cuda_available", lambda: cv_cuda)
-        monkeypatch.setattr(engines, "ort_providers_available",
-                            lambda: ("CUDAExecutionProvider",) * ort_cuda + ("CPUExecutionProvider",))
-        monkeypatch.setattr(engines, "torch_cuda_available", lambda: torch_cuda)
-
-    machine(True, True, True)
-    assert engines.auto_engine("cpu") == "opencv"
-    assert engines.auto_engine("cuda") == "opencv"
-    assert engines.auto_engine("cuda", opencv_cuda=False) == "onnxruntime"
-    machine(False, True, True)
-    assert engines.auto_engine("cuda") == "onnxruntime"
-    machine(False, False, True)
-    assert engines.auto_engine("cuda") == "torch"
-    assert engines.auto_engine("cpu") == "opencv"
-    machine(False, False, False)
-    assert engines.auto_engine("cuda") == "onnxruntime"
 
 
 def test_device_auto_without_an_nvidia_driver_is_cpu_without_importing_an_engine(tmp_path):

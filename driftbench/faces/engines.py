@@ -73,12 +73,14 @@ def cuda_available() -> bool:
 def auto_engine(device: str, opencv_cuda: bool = True) -> str:
     """The engine ``engine: auto`` runs a graph with: OpenCV's DNN on CPU (about 2x onnxruntime there);
     on CUDA, OpenCV's CUDA backend when it has one (and ``opencv_cuda``), else onnxruntime's CUDA
-    provider, else torch where only torch has CUDA."""
+    provider, else torch where only torch has CUDA and its converter (onnx2fx) is installed, else
+    onnxruntime (its CPU provider: the run measures, slower, instead of failing every clip)."""
     if device != "cuda":
         return "opencv"
     if opencv_cuda and opencv_cuda_available():
         return "opencv"
-    if "CUDAExecutionProvider" not in ort_providers_available() and torch_cuda_available():
+    if ("CUDAExecutionProvider" not in ort_providers_available() and torch_cuda_available()
+            and torch_engine_missing() is None):
         return "torch"
     return "onnxruntime"
 

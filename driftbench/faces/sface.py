@@ -110,6 +110,11 @@ class YuNetDetector:
     def detect(self, image: np.ndarray) -> list[Face]:
         import cv2
 
+        if image.ndim == 2 or image.shape[2] == 1:  # grey and BGRA become BGR for both engines alike
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        elif image.shape[2] == 4:
+            image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+
         h, w = image.shape[:2]
         scale = min(1.0, self.max_side / float(max(h, w)))
         small = (

@@ -132,12 +132,19 @@ class FaceAnalyzer:
         if self._age is None and self._age_path is not None:
             from driftbench.faces.age import AgeEstimator
 
-            self._age = AgeEstimator(self._age_path, device=self.device)
+            self._age = AgeEstimator(self._age_path, device=self.device, engine=self._age_engine)
+
+    @property
+    def _age_engine(self) -> str:
+        from driftbench.faces import engines
+
+        return engines.auto_engine(self.device, opencv_cuda=False)
 
     @property
     def signal_engines(self) -> dict[str, str]:
-        """The engine each signal network runs on (recorded in run.json), once it is loaded."""
-        return {"age": self._age.engine} if self._age is not None else {}
+        """The engine each signal network runs on (recorded in run.json); decided from the device, so a run
+        whose first clip came from the signal cache (the network not loaded yet) records it too."""
+        return {"age": self._age_engine} if self._age_path is not None else {}
 
     def _ensure_signal_models(self) -> None:
         if self._pool is None:

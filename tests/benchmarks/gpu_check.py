@@ -11,7 +11,8 @@ onnx, onnxruntime, torch and onnx2fx (a pure-Python wheel: carry it when the mac
 tests/benchmarks/results/issue20/README.md).
 Inputs: ../shared/data/faces/photos (faces detected and aligned by driftbench's YuNet + 5-point
 alignment), weights from $DRIFTBENCH_MODELS or ../shared/models. Prints one JSON object and writes
-it to DIR/gpu_check.json; exit 1 when a graph's torch outputs differ from onnxruntime's beyond tolerance."""
+it to DIR/gpu_check.json; exit 1 when a graph's torch outputs differ from onnxruntime's beyond tolerance,
+or when a graph or the torch detector did not run at all (conversion or CUDA failing)."""
 
 from __future__ import annotations
 
@@ -98,8 +99,9 @@ def main() -> int:
         for dev in dict.fromkeys(["cpu", device]):
             try:
                 g = TorchGraph(model, device=dev)
-            except RuntimeError as exc:  # a graph onnx2fx cannot convert: reported, not a parity failure
+            except RuntimeError as exc:  # a graph onnx2fx cannot convert, or CUDA failing to take it
                 row["error"] = str(exc)
+                ok = False  # a path that did not run is not a path that passed
                 break
             out = g(x)
             diff = max(float(np.abs(r - o).max()) for r, o in zip(ref, out, strict=True))
@@ -124,6 +126,7 @@ def main() -> int:
         tdet = YuNetDetector(store.resolve("yunet").path, engine="torch", device=device)
     except RuntimeError as exc:
         report["detector"] = {"error": str(exc)}
+        ok = False
     else:
         n_diff, box_diff = 0, 0.0
         for img in photos:
