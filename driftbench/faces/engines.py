@@ -109,9 +109,10 @@ def ort_session(model: bytes | str, device: str = "cpu", threads: int | None = N
     return ort.InferenceSession(model, sess_options=opts, providers=providers)
 
 
-
+@functools.lru_cache(maxsize=1)
 def torch_cuda_available() -> bool:
-    """torch is installed with a usable CUDA device (checked without importing torch when it is absent)."""
+    """torch is installed with a usable CUDA device (checked without importing torch when it is absent);
+    asked once per process, like the other engines' checks (auto_engine runs for every measured clip)."""
     import importlib.util
 
     if importlib.util.find_spec("torch") is None:
