@@ -97,10 +97,11 @@ def write_csv(path: str | os.PathLike[str], df: Any, *, sort_by: list[str] | Non
     if sort_by:
         out = out.sort_values(sort_by, kind="mergesort").reset_index(drop=True)
     secrets = secret_values()  # once per table, not once per cell
+    floats = [col for col in out.columns if pd.api.types.is_float_dtype(out[col])]
+    if floats:  # one assignment for all of them (one per column costs ~1 ms each on a wide table)
+        out[floats] = out[floats].round(decimals)
     for col in out.columns:
-        if pd.api.types.is_float_dtype(out[col]):
-            out[col] = out[col].round(decimals)
-        elif out[col].dtype == object:
+        if out[col].dtype == object:
             out[col] = [_safe_cell(v, secrets) for v in out[col]]
     with atomic_path(path) as tmp:
         out.to_csv(tmp, index=False, lineterminator="\n")

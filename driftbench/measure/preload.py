@@ -7,6 +7,13 @@ nothing: measured). Python's per-module import locks make a module imported by t
 threads at once safe for ordinary packages, but not for every package (scipy's lazily loaded
 submodules can be seen half-initialised), so the rule here is stricter: whoever starts a preload
 waits for it (:meth:`Preload.wait`) before its own thread may import any of those modules.
+
+Imports also feed Python's cyclic garbage collector: each one leaves thousands of tracked objects (functions,
+classes, dicts) that live until exit, and a full collection walks all of them while holding the GIL. Once the
+measurement's imports are done and once the preload's are, :func:`freeze_imports` moves what exists into the
+collector's permanent generation (:func:`gc.freeze`), so later collections skip it: without it one full pass
+(~50-60 ms, measured with :data:`gc.callbacks` on the 60 s benchmark clip) stalls every Python thread in
+mid-measurement.
 """
 
 from __future__ import annotations
@@ -17,15 +24,17 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 #: what measuring a clip needs only once its frames are analysed: pandas (~0.6 s of GIL-bound import on a
-#: 2-core machine) is first used to tabulate the analysed faces. The modules on the way to the first frame
+#: 2-core machine) is first used to tabulate the analysed faces; pyarrow's Parquet modules (~15 ms) write the
+#: clip's part files and read them back. The modules on the way to the first frame
 #: take it from here (``from driftbench.measure.preload import pandas as pd``, a :func:`deferred` module), so
 #: it is imported by the preload, overlapping the networks, instead of before the first frame. pandas loads
 #: no submodule lazily (no module ``__getattr__``), so a measuring thread that reaches it first simply waits
 #: on Python's per-module import lock: the exception to the rule above.
-MEASURE_MODULES = ("pandas",)
+MEASURE_MODULES = ("pandas", "pyarrow.parquet", "pyarrow.dataset")
 
 #: what rendering the report imports (~1 s)
-REPORT_MODULES = ("scipy.stats", "matplotlib.figure", "matplotlib.backends.backend_agg", "jinja2")
+REPORT_MODULES = ("scipy.stats", "matplotlib.figure", "matplotlib.backends.backend_agg", "jinja2",
+                  "driftbench.report")
 
 
 def report_modules(n_clips: int, charts: str = "browser") -> tuple[str, ...]:
@@ -75,7 +84,26 @@ def measuring_settled() -> None:
     the networks loaded; or the clip's signals came from the cache): from then on its threads run native
     code that releases the GIL, and a gated :class:`Preload` starts. Before that, importing the report's
     modules (~1 s of GIL-bound Python) only delays the first frame: both imports wait on one GIL."""
+    freeze_imports("measurement")
     _SETTLED.set()
+
+
+_FROZEN: set[str] = set()
+_FROZEN_LOCK = threading.Lock()
+
+
+def freeze_imports(point: str) -> None:
+    """:func:`gc.freeze` once per process at each ``point`` ("measurement": its imports and models loaded;
+    "preload": the preload's imports done). Frozen objects are never collected as cyclic garbage, so a
+    point freezes once, not once per clip: the few cycles that are garbage at that moment stay, and a run
+    of many clips does not keep each clip's."""
+    import gc
+
+    with _FROZEN_LOCK:
+        if point in _FROZEN:
+            return
+        _FROZEN.add(point)
+    gc.freeze()
 
 
 class Preload:
@@ -97,6 +125,7 @@ class Preload:
                 importlib.import_module(name)
             except Exception:
                 continue
+        freeze_imports("preload")
 
     def wait(self) -> None:
         _SETTLED.set()
