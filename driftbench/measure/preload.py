@@ -24,17 +24,15 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 #: what measuring a clip needs only once its frames are analysed: pandas (~0.6 s of GIL-bound import on a
-#: 2-core machine) is first used to tabulate the analysed faces; pyarrow's Parquet modules (~15 ms) write the
-#: clip's part files and read them back. The modules on the way to the first frame
+#: 2-core machine) is first used to tabulate the analysed faces. The modules on the way to the first frame
 #: take it from here (``from driftbench.measure.preload import pandas as pd``, a :func:`deferred` module), so
 #: it is imported by the preload, overlapping the networks, instead of before the first frame. pandas loads
 #: no submodule lazily (no module ``__getattr__``), so a measuring thread that reaches it first simply waits
 #: on Python's per-module import lock: the exception to the rule above.
-MEASURE_MODULES = ("pandas", "pyarrow.parquet", "pyarrow.dataset")
+MEASURE_MODULES = ("pandas",)
 
 #: what rendering the report imports (~1 s)
-REPORT_MODULES = ("scipy.stats", "matplotlib.figure", "matplotlib.backends.backend_agg", "jinja2",
-                  "driftbench.report")
+REPORT_MODULES = ("scipy.stats", "matplotlib.figure", "matplotlib.backends.backend_agg", "jinja2")
 
 
 def report_modules(n_clips: int, charts: str = "browser") -> tuple[str, ...]:
