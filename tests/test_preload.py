@@ -86,6 +86,9 @@ def test_imports_are_frozen_once_per_point_not_once_per_clip(monkeypatch):
     calls = []
     monkeypatch.setattr(gc, "freeze", lambda: calls.append(1))
     monkeypatch.setattr(preload, "_FROZEN", set())
+    preload.measuring_settled()
+    assert not calls  # a program that imports driftbench is never frozen, only the executable
+    monkeypatch.setattr(preload, "_FREEZE", True)
     for _ in range(3):
         preload.measuring_settled()
     assert len(calls) == 1

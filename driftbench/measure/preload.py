@@ -9,11 +9,11 @@ submodules can be seen half-initialised), so the rule here is stricter: whoever 
 waits for it (:meth:`Preload.wait`) before its own thread may import any of those modules.
 
 Imports also feed Python's cyclic garbage collector: each one leaves thousands of tracked objects (functions,
-classes, dicts) that live until exit, and a full collection walks all of them while holding the GIL. Once the
-measurement's imports are done and once the preload's are, :func:`freeze_imports` moves what exists into the
-collector's permanent generation (:func:`gc.freeze`), so later collections skip it: without it one full pass
-(~50-60 ms, measured with :data:`gc.callbacks` on the 60 s benchmark clip) stalls every Python thread in
-mid-measurement.
+classes, dicts) that live until exit, and a full collection walks all of them while holding the GIL. In the
+``driftbench`` executable, once the measurement's imports are done and once the preload's are,
+:func:`freeze_imports` moves what exists into the collector's permanent generation (:func:`gc.freeze`), so
+later collections skip it: without it one full pass (~50-60 ms, measured with :data:`gc.callbacks` on the
+60 s benchmark clip) stalls every Python thread in mid-measurement.
 """
 
 from __future__ import annotations
@@ -88,17 +88,28 @@ def measuring_settled() -> None:
 
 _FROZEN: set[str] = set()
 _FROZEN_LOCK = threading.Lock()
+_FREEZE = False
+
+
+def freeze_in_this_process() -> None:
+    """Let :func:`freeze_imports` freeze: said by the ``driftbench`` executable, whose process ends with the
+    command. A program that imports driftbench (a notebook, a test session) is not frozen: its own objects
+    alive at that moment would never be collected as cyclic garbage, and :func:`gc.get_referrers` stops
+    seeing them."""
+    global _FREEZE
+    _FREEZE = True
 
 
 def freeze_imports(point: str) -> None:
     """:func:`gc.freeze` once per process at each ``point`` ("measurement": its imports and models loaded;
-    "preload": the preload's imports done). Frozen objects are never collected as cyclic garbage, so a
-    point freezes once, not once per clip: the few cycles that are garbage at that moment stay, and a run
-    of many clips does not keep each clip's."""
+    "preload": the preload's imports done), in the ``driftbench`` executable only
+    (:func:`freeze_in_this_process`). Frozen objects are never collected as cyclic garbage, so a point
+    freezes once, not once per clip: the few cycles that are garbage at that moment stay, and a run of
+    many clips does not keep each clip's."""
     import gc
 
     with _FROZEN_LOCK:
-        if point in _FROZEN:
+        if not _FREEZE or point in _FROZEN:
             return
         _FROZEN.add(point)
     gc.freeze()
