@@ -75,23 +75,3 @@ def test_the_path_to_a_clips_first_frame_imports_no_pandas():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
     assert "pandas" in preload.MEASURE_MODULES
-
-
-def test_imports_are_frozen_once_per_point_not_once_per_clip(monkeypatch):
-    """gc.freeze keeps full collections from walking the imported modules' objects; frozen cycles are never
-    collected, so each point freezes once per process (a run of many clips must not keep each clip's
-    garbage)."""
-    import gc
-
-    calls = []
-    monkeypatch.setattr(gc, "freeze", lambda: calls.append(1))
-    monkeypatch.setattr(preload, "_FROZEN", set())
-    preload.measuring_settled()
-    assert not calls  # a program that imports driftbench is never frozen, only the executable
-    monkeypatch.setattr(preload, "_FREEZE", True)
-    for _ in range(3):
-        preload.measuring_settled()
-    assert len(calls) == 1
-    preload.Preload(["json"]).wait()
-    preload.Preload(["json"]).wait()
-    assert len(calls) == 2

@@ -117,9 +117,6 @@ def console_main() -> None:
     down ~1,300 modules one by one (0.2-0.3 s of a 4 s run). With no other thread alive, the exit
     handlers run and the streams are flushed, then the process ends without that teardown. In any
     other case (a thread still running), the normal exit."""
-    from driftbench.measure.preload import freeze_in_this_process
-
-    freeze_in_this_process()  # the process ends with the command: imports may leave the collector's reach
     code = main()
     import threading
 

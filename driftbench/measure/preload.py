@@ -7,13 +7,6 @@ nothing: measured). Python's per-module import locks make a module imported by t
 threads at once safe for ordinary packages, but not for every package (scipy's lazily loaded
 submodules can be seen half-initialised), so the rule here is stricter: whoever starts a preload
 waits for it (:meth:`Preload.wait`) before its own thread may import any of those modules.
-
-Imports also feed Python's cyclic garbage collector: each one leaves thousands of tracked objects (functions,
-classes, dicts) that live until exit, and a full collection walks all of them while holding the GIL. In the
-``driftbench`` executable, once the measurement's imports are done and once the preload's are,
-:func:`freeze_imports` moves what exists into the collector's permanent generation (:func:`gc.freeze`), so
-later collections skip it: without it one full pass (~50-60 ms, measured with :data:`gc.callbacks` on the
-60 s benchmark clip) stalls every Python thread in mid-measurement.
 """
 
 from __future__ import annotations
@@ -82,37 +75,7 @@ def measuring_settled() -> None:
     the networks loaded; or the clip's signals came from the cache): from then on its threads run native
     code that releases the GIL, and a gated :class:`Preload` starts. Before that, importing the report's
     modules (~1 s of GIL-bound Python) only delays the first frame: both imports wait on one GIL."""
-    freeze_imports("measurement")
     _SETTLED.set()
-
-
-_FROZEN: set[str] = set()
-_FROZEN_LOCK = threading.Lock()
-_FREEZE = False
-
-
-def freeze_in_this_process() -> None:
-    """Let :func:`freeze_imports` freeze: said by the ``driftbench`` executable, whose process ends with the
-    command. A program that imports driftbench (a notebook, a test session) is not frozen: its own objects
-    alive at that moment would never be collected as cyclic garbage, and :func:`gc.get_referrers` stops
-    seeing them."""
-    global _FREEZE
-    _FREEZE = True
-
-
-def freeze_imports(point: str) -> None:
-    """:func:`gc.freeze` once per process at each ``point`` ("measurement": its imports and models loaded;
-    "preload": the preload's imports done), in the ``driftbench`` executable only
-    (:func:`freeze_in_this_process`). Frozen objects are never collected as cyclic garbage, so a point
-    freezes once, not once per clip: the few cycles that are garbage at that moment stay, and a run of
-    many clips does not keep each clip's."""
-    import gc
-
-    with _FROZEN_LOCK:
-        if not _FREEZE or point in _FROZEN:
-            return
-        _FROZEN.add(point)
-    gc.freeze()
 
 
 class Preload:
@@ -134,7 +97,6 @@ class Preload:
                 importlib.import_module(name)
             except Exception:
                 continue
-        freeze_imports("preload")
 
     def wait(self) -> None:
         _SETTLED.set()
