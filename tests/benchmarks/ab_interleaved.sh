@@ -6,7 +6,8 @@
 # Each checkout runs its own package (`python -m driftbench` from its root) in the current Python environment.
 set -euo pipefail
 ROUNDS=$1; shift
-SHARED=${DRIFTBENCH_SHARED:-$(cd "$(dirname "$0")/../../.." && pwd)/shared}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+SHARED=${DRIFTBENCH_SHARED:-$(cd "$ROOT/.." && pwd)/shared}
 export DRIFTBENCH_MODELS=${DRIFTBENCH_MODELS:-$SHARED/models}
 CLIPS=$(mktemp -d); OUT=$(mktemp -d); trap 'rm -rf "$CLIPS" "$OUT"' EXIT
 ln -s "$SHARED/data/video/real/edtalk_pose_source2.mp4" "$CLIPS/"
@@ -17,14 +18,30 @@ for _ in $(seq 1 "$ROUNDS"); do
     (cd "$d" && /usr/bin/time -f "$d %e %U %S" python -m driftbench run model=folder "model.path=$CLIPS" \
       reference=first_frame cache.enabled=false "output.dir=$OUT/run" 2>&1 >/dev/null | tail -1)
   done
-done | python3 -c '
+done | PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" python3 -c '
 import collections, statistics, sys
+from tests.benchmarks.roundstats import round_median_ci
 runs = collections.defaultdict(list)
 for line in sys.stdin:
     name, wall, user, system = line.split()
     runs[name].append((float(wall), float(user) + float(system)))
-fw = statistics.median(w for w, _ in runs["floor"]); fc = statistics.median(c for _, c in runs["floor"])
+floor = [w for w, _ in runs["floor"]]
+fw = statistics.median(floor); fc = statistics.median(c for _, c in runs["floor"])
+first = None
 for name, v in runs.items():
     w = statistics.median(x for x, _ in v); c = statistics.median(x for _, x in v)
     print(f"{name}: wall {w:.2f} s ({w / fw:.2f}x)  cpu {c:.2f} s ({c / fc:.2f}x)  rounds", " ".join(f"{x:.2f}" for x, _ in v))
-'
+    if name == "floor":
+        continue
+    ratios = [x / f for (x, _), f in zip(v, floor)]
+    lo, hi = round_median_ci(ratios)
+    line = f"  median of round ratios {statistics.median(ratios):.3f}x (95 % CI {lo:.3f}-{hi:.3f})"
+    if first is None:
+        first = v
+    else:  # paired with the first checkout, round by round
+        diff = [x - y for (x, _), (y, _) in zip(v, first)]
+        dlo, dhi = round_median_ci(diff)
+        line += (f"; minus {sys.argv[1]}, per round: median {statistics.median(diff):+.3f} s "
+                 f"(95 % CI {dlo:+.3f}..{dhi:+.3f}), faster in {sum(d < 0 for d in diff)} of {len(diff)}")
+    print(line)
+' "$1"

@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from tests.benchmarks.conftest import CLIP_60S, EXTRA, needs_shared_floor, record, shared_floor_cmd
+from tests.benchmarks.roundstats import round_median_ci
 from tests.conftest import ROOT, SHARED_MODELS, needs_shared
 
 pytestmark = [pytest.mark.benchmark, needs_shared]
@@ -174,6 +175,17 @@ def test_startup_help_and_no_torch(benchmark):
     record(benchmark, "startup_help")
 
 
+def test_round_median_ci_brackets_the_median_and_widens_with_spread():
+    """The interval the interleaved benchmark reports beside its median of round ratios."""
+    tight = [1.20, 1.21, 1.19, 1.20, 1.22, 1.20, 1.21]
+    wide = [1.05, 1.35, 1.15, 1.28, 1.10, 1.30, 1.20]
+    lo, hi = round_median_ci(tight)
+    assert lo <= 1.20 <= hi and hi - lo < 0.03
+    wlo, whi = round_median_ci(wide)
+    assert wlo <= 1.20 <= whi and whi - wlo > 2 * (hi - lo)
+    assert round_median_ci([1.3, 1.2]) == (1.25, 1.25)
+
+
 @needs_shared_floor
 def test_default_command_vs_shared_floor_interleaved(benchmark, clip_dir, tmp_path):
     """Issue 20's measurement: the default command (report included, signal cache off) against
@@ -237,15 +249,20 @@ def test_default_command_vs_shared_floor_interleaved(benchmark, clip_dir, tmp_pa
     benchmark.extra_info["ratio_default_over_floor"] = med["default"] / med["floor"]
     benchmark.extra_info["ratio_identity_over_floor_identity"] = med["identity_only"] / med["floor_identity"]
     # each round's own ratio (its commands ran seconds apart, under nearly the same load), then the median
-    paired = statistics.median(d / f for d, f in zip(times["default"], times["floor"], strict=True))
+    ratios = [d / f for d, f in zip(times["default"], times["floor"], strict=True)]
+    paired = statistics.median(ratios)
     benchmark.extra_info["median_round_ratio_default_over_floor"] = paired
+    # how far one run's figure can move: a 95 % bootstrap interval of that median over the rounds
+    lo, hi = round_median_ci(ratios)
+    benchmark.extra_info["median_round_ratio_ci95"] = [lo, hi]
     r = med["default"] / med["floor"]
     EXTRA["interleaved: default command / shared floor --mp (target <= 1.2x)"] = (
         f"{med['default']:.2f} s / {med['floor']:.2f} s = {r:.2f}x")
     EXTRA["interleaved: identity-only command / shared floor without MediaPipe"] = (
         f"{med['identity_only']:.2f} s / {med['floor_identity']:.2f} s = "
         f"{med['identity_only'] / med['floor_identity']:.2f}x")
-    EXTRA["interleaved: default command / shared floor --mp, median of each round's ratio"] = f"{paired:.2f}x"
+    EXTRA["interleaved: default command / shared floor --mp, median of each round's ratio"] = (
+        f"{paired:.2f}x (95 % CI over the {len(ratios)} rounds {lo:.2f}-{hi:.2f}x)")
     EXTRA["interleaved: CPU seconds, default command / shared floor --mp"] = (
         f"{med_cpu['default']:.2f} s / {med_cpu['floor']:.2f} s = "
         f"{med_cpu['default'] / med_cpu['floor']:.2f}x")
