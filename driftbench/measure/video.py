@@ -232,14 +232,18 @@ class _Skipper:
             if packet.pts is None:
                 if packet.size:
                     self.exact = False
-            elif not packet.is_discard:
+            elif not getattr(packet, "is_discard", False):
                 bisect.insort(self.seen, packet.pts)
                 until = self.until
                 early = until is not None and float(packet.pts * self.time_base) + _TIME_EPS < until
                 if self.exact and early:
                     want = "NONREF"
             if want != mode:
-                ctx.skip_frame = mode = want
+                try:
+                    ctx.skip_frame = want
+                    mode = want
+                except (AttributeError, TypeError, ValueError):  # a PyAV without skip_frame: decode all
+                    self.exact = False
             yield from packet.decode()
 
     def index(self, frame, previous: int) -> int:
