@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Interleaved A/B of the default command between checkouts, against ../shared/tools/floor.py --mp, on the 60 s
-# real clip (wall and CPU medians, /usr/bin/time). For changes smaller than one pytest-benchmark run's noise:
+# real clip or the one in $AB_CLIP (wall and CPU medians, /usr/bin/time). For changes smaller than one
+# pytest-benchmark run's noise:
 # every round runs the floor, then each checkout, so slow and fast minutes hit all of them alike.
 #   bash tests/benchmarks/ab_interleaved.sh ROUNDS CHECKOUT...     (e.g. a `git worktree` of the commit before)
 # Each checkout runs its own package (`python -m driftbench` from its root) in the current Python environment.
@@ -10,9 +11,11 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SHARED=${DRIFTBENCH_SHARED:-$(cd "$ROOT/.." && pwd)/shared}
 export DRIFTBENCH_MODELS=${DRIFTBENCH_MODELS:-$SHARED/models}
 CLIPS=$(mktemp -d); OUT=$(mktemp -d); trap 'rm -rf "$CLIPS" "$OUT"' EXIT
-ln -s "$SHARED/data/video/real/edtalk_pose_source2.mp4" "$CLIPS/"
+CLIP=${AB_CLIP:-$SHARED/data/video/real/edtalk_pose_source2.mp4}
+NAME=$(basename "$CLIP")
+ln -s "$(cd "$(dirname "$CLIP")" && pwd)/$NAME" "$CLIPS/"
 for _ in $(seq 1 "$ROUNDS"); do
-  /usr/bin/time -f "floor %e %U %S" python "$SHARED/tools/floor.py" "$CLIPS/edtalk_pose_source2.mp4" --mp 2>&1 >/dev/null | tail -1
+  /usr/bin/time -f "floor %e %U %S" python "$SHARED/tools/floor.py" "$CLIPS/$NAME" --mp 2>&1 >/dev/null | tail -1
   for d in "$@"; do
     rm -rf "$OUT/run"
     (cd "$d" && /usr/bin/time -f "$d %e %U %S" python -m driftbench run model=folder "model.path=$CLIPS" \
