@@ -7,9 +7,8 @@ from driftbench.errors import ClipError
 from driftbench.measure import video
 from tests.conftest import VIDEO, needs_shared
 
-pytestmark = needs_shared
 
-
+@needs_shared
 def test_sampling_times_and_count_on_real_clip():
     info = video.probe(VIDEO / "liveportrait/driving/d6.mp4")
     assert info.duration_s == pytest.approx(33.6, abs=0.1)
@@ -22,6 +21,7 @@ def test_sampling_times_and_count_on_real_clip():
     assert frames[0].image.shape == (480, 480, 3) and frames[0].image.dtype == np.uint8
 
 
+@needs_shared
 def test_sampling_window_stops_early():
     frames = list(video.sample(VIDEO / "real/edtalk_pose_source2.mp4", 1.0, start=10.0, end=14.0))
     assert [round(f.t) for f in frames] == [10, 11, 12, 13, 14]
@@ -110,6 +110,7 @@ def _all_clips() -> list:
     return sorted(p for p in VIDEO.rglob("*") if p.suffix.lower() in {".mp4", ".mov", ".webm", ".mkv"})
 
 
+@needs_shared
 def test_skipping_unreferenced_frames_samples_exactly_the_frames_of_a_full_decode():
     """Every clip of ../shared (H.264, HEVC and MPEG-4 Part 2, 224 px to 1080p, with B-frames or without):
     the same frames at the same times and indices, pixel for pixel, as decoding every frame."""
@@ -120,6 +121,7 @@ def test_skipping_unreferenced_frames_samples_exactly_the_frames_of_a_full_decod
         assert got == _full_decode_samples(p, 2.0), p
 
 
+@needs_shared
 def test_skipping_is_exact_at_other_rates_and_offsets():
     """5 samples/s from 1.3 s on the first clip of each codec (1080p HEVC among them)."""
     import av
@@ -132,3 +134,50 @@ def test_skipping_is_exact_at_other_rates_and_offsets():
     for p in first.values():
         got = [(f.sample_index, f.t, f.frame_index, _sha1(f.image)) for f in video.sample(p, 5.0, start=1.3)]
         assert got == _full_decode_samples(p, 5.0, 1.3), p
+
+
+def _encode(path, codec: str, pts: list[int], rate: int, options: dict[str, str]) -> None:
+    """A clip whose frames all differ (a moving bar and its frame number in the pixels), with the given
+    presentation timestamps in units of 1/rate s (irregular gaps: a variable-frame-rate clip)."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=rate, options=options)
+        s.width, s.height, s.pix_fmt = 96, 64, "yuv420p"
+        s.codec_context.time_base = Fraction(1, rate)
+        for i, p in enumerate(pts):
+            img = np.full((64, 96, 3), (i * 7) % 256, np.uint8)
+            img[:, (i * 3) % 96] = 255
+            fr = av.VideoFrame.from_ndarray(img, format="rgb24")
+            fr.pts, fr.time_base = p, Fraction(1, rate)
+            for pkt in s.encode(fr):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+
+
+@pytest.mark.parametrize("suffix,codec,options", [
+    ("mp4", "libx264", {"bframes": "3", "b-pyramid": "normal"}),
+    ("mkv", "libx264", {"bframes": "2"}),
+    ("mp4", "libx265", {"x265-params": "bframes=4:log-level=none"}),
+    ("webm", "libvpx-vp9", {}),
+    ("avi", "mpeg4", {"bf": "2"}),
+])
+def test_skipping_is_exact_on_variable_frame_rate_and_other_containers(tmp_path, suffix, codec, options):
+    """Made here (no ../shared needed): B-frame H.264 and HEVC, VP9 in WebM and MPEG-4 Part 2 with B-frames in
+    AVI, with irregular frame gaps and the first frame after 0.4 s; the samples equal a full decode's."""
+    import av
+
+    if codec not in av.codecs_available:
+        pytest.skip(f"this FFmpeg build has no {codec} encoder")
+    rng = np.random.default_rng(7)
+    pts = list(10 + np.cumsum(rng.integers(1, 4, size=120)))  # 1/25 s units: 0.4 s start, gaps of 1-3 frames
+    p = tmp_path / f"vfr.{suffix}"
+    _encode(p, codec, [int(x) for x in pts], 25, options)
+    for fps, start in [(2.0, 0.0), (3.0, 0.7), (25.0, 0.0)]:
+        frames = video.sample(p, fps, start=start)
+        got = [(f.sample_index, f.t, f.frame_index, _sha1(f.image)) for f in frames]
+        want = _full_decode_samples(p, fps, start)
+        assert len(want) > 5 and got == want, (suffix, codec, fps, start)
